@@ -1,0 +1,117 @@
+"""Config capture and the class registry behind ``get_config`` / ``from_config``.
+
+Every configurable object (layers, criteria, init methods, optim methods, schedules, triggers,
+validation methods) records the arguments its constructor was called with, so it can describe
+itself as a JSON-able dict and be rebuilt from one.  Rebuilding only ever looks classes up in
+this registry: a config names a class, it never names a module to import, so loading a config
+from an untrusted file cannot run code.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+
+import numpy as np
+
+_REGISTRY: dict[str, type] = {}
+
+
+class ConfigError(ValueError):
+    """A config (e.g. from a model file) is malformed or names something we do not know."""
+
+
+def _to_json(value, where):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_json(v, where) for k, v in value.items()}
+    if isinstance(value, Configurable):
+        return {"__object__": value.get_config()}
+    if isinstance(value, np.ndarray):
+        # Arrays passed to constructors (e.g. initial weights) travel with the weights file.
+        return None
+    raise ConfigError(f"{where}: argument of type {type(value).__name__} cannot be saved in a config")
+
+
+def _from_json(value, base):
+    if isinstance(value, list):
+        return [_from_json(v, base) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"__object__"}:
+            return from_config(value["__object__"], Configurable)
+        return {k: _from_json(v, base) for k, v in value.items()}
+    return value
+
+
+class Configurable:
+    """Base class that captures constructor arguments for ``get_config``."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_captures_config", False):
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kw):
+            # Only the most-derived constructor records: super().__init__ calls find it set.
+            if "_init_args" not in self.__dict__:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                params = dict(bound.arguments)
+                params.pop(next(iter(signature.parameters)))  # self
+                for name, p in signature.parameters.items():
+                    if p.kind is inspect.Parameter.VAR_KEYWORD and name in params:
+                        params.update(params.pop(name))
+                    elif p.kind is inspect.Parameter.VAR_POSITIONAL and name in params:
+                        params["*" + name] = list(params.pop(name))
+                self.__dict__["_init_args"] = params
+            init(self, *args, **kw)
+
+        __init__._captures_config = True
+        cls.__init__ = __init__
+
+    def get_config(self) -> dict:
+        """A JSON-able dict that rebuilds this object with :func:`from_config`."""
+        args = getattr(self, "_init_args", {})
+        where = type(self).__name__
+        return {"class": type(self).__name__,
+                "args": {k: _to_json(v, where) for k, v in args.items()}}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return from_config(config, cls)
+
+
+def from_config(config, base=Configurable):
+    """Rebuild an object from ``get_config()`` output; the class must be a registered ``base``."""
+    if not isinstance(config, dict) or not isinstance(config.get("class"), str):
+        raise ConfigError(f"config must be a dict with a 'class' name, got {type(config).__name__}")
+    name = config["class"]
+    cls = _REGISTRY.get(name)
+    if cls is None or not issubclass(cls, base):
+        raise ConfigError(f"unknown {base.__name__} class {name!r} in config")
+    args = config.get("args", {})
+    if not isinstance(args, dict):
+        raise ConfigError(f"{name}: 'args' must be a dict")
+    args = {k: _from_json(v, base) for k, v in args.items()}
+    star = [k for k in args if k.startswith("*")]
+    positional = args.pop(star[0]) if star else []
+    hook = getattr(cls, "_build_from_config", None)
+    try:
+        obj = hook(config, positional, args) if hook else cls(*positional, **args)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name}: cannot rebuild from config: {e}") from e
+    return obj

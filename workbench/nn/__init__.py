@@ -1,0 +1,19 @@
+"""``workbench.nn``: modules, containers, layers, criteria and initializers (numpy only).
+
+Everything a model is made of; BigDL's class names and argument order.
+"""
+from . import random
+from .module import LayerError, Module
+from .criterion import Criterion, LabelError
+from .initializers import *  # noqa: F401,F403
+from .containers import *  # noqa: F401,F403
+from .graph import *  # noqa: F401,F403
+from .linear import *  # noqa: F401,F403
+from .activation import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
+from .shape import *  # noqa: F401,F403
+from .table import *  # noqa: F401,F403
+from .convolution import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .criteria import *  # noqa: F401,F403

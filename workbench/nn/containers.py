@@ -1,0 +1,200 @@
+"""Containers: Sequential, Concat, ConcatTable, ParallelTable (Torch7 / BigDL semantics)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._config import ConfigError
+from .module import LayerError, Module, build_module, shape_of
+
+__all__ = ["Container", "Sequential", "Concat", "ConcatTable", "ParallelTable"]
+
+
+def add_tables(a, b):
+    """Element-wise sum of two tensors or two (nested) tables, in a new object."""
+    if isinstance(a, (list, tuple)):
+        return [add_tables(x, y) for x, y in zip(a, b)]
+    return a + b
+
+
+def _indent(text, tab="  "):
+    return text.replace("\n", "\n" + tab)
+
+
+class Container(Module):
+    """A module made of child modules (``add`` them in order)."""
+
+    def __init__(self):
+        super().__init__()
+        self._children: list[Module] = []
+
+    def add(self, module):
+        """Append a child module; returns the container so calls can be chained."""
+        if not isinstance(module, Module):
+            raise TypeError(f"{self.label()}.add expects a Module, got {type(module).__name__}")
+        self._children.append(module)
+        self._flat = None
+        return self
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, i):
+        return self._children[i]
+
+    def get(self, i):
+        """The i-th child (zero-based)."""
+        return self._children[i]
+
+    def modules(self):
+        yield self
+        for child in self._children:
+            yield from child.modules()
+
+    def _walk(self, prefix):
+        yield prefix, self
+        for i, child in enumerate(self._children):
+            yield from child._walk(f"{prefix}{i}.")
+
+    def get_config(self):
+        config = super().get_config()
+        config["modules"] = [c.get_config() for c in self._children]
+        return config
+
+    @classmethod
+    def _build_from_config(cls, config, positional, args):
+        container = cls(*positional, **args)
+        children = config.get("modules", [])
+        if not isinstance(children, list):
+            raise ConfigError(f"{cls.__name__}: 'modules' must be a list")
+        for child in children:
+            container.add(build_module(child))
+        return container
+
+    def _child_repr(self, i):
+        return _indent(repr(self._children[i]))
+
+
+class Sequential(Container):
+    """Feeds the output of each child to the next.
+
+    Example: ``Sequential().add(Linear(784, 100)).add(ReLU()).add(Linear(100, 10))``
+    """
+
+    def update_output(self, input):
+        x = input
+        for child in self._children:
+            x = child.forward(x)
+        return x
+
+    def backward(self, input, grad_output):
+        grad = grad_output
+        for i in range(len(self._children) - 1, -1, -1):
+            below = self._children[i - 1].output if i > 0 else input
+            grad = self._children[i].backward(below, grad)
+        self.grad_input = grad
+        return grad
+
+    def update_grad_input(self, input, grad_output):
+        return self.backward(input, grad_output)
+
+    def __repr__(self):
+        chain = " -> ".join(f"({i + 1})" for i in range(len(self._children)))
+        lines = [f"nn.Sequential {{", f"  [input -> {chain} -> output]" if chain else "  [input -> output]"]
+        lines += [f"  ({i + 1}): {self._child_repr(i)}" for i in range(len(self._children))]
+        return "\n".join(lines) + "\n}"
+
+
+class _Branches(Container):
+    """Shared printing for containers whose children see the input side by side."""
+
+    def __repr__(self):
+        name = type(self).__name__
+        lines = [f"nn.{name} {{", "  input"]
+        lines += [f"    |`-> ({i + 1}): {_indent(self._child_repr(i), '    |      ')}"
+                  for i in range(len(self._children))]
+        lines.append("     ... -> output")
+        return "\n".join(lines) + "\n}"
+
+
+class ConcatTable(_Branches):
+    """Applies every child to the same input; the output is the table of their outputs."""
+
+    def update_output(self, input):
+        return [child.forward(input) for child in self._children]
+
+    def backward(self, input, grad_output):
+        if not isinstance(grad_output, (list, tuple)) or len(grad_output) != len(self._children):
+            raise LayerError(f"{self.label()}: expected a table of {len(self._children)} "
+                             f"gradients, got {shape_of(grad_output)}")
+        total = None
+        for child, g in zip(self._children, grad_output):
+            gi = child.backward(input, g)
+            total = gi if total is None else add_tables(total, gi)
+        self.grad_input = total
+        return total
+
+    def update_grad_input(self, input, grad_output):
+        return self.backward(input, grad_output)
+
+
+class Concat(_Branches):
+    """Applies every child to the same input and joins the outputs along ``dimension``.
+
+    Args:
+        dimension: the dimension to join along, 1-based and counting the batch dimension as in
+            BigDL/Torch (``Concat(2)`` joins the channels of ``(N, C, H, W)`` outputs).
+    """
+
+    def __init__(self, dimension):
+        super().__init__()
+        if int(dimension) < 1:
+            raise ValueError(f"Concat: dimension is 1-based, got {dimension!r}")
+        self.dimension = int(dimension)
+
+    def update_output(self, input):
+        outs = [child.forward(input) for child in self._children]
+        axis = self.dimension - 1
+        if any(o.ndim <= axis for o in outs):
+            raise LayerError(f"{self.label()}: cannot join outputs {shape_of(outs)} along "
+                             f"dimension {self.dimension}")
+        try:
+            return np.concatenate(outs, axis=axis)
+        except ValueError as e:
+            raise LayerError(f"{self.label()}: child outputs {shape_of(outs)} do not fit along "
+                             f"dimension {self.dimension}: {e}") from None
+
+    def backward(self, input, grad_output):
+        axis = self.dimension - 1
+        total, offset = None, 0
+        for child in self._children:
+            size = child.output.shape[axis]
+            g = np.take(grad_output, np.arange(offset, offset + size), axis=axis)
+            offset += size
+            gi = child.backward(input, g)
+            total = np.array(gi, copy=True) if total is None else add_tables(total, gi)
+        self.grad_input = total
+        return total
+
+    def update_grad_input(self, input, grad_output):
+        return self.backward(input, grad_output)
+
+    def extra_repr(self):
+        return str(self.dimension)
+
+
+class ParallelTable(_Branches):
+    """Applies the i-th child to the i-th element of the input table."""
+
+    def update_output(self, input):
+        if not isinstance(input, (list, tuple)) or len(input) != len(self._children):
+            raise LayerError(f"{self.label()}: expected a table of {len(self._children)} inputs, "
+                             f"got {shape_of(input)}")
+        return [child.forward(x) for child, x in zip(self._children, input)]
+
+    def backward(self, input, grad_output):
+        self.grad_input = [child.backward(x, g)
+                           for child, x, g in zip(self._children, input, grad_output)]
+        return self.grad_input
+
+    def update_grad_input(self, input, grad_output):
+        return self.backward(input, grad_output)

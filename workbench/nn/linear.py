@@ -1,0 +1,81 @@
+"""Linear: ``y = x W^T + b`` (Torch7 ``nn.Linear``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .initializers import RandomUniform
+from .module import Module
+
+__all__ = ["Linear"]
+
+
+class Linear(Module):
+    """Fully connected layer.
+
+    Args:
+        input_size: size of each input row (> 0).
+        output_size: size of each output row (> 0).
+        with_bias: learn an additive bias (default True).
+        init_weight, init_bias: optional arrays to start from (shapes ``(output_size,
+            input_size)`` and ``(output_size,)``); otherwise ``weight_init_method`` /
+            ``bias_init_method`` (default ``RandomUniform()``: ``±1/sqrt(input_size)``).
+
+    Input shape: ``(N, input_size)`` or ``(input_size,)``.
+    Output shape: ``(N, output_size)`` or ``(output_size,)``.
+    """
+
+    def __init__(self, input_size, output_size, with_bias=True, init_weight=None, init_bias=None):
+        super().__init__()
+        for arg, value in (("input_size", input_size), ("output_size", output_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Linear: {arg} must be a positive int, got {value!r}")
+        self.input_size, self.output_size = int(input_size), int(output_size)
+        self.with_bias = bool(with_bias)
+        self.weight_init_method = RandomUniform()
+        self.bias_init_method = RandomUniform()
+        self._add_parameter("weight", (self.output_size, self.input_size))
+        if self.with_bias:
+            self._add_parameter("bias", (self.output_size,))
+        self.reset()
+        if init_weight is not None:
+            self.weight[...] = init_weight
+        if init_bias is not None and self.with_bias:
+            self.bias[...] = init_bias
+
+    def reset(self):
+        self.weight_init_method.init(self.weight, self.input_size, self.output_size)
+        if self.with_bias:
+            self.bias_init_method.init(self.bias, self.input_size, self.output_size)
+        return self
+
+    def _expected(self):
+        return f"(N, {self.input_size})"
+
+    def update_output(self, input):
+        x = self._as_array(input, (1, 2), self._expected())
+        if x.shape[-1] != self.input_size:
+            self._fail(self._expected(), x)
+        out = self._buffer("output", x.shape[:-1] + (self.output_size,), x.dtype)
+        np.matmul(x, self.weight.T, out=out)
+        if self.with_bias:
+            out += self.bias
+        return out
+
+    def update_grad_input(self, input, grad_output):
+        gi = self._buffer("grad_input", np.shape(input), self.weight.dtype)
+        np.matmul(grad_output, self.weight, out=gi)
+        return gi
+
+    def acc_grad_parameters(self, input, grad_output):
+        x = np.asarray(input, dtype=self.weight.dtype)
+        if x.ndim == 1:
+            self.grad_weight += np.outer(grad_output, x)
+            if self.with_bias:
+                self.grad_bias += grad_output
+        else:
+            self.grad_weight += grad_output.T @ x
+            if self.with_bias:
+                self.grad_bias += grad_output.sum(axis=0)
+
+    def extra_repr(self):
+        return f"{self.input_size} -> {self.output_size}" + ("" if self.with_bias else ", without bias")

@@ -1,0 +1,419 @@
+"""``Module``: the Torch7 / BigDL module contract on numpy arrays.
+
+A module maps an input to an output (``forward``) and a gradient of the output to a gradient of
+the input (``backward``), accumulating the gradients of its parameters on the way.  Parameters
+are attributes named in ``_param_names`` (``weight`` / ``bias`` ...) with their gradients in
+``grad_<name>``; ``get_parameters()`` compacts every trainable parameter of a model into one
+contiguous vector (and the gradients into another) and leaves each layer's arrays as views into
+them, so an optimizer updates the whole model in one vectorized call.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .._config import ConfigError, Configurable, from_config
+
+DEFAULT_DTYPE = np.float32
+
+
+class LayerError(ValueError):
+    """Bad input to a layer: the message names the layer, what it expected and what it got."""
+
+
+def shape_of(x) -> str:
+    """Human-readable shape of a tensor or a table (list/tuple of tensors)."""
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(shape_of(t) for t in x) + "]"
+    if hasattr(x, "shape"):
+        return "(" + ", ".join(str(d) for d in x.shape) + ")"
+    return type(x).__name__
+
+
+class Module(Configurable):
+    """Base class of every layer and container.
+
+    Subclasses implement ``update_output(input)``, ``update_grad_input(input, grad_output)`` and,
+    if they have parameters, ``acc_grad_parameters(input, grad_output)``.
+    """
+
+    _ids = itertools.count(1)
+
+    def __init__(self):
+        self.output = None
+        self.grad_input = None
+        self.train = True
+        self._name = None
+        self._frozen = False
+        self._param_names: list[str] = []
+        self._buffer_names: list[str] = []
+        self._flat = None
+
+    # ------------------------------------------------------------------ the three verbs
+    def forward(self, input):
+        """Compute and return ``self.output`` for ``input``."""
+        self.output = self.update_output(input)
+        return self.output
+
+    def backward(self, input, grad_output):
+        """Return the gradient w.r.t. ``input``; also accumulate parameter gradients."""
+        self.grad_input = self.update_grad_input(input, grad_output)
+        if self._param_names and not self._frozen:
+            self.acc_grad_parameters(input, grad_output)
+        return self.grad_input
+
+    def update_output(self, input):
+        raise NotImplementedError(f"{type(self).__name__} does not implement update_output")
+
+    def update_grad_input(self, input, grad_output):
+        raise NotImplementedError(f"{type(self).__name__} does not implement update_grad_input")
+
+    def acc_grad_parameters(self, input, grad_output):
+        pass
+
+    def __call__(self, *args):
+        """``layer(node)`` adds the layer to a graph (see ``Input``); ``layer(x)`` is forward."""
+        from .graph import Node
+        nodes = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+        if nodes and all(isinstance(n, Node) for n in nodes):
+            return Node(self, list(nodes))
+        if len(args) != 1:
+            raise TypeError(f"{self.label()}: call with one input, got {len(args)}")
+        return self.forward(args[0])
+
+    def inputs(self, *nodes):
+        """BigDL spelling of ``layer(node1, node2, ...)`` for graph construction."""
+        return self(*nodes)
+
+    # ------------------------------------------------------------------ parameters
+    def _add_parameter(self, name, shape, dtype=DEFAULT_DTYPE):
+        setattr(self, name, np.zeros(shape, dtype=dtype))
+        setattr(self, "grad_" + name, np.zeros(shape, dtype=dtype))
+        self._param_names.append(name)
+
+    def _buffer(self, key, shape, dtype):
+        """A scratch array cached per key and reallocated only when the shape changes."""
+        cache = self.__dict__.setdefault("_scratch", {})
+        buf = cache.get(key)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = cache[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def set_init_method(self, weight_init_method=None, bias_init_method=None):
+        """BigDL: choose how ``reset()`` initializes weight and bias, and re-initialize."""
+        if weight_init_method is not None:
+            self.weight_init_method = weight_init_method
+        if bias_init_method is not None:
+            self.bias_init_method = bias_init_method
+        self.reset()
+        return self
+
+    def reset(self):
+        """Re-initialize the parameters (layers with parameters override this)."""
+        return self
+
+    def _add_buffer(self, name, value):
+        """Non-trainable state that is saved with the weights (e.g. running statistics)."""
+        setattr(self, name, value)
+        self._buffer_names.append(name)
+
+    def modules(self):
+        """This module and every descendant, each once, depth first."""
+        yield self
+
+    def named_parameters(self, trainable_only=False):
+        """``(path, module, name)`` for each parameter; ``path`` is unique within the model."""
+        seen = set()
+        for path, m in self._walk(""):
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            if trainable_only and m._frozen:
+                continue
+            for name in m._param_names:
+                yield f"{path}{name}", m, name
+
+    def named_buffers(self):
+        seen = set()
+        for path, m in self._walk(""):
+            if id(m) not in seen:
+                seen.add(id(m))
+                for name in m._buffer_names:
+                    yield f"{path}{name}", m, name
+
+    def _walk(self, prefix):
+        yield prefix, self
+
+    def parameters(self):
+        """``(weights, grad_weights)``: two lists of the trainable parameter arrays."""
+        triples = list(self.named_parameters(trainable_only=True))
+        return ([getattr(m, n) for _, m, n in triples],
+                [getattr(m, "grad_" + n) for _, m, n in triples])
+
+    def get_parameters(self):
+        """Compact all trainable parameters into one flat vector and gradients into another.
+
+        Returns ``(weights, grad_weights)``, two contiguous 1-D arrays; afterwards every layer's
+        ``weight`` / ``bias`` (and their gradients) are views into them, so updating the flat
+        vector updates the model.  Call it on the root of the model.  Frozen layers are left out.
+        """
+        triples = list(self.named_parameters(trainable_only=True))
+        if self._flat is not None:
+            flat_w, flat_g, views = self._flat
+            if len(views) == len(triples) and all(
+                    getattr(m, n) is w and getattr(m, "grad_" + n) is g
+                    for (_, m, n), (w, g) in zip(triples, views)):
+                return flat_w, flat_g
+        dtypes = {getattr(m, n).dtype for _, m, n in triples}
+        if len(dtypes) > 1:
+            raise TypeError(f"{self.label()}: parameters mix dtypes {sorted(map(str, dtypes))}; "
+                            "call .float() or .double() first")
+        dtype = dtypes.pop() if dtypes else DEFAULT_DTYPE
+        total = sum(getattr(m, n).size for _, m, n in triples)
+        flat_w = np.empty(total, dtype=dtype)
+        flat_g = np.zeros(total, dtype=dtype)
+        views, offset = [], 0
+        for _, m, n in triples:
+            w = getattr(m, n)
+            size = w.size
+            flat_w[offset:offset + size] = w.ravel()
+            flat_g[offset:offset + size] = getattr(m, "grad_" + n).ravel()
+            wv = flat_w[offset:offset + size].reshape(w.shape)
+            gv = flat_g[offset:offset + size].reshape(w.shape)
+            setattr(m, n, wv)
+            setattr(m, "grad_" + n, gv)
+            views.append((wv, gv))
+            offset += size
+        self._flat = (flat_w, flat_g, views)
+        return flat_w, flat_g
+
+    def zero_grad_parameters(self):
+        """Set every parameter gradient to zero."""
+        for _, m, n in self.named_parameters():
+            getattr(m, "grad_" + n).fill(0)
+
+    def get_weights(self):
+        """BigDL: the list of parameter arrays (copies), in model order."""
+        return [getattr(m, n).copy() for _, m, n in self.named_parameters()]
+
+    def set_weights(self, weights):
+        """BigDL: copy a list of arrays (as from ``get_weights``) into the parameters."""
+        triples = list(self.named_parameters())
+        if len(weights) != len(triples):
+            raise ValueError(f"{self.label()}: expected {len(triples)} weight arrays, got {len(weights)}")
+        for (path, m, n), w in zip(triples, weights):
+            target = getattr(m, n)
+            w = np.asarray(w)
+            if w.shape != target.shape:
+                raise ValueError(f"{self.label()}: weight {path} expects shape {target.shape}, got {w.shape}")
+            target[...] = w
+        return self
+
+    def state_dict(self):
+        """``{path: array}`` of every parameter and buffer (views, not copies)."""
+        d = {p: getattr(m, n) for p, m, n in self.named_parameters()}
+        d.update({p: getattr(m, n) for p, m, n in self.named_buffers()})
+        return d
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` into parameters and buffers; shapes must match exactly."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        extra = sorted(set(state) - set(own))
+        if missing or extra:
+            raise ValueError(f"{self.label()}: weights do not match the model "
+                             f"(missing {missing[:5]}, unexpected {extra[:5]})")
+        for path, target in own.items():
+            value = state[path]
+            if value.shape != target.shape:
+                raise ValueError(f"{self.label()}: {path} has shape {tuple(target.shape)} in the "
+                                 f"model but {tuple(value.shape)} in the weights")
+            target[...] = value
+        return self
+
+    def _cast(self, dtype):
+        for m in self.modules():
+            for n in m._param_names:
+                setattr(m, n, getattr(m, n).astype(dtype))
+                setattr(m, "grad_" + n, getattr(m, "grad_" + n).astype(dtype))
+            for n in m._buffer_names:
+                value = getattr(m, n)
+                if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                    setattr(m, n, value.astype(dtype))
+            m._flat = None
+            m.output = m.grad_input = None
+            m.__dict__.pop("_scratch", None)
+        return self
+
+    def float(self):
+        """Cast parameters and buffers to float32 (the default)."""
+        return self._cast(np.float32)
+
+    def double(self):
+        """Cast parameters and buffers to float64 (e.g. for gradient checks)."""
+        return self._cast(np.float64)
+
+    @property
+    def dtype(self):
+        for _, m, n in self.named_parameters():
+            return getattr(m, n).dtype
+        return np.dtype(DEFAULT_DTYPE)
+
+    # ------------------------------------------------------------------ modes, freezing, names
+    def training(self):
+        """Switch to training mode (dropout active, batch statistics used)."""
+        for m in self.modules():
+            m.train = True
+        return self
+
+    def evaluate(self, *args, **kwargs):
+        """With no argument: switch to inference mode.  As in BigDL, ``evaluate(data,
+        batch_size, val_methods)`` evaluates the model on a data set instead (see
+        ``workbench.optim.evaluate``)."""
+        if args or kwargs:
+            if _evaluator is None:
+                raise RuntimeError("import workbench.optim to evaluate a model on data")
+            return _evaluator(self, *args, **kwargs)
+        for m in self.modules():
+            m.train = False
+        return self
+
+    def is_training(self):
+        return self.train
+
+    def freeze(self, names=None):
+        """Freeze the whole module, or the descendants with the given names: their parameters
+        get no gradient and are left out of ``get_parameters()``."""
+        for m in self._by_names(names):
+            for d in m.modules():
+                d._frozen = True
+        return self
+
+    def unfreeze(self, names=None):
+        """Undo :meth:`freeze` for the whole module or the named descendants."""
+        for m in self._by_names(names):
+            for d in m.modules():
+                d._frozen = False
+        return self
+
+    def _by_names(self, names):
+        if names is None:
+            return [self]
+        names = [names] if isinstance(names, str) else list(names)
+        found = {m.name(): m for m in self.modules() if m.name() in names}
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise ValueError(f"{self.label()}: no layer named {unknown}")
+        return list(found.values())
+
+    def set_name(self, name):
+        """Name this layer (used in error messages, ``freeze`` and saved files)."""
+        self._name = str(name)
+        return self
+
+    def name(self):
+        if self._name is None:
+            self._name = f"{type(self).__name__}{next(Module._ids)}"
+        return self._name
+
+    def label(self):
+        """``Class[name]`` for messages, or just ``Class`` if the layer was never named."""
+        cls = type(self).__name__
+        return f"{cls}[{self._name}]" if self._name else cls
+
+    def _fail(self, expected, got):
+        """Raise a LayerError naming this layer, what it expected and what it got."""
+        raise LayerError(f"{self.label()}: expected input {expected}, got {shape_of(got)}")
+
+    def _as_array(self, x, ndims, expected):
+        """``x`` as an array of this layer's dtype with one of ``ndims`` dimensions."""
+        if not isinstance(x, np.ndarray) or x.ndim not in ndims:
+            self._fail(expected, x)
+        dtype = self.dtype if self._param_names else (
+            x.dtype if x.dtype.kind == "f" else DEFAULT_DTYPE)
+        return x if x.dtype == dtype else x.astype(dtype)
+
+    # ------------------------------------------------------------------ inference helpers
+    def predict(self, data, batch_size=256):
+        """Outputs for every row of ``data`` (an array or a list of ``Sample``), in inference
+        mode, batch by batch.  Spark RDDs/DataFrames are handled by ``workbench.spark``."""
+        handler = _data_handlers.get("predict")
+        if handler is not None and handler.accepts(data):
+            return handler(self, data, batch_size)
+        x = _features(data)
+        was_training = self.train
+        self.evaluate()
+        try:
+            outs = [np.array(self.forward(x[i:i + batch_size]), copy=True)
+                    for i in range(0, len(x), batch_size)]
+        finally:
+            if was_training:
+                self.training()
+        return np.concatenate(outs) if outs else np.empty((0,))
+
+    def predict_class(self, data, batch_size=256, zero_based_label=True):
+        """Predicted class ids (argmax of the output; zero-based unless told otherwise)."""
+        out = self.predict(data, batch_size)
+        cls = np.argmax(out.reshape(len(out), -1), axis=1)
+        return cls if zero_based_label else cls + 1
+
+    # ------------------------------------------------------------------ config and printing
+    def get_config(self):
+        config = super().get_config()
+        if self._name is not None:
+            config["name"] = self._name
+        if self._frozen:
+            config["frozen"] = True
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        module = from_config(config, cls)
+        _apply_common(module, config)
+        return module
+
+    def extra_repr(self):
+        """Arguments shown in ``repr``, e.g. ``"3 -> 4"`` for ``nn.Linear(3 -> 4)``."""
+        return ""
+
+    def __repr__(self):
+        extra = self.extra_repr()
+        return f"nn.{type(self).__name__}" + (f"({extra})" if extra else "")
+
+
+def _apply_common(module, config):
+    if "name" in config:
+        module.set_name(config["name"])
+    if config.get("frozen"):
+        module.freeze()
+
+
+def _features(data):
+    if isinstance(data, np.ndarray):
+        return data
+    if isinstance(data, (list, tuple)) and data and hasattr(data[0], "features"):
+        return np.stack([s.features[0] if isinstance(s.features, list) else s.features for s in data])
+    return np.asarray(data)
+
+
+def build_module(config):
+    """Rebuild any module (layer or container) from a config; only registered classes."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"module config must be a dict, got {type(config).__name__}")
+    return Module.from_config(config)
+
+
+_evaluator = None
+_data_handlers: dict = {}
+
+
+def register_evaluator(fn):
+    """Used by ``workbench.optim`` so that ``model.evaluate(data, ...)`` works."""
+    global _evaluator
+    _evaluator = fn
+
+
+def register_data_handler(kind, handler):
+    """Used by ``workbench.spark`` so that ``predict`` accepts RDDs and DataFrames."""
+    _data_handlers[kind] = handler
