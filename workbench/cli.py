@@ -1,0 +1,74 @@
+"""The ``workbench`` command line.
+
+    workbench train lenet5 --dataset digits --epochs 15 --log-dir runs
+
+trains a zoo model on a bundled dataset with validation every epoch, TensorBoard logs under
+``<log-dir>/<app-name>``, a checkpoint per epoch and the trained model saved next to the logs,
+then prints the test accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _train(args):
+    from . import io, models
+    from .data import load_digits
+    from .nn import ClassNLLCriterion, random
+    from .optim import SGD, EveryEpoch, MaxEpoch, Optimizer, Top1Accuracy, Loss
+    from .summary import TrainSummary, ValidationSummary
+
+    random.set_seed(args.seed)
+    (X, y), (Xt, yt) = load_digits(size=28)
+    model = models.LeNet5(10)
+    app = args.app_name or time.strftime("lenet5-%Y%m%d-%H%M%S")
+    print(f"LeNet-5 on the handwritten digits: {len(X)} training and {len(Xt)} test images "
+          f"(28x28); logs in {os.path.join(args.log_dir, app)}")
+    optimizer = Optimizer(model, (X, y), ClassNLLCriterion(), MaxEpoch(args.epochs),
+                          args.batch_size,
+                          SGD(learningrate=args.learning_rate, momentum=0.9, dampening=0.0),
+                          seed=args.seed)
+    optimizer.set_validation(256, (Xt, yt), EveryEpoch(), [Top1Accuracy(), Loss()])
+    optimizer.set_train_summary(TrainSummary(args.log_dir, app))
+    optimizer.set_val_summary(ValidationSummary(args.log_dir, app))
+    optimizer.set_checkpoint(EveryEpoch(), os.path.join(args.log_dir, app, "checkpoints"))
+    start = time.time()
+    trained = optimizer.optimize()
+    took = time.time() - start
+    accuracy = trained.evaluate((Xt, yt), 256, [Top1Accuracy()])[0].value
+    path = os.path.join(args.log_dir, app, "lenet5.bigdl")
+    io.save_model(trained, path, over_write=True)
+    print(f"trained in {took:.1f}s; model saved to {path}")
+    print(f"see the curves with: tensorboard --logdir {args.log_dir}")
+    print(f"final test accuracy: {accuracy:.4f}")
+    if accuracy < args.min_accuracy:
+        print(f"error: test accuracy {accuracy:.4f} is below {args.min_accuracy}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a zoo model on a bundled dataset")
+    train.add_argument("model", choices=["lenet5"])
+    train.add_argument("--dataset", choices=["digits"], default="digits")
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=0.05)
+    train.add_argument("--log-dir", default="runs")
+    train.add_argument("--app-name", default=None)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--min-accuracy", type=float, default=0.0,
+                       help="exit with status 1 if the test accuracy ends below this")
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

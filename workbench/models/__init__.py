@@ -1,0 +1,2 @@
+"""``workbench.models``: the model zoo."""
+from .lenet import *  # noqa: F401,F403

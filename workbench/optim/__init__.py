@@ -1,0 +1,7 @@
+"""``workbench.optim``: optim methods, LR schedules, triggers, validation methods and the
+training loop (``Optimizer``).  Imports only ``nn``, ``data`` and ``io``."""
+from .events import *  # noqa: F401,F403
+from .methods import *  # noqa: F401,F403
+from .schedules import *  # noqa: F401,F403
+from .triggers import *  # noqa: F401,F403
+from .validation import *  # noqa: F401,F403

@@ -1,0 +1,339 @@
+"""``Optimizer``: BigDL's training entry point, and the local (in-process) training loop.
+
+``Optimizer(model, training_set, criterion, end_trigger, batch_size, optim_method)`` trains on
+in-memory arrays here; an RDD or DataFrame is handed to the distributed trainer that
+``workbench.spark`` registers.  The loop emits events to listeners (console progress,
+TensorBoard summaries, dashboards) and knows nothing else about them.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+
+import numpy as np
+
+from .. import io
+from ..data.sample import samples_to_arrays
+from ..nn import random as nn_random
+from ..nn.criterion import Criterion
+from ..nn.module import Module
+from .events import (CheckpointEvent, FinishedEvent, IterationEvent, Listener, TrainingState,
+                     ValidationEvent)
+from .methods import SGD, OptimMethod
+from .progress import ConsoleProgress
+from .triggers import MaxEpoch
+from .validation import evaluate
+
+__all__ = ["Optimizer", "TrainingError", "register_distributed_trainer", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "workbench-checkpoint"
+_distributed = []
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN/inf); the model keeps its last good
+    weights."""
+
+
+def register_distributed_trainer(accepts, factory):
+    """Used by ``workbench.spark``: ``factory(optimizer)`` returns a runner whose ``run()``
+    trains on the data sets that ``accepts(data)`` recognizes."""
+    _distributed.append((accepts, factory))
+
+
+def _as_arrays(data, what):
+    """``(X, y)`` from a tuple of arrays or a list of Samples, or None if neither."""
+    if isinstance(data, tuple) and len(data) == 2 and all(hasattr(a, "shape") or
+                                                         isinstance(a, list) for a in data):
+        X, y = np.asarray(data[0]), np.asarray(data[1])
+    elif isinstance(data, list) and data and hasattr(data[0], "features"):
+        X, y = samples_to_arrays(data)
+    else:
+        return None
+    if len(X) != len(y):
+        raise ValueError(f"{what}: {len(X)} feature rows but {len(y)} labels")
+    if len(X) == 0:
+        raise ValueError(f"{what} is empty")
+    return X, y
+
+
+class Optimizer:
+    """Trains a model (BigDL's ``Optimizer``; argument order as in BigDL).
+
+    Args:
+        model: the ``Module`` to train (trained in place and returned by ``optimize``).
+        training_set: ``(X, y)`` numpy arrays, a list of ``Sample``, or (with
+            ``workbench.spark``) an RDD of Samples or a DataFrame.  BigDL's ``training_rdd``
+            keyword also works.
+        criterion: the loss, e.g. ``ClassNLLCriterion()``.
+        end_trigger: when to stop (default ``MaxEpoch(1)``, as in BigDL).
+        batch_size: global mini-batch size (default 32).
+        optim_method: e.g. ``SGD(learningrate=0.01)`` (default ``SGD()``).
+        seed: seed of the per-epoch shuffling (default: drawn from ``workbench.nn.random``).
+        progress: show a console progress bar (default True).
+    """
+
+    def __init__(self, model, training_set=None, criterion=None, end_trigger=None, batch_size=32,
+                 optim_method=None, *, training_rdd=None, seed=None, progress=True, **distributed):
+        if training_set is None:
+            training_set = training_rdd
+        if not isinstance(model, Module):
+            raise TypeError(f"Optimizer: model must be a workbench Module, got {type(model).__name__}")
+        if not isinstance(criterion, Criterion):
+            raise TypeError(f"Optimizer: criterion must be a Criterion, got {type(criterion).__name__}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"Optimizer: batch_size must be a positive int, got {batch_size!r}")
+        optim_method = SGD() if optim_method is None else optim_method
+        if not isinstance(optim_method, OptimMethod):
+            raise TypeError(f"Optimizer: optim_method must be an OptimMethod, got "
+                            f"{type(optim_method).__name__}")
+        self.model, self.criterion = model, criterion
+        self.end_trigger = end_trigger or MaxEpoch(1)
+        self.batch_size, self.optim_method = int(batch_size), optim_method
+        self.seed = seed
+        self.distributed_options = distributed
+        self.listeners: list[Listener] = [ConsoleProgress()] if progress else []
+        self.validation = None
+        self.checkpoint = None
+        self.state = TrainingState()
+        self._stop = threading.Event()
+        self._runner = None
+        self.training_set = training_set
+        self._arrays = _as_arrays(training_set, "training_set")
+        if self._arrays is None:
+            factory = next((f for accepts, f in _distributed if accepts(training_set)), None)
+            if factory is None:
+                raise TypeError("Optimizer: training_set must be (X, y) arrays or a list of "
+                                "Samples (import workbench.spark for RDDs and DataFrames), got "
+                                f"{type(training_set).__name__}")
+            self._runner = factory(self)
+        elif distributed:
+            raise TypeError(f"Optimizer: unexpected arguments {sorted(distributed)}")
+
+    @classmethod
+    def create(cls, model, training_set, criterion, end_trigger=None, batch_size=32,
+               optim_method=None, **kwargs):
+        """BigDL's factory: the same as the constructor."""
+        return cls(model, training_set, criterion, end_trigger, batch_size, optim_method, **kwargs)
+
+    # ------------------------------------------------------------------ configuration (BigDL)
+    def set_validation(self, batch_size, val_set=None, trigger=None, val_method=None, *,
+                       val_rdd=None):
+        """Validate on ``val_set`` whenever ``trigger`` fires (default every epoch) with the
+        given validation methods (default ``[Top1Accuracy()]``)."""
+        from .triggers import EveryEpoch
+        from .validation import Top1Accuracy
+        val_set = val_rdd if val_set is None else val_set
+        if val_set is None:
+            raise ValueError("set_validation: no validation set given")
+        methods = val_method if val_method is not None else [Top1Accuracy()]
+        methods = list(methods) if isinstance(methods, (list, tuple)) else [methods]
+        arrays = _as_arrays(val_set, "validation set")
+        if arrays is None and self._runner is None:
+            raise TypeError("set_validation: a local training set needs (X, y) arrays or Samples "
+                            f"for validation, got {type(val_set).__name__}")
+        self.validation = dict(batch_size=int(batch_size), data=val_set, arrays=arrays,
+                               trigger=trigger or EveryEpoch(), methods=methods)
+        return self
+
+    def set_checkpoint(self, checkpoint_trigger, checkpoint_path, is_overwrite=True, *,
+                       isOverWrite=None):
+        """Save weights + optim method state + counters to ``checkpoint_path`` when the trigger
+        fires.  With ``is_overwrite`` only the newest checkpoint is kept."""
+        if isOverWrite is not None:
+            is_overwrite = isOverWrite
+        os.makedirs(checkpoint_path, exist_ok=True)
+        self.checkpoint = dict(trigger=checkpoint_trigger, path=str(checkpoint_path),
+                               overwrite=bool(is_overwrite))
+        return self
+
+    def set_train_summary(self, summary):
+        """Write training scalars (Loss, Throughput, LearningRate) with a ``TrainSummary``."""
+        return self.add_listener(summary)
+
+    def set_val_summary(self, summary):
+        """Write validation scores with a ``ValidationSummary``."""
+        return self.add_listener(summary)
+
+    def set_end_when(self, end_trigger):
+        """Replace the end trigger."""
+        self.end_trigger = end_trigger
+        return self
+
+    def add_listener(self, listener):
+        """Register a listener (see ``workbench.optim.events.Listener``)."""
+        if listener not in self.listeners:
+            self.listeners.append(listener)
+        return self
+
+    def remove_listener(self, listener):
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+        return self
+
+    def stop(self):
+        """Ask training to stop; honoured after the current iteration (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self):
+        return self._stop.is_set()
+
+    # ------------------------------------------------------------------ events
+    def emit(self, name, event):
+        for listener in list(self.listeners):
+            getattr(listener, name)(event)
+
+    # ------------------------------------------------------------------ training
+    def optimize(self, resume_from=None):
+        """Train until the end trigger fires (or ``stop()``); returns the trained model.
+
+        Args:
+            resume_from: a checkpoint file, or a checkpoint directory (its newest checkpoint):
+                weights, optim method state, counters and random state are restored and training
+                continues exactly where the checkpoint was taken.
+        """
+        self._stop.clear()
+        if self.seed is None:
+            self.seed = int(nn_random.rng().integers(2 ** 31))
+        if resume_from is not None:
+            self._restore(resume_from)
+        for listener in list(self.listeners):
+            listener.on_start(self)
+        try:
+            if self._runner is not None:
+                self._runner.run()
+            else:
+                self._train_local()
+        except BaseException as e:
+            self.emit("on_finished", FinishedEvent(self.state.epoch, self.state.iteration,
+                                                   self.model, error=str(e), state=self.state))
+            raise
+        self.emit("on_finished", FinishedEvent(self.state.epoch, self.state.iteration, self.model,
+                                               stopped=self._stop.is_set(), state=self.state))
+        return self.model
+
+    def epoch_permutation(self, epoch, n):
+        """The order of the records in ``epoch`` (a function of the seed and the epoch only)."""
+        return np.random.default_rng([self.seed, epoch]).permutation(n)
+
+    def _train_local(self):
+        model, criterion, method, state = self.model, self.criterion, self.optim_method, self.state
+        X, y = self._arrays
+        dtype = model.dtype
+        if X.dtype != dtype:
+            X = X.astype(dtype)
+        n = len(X)
+        state.records_per_epoch = n
+        weights, grads = model.get_parameters()
+        model.training()
+        order = self.epoch_permutation(state.epoch, n)
+        while not self.end_trigger(state) and not self._stop.is_set():
+            if state.epoch_finished:
+                state.epoch += 1
+                state.records_in_epoch = 0
+                state.epoch_finished = False
+                order = self.epoch_permutation(state.epoch, n)
+            start = time.perf_counter()
+            idx = order[state.records_in_epoch:state.records_in_epoch + self.batch_size]
+            xb, yb = X[idx], y[idx]
+            output = model.forward(xb)
+            loss = criterion.forward(output, yb)
+            grads.fill(0)
+            model.backward(xb, criterion.backward(output, yb))
+            if not np.isfinite(loss) or not np.isfinite(grads.sum()):
+                what = f"loss is {loss}" if not np.isfinite(loss) else "a gradient is not finite"
+                raise TrainingError(
+                    f"training diverged at iteration {state.iteration + 1} (epoch {state.epoch}): "
+                    f"{what}; the model keeps the weights of iteration {state.iteration} — lower "
+                    "the learning rate or check the data")
+            method.state["epoch"] = state.epoch
+            lr = method.get_learning_rate()
+            method.update(weights, grads)
+            method.state["loss"] = loss
+            elapsed = time.perf_counter() - start
+            state.iteration += 1
+            state.records += len(idx)
+            state.records_in_epoch += len(idx)
+            state.epoch_finished = state.records_in_epoch >= n
+            state.loss = loss
+            self.emit("on_iteration", IterationEvent(state.epoch, state.iteration, loss,
+                                                     len(idx) / max(elapsed, 1e-9), lr, len(idx),
+                                                     time.time(), state))
+            self.after_iteration()
+
+    def after_iteration(self):
+        """Validation and checkpoints on their triggers (shared by the local and Spark loops)."""
+        state = self.state
+        if self.validation is not None and self.validation["trigger"](state):
+            scores = self.run_validation()
+            self.emit("on_validation", ValidationEvent(state.epoch, state.iteration, scores,
+                                                       time.time(), state))
+        if self.checkpoint is not None and self.checkpoint["trigger"](state):
+            path = self.save_checkpoint()
+            self.emit("on_checkpoint", CheckpointEvent(state.epoch, state.iteration, path,
+                                                       time.time()))
+
+    def run_validation(self):
+        v = self.validation
+        if self._runner is not None:
+            results = self._runner.evaluate(v["data"], v["batch_size"], v["methods"])
+        else:
+            results = evaluate(self.model, v["arrays"], v["batch_size"], v["methods"])
+        scores = {r.name: float(r.value) for r in results}
+        self.state.score = float(results[0].value)
+        self.optim_method.state["score"] = self.state.score
+        self.model.training()
+        return scores
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path=None):
+        """Write a checkpoint (weights, optim state, counters, random state); returns its path."""
+        state = self.state
+        if path is None:
+            path = os.path.join(self.checkpoint["path"], f"checkpoint-{state.iteration:08d}.bigdl")
+        optim_doc, optim_arrays = self.optim_method.get_state()
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"optim/{k}": v for k, v in optim_arrays.items()})
+        document = {
+            "kind": CHECKPOINT_FORMAT,
+            "model": self.model.get_config(),
+            "optim_method": self.optim_method.get_config(),
+            "optim_state": optim_doc,
+            "state": {k: getattr(state, k) for k in state.__dataclass_fields__},
+            "seed": self.seed,
+            "rng": nn_random.get_state(),
+        }
+        io.write_archive(path, document, arrays)
+        if self.checkpoint is not None and self.checkpoint["overwrite"]:
+            for old in glob.glob(os.path.join(os.path.dirname(path), "checkpoint-*.bigdl")):
+                if os.path.abspath(old) != os.path.abspath(path):
+                    os.remove(old)
+        return path
+
+    def _restore(self, path):
+        document, arrays = load_checkpoint(path)
+        model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+        self.model.load_state_dict(model_state)
+        self.optim_method.load_state(document["optim_state"],
+                                     {k[len("optim/"):]: v for k, v in arrays.items()
+                                      if k.startswith("optim/")})
+        fields = TrainingState.__dataclass_fields__
+        self.state = TrainingState(**{k: v for k, v in document["state"].items() if k in fields})
+        self.seed = int(document["seed"])
+        nn_random.set_state(document["rng"])
+
+
+def load_checkpoint(path):
+    """``(document, arrays)`` of a checkpoint file, or of the newest one in a directory."""
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "checkpoint-*.bigdl")))
+        if not files:
+            raise FileNotFoundError(f"no checkpoint-*.bigdl file in {path}")
+        path = files[-1]
+    document, arrays = io.read_archive(path)
+    if document.get("kind") != CHECKPOINT_FORMAT:
+        raise io.ModelFileError(f"{path}: not a training checkpoint")
+    return document, arrays
