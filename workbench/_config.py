@@ -107,6 +107,11 @@ def from_config(config, base=Configurable):
     args = {k: _from_json(v, base) for k, v in args.items()}
     star = [k for k in args if k.startswith("*")]
     positional = args.pop(star[0]) if star else []
+    if star:
+        # Parameters before *args must go positionally: f(first, *others) can't take first=.
+        init = inspect.signature(cls.__init__).parameters.values()
+        before = [p.name for p in init if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD][1:]
+        positional = [args.pop(name) for name in before if name in args] + list(positional)
     hook = getattr(cls, "_build_from_config", None)
     try:
         obj = hook(config, positional, args) if hook else cls(*positional, **args)

@@ -1,2 +1,276 @@
-"""(to be written)."""
-__all__ = []
+"""SpatialConvolution: 2-D convolution over ``(N, C, H, W)`` planes (Torch7 / BigDL).
+
+The kernel is im2col + matmul: the input windows are copied once into a ``(N, C*kh*kw, L)``
+matrix (``L`` output pixels) and every group is one batched matmul with its weights.  Backward
+reuses that matrix for the weight gradient and scatters the input gradient back with one strided
+add per kernel offset (``kh*kw`` vectorized adds, no loop over pixels or images).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .initializers import RandomUniform
+from .module import LayerError, Module, shape_of
+
+__all__ = ["SpatialConvolution"]
+
+
+def check_int(cls, arg, value, minimum=1, allow=()):
+    """``value`` as an int >= ``minimum`` (or one of ``allow``), else a ValueError quoting it."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or (value < minimum and value not in allow):
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        if allow:
+            what += " or " + " or ".join(map(str, allow))
+        raise ValueError(f"{cls}: {arg} must be {what}, got {value!r}")
+    return int(value)
+
+
+def check_grad_output(module, grad_output):
+    """Raise a LayerError unless forward ran and ``grad_output`` has the output's shape."""
+    if module.output is None:
+        raise LayerError(f"{module.label()}: backward called before forward")
+    if np.shape(grad_output) != module.output.shape:
+        shape = ", ".join(map(str, module.output.shape))
+        raise LayerError(f"{module.label()}: expected gradOutput of the output's shape "
+                         f"({shape}), got {shape_of(grad_output)}")
+
+
+def same_padding(size, kernel, stride):
+    """TensorFlow / BigDL "SAME": ``(out, pad_before, pad_after)`` for one spatial axis."""
+    out = -(-size // stride)
+    total = max(0, (out - 1) * stride + kernel - size)
+    return out, total // 2, total - total // 2
+
+
+def window_views(xp, kh, kw, sh, sw, oh, ow):
+    """``(N, C, oh, ow, kh, kw)`` view of the windows of a padded ``(N, C, Hp, Wp)`` array."""
+    v = sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    return v[:, :, : (oh - 1) * sh + 1: sh, : (ow - 1) * sw + 1: sw]
+
+
+def offset_view(xp, i, j, sh, sw, oh, ow):
+    """``(N, C, oh, ow)`` view of ``xp`` at kernel offset ``(i, j)``: element ``(y, x)`` is
+    ``xp[..., i + y*sh, j + x*sw]``."""
+    return xp[:, :, i: i + (oh - 1) * sh + 1: sh, j: j + (ow - 1) * sw + 1: sw]
+
+
+def fill_border(xp, top, bottom, left, right, value):
+    """Set the padding frame of a padded ``(N, C, Hp, Wp)`` buffer (the interior is left alone)."""
+    if top:
+        xp[:, :, :top] = value
+    if bottom:
+        xp[:, :, xp.shape[2] - bottom:] = value
+    if left:
+        xp[:, :, :, :left] = value
+    if right:
+        xp[:, :, :, xp.shape[3] - right:] = value
+
+
+class SpatialConvolution(Module):
+    """2-D convolution (cross-correlation, as Torch and BigDL) with stride, padding and groups.
+
+    Args:
+        n_input_plane: input channels (> 0, divisible by ``n_group``).
+        n_output_plane: output channels (> 0, divisible by ``n_group``).
+        kernel_w, kernel_h: kernel width and height (> 0).
+        stride_w, stride_h: step of the kernel (> 0, default 1).
+        pad_w, pad_h: zeros added on each side (>= 0, default 0); both -1 means "SAME" padding as
+            in BigDL / TensorFlow: output size ``ceil(size / stride)``, the odd pixel of padding
+            at the bottom / right.
+        n_group: split the channels into this many groups, each convolved with its own
+            ``n_output_plane / n_group`` filters (default 1).
+        propagate_back: compute the gradient of the input (default True); with False,
+            ``backward`` returns zeros (useful for a first layer fed with data).
+        with_bias: learn an additive bias per output channel (default True).
+        init_weight, init_bias: optional arrays to start from (shapes ``(n_output_plane,
+            n_input_plane / n_group, kernel_h, kernel_w)`` and ``(n_output_plane,)``); otherwise
+            ``weight_init_method`` / ``bias_init_method`` (default ``RandomUniform()``:
+            ``±1/sqrt(fan_in)`` with ``fan_in = n_input_plane / n_group * kernel_w * kernel_h``).
+
+    Input shape: ``(N, n_input_plane, H, W)`` or ``(n_input_plane, H, W)``.
+    Output shape: ``(N, n_output_plane, H_out, W_out)`` (or without ``N``), where
+        ``H_out = (H + 2*pad_h - kernel_h) // stride_h + 1`` and likewise for ``W_out``.
+    """
+
+    def __init__(self, n_input_plane, n_output_plane, kernel_w, kernel_h, stride_w=1, stride_h=1,
+                 pad_w=0, pad_h=0, n_group=1, propagate_back=True, with_bias=True,
+                 init_weight=None, init_bias=None):
+        super().__init__()
+        cls = "SpatialConvolution"
+        self.n_input_plane = check_int(cls, "n_input_plane", n_input_plane)
+        self.n_output_plane = check_int(cls, "n_output_plane", n_output_plane)
+        self.kernel_w = check_int(cls, "kernel_w", kernel_w)
+        self.kernel_h = check_int(cls, "kernel_h", kernel_h)
+        self.stride_w = check_int(cls, "stride_w", stride_w)
+        self.stride_h = check_int(cls, "stride_h", stride_h)
+        self.pad_w = check_int(cls, "pad_w", pad_w, minimum=0, allow=(-1,))
+        self.pad_h = check_int(cls, "pad_h", pad_h, minimum=0, allow=(-1,))
+        if (self.pad_w == -1) != (self.pad_h == -1):
+            raise ValueError(f"{cls}: SAME padding needs pad_w = pad_h = -1, "
+                             f"got pad_w={pad_w!r}, pad_h={pad_h!r}")
+        self.n_group = check_int(cls, "n_group", n_group)
+        for arg, value in (("n_input_plane", n_input_plane), ("n_output_plane", n_output_plane)):
+            if value % self.n_group:
+                raise ValueError(f"{cls}: {arg} ({value!r}) must be divisible by "
+                                 f"n_group ({n_group!r})")
+        self.propagate_back = bool(propagate_back)
+        self.with_bias = bool(with_bias)
+        self.weight_init_method = RandomUniform()
+        self.bias_init_method = RandomUniform()
+        self._add_parameter("weight", (self.n_output_plane, self.n_input_plane // self.n_group,
+                                       self.kernel_h, self.kernel_w))
+        if self.with_bias:
+            self._add_parameter("bias", (self.n_output_plane,))
+        self.reset()
+        if init_weight is not None:
+            self.weight[...] = init_weight
+        if init_bias is not None and self.with_bias:
+            self.bias[...] = init_bias
+
+    def reset(self):
+        area = self.kernel_w * self.kernel_h
+        fan_in = self.n_input_plane // self.n_group * area
+        fan_out = self.n_output_plane // self.n_group * area
+        self.weight_init_method.init(self.weight, fan_in, fan_out)
+        if self.with_bias:
+            self.bias_init_method.init(self.bias, fan_in, fan_out)
+        return self
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def same_padding(self):
+        return self.pad_w == -1
+
+    def _geometry(self, h, w):
+        """``(out_h, out_w, (top, bottom, left, right))`` for an ``h x w`` input."""
+        if self.same_padding:
+            oh, top, bottom = same_padding(h, self.kernel_h, self.stride_h)
+            ow, left, right = same_padding(w, self.kernel_w, self.stride_w)
+        else:
+            top = bottom = self.pad_h
+            left = right = self.pad_w
+            oh = (h + 2 * self.pad_h - self.kernel_h) // self.stride_h + 1
+            ow = (w + 2 * self.pad_w - self.kernel_w) // self.stride_w + 1
+        return oh, ow, (top, bottom, left, right)
+
+    def _expected(self, sizes=False):
+        c = self.n_input_plane
+        if not sizes or self.same_padding:
+            return f"(N, {c}, H, W)"
+        min_h = max(1, self.kernel_h - 2 * self.pad_h)
+        min_w = max(1, self.kernel_w - 2 * self.pad_w)
+        return f"(N, {c}, H>={min_h}, W>={min_w})"
+
+    def _input(self, input):
+        """The input as a batched ``(N, C, H, W)`` array of the layer's dtype, checked."""
+        x = self._as_array(input, (3, 4), self._expected())
+        if x.shape[-3] != self.n_input_plane:
+            self._fail(self._expected(), x)
+        oh, ow, _ = self._geometry(x.shape[-2], x.shape[-1])
+        if oh < 1 or ow < 1:
+            self._fail(self._expected(sizes=True), x)
+        return x if x.ndim == 4 else x[None]
+
+    # ------------------------------------------------------------------ the three verbs
+    def _im2col(self, x):
+        """Fill and return the ``(N, C*kh*kw, L)`` window matrix of batched input ``x``."""
+        n, c, h, w = x.shape
+        kh, kw, sh, sw = self.kernel_h, self.kernel_w, self.stride_h, self.stride_w
+        oh, ow, (top, bottom, left, right) = self._geometry(h, w)
+        if kh == kw == sh == sw == 1 and not (top or bottom or left or right):
+            return np.ascontiguousarray(x).reshape(n, c, h * w)  # 1x1: the input is the matrix
+        if top or bottom or left or right:
+            xp = self._buffer("padded", (n, c, top + h + bottom, left + w + right), x.dtype)
+            fill_border(xp, top, bottom, left, right, 0)
+            xp[:, :, top:top + h, left:left + w] = x
+        else:
+            xp = x
+        cols = self._buffer("cols", (n, c, kh, kw, oh, ow), x.dtype)
+        np.copyto(cols, window_views(xp, kh, kw, sh, sw, oh, ow).transpose(0, 1, 4, 5, 2, 3))
+        return cols.reshape(n, c * kh * kw, oh * ow)
+
+    def _forward_cols(self, x):
+        """The window matrix that forward built for ``x`` (rebuilt if it is gone)."""
+        n, c, h, w = x.shape
+        oh, ow, pads = self._geometry(h, w)
+        cached = self.__dict__.get("_scratch", {}).get("cols")
+        kh, kw = self.kernel_h, self.kernel_w
+        if (kh == kw == self.stride_h == self.stride_w == 1 and not any(pads)) or cached is None \
+                or cached.shape != (n, c, kh, kw, oh, ow) or cached.dtype != x.dtype:
+            return self._im2col(x)
+        return cached.reshape(n, c * kh * kw, oh * ow)
+
+    def update_output(self, input):
+        x = self._input(input)
+        n, g = x.shape[0], self.n_group
+        oh, ow, _ = self._geometry(x.shape[2], x.shape[3])
+        cols = self._im2col(x)
+        out = self._buffer("output", (n, self.n_output_plane, oh, ow), x.dtype)
+        # (G, Og, K) @ (N, G, K, L) -> (N, G, Og, L), which is (N, O, oh, ow) in memory.
+        np.matmul(self.weight.reshape(g, self.n_output_plane // g, -1),
+                  cols.reshape(n, g, -1, oh * ow),
+                  out=out.reshape(n, g, self.n_output_plane // g, oh * ow))
+        if self.with_bias:
+            out += self.bias[:, None, None]
+        return out if np.ndim(input) == 4 else out[0]
+
+    def _grad_output(self, input, grad_output):
+        check_grad_output(self, grad_output)
+        gout = np.asarray(grad_output, dtype=self.weight.dtype)
+        return gout if gout.ndim == 4 else gout[None]
+
+    def update_grad_input(self, input, grad_output):
+        x = self._input(input)
+        gout = self._grad_output(input, grad_output)
+        gi = self._buffer("grad_input", x.shape, x.dtype)
+        if not self.propagate_back:
+            gi.fill(0)
+            return gi if np.ndim(input) == 4 else gi[0]
+        n, c, h, w = x.shape
+        g, kh, kw, sh, sw = self.n_group, self.kernel_h, self.kernel_w, self.stride_h, self.stride_w
+        oh, ow, (top, bottom, left, right) = self._geometry(h, w)
+        og = self.n_output_plane // g
+        # (G, Kg, Og) @ (N, G, Og, L) -> (N, G, Kg, L): the gradient of every window matrix entry.
+        dcols = self._buffer("dcols", (n, c, kh, kw, oh, ow), x.dtype)
+        np.matmul(self.weight.reshape(g, og, -1).transpose(0, 2, 1),
+                  gout.reshape(n, g, og, oh * ow),
+                  out=dcols.reshape(n, g, -1, oh * ow))
+        padded = bool(top or bottom or left or right)
+        if not padded and kh == kw == sh == sw == 1:
+            gi[...] = dcols.reshape(n, c, h, w)
+        else:
+            gp = self._buffer("grad_padded", (n, c, top + h + bottom, left + w + right),
+                              x.dtype) if padded else gi
+            gp.fill(0)
+            for i in range(kh):
+                for j in range(kw):
+                    offset_view(gp, i, j, sh, sw, oh, ow)[...] += dcols[:, :, i, j]
+            if padded:
+                gi[...] = gp[:, :, top:top + h, left:left + w]
+        return gi if np.ndim(input) == 4 else gi[0]
+
+    def acc_grad_parameters(self, input, grad_output):
+        x = self._input(input)
+        gout = self._grad_output(input, grad_output)
+        n, g = x.shape[0], self.n_group
+        og = self.n_output_plane // g
+        cols = self._forward_cols(x)
+        l = cols.shape[-1]
+        go = gout.reshape(n, g, og, l)
+        # (N, G, Og, L) @ (N, G, L, Kg) -> (N, G, Og, Kg), summed over the batch.
+        per_image = self._buffer("grad_weight_per_image", (n, g, og, cols.shape[1] // g),
+                                 x.dtype)
+        np.matmul(go, cols.reshape(n, g, -1, l).transpose(0, 1, 3, 2), out=per_image)
+        self.grad_weight += per_image.sum(axis=0).reshape(self.grad_weight.shape)
+        if self.with_bias:
+            self.grad_bias += gout.reshape(n, self.n_output_plane, l).sum(axis=(0, 2))
+
+    def extra_repr(self):
+        pad = "SAME" if self.same_padding else f"{self.pad_w},{self.pad_h}"
+        s = (f"{self.n_input_plane} -> {self.n_output_plane}, {self.kernel_w}x{self.kernel_h}, "
+             f"{self.stride_w},{self.stride_h}, {pad}")
+        if self.n_group > 1:
+            s += f", n_group={self.n_group}"
+        return s + ("" if self.with_bias else ", without bias")

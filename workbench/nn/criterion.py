@@ -71,7 +71,7 @@ def class_labels(criterion, input, target, n_classes, zero_based):
     if t.dtype.kind == "f":
         bad = ~np.isfinite(t) | (t != np.round(t))
         if bad.any():
-            raise LabelError(f"{criterion.label()}: labels must be whole class ids, got {t[bad][0]!r}")
+            raise LabelError(f"{criterion.label()}: labels must be whole class ids, got {t[bad][0].item()!r}")
     elif t.dtype.kind not in "iub":
         raise LabelError(f"{criterion.label()}: labels must be numbers, got dtype {t.dtype}")
     ids = t.astype(np.int64) - (0 if zero_based else 1)
@@ -82,6 +82,6 @@ def class_labels(criterion, input, target, n_classes, zero_based):
         hint = "" if zero_based else ""
         if zero_based and t.min() >= 1 and t.max() == n_classes:
             hint = " (labels look 1-based: pass zero_based_label=False)"
-        raise LabelError(f"{criterion.label()}: label {t[first]!r} at index {first} is out of "
+        raise LabelError(f"{criterion.label()}: label {t[first].item()!r} at index {first} is out of "
                          f"range [{lo}, {hi}] for {n_classes} classes{hint}")
     return ids

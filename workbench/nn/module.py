@@ -9,7 +9,9 @@ them, so an optimizer updates the whole model in one vectorized call.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 
 import numpy as np
 
@@ -88,6 +90,7 @@ class Module(Configurable):
 
     # ------------------------------------------------------------------ parameters
     def _add_parameter(self, name, shape, dtype=DEFAULT_DTYPE):
+        charge_allocation(self, name, shape)
         setattr(self, name, np.zeros(shape, dtype=dtype))
         setattr(self, "grad_" + name, np.zeros(shape, dtype=dtype))
         self._param_names.append(name)
@@ -115,6 +118,7 @@ class Module(Configurable):
 
     def _add_buffer(self, name, value):
         """Non-trainable state that is saved with the weights (e.g. running statistics)."""
+        charge_allocation(self, name, np.shape(value))
         setattr(self, name, value)
         self._buffer_names.append(name)
 
@@ -313,9 +317,12 @@ class Module(Configurable):
         return self
 
     def name(self):
-        if self._name is None:
-            self._name = f"{type(self).__name__}{next(Module._ids)}"
-        return self._name
+        """The name given with ``set_name``, else a stable automatic one (not saved)."""
+        if self._name is not None:
+            return self._name
+        if "_auto_name" not in self.__dict__:
+            self._auto_name = f"{type(self).__name__}{next(Module._ids)}"
+        return self._auto_name
 
     def label(self):
         """``Class[name]`` for messages, or just ``Class`` if the layer was never named."""
@@ -417,3 +424,46 @@ def register_evaluator(fn):
 def register_data_handler(kind, handler):
     """Used by ``workbench.spark`` so that ``predict`` accepts RDDs and DataFrames."""
     _data_handlers[kind] = handler
+
+
+# ---------------------------------------------------------------------- allocation budget
+_budget = threading.local()
+
+
+@contextlib.contextmanager
+def allocation_budget(max_elements, what="the budget"):
+    """Within the block, a layer whose parameters and buffers would take the running total past
+    ``max_elements`` values raises ``ConfigError`` *before* the parameter is allocated.
+
+    ``workbench.io`` builds models from untrusted files under a budget equal to the number of
+    weight values the file holds, so a config declaring ``Linear(10**6, 10**6)`` next to a tiny
+    weights file fails at once instead of allocating terabytes.
+    """
+    previous = getattr(_budget, "state", None)
+    _budget.state = [int(max_elements), int(max_elements), what]
+    try:
+        yield
+    finally:
+        _budget.state = previous
+
+
+def charge_allocation(owner, name, shape):
+    """Count an array of ``shape`` against the active :func:`allocation_budget`, if any.
+
+    Layers that allocate large state outside ``_add_parameter`` / ``_add_buffer`` should call
+    this first."""
+    state = getattr(_budget, "state", None)
+    if state is None:
+        return
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    try:
+        size = 1
+        for d in dims:
+            size *= int(d)  # Python ints: no overflow on absurd shapes
+    except (TypeError, ValueError):
+        raise ConfigError(f"{type(owner).__name__}: {name} has a bad shape {shape!r}") from None
+    left, total, what = state
+    if size > left:
+        raise ConfigError(f"{type(owner).__name__}: {name} of shape {dims} needs {size} values, "
+                          f"more than the {left} left of the {total} values in {what}")
+    state[0] = left - max(size, 0)

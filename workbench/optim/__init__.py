@@ -5,3 +5,5 @@ from .methods import *  # noqa: F401,F403
 from .schedules import *  # noqa: F401,F403
 from .triggers import *  # noqa: F401,F403
 from .validation import *  # noqa: F401,F403
+from .progress import *  # noqa: F401,F403
+from .optimizer import *  # noqa: F401,F403
