@@ -196,15 +196,9 @@ def test_no_files_before_first_event_and_bad_app_name(tmp_path):
 
 
 def test_with_the_training_loop(tmp_path):
-    optim = pytest.importorskip("workbench.optim")
-    needed = ("SGD", "MaxIteration", "Top1Accuracy", "Loss", "SeveralIteration")
-    if not all(hasattr(optim, n) for n in needed):
-        pytest.skip("optim methods/triggers not available yet")
-    Optimizer = pytest.importorskip("workbench.optim.optimizer").Optimizer
-    nn = pytest.importorskip("workbench.nn")
-    if not all(hasattr(nn, n) for n in ("ClassNLLCriterion", "LogSoftMax")):
-        pytest.skip("criteria/activations not available yet")
-    ClassNLLCriterion, LogSoftMax = nn.ClassNLLCriterion, nn.LogSoftMax
+    from workbench import optim
+    from workbench.nn import ClassNLLCriterion, LogSoftMax
+    from workbench.optim import Optimizer
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 3)).astype(np.float32)
     y = (X[:, 0] > 0).astype(np.int64)

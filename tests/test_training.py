@@ -7,7 +7,7 @@ import pytest
 
 from workbench import io, models
 from workbench.data import Sample, load_digits
-from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, MSECriterion, Sequential, Tanh, random
+from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential, Tanh, random
 from workbench.optim import (SGD, Adam, EveryEpoch, Listener, Loss, MaxEpoch, MaxIteration,
                              Optimizer, SeveralIteration, Top1Accuracy, TrainingError,
                              ConsoleProgress)
@@ -49,7 +49,7 @@ def test_lenet5_reaches_97_percent_on_digits():
     (X, y), (Xt, yt) = load_digits(size=28)
     model = models.LeNet5(10)
     opt = Optimizer(model, (X, y), ClassNLLCriterion(), MaxEpoch(12), 32,
-                    SGD(learningrate=0.05, momentum=0.9, dampening=0.0), seed=3, progress=False)
+                    SGD(learningrate=0.05, momentum=0.9, dampening=0.0, weightdecay=5e-4), seed=3, progress=False)
     opt.set_validation(256, (Xt, yt), EveryEpoch(), [Top1Accuracy()])
     trained = opt.optimize()
     accuracy = trained.evaluate((Xt, yt), 128, [Top1Accuracy()])[0].value

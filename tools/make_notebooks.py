@@ -59,7 +59,7 @@ lenet = [
          "train_summary = TrainSummary(log_dir, app_name)\n"
          "val_summary = ValidationSummary(log_dir, app_name)\n\n"
          "optimizer = Optimizer(model, (X_train, y_train), ClassNLLCriterion(), MaxEpoch(15), 32,\n"
-         "                      SGD(learningrate=0.05, momentum=0.9, dampening=0.0), seed=7)\n"
+         "                      SGD(learningrate=0.05, momentum=0.9, dampening=0.0, weightdecay=5e-4), seed=7)\n"
          "optimizer.set_validation(256, (X_test, y_test), EveryEpoch(), [Top1Accuracy(), Loss()])\n"
          "optimizer.set_checkpoint(EveryEpoch(), checkpoints)\n"
          "optimizer.set_train_summary(train_summary)\n"
@@ -86,7 +86,7 @@ lenet = [
     md("Resuming from the newest checkpoint continues training exactly where it stopped "
        "(weights, optimizer state, counters and random state are all in the checkpoint):"),
     code("resumed = Optimizer(build_model(10), (X_train, y_train), ClassNLLCriterion(), MaxEpoch(16), 32,\n"
-         "                    SGD(learningrate=0.05, momentum=0.9, dampening=0.0), progress=False)\n"
+         "                    SGD(learningrate=0.05, momentum=0.9, dampening=0.0, weightdecay=5e-4), progress=False)\n"
          "resumed.optimize(resume_from=checkpoints)\n"
          "print('resumed at epoch 15 and trained one more: now at iteration', resumed.state.iteration)"),
     md("## The result\nThe tutorial checks its own result: LeNet-5 must classify at least 97% of "

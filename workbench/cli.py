@@ -29,7 +29,8 @@ def _train(args):
           f"(28x28); logs in {os.path.join(args.log_dir, app)}")
     optimizer = Optimizer(model, (X, y), ClassNLLCriterion(), MaxEpoch(args.epochs),
                           args.batch_size,
-                          SGD(learningrate=args.learning_rate, momentum=0.9, dampening=0.0),
+                          SGD(learningrate=args.learning_rate, momentum=0.9, dampening=0.0,
+                              weightdecay=5e-4),
                           seed=args.seed)
     optimizer.set_validation(256, (Xt, yt), EveryEpoch(), [Top1Accuracy(), Loss()])
     optimizer.set_train_summary(TrainSummary(args.log_dir, app))

@@ -3,21 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import LayerError, Module, shape_of
+from .module import Module, check_grad_output
 
 __all__ = ["ReLU", "Tanh", "Sigmoid", "SoftMax", "LogSoftMax"]
 
 ANY_NDIM = range(0, 65)
-
-
-def check_grad_output(module, grad_output):
-    """Raise a LayerError unless ``grad_output`` has the shape of the module's last output."""
-    if module.output is None:
-        raise LayerError(f"{module.label()}: backward called before forward")
-    shape = module.output.shape
-    if np.shape(grad_output) != shape:
-        raise LayerError(f"{module.label()}: expected gradOutput of the output's shape "
-                         f"({', '.join(map(str, shape))}), got {shape_of(grad_output)}")
 
 
 class _Elementwise(Module):

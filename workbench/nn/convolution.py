@@ -2,8 +2,8 @@
 
 The kernel is im2col + matmul: the input windows are copied once into a ``(N, C*kh*kw, L)``
 matrix (``L`` output pixels) and every group is one batched matmul with its weights.  Backward
-reuses that matrix for the weight gradient and scatters the input gradient back with one strided
-add per kernel offset (``kh*kw`` vectorized adds, no loop over pixels or images).
+reuses that matrix for the weight gradient and scatters the input gradient back with one
+vectorized add per kernel offset (``kh*kw`` adds, no loop over pixels or images).
 """
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .initializers import RandomUniform
-from .module import LayerError, Module, shape_of
+from .module import Module, check_grad_output
 
 __all__ = ["SpatialConvolution"]
+
+# Backward works on this many bytes of scratch at a time (about an L2 cache).
+CHUNK_BYTES = 2 << 20
 
 
 def check_int(cls, arg, value, minimum=1, allow=()):
@@ -25,16 +28,6 @@ def check_int(cls, arg, value, minimum=1, allow=()):
             what += " or " + " or ".join(map(str, allow))
         raise ValueError(f"{cls}: {arg} must be {what}, got {value!r}")
     return int(value)
-
-
-def check_grad_output(module, grad_output):
-    """Raise a LayerError unless forward ran and ``grad_output`` has the output's shape."""
-    if module.output is None:
-        raise LayerError(f"{module.label()}: backward called before forward")
-    if np.shape(grad_output) != module.output.shape:
-        shape = ", ".join(map(str, module.output.shape))
-        raise LayerError(f"{module.label()}: expected gradOutput of the output's shape "
-                         f"({shape}), got {shape_of(grad_output)}")
 
 
 def same_padding(size, kernel, stride):
@@ -209,8 +202,9 @@ class SpatialConvolution(Module):
         cols = self._im2col(x)
         out = self._buffer("output", (n, self.n_output_plane, oh, ow), x.dtype)
         # (G, Og, K) @ (N, G, K, L) -> (N, G, Og, L), which is (N, O, oh, ow) in memory.
-        np.matmul(self.weight.reshape(g, self.n_output_plane // g, -1),
-                  cols.reshape(n, g, -1, oh * ow),
+        k = cols.shape[1] // g
+        np.matmul(self.weight.reshape(g, self.n_output_plane // g, k),
+                  cols.reshape(n, g, k, oh * ow),
                   out=out.reshape(n, g, self.n_output_plane // g, oh * ow))
         if self.with_bias:
             out += self.bias[:, None, None]
@@ -227,29 +221,79 @@ class SpatialConvolution(Module):
         gi = self._buffer("grad_input", x.shape, x.dtype)
         if not self.propagate_back:
             gi.fill(0)
-            return gi if np.ndim(input) == 4 else gi[0]
+        elif self.stride_h == self.stride_w == 1 and self.kernel_h * self.kernel_w > 1:
+            self._grad_input_stride1(x, gout, gi)
+        else:
+            self._grad_input_strided(x, gout, gi)
+        return gi if np.ndim(input) == 4 else gi[0]
+
+    def _grad_input_strided(self, x, gout, gi):
+        """Any stride: the window-matrix gradient, scattered back with one strided add per
+        kernel offset."""
         n, c, h, w = x.shape
         g, kh, kw, sh, sw = self.n_group, self.kernel_h, self.kernel_w, self.stride_h, self.stride_w
         oh, ow, (top, bottom, left, right) = self._geometry(h, w)
         og = self.n_output_plane // g
         # (G, Kg, Og) @ (N, G, Og, L) -> (N, G, Kg, L): the gradient of every window matrix entry.
         dcols = self._buffer("dcols", (n, c, kh, kw, oh, ow), x.dtype)
-        np.matmul(self.weight.reshape(g, og, -1).transpose(0, 2, 1),
+        k = c // g * kh * kw
+        np.matmul(self.weight.reshape(g, og, k).transpose(0, 2, 1),
                   gout.reshape(n, g, og, oh * ow),
-                  out=dcols.reshape(n, g, -1, oh * ow))
+                  out=dcols.reshape(n, g, k, oh * ow))
         padded = bool(top or bottom or left or right)
-        if not padded and kh == kw == sh == sw == 1:
+        if not padded and kh == kw == 1:
             gi[...] = dcols.reshape(n, c, h, w)
-        else:
-            gp = self._buffer("grad_padded", (n, c, top + h + bottom, left + w + right),
-                              x.dtype) if padded else gi
-            gp.fill(0)
-            for i in range(kh):
-                for j in range(kw):
-                    offset_view(gp, i, j, sh, sw, oh, ow)[...] += dcols[:, :, i, j]
-            if padded:
-                gi[...] = gp[:, :, top:top + h, left:left + w]
-        return gi if np.ndim(input) == 4 else gi[0]
+            return
+        gp = self._buffer("grad_padded", (n, c, top + h + bottom, left + w + right),
+                          x.dtype) if padded else gi
+        gp.fill(0)
+        for i in range(kh):
+            for j in range(kw):
+                offset_view(gp, i, j, sh, sw, oh, ow)[...] += dcols[:, :, i, j]
+        if padded:
+            gi[...] = gp[:, :, top:top + h, left:left + w]
+
+    def _grad_input_stride1(self, x, gout, gi):
+        """Stride 1: the same scatter with long contiguous rows instead of short strided ones.
+
+        The output gradient is laid on the whole padded plane (zeros where no window starts), so
+        the window-matrix gradient of kernel offset ``(i, j)`` is the padded input gradient
+        shifted by ``i * Wp + j`` in each image's flat ``(C, Hp, Wp)`` block: one add of
+        long rows per offset.  The zeros make the extra columns harmless; they cost
+        ``Hp*Wp / (H_out*W_out)`` more matmul work.  Images go in chunks whose scratch fits
+        in cache, which matters more than the extra Python calls.
+        """
+        n, c, h, w = x.shape
+        g, kh, kw = self.n_group, self.kernel_h, self.kernel_w
+        oh, ow, (top, bottom, left, right) = self._geometry(h, w)
+        hp, wp = top + h + bottom, left + w + right
+        plane = hp * wp
+        o, og, cg = self.n_output_plane, self.n_output_plane // g, c // g
+        chunk = max(1, min(n, CHUNK_BYTES // (kh * kw * c * plane * x.itemsize)))
+        # rows ordered (group, i, j, channel-in-group) so that each offset is one block per group
+        wt = self.weight.reshape(g, og, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(
+            g, kh * kw * cg, og)
+        gwide = self._buffer("grad_output_wide", (chunk, o, hp, wp), x.dtype)
+        fill_border(gwide, 0, hp - oh, 0, wp - ow, 0)
+        dcols = self._buffer("dcols_wide", (chunk, g, kh, kw, cg * plane), x.dtype)
+        shift_max = (kh - 1) * wp + kw - 1
+        gp = self._buffer("grad_padded_flat", (chunk, c * plane + shift_max), x.dtype)
+        with np.errstate():
+            # numpy's ufunc buffering would otherwise copy these long rows through small buffers
+            np.setbufsize(128)
+            for start in range(0, n, chunk):
+                m = min(chunk, n - start)
+                gwide[:m, :, :oh, :ow] = gout[start:start + m]
+                np.matmul(wt, gwide[:m].reshape(m, g, og, plane),
+                          out=dcols[:m].reshape(m, g, kh * kw * cg, plane))
+                gp[:m].fill(0)
+                for i in range(kh):
+                    for j in range(kw):
+                        shift = i * wp + j
+                        gp[:m, shift:shift + c * plane].reshape(m, g, cg * plane)[...] += \
+                            dcols[:m, :, i, j]
+                gi[start:start + m] = gp[:m, :c * plane].reshape(m, c, hp, wp)[
+                    :, :, top:top + h, left:left + w]
 
     def acc_grad_parameters(self, input, grad_output):
         x = self._input(input)
@@ -257,13 +301,13 @@ class SpatialConvolution(Module):
         n, g = x.shape[0], self.n_group
         og = self.n_output_plane // g
         cols = self._forward_cols(x)
-        l = cols.shape[-1]
-        go = gout.reshape(n, g, og, l)
-        # (N, G, Og, L) @ (N, G, L, Kg) -> (N, G, Og, Kg), summed over the batch.
-        per_image = self._buffer("grad_weight_per_image", (n, g, og, cols.shape[1] // g),
-                                 x.dtype)
-        np.matmul(go, cols.reshape(n, g, -1, l).transpose(0, 1, 3, 2), out=per_image)
-        self.grad_weight += per_image.sum(axis=0).reshape(self.grad_weight.shape)
+        k, l = cols.shape[1] // g, cols.shape[-1]
+        # (N, G, Kg, L) @ (N, G, L, Og) -> (N, G, Kg, Og), summed over the batch.
+        per_image = self._buffer("grad_weight_per_image", (n, g, k, og), x.dtype)
+        np.matmul(cols.reshape(n, g, k, l), gout.reshape(n, g, og, l).transpose(0, 1, 3, 2),
+                  out=per_image)
+        self.grad_weight += per_image.sum(axis=0).transpose(0, 2, 1).reshape(
+            self.grad_weight.shape)
         if self.with_bias:
             self.grad_bias += gout.reshape(n, self.n_output_plane, l).sum(axis=(0, 2))
 

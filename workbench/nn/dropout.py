@@ -6,7 +6,8 @@ import numbers
 import numpy as np
 
 from . import random
-from .activation import ANY_NDIM, check_grad_output
+from .activation import ANY_NDIM
+from .module import check_grad_output
 from .module import Module
 
 __all__ = ["Dropout"]

@@ -175,7 +175,7 @@ class Graph(Container):
             raise ConfigError(f"Graph: malformed config ({e})") from None
 
     def __repr__(self):
-        lines = [f"nn.Graph {{"]
+        lines = ["nn.Graph {"]
         for i, node in enumerate(self._nodes):
             src = ", ".join(f"({p + 1})" for p in self._prev[i]) or "input"
             lines.append(f"  ({i + 1}): {src} -> {_indent(repr(node.module))}")

@@ -33,6 +33,16 @@ def shape_of(x) -> str:
     return type(x).__name__
 
 
+def check_grad_output(module, grad_output):
+    """Raise a LayerError unless forward ran and ``grad_output`` has the output's shape."""
+    if module.output is None:
+        raise LayerError(f"{module.label()}: backward called before forward")
+    if np.shape(grad_output) != module.output.shape:
+        shape = ", ".join(map(str, module.output.shape))
+        raise LayerError(f"{module.label()}: expected gradOutput of the output's shape "
+                         f"({shape}), got {shape_of(grad_output)}")
+
+
 class Module(Configurable):
     """Base class of every layer and container.
 
@@ -260,9 +270,23 @@ class Module(Configurable):
 
     @property
     def dtype(self):
+        """The float dtype of the parameters (or float buffers), float32 if it has none."""
         for _, m, n in self.named_parameters():
             return getattr(m, n).dtype
+        for _, m, n in self.named_buffers():
+            value = getattr(m, n)
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                return value.dtype
         return np.dtype(DEFAULT_DTYPE)
+
+    def __getstate__(self):
+        # Shipping a model (e.g. to Spark executors) carries weights and config, not the
+        # activations and scratch buffers of the last batch.
+        state = dict(self.__dict__)
+        state.pop("_scratch", None)
+        state["output"] = state["grad_input"] = None
+        state["_flat"] = None
+        return state
 
     # ------------------------------------------------------------------ modes, freezing, names
     def training(self):
@@ -372,6 +396,8 @@ class Module(Configurable):
             config["name"] = self._name
         if self._frozen:
             config["frozen"] = True
+        if not self.train:
+            config["training"] = False
         return config
 
     @classmethod
@@ -394,6 +420,8 @@ def _apply_common(module, config):
         module.set_name(config["name"])
     if config.get("frozen"):
         module.freeze()
+    if config.get("training") is False:
+        module.evaluate()
 
 
 def _features(data):

@@ -1,2 +1,214 @@
-"""(to be written)."""
-__all__ = []
+"""Batch normalization: BatchNormalization for ``(N, C)`` and SpatialBatchNormalization for
+``(N, C, H, W)`` (Torch7 / BigDL semantics, as ``torch.nn.BatchNorm1d`` / ``BatchNorm2d``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .convolution import check_int
+from .module import check_grad_output
+from .initializers import Ones, Zeros
+from .module import LayerError, Module, shape_of
+
+__all__ = ["BatchNormalization", "SpatialBatchNormalization"]
+
+
+class _BatchNorm(Module):
+    """Normalizes each channel with the batch statistics (training) or the running ones
+    (``evaluate()``), then scales and shifts it by ``weight`` / ``bias`` when ``affine``."""
+
+    _cls = "BatchNorm"
+
+    def __init__(self, n_output, eps=1e-5, momentum=0.1, affine=True, init_weight=None,
+                 init_bias=None):
+        super().__init__()
+        cls = self._cls
+        self.n_output = check_int(cls, "n_output", n_output)
+        for arg, value in (("eps", eps), ("momentum", momentum)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(f"{cls}: {arg} must be a number, got {value!r}")
+        if not eps > 0:
+            raise ValueError(f"{cls}: eps must be > 0, got {eps!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"{cls}: momentum must be in [0, 1], got {momentum!r}")
+        self.eps, self.momentum = float(eps), float(momentum)
+        self.affine = bool(affine)
+        self._add_buffer("running_mean", np.zeros(self.n_output, np.float32))
+        self._add_buffer("running_var", np.ones(self.n_output, np.float32))
+        if self.affine:
+            self.weight_init_method = Ones()
+            self.bias_init_method = Zeros()
+            self._add_parameter("weight", (self.n_output,))
+            self._add_parameter("bias", (self.n_output,))
+        self.reset()
+        if init_weight is not None and self.affine:
+            self.weight[...] = init_weight
+        if init_bias is not None and self.affine:
+            self.bias[...] = init_bias
+
+    def reset(self):
+        if self.affine:
+            self.weight_init_method.init(self.weight, self.n_output, self.n_output)
+            self.bias_init_method.init(self.bias, self.n_output, self.n_output)
+        self.running_mean.fill(0)
+        self.running_var.fill(1)
+        return self
+
+    # ------------------------------------------------------------------ shapes
+    def _expected(self):
+        raise NotImplementedError
+
+    def _as_3d(self, x):
+        """``(N, C, L)`` view of a checked input (``L`` = 1 for ``(N, C)``)."""
+        raise NotImplementedError
+
+    def _input(self, input):
+        x = self._as_array(input, self._ndims, self._expected())
+        if x.shape[self._channel_axis] != self.n_output:
+            self._fail(self._expected(), x)
+        if x.dtype != self.running_mean.dtype:
+            x = x.astype(self.running_mean.dtype)
+        return x
+
+    def _per_channel(self, v):
+        return v[None, :, None]
+
+    # ------------------------------------------------------------------ the three verbs
+    def update_output(self, input):
+        x = self._input(input)
+        x3 = self._as_3d(x)
+        n, c, l = x3.shape
+        xhat = self._buffer("xhat", x3.shape, x.dtype)
+        if self.train:
+            m = n * l
+            if m < 2:
+                raise LayerError(f"{self.label()}: expected more than 1 value per channel in "
+                                 f"training mode, got input {shape_of(input)}")
+            mean = x3.sum(axis=(0, 2)) / m
+            np.subtract(x3, self._per_channel(mean), out=xhat)
+            var = np.einsum("ncl,ncl->c", xhat, xhat) / m
+            invstd = 1.0 / np.sqrt(var + self.eps)
+            mom = self.momentum
+            self.running_mean *= 1 - mom
+            self.running_mean += mom * mean
+            self.running_var *= 1 - mom
+            self.running_var += mom * var * (m / (m - 1))  # unbiased, as Torch
+        else:
+            invstd = 1.0 / np.sqrt(self.running_var + self.eps)
+            np.subtract(x3, self._per_channel(self.running_mean), out=xhat)
+        invstd = invstd.astype(x.dtype)
+        xhat *= self._per_channel(invstd)
+        self._invstd = invstd
+        self._pending_sums = None
+        out = self._buffer("output", x3.shape, x.dtype)
+        if self.affine:
+            np.multiply(xhat, self._per_channel(self.weight), out=out)
+            out += self._per_channel(self.bias)
+        else:
+            out[...] = xhat
+        return out.reshape(x.shape)
+
+    def _xhat(self, shape):
+        """The normalized input of the last forward (same shape as its output)."""
+        return self._buffer("xhat", shape, self.running_mean.dtype)
+
+    def _grad_sums(self, g3):
+        """``(sum(g), sum(g * xhat))`` per channel of an ``(N, C, L)`` gradient."""
+        return g3.sum(axis=(0, 2)), np.einsum("ncl,ncl->c", g3, self._xhat(g3.shape))
+
+    def update_grad_input(self, input, grad_output):
+        x = self._input(input)
+        check_grad_output(self, grad_output)
+        g3 = self._as_3d(np.asarray(grad_output, dtype=x.dtype))
+        n, c, l = g3.shape
+        scale = self._invstd * self.weight if self.affine else self._invstd
+        gi = self._buffer("grad_input", g3.shape, x.dtype)
+        if self.train:
+            # the batch mean and variance depend on x too: subtract their two terms
+            m = n * l
+            sum_g, sum_gx = self._pending_sums = self._grad_sums(g3)
+            np.multiply(self._xhat(g3.shape), self._per_channel(sum_gx / m), out=gi)
+            np.subtract(g3, gi, out=gi)
+            gi -= self._per_channel(sum_g / m)
+            gi *= self._per_channel(scale)
+        else:
+            np.multiply(g3, self._per_channel(scale), out=gi)
+        return gi.reshape(x.shape)
+
+    def acc_grad_parameters(self, input, grad_output):
+        sums, self._pending_sums = getattr(self, "_pending_sums", None), None
+        if sums is None:  # evaluation mode, or called on its own
+            check_grad_output(self, grad_output)
+            sums = self._grad_sums(self._as_3d(np.asarray(grad_output,
+                                                          dtype=self.running_mean.dtype)))
+        sum_g, sum_gx = sums
+        self.grad_weight += sum_gx
+        self.grad_bias += sum_g
+
+    def extra_repr(self):
+        s = f"{self.n_output}"
+        if self.eps != 1e-5:
+            s += f", eps={self.eps:g}"
+        if self.momentum != 0.1:
+            s += f", momentum={self.momentum:g}"
+        if not self.affine:
+            s += ", affine=False"
+        return s
+
+
+class BatchNormalization(_BatchNorm):
+    """Batch normalization of the features of ``(N, n_output)`` rows (``BatchNorm1d``).
+
+    In training mode each feature is normalized with the mean and (biased) variance of the
+    batch, and ``running_mean`` / ``running_var`` move towards them by ``momentum`` (the
+    variance unbiased, as Torch).  After ``evaluate()`` the running statistics are used.
+
+    Args:
+        n_output: number of features (> 0).
+        eps: added to the variance for stability (> 0, default 1e-5).
+        momentum: weight of the new batch in the running statistics (in [0, 1], default 0.1).
+        affine: learn a per-feature scale ``weight`` (init ones) and shift ``bias`` (init zeros).
+        init_weight, init_bias: optional arrays of shape ``(n_output,)`` to start from.
+
+    Input shape: ``(N, n_output)``.
+    Output shape: same as input.
+    """
+
+    _cls = "BatchNormalization"
+    _ndims = (2,)
+    _channel_axis = -1
+
+    def _expected(self):
+        return f"(N, {self.n_output})"
+
+    def _as_3d(self, x):
+        return x.reshape(x.shape[0], x.shape[1], 1)
+
+
+class SpatialBatchNormalization(_BatchNorm):
+    """Batch normalization of each channel of ``(N, C, H, W)`` images (``BatchNorm2d``).
+
+    Statistics are taken over the batch and the spatial positions of each channel; otherwise as
+    :class:`BatchNormalization`.
+
+    Args:
+        n_output: number of channels (> 0).
+        eps: added to the variance for stability (> 0, default 1e-5).
+        momentum: weight of the new batch in the running statistics (in [0, 1], default 0.1).
+        affine: learn a per-channel scale ``weight`` (init ones) and shift ``bias`` (init zeros).
+        init_weight, init_bias: optional arrays of shape ``(n_output,)`` to start from.
+
+    Input shape: ``(N, n_output, H, W)`` or ``(n_output, H, W)``.
+    Output shape: same as input.
+    """
+
+    _cls = "SpatialBatchNormalization"
+    _ndims = (3, 4)
+    _channel_axis = -3
+
+    def _expected(self):
+        return f"(N, {self.n_output}, H, W)"
+
+    def _as_3d(self, x):
+        if x.ndim == 3:
+            return x.reshape(1, x.shape[0], x.shape[1] * x.shape[2])
+        return x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation import check_grad_output
+from .module import check_grad_output
 from .module import DEFAULT_DTYPE, Module
 
 __all__ = ["CAddTable", "JoinTable"]
