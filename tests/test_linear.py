@@ -45,3 +45,24 @@ def test_linear_bad_shape_names_layer_and_shapes():
 def test_linear_rejects_bad_sizes():
     with pytest.raises(ValueError, match="input_size must be a positive int, got -3"):
         Linear(-3, 4)
+
+
+def test_l2_and_l1_regularizers_add_their_gradient():
+    from workbench.nn import L1L2Regularizer
+    x = np.random.default_rng(4).standard_normal((3, 5))
+    g = np.random.default_rng(5).standard_normal((3, 2))
+    plain = Linear(5, 2).double()
+    reg = Linear(5, 2, True, L1L2Regularizer(0.1, 0.2), L1L2Regularizer(0.0, 0.5)).double()
+    reg.set_weights(plain.get_weights())
+    for m in (plain, reg):
+        m.forward(x)
+        m.backward(x, g)
+    np.testing.assert_allclose(reg.grad_weight, plain.grad_weight + 0.1 * np.sign(plain.weight)
+                               + 0.2 * plain.weight)
+    np.testing.assert_allclose(reg.grad_bias, plain.grad_bias + 0.5 * plain.bias)
+    expected = 0.1 * np.abs(plain.weight).sum() + 0.1 * (plain.weight ** 2).sum() \
+        + 0.25 * (plain.bias ** 2).sum()
+    assert reg.regularization_loss() == pytest.approx(expected)
+    from workbench.nn import Module
+    rebuilt = Module.from_config(reg.get_config())
+    assert rebuilt._regularizers["weight"].l2 == 0.2

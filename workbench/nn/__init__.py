@@ -6,6 +6,7 @@ from . import random
 from .module import LayerError, Module
 from .criterion import Criterion, LabelError
 from .initializers import *  # noqa: F401,F403
+from .regularizers import *  # noqa: F401,F403
 from .containers import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403

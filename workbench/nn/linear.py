@@ -16,6 +16,8 @@ class Linear(Module):
         input_size: size of each input row (> 0).
         output_size: size of each output row (> 0).
         with_bias: learn an additive bias (default True).
+        wRegularizer, bRegularizer: optional ``L1Regularizer`` / ``L2Regularizer`` /
+            ``L1L2Regularizer`` for the weight and the bias.
         init_weight, init_bias: optional arrays to start from (shapes ``(output_size,
             input_size)`` and ``(output_size,)``); otherwise ``weight_init_method`` /
             ``bias_init_method`` (default ``RandomUniform()``: ``±1/sqrt(input_size)``).
@@ -24,7 +26,8 @@ class Linear(Module):
     Output shape: ``(N, output_size)`` or ``(output_size,)``.
     """
 
-    def __init__(self, input_size, output_size, with_bias=True, init_weight=None, init_bias=None):
+    def __init__(self, input_size, output_size, with_bias=True, wRegularizer=None,
+                 bRegularizer=None, init_weight=None, init_bias=None):
         super().__init__()
         for arg, value in (("input_size", input_size), ("output_size", output_size)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
@@ -37,6 +40,9 @@ class Linear(Module):
         if self.with_bias:
             self._add_parameter("bias", (self.output_size,))
         self.reset()
+        self._set_regularizer("weight", wRegularizer)
+        if self.with_bias:
+            self._set_regularizer("bias", bRegularizer)
         if init_weight is not None:
             self.weight[...] = init_weight
         if init_bias is not None and self.with_bias:

@@ -73,7 +73,25 @@ class Module(Configurable):
         self.grad_input = self.update_grad_input(input, grad_output)
         if self._param_names and not self._frozen:
             self.acc_grad_parameters(input, grad_output)
+            for name, reg in self.__dict__.get("_regularizers", {}).items():
+                reg.accumulate(getattr(self, name), getattr(self, "grad_" + name))
         return self.grad_input
+
+    def _set_regularizer(self, name, regularizer):
+        """Penalize parameter ``name`` with a ``Regularizer`` (None removes it)."""
+        regs = self.__dict__.setdefault("_regularizers", {})
+        if regularizer is None:
+            regs.pop(name, None)
+        elif not hasattr(regularizer, "accumulate"):
+            raise TypeError(f"{self.label()}: a regularizer must be an L1Regularizer, "
+                            f"L2Regularizer or L1L2Regularizer, got {regularizer!r}")
+        else:
+            regs[name] = regularizer
+
+    def regularization_loss(self):
+        """Sum of every regularizer's penalty in the model (add it to report the full loss)."""
+        return sum(reg.penalty(getattr(m, n)) for m in self.modules()
+                   for n, reg in m.__dict__.get("_regularizers", {}).items())
 
     def update_output(self, input):
         raise NotImplementedError(f"{type(self).__name__} does not implement update_output")
