@@ -3,7 +3,9 @@
 The kernel is im2col + matmul: the input windows are copied once into a ``(N, C*kh*kw, L)``
 matrix (``L`` output pixels) and every group is one batched matmul with its weights.  Backward
 reuses that matrix for the weight gradient and scatters the input gradient back with one
-vectorized add per kernel offset (``kh*kw`` adds, no loop over pixels or images).
+vectorized add per kernel offset (``kh*kw`` adds, no loop over pixels or images).  The kernel
+taps may be spaced (dilation, used by ``SpatialDilatedConvolution``); channels-last input
+(``data_format="NHWC"``) is transposed at the layer's edges.
 """
 from __future__ import annotations
 
@@ -37,10 +39,11 @@ def same_padding(size, kernel, stride):
     return out, total // 2, total - total // 2
 
 
-def window_views(xp, kh, kw, sh, sw, oh, ow):
-    """``(N, C, oh, ow, kh, kw)`` view of the windows of a padded ``(N, C, Hp, Wp)`` array."""
-    v = sliding_window_view(xp, (kh, kw), axis=(2, 3))
-    return v[:, :, : (oh - 1) * sh + 1: sh, : (ow - 1) * sw + 1: sw]
+def window_views(xp, kh, kw, sh, sw, oh, ow, dh=1, dw=1):
+    """``(N, C, oh, ow, kh, kw)`` view of the windows of a padded ``(N, C, Hp, Wp)`` array;
+    ``dh`` / ``dw`` space the kernel taps (dilation)."""
+    v = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    return v[:, :, : (oh - 1) * sh + 1: sh, : (ow - 1) * sw + 1: sw, ::dh, ::dw]
 
 
 def offset_view(xp, i, j, sh, sw, oh, ow):
@@ -61,6 +64,26 @@ def fill_border(xp, top, bottom, left, right, value):
         xp[:, :, :, xp.shape[3] - right:] = value
 
 
+def set_initial(module, name, value, n_group=1):
+    """Copy ``value`` into parameter (or gradient) ``name``; BigDL's layout with a leading group
+    axis (``(n_group, out / n_group, ...)``) is accepted too."""
+    target = getattr(module, name)
+    value = np.asarray(value)
+    grouped = (n_group, target.shape[0] // n_group) + target.shape[1:]
+    if value.shape not in (target.shape, grouped):
+        raise ValueError(f"{type(module).__name__}: {name} must have shape {target.shape}, "
+                         f"got {value.shape}")
+    target[...] = value.reshape(target.shape)
+
+
+def check_data_format(cls, value, allowed=("NCHW", "NHWC")):
+    """``value`` as one of ``allowed`` (case-insensitive), else a ValueError quoting it."""
+    if isinstance(value, str) and value.upper() in allowed:
+        return value.upper()
+    raise ValueError(f"{cls}: data_format must be one of {', '.join(map(repr, allowed))}, "
+                     f"got {value!r}")
+
+
 class SpatialConvolution(Module):
     """2-D convolution (cross-correlation, as Torch and BigDL) with stride, padding and groups.
 
@@ -76,22 +99,40 @@ class SpatialConvolution(Module):
             ``n_output_plane / n_group`` filters (default 1).
         propagate_back: compute the gradient of the input (default True); with False,
             ``backward`` returns zeros (useful for a first layer fed with data).
-        with_bias: learn an additive bias per output channel (default True).
+        wRegularizer, bRegularizer: optional ``L1Regularizer`` / ``L2Regularizer`` /
+            ``L1L2Regularizer`` for the weight and the bias.
         init_weight, init_bias: optional arrays to start from (shapes ``(n_output_plane,
             n_input_plane / n_group, kernel_h, kernel_w)`` and ``(n_output_plane,)``); otherwise
             ``weight_init_method`` / ``bias_init_method`` (default ``RandomUniform()``:
             ``±1/sqrt(fan_in)`` with ``fan_in = n_input_plane / n_group * kernel_w * kernel_h``).
+        init_grad_weight, init_grad_bias: optional arrays to start the gradients from.
+        with_bias: learn an additive bias per output channel (default True).
+        data_format: ``"NCHW"`` (default) or ``"NHWC"`` (channels last, as TensorFlow).  The
+            weight keeps the ``(out, in / n_group, kernel_h, kernel_w)`` layout either way.
 
-    Input shape: ``(N, n_input_plane, H, W)`` or ``(n_input_plane, H, W)``.
-    Output shape: ``(N, n_output_plane, H_out, W_out)`` (or without ``N``), where
-        ``H_out = (H + 2*pad_h - kernel_h) // stride_h + 1`` and likewise for ``W_out``.
+    Input shape: ``(N, n_input_plane, H, W)`` or ``(n_input_plane, H, W)``
+        (``(N, H, W, n_input_plane)`` / ``(H, W, n_input_plane)`` with ``"NHWC"``).
+    Output shape: ``(N, n_output_plane, H_out, W_out)`` (or without ``N``; channels last with
+        ``"NHWC"``), where ``H_out = (H + 2*pad_h - kernel_h) // stride_h + 1`` and likewise
+        for ``W_out``.
     """
 
     def __init__(self, n_input_plane, n_output_plane, kernel_w, kernel_h, stride_w=1, stride_h=1,
-                 pad_w=0, pad_h=0, n_group=1, propagate_back=True, with_bias=True,
-                 init_weight=None, init_bias=None):
+                 pad_w=0, pad_h=0, n_group=1, propagate_back=True, wRegularizer=None,
+                 bRegularizer=None, init_weight=None, init_bias=None, init_grad_weight=None,
+                 init_grad_bias=None, with_bias=True, data_format="NCHW"):
         super().__init__()
-        cls = "SpatialConvolution"
+        self._init_geometry(n_input_plane, n_output_plane, kernel_w, kernel_h, stride_w,
+                            stride_h, pad_w, pad_h, n_group)
+        self.propagate_back = bool(propagate_back)
+        self.with_bias = bool(with_bias)
+        self.data_format = check_data_format(type(self).__name__, data_format)
+        self._init_parameters(wRegularizer, bRegularizer, init_weight, init_bias,
+                              init_grad_weight, init_grad_bias)
+
+    def _init_geometry(self, n_input_plane, n_output_plane, kernel_w, kernel_h, stride_w,
+                       stride_h, pad_w, pad_h, n_group, dilation_w=1, dilation_h=1):
+        cls = type(self).__name__
         self.n_input_plane = check_int(cls, "n_input_plane", n_input_plane)
         self.n_output_plane = check_int(cls, "n_output_plane", n_output_plane)
         self.kernel_w = check_int(cls, "kernel_w", kernel_w)
@@ -103,13 +144,16 @@ class SpatialConvolution(Module):
         if (self.pad_w == -1) != (self.pad_h == -1):
             raise ValueError(f"{cls}: SAME padding needs pad_w = pad_h = -1, "
                              f"got pad_w={pad_w!r}, pad_h={pad_h!r}")
+        self.dilation_w = check_int(cls, "dilation_w", dilation_w)
+        self.dilation_h = check_int(cls, "dilation_h", dilation_h)
         self.n_group = check_int(cls, "n_group", n_group)
         for arg, value in (("n_input_plane", n_input_plane), ("n_output_plane", n_output_plane)):
             if value % self.n_group:
                 raise ValueError(f"{cls}: {arg} ({value!r}) must be divisible by "
                                  f"n_group ({n_group!r})")
-        self.propagate_back = bool(propagate_back)
-        self.with_bias = bool(with_bias)
+
+    def _init_parameters(self, w_regularizer, b_regularizer, init_weight, init_bias,
+                         init_grad_weight, init_grad_bias):
         self.weight_init_method = RandomUniform()
         self.bias_init_method = RandomUniform()
         self._add_parameter("weight", (self.n_output_plane, self.n_input_plane // self.n_group,
@@ -117,10 +161,16 @@ class SpatialConvolution(Module):
         if self.with_bias:
             self._add_parameter("bias", (self.n_output_plane,))
         self.reset()
-        if init_weight is not None:
-            self.weight[...] = init_weight
-        if init_bias is not None and self.with_bias:
-            self.bias[...] = init_bias
+        self._set_regularizer("weight", w_regularizer)
+        if self.with_bias:
+            self._set_regularizer("bias", b_regularizer)
+        for name, value in (("weight", init_weight), ("bias", init_bias),
+                            ("grad_weight", init_grad_weight), ("grad_bias", init_grad_bias)):
+            if value is not None and hasattr(self, name):
+                self._set_initial(name, value)
+
+    def _set_initial(self, name, value):
+        set_initial(self, name, value, self.n_group)
 
     def reset(self):
         area = self.kernel_w * self.kernel_h
@@ -136,35 +186,59 @@ class SpatialConvolution(Module):
     def same_padding(self):
         return self.pad_w == -1
 
+    @property
+    def _span(self):
+        """The kernel's extent ``(h, w)`` on the input, dilation included."""
+        return ((self.kernel_h - 1) * self.dilation_h + 1,
+                (self.kernel_w - 1) * self.dilation_w + 1)
+
     def _geometry(self, h, w):
         """``(out_h, out_w, (top, bottom, left, right))`` for an ``h x w`` input."""
+        span_h, span_w = self._span
         if self.same_padding:
-            oh, top, bottom = same_padding(h, self.kernel_h, self.stride_h)
-            ow, left, right = same_padding(w, self.kernel_w, self.stride_w)
+            oh, top, bottom = same_padding(h, span_h, self.stride_h)
+            ow, left, right = same_padding(w, span_w, self.stride_w)
         else:
             top = bottom = self.pad_h
             left = right = self.pad_w
-            oh = (h + 2 * self.pad_h - self.kernel_h) // self.stride_h + 1
-            ow = (w + 2 * self.pad_w - self.kernel_w) // self.stride_w + 1
+            oh = (h + 2 * self.pad_h - span_h) // self.stride_h + 1
+            ow = (w + 2 * self.pad_w - span_w) // self.stride_w + 1
         return oh, ow, (top, bottom, left, right)
+
+    @property
+    def channels_last(self):
+        return self.data_format == "NHWC"
 
     def _expected(self, sizes=False):
         c = self.n_input_plane
-        if not sizes or self.same_padding:
-            return f"(N, {c}, H, W)"
-        min_h = max(1, self.kernel_h - 2 * self.pad_h)
-        min_w = max(1, self.kernel_w - 2 * self.pad_w)
-        return f"(N, {c}, H>={min_h}, W>={min_w})"
+        h, w = "H", "W"
+        if sizes and not self.same_padding:
+            span_h, span_w = self._span
+            h = f"H>={max(1, span_h - 2 * self.pad_h)}"
+            w = f"W>={max(1, span_w - 2 * self.pad_w)}"
+        return f"(N, {h}, {w}, {c})" if self.channels_last else f"(N, {c}, {h}, {w})"
 
     def _input(self, input):
-        """The input as a batched ``(N, C, H, W)`` array of the layer's dtype, checked."""
+        """The input as a batched ``(N, C, H, W)`` array (a view for NHWC), checked."""
         x = self._as_array(input, (3, 4), self._expected())
+        if self.channels_last:
+            x = np.moveaxis(x, -1, -3)
         if x.shape[-3] != self.n_input_plane:
-            self._fail(self._expected(), x)
+            self._fail(self._expected(), input)
         oh, ow, _ = self._geometry(x.shape[-2], x.shape[-1])
         if oh < 1 or ow < 1:
-            self._fail(self._expected(sizes=True), x)
+            self._fail(self._expected(sizes=True), input)
         return x if x.ndim == 4 else x[None]
+
+    def _emit(self, key, result, input):
+        """``result`` (batched NCHW) in the caller's layout: channels moved last for NHWC, the
+        batch axis dropped for an unbatched input."""
+        if self.channels_last:
+            shape = (result.shape[0],) + result.shape[2:] + (result.shape[1],)
+            out = self._buffer(key + "_nhwc", shape, result.dtype)
+            np.copyto(out, np.moveaxis(result, 1, -1))
+            result = out
+        return result if np.ndim(input) == 4 else result[0]
 
     # ------------------------------------------------------------------ the three verbs
     def _im2col(self, x):
@@ -181,7 +255,8 @@ class SpatialConvolution(Module):
         else:
             xp = x
         cols = self._buffer("cols", (n, c, kh, kw, oh, ow), x.dtype)
-        np.copyto(cols, window_views(xp, kh, kw, sh, sw, oh, ow).transpose(0, 1, 4, 5, 2, 3))
+        np.copyto(cols, window_views(xp, kh, kw, sh, sw, oh, ow, self.dilation_h,
+                                     self.dilation_w).transpose(0, 1, 4, 5, 2, 3))
         return cols.reshape(n, c * kh * kw, oh * ow)
 
     def _forward_cols(self, x):
@@ -208,11 +283,13 @@ class SpatialConvolution(Module):
                   out=out.reshape(n, g, self.n_output_plane // g, oh * ow))
         if self.with_bias:
             out += self.bias[:, None, None]
-        return out if np.ndim(input) == 4 else out[0]
+        return self._emit("output", out, input)
 
     def _grad_output(self, input, grad_output):
         check_grad_output(self, grad_output)
         gout = np.asarray(grad_output, dtype=self.weight.dtype)
+        if self.channels_last:
+            gout = np.ascontiguousarray(np.moveaxis(gout, -1, -3))
         return gout if gout.ndim == 4 else gout[None]
 
     def update_grad_input(self, input, grad_output):
@@ -225,13 +302,14 @@ class SpatialConvolution(Module):
             self._grad_input_stride1(x, gout, gi)
         else:
             self._grad_input_strided(x, gout, gi)
-        return gi if np.ndim(input) == 4 else gi[0]
+        return self._emit("grad_input", gi, input)
 
     def _grad_input_strided(self, x, gout, gi):
         """Any stride: the window-matrix gradient, scattered back with one strided add per
         kernel offset."""
         n, c, h, w = x.shape
         g, kh, kw, sh, sw = self.n_group, self.kernel_h, self.kernel_w, self.stride_h, self.stride_w
+        dh, dw = self.dilation_h, self.dilation_w
         oh, ow, (top, bottom, left, right) = self._geometry(h, w)
         og = self.n_output_plane // g
         # (G, Kg, Og) @ (N, G, Og, L) -> (N, G, Kg, L): the gradient of every window matrix entry.
@@ -241,7 +319,7 @@ class SpatialConvolution(Module):
                   gout.reshape(n, g, og, oh * ow),
                   out=dcols.reshape(n, g, k, oh * ow))
         padded = bool(top or bottom or left or right)
-        if not padded and kh == kw == 1:
+        if not padded and kh == kw == sh == sw == 1:
             gi[...] = dcols.reshape(n, c, h, w)
             return
         gp = self._buffer("grad_padded", (n, c, top + h + bottom, left + w + right),
@@ -249,7 +327,7 @@ class SpatialConvolution(Module):
         gp.fill(0)
         for i in range(kh):
             for j in range(kw):
-                offset_view(gp, i, j, sh, sw, oh, ow)[...] += dcols[:, :, i, j]
+                offset_view(gp, i * dh, j * dw, sh, sw, oh, ow)[...] += dcols[:, :, i, j]
         if padded:
             gi[...] = gp[:, :, top:top + h, left:left + w]
 
@@ -258,13 +336,14 @@ class SpatialConvolution(Module):
 
         The output gradient is laid on the whole padded plane (zeros where no window starts), so
         the window-matrix gradient of kernel offset ``(i, j)`` is the padded input gradient
-        shifted by ``i * Wp + j`` in each image's flat ``(C, Hp, Wp)`` block: one add of
-        long rows per offset.  The zeros make the extra columns harmless; they cost
-        ``Hp*Wp / (H_out*W_out)`` more matmul work.  Images go in chunks whose scratch fits
-        in cache, which matters more than the extra Python calls.
+        shifted by ``i*dh * Wp + j*dw`` in each image's flat ``(C, Hp, Wp)`` block (``dh``, ``dw``
+        the dilation): one add of long rows per offset.  The zeros make the extra columns
+        harmless; they cost ``Hp*Wp / (H_out*W_out)`` more matmul work.  Images go in chunks
+        whose scratch fits in cache, which matters more than the extra Python calls.
         """
         n, c, h, w = x.shape
         g, kh, kw = self.n_group, self.kernel_h, self.kernel_w
+        dh, dw = self.dilation_h, self.dilation_w
         oh, ow, (top, bottom, left, right) = self._geometry(h, w)
         hp, wp = top + h + bottom, left + w + right
         plane = hp * wp
@@ -276,7 +355,7 @@ class SpatialConvolution(Module):
         gwide = self._buffer("grad_output_wide", (chunk, o, hp, wp), x.dtype)
         fill_border(gwide, 0, hp - oh, 0, wp - ow, 0)
         dcols = self._buffer("dcols_wide", (chunk, g, kh, kw, cg * plane), x.dtype)
-        shift_max = (kh - 1) * wp + kw - 1
+        shift_max = (kh - 1) * dh * wp + (kw - 1) * dw
         gp = self._buffer("grad_padded_flat", (chunk, c * plane + shift_max), x.dtype)
         with np.errstate():
             # numpy's ufunc buffering would otherwise copy these long rows through small buffers
@@ -289,7 +368,7 @@ class SpatialConvolution(Module):
                 gp[:m].fill(0)
                 for i in range(kh):
                     for j in range(kw):
-                        shift = i * wp + j
+                        shift = i * dh * wp + j * dw
                         gp[:m, shift:shift + c * plane].reshape(m, g, cg * plane)[...] += \
                             dcols[:m, :, i, j]
                 gi[start:start + m] = gp[:m, :c * plane].reshape(m, c, hp, wp)[
@@ -315,6 +394,10 @@ class SpatialConvolution(Module):
         pad = "SAME" if self.same_padding else f"{self.pad_w},{self.pad_h}"
         s = (f"{self.n_input_plane} -> {self.n_output_plane}, {self.kernel_w}x{self.kernel_h}, "
              f"{self.stride_w},{self.stride_h}, {pad}")
+        if self.dilation_w > 1 or self.dilation_h > 1:
+            s += f", dilation {self.dilation_w},{self.dilation_h}"
         if self.n_group > 1:
             s += f", n_group={self.n_group}"
+        if self.channels_last:
+            s += ", NHWC"
         return s + ("" if self.with_bias else ", without bias")

@@ -1,14 +1,15 @@
 """Criteria: ClassNLLCriterion, CrossEntropyCriterion, MSECriterion, BCECriterion.
 
 BigDL's class names and argument order.  Class labels are zero-based by default;
-``zero_based_label=False`` accepts BigDL's 1-based labels.
+``zero_based_label=False`` accepts BigDL's 1-based labels.  The other criteria live in
+``criteria_*.py`` and share the private helpers at the end of this file.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .activation import log_softmax
-from .criterion import Criterion, class_labels
+from .criterion import Criterion, LabelError, class_labels
 from .module import DEFAULT_DTYPE, shape_of
 
 __all__ = ["ClassNLLCriterion", "CrossEntropyCriterion", "MSECriterion", "BCECriterion"]
@@ -244,3 +245,57 @@ class BCECriterion(_WeightedCriterion):
             grad *= w
         grad /= scale
         return grad
+
+
+# ---------------------------------------------------------------------- helpers shared by the
+# other criteria files (criteria_*.py)
+
+def _table_input(criterion, input, n, expected):
+    """The ``n`` float tensors of a table input (a list / tuple), or a clear error."""
+    if not isinstance(input, (list, tuple)) or len(input) != n or \
+            not all(isinstance(t, np.ndarray) for t in input):
+        criterion._fail(f"expected input a table {expected}, got {shape_of(input)}")
+    return [t if t.dtype.kind == "f" else t.astype(DEFAULT_DTYPE) for t in input]
+
+
+def _untable(target):
+    """A target given as a one-tensor table (as BigDL passes it) unwrapped to the tensor."""
+    if isinstance(target, (list, tuple)) and len(target) == 1 and \
+            isinstance(target[0], np.ndarray):
+        return target[0]
+    return target
+
+
+def _sign_labels(criterion, target, n, dtype):
+    """``target`` as ``n`` labels of 1 or -1 (shape ``(n,)``, ``(n, 1)`` or a scalar for 1)."""
+    target = _untable(target)
+    arraylike = (np.ndarray, np.generic, list, tuple, int, float)
+    t = np.asarray(target) if isinstance(target, arraylike) else None
+    if t is None or t.dtype.kind not in "fiub" or t.size != n or (t.ndim > 1 and t.shape[0] != n):
+        criterion._fail(f"expected {n} labels of 1 or -1, got "
+                        f"{shape_of(target) if t is None else shape_of(t)}")
+    t = t.reshape(n)
+    bad = (t != 1) & (t != -1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise LabelError(f"{criterion.label()}: labels must be 1 or -1, got {t[first].item()!r} "
+                         f"at index {first}")
+    return t.astype(dtype)
+
+
+def _check_signs(criterion, t):
+    """Raise a LabelError unless every value of ``t`` is 1 or -1."""
+    bad = (t != 1) & (t != -1)
+    if bad.any():
+        raise LabelError(f"{criterion.label()}: labels must be 1 or -1, got "
+                         f"{t[bad].ravel()[0].item()!r}")
+
+
+def _number(cls, name, value, low=None):
+    """``value`` as a float, or a ValueError quoting it unless it is a finite number."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and np.isfinite(value) and (low is None or value >= low)
+    if not ok:
+        bound = "" if low is None else f" >= {low}"
+        raise ValueError(f"{cls}: {name} must be a finite number{bound}, got {value!r}")
+    return float(value)

@@ -1,18 +1,25 @@
-"""Spatial pooling: SpatialMaxPooling and SpatialAveragePooling (Torch7 / BigDL).
+"""Pooling: SpatialMaxPooling and SpatialAveragePooling (Torch7 / BigDL), the N-d pooling
+behind the temporal and volumetric layers, and global pooling (BigDL's Keras-style
+GlobalAveragePooling1D/2D/3D and GlobalMaxPooling1D/2D/3D).
 
-Both work on a padded copy of the input with one vectorized pass per kernel offset (``kh*kw``
-passes over the output, none over pixels or images).  Output sizes follow Torch: in ceil mode a
-last window that would start in the right / bottom padding is dropped.
+Windowed pooling works on a padded copy of the input with one vectorized pass per kernel offset
+(``prod(kernel)`` passes over the output, none over pixels or images).  Output sizes follow
+Torch: in ceil mode a last window that would start in the right / bottom padding is dropped.
 """
 from __future__ import annotations
 
 import numpy as np
 
+import math
+
+from .convnd import interior, offset_index, pad_into
 from .convolution import check_int, fill_border, offset_view, same_padding
 from .module import check_grad_output
 from .module import Module
 
-__all__ = ["SpatialMaxPooling", "SpatialAveragePooling"]
+__all__ = ["SpatialMaxPooling", "SpatialAveragePooling", "GlobalAveragePooling1D",
+           "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
+           "GlobalMaxPooling2D", "GlobalMaxPooling3D"]
 
 
 def pooled_size(size, kernel, stride, pad, ceil_mode):
@@ -330,3 +337,352 @@ class SpatialAveragePooling(_Pooling):
         if not self.divide:
             s += ", sum"
         return s
+
+
+# ---------------------------------------------------------------------- N-d windowed pooling
+class _PoolingND(Module):
+    """Max or average pooling over the last ``d`` axes of ``(N, C, *size)``.
+
+    Subclasses set ``_axes`` (names of the spatial axes, for messages), call ``_setup`` with
+    the sizes in axis order, and may override ``_internal`` / ``_external`` to pool another
+    layout (e.g. ``(N, T, F)``)."""
+
+    _axes = ("t", "h", "w")
+    _max = True
+
+    def _setup(self, kernel, stride, pads, ceil_mode, names):
+        cls = type(self).__name__
+        self.kernel = tuple(check_int(cls, n, k) for n, k in zip(names["kernel"], kernel))
+        stride = [k if s is None else s for k, s in zip(kernel, stride)]
+        self.stride = tuple(check_int(cls, n, s) for n, s in zip(names["stride"], stride))
+        self.pads = tuple(check_int(cls, n, p, minimum=0) for n, p in zip(names["pad"], pads))
+        for n, p, k in zip(names["pad"], self.pads, self.kernel):
+            if p > k // 2:
+                raise ValueError(f"{cls}: {n} must be at most half the kernel size ({k // 2}), "
+                                 f"got {p!r}")
+        self.ceil_mode = bool(ceil_mode)
+
+    def ceil(self):
+        """Use ceil instead of floor to compute the output size; returns self."""
+        self.ceil_mode = True
+        return self
+
+    def floor(self):
+        """Use floor to compute the output size (the default); returns self."""
+        self.ceil_mode = False
+        return self
+
+    def get_config(self):
+        config = super().get_config()
+        config["args"][self._ceil_arg] = self.ceil_mode  # ceil() / floor() change it later
+        return config
+
+    # ------------------------------------------------------------------ layout and geometry
+    def _expected(self, sizes=False):
+        dims = [a.upper() for a in self._axes]
+        if sizes:
+            dims = [f"{a}>={max(1, k - 2 * p)}" for a, k, p in zip(dims, self.kernel, self.pads)]
+        return f"(N, C, {', '.join(dims)})"
+
+    def _internal(self, x):
+        """The checked array as batched ``(N, C, *size)`` (a view)."""
+        return x if x.ndim == len(self.kernel) + 2 else x[None]
+
+    def _external(self, key, result, input):
+        return result if np.ndim(input) == len(self.kernel) + 2 else result[0]
+
+    def _geometry(self, size):
+        """``(out, pads, padded)``: output size, ``[(before, after)]`` and the padded buffer
+        size (it may run past the padding when a ceil-mode window does)."""
+        out = tuple(pooled_size(n, k, s, p, self.ceil_mode)
+                    for n, k, s, p in zip(size, self.kernel, self.stride, self.pads))
+        padded = tuple(max(p + n, (o - 1) * s + k)
+                       for n, k, s, p, o in zip(size, self.kernel, self.stride, self.pads, out))
+        pads = [(p, q - p - n) for p, q, n in zip(self.pads, padded, size)]
+        return out, pads, padded
+
+    def _input(self, input):
+        d = len(self.kernel)
+        x = self._as_array(input, (d + 1, d + 2), self._expected())
+        x = self._internal(x)
+        out, _, _ = self._geometry(x.shape[2:])
+        if min(out) < 1 or min(x.shape[2:]) < 1:
+            self._fail(self._expected(sizes=True), input)
+        return x
+
+    def _grad_output(self, grad_output, dtype):
+        check_grad_output(self, grad_output)
+        return self._internal(np.asarray(grad_output, dtype=dtype))
+
+    def _padded(self, x, fill):
+        out, pads, padded = self._geometry(x.shape[2:])
+        if padded == x.shape[2:]:
+            return x
+        return pad_into(self._buffer("padded", x.shape[:2] + padded, x.dtype), x, pads, fill)
+
+    def _windows(self, out):
+        """``(t, view index)`` for every kernel offset."""
+        for t, offset in enumerate(np.ndindex(*self.kernel)):
+            yield t, offset_index(offset, self.stride, (1,) * len(out), out)
+
+    def _scatter(self, x, routed):
+        """Input gradient from ``routed(t)``, the gradient reaching kernel offset ``t``."""
+        out, pads, padded = self._geometry(x.shape[2:])
+        gp = self._buffer("grad_padded", x.shape[:2] + padded, x.dtype)
+        gp.fill(0)
+        for t, index in self._windows(out):
+            gp[index] += routed(t)
+        if padded == x.shape[2:]:
+            return gp
+        gi = self._buffer("grad_input", x.shape, x.dtype)
+        gi[...] = gp[interior(pads, x.shape[2:])]
+        return gi
+
+    # ------------------------------------------------------------------ max / average
+    def update_output(self, input):
+        x = self._input(input)
+        out, pads, _ = self._geometry(x.shape[2:])
+        xp = self._padded(x, -np.inf if self._max else 0)
+        y = self._buffer("output", x.shape[:2] + out, x.dtype)
+        if self._max:
+            index = self._buffer("argmax", y.shape, np.int32)
+            better = self._buffer("better", y.shape, np.bool_)
+            index.fill(0)
+            for t, window in self._windows(out):
+                v = xp[window]
+                if t == 0:
+                    y[...] = v
+                    continue
+                np.greater(v, y, out=better)  # strict: ties keep the first maximum, as Torch
+                np.copyto(index, t, where=better)
+                np.maximum(y, v, out=y)  # also propagates NaN
+        else:
+            y.fill(0)
+            for _, window in self._windows(out):
+                y += xp[window]
+            y *= self._scale(x.shape[2:], out, pads)
+        return self._external("output", y, input)
+
+    def update_grad_input(self, input, grad_output):
+        x = self._input(input)
+        g = self._grad_output(grad_output, x.dtype)
+        out, pads, _ = self._geometry(x.shape[2:])
+        if self._max:
+            index = self._buffer("argmax", g.shape, np.int32)
+            routed = self._buffer("routed", g.shape, x.dtype)
+
+            def route(t):
+                return np.multiply(g, index == t, out=routed)
+        else:
+            scaled = np.multiply(g, self._scale(x.shape[2:], out, pads),
+                                 out=self._buffer("routed", g.shape, x.dtype))
+
+            def route(t):
+                return scaled
+        return self._external("grad_input", self._scatter(x, route), input)
+
+    def _scale(self, size, out, pads):
+        """``1 / divisor`` per output position (average pooling)."""
+        if not getattr(self, "divide", True):
+            return 1.0
+        factors = []
+        for n, o, k, s, (before, _) in zip(size, out, self.kernel, self.stride, pads):
+            start = np.arange(o) * s - before
+            end = np.minimum(start + k, n + before)  # windows never count past the padding
+            if self.count_include_pad:
+                count = end - start
+            else:
+                count = np.minimum(end, n) - np.maximum(start, 0)
+            factors.append(count)
+        counts = factors[0]
+        for f in factors[1:]:
+            counts = np.multiply.outer(counts, f)
+        return 1.0 / counts
+
+    def _shape_repr(self):
+        s = "x".join(map(str, self.kernel)) + ", " + ",".join(map(str, self.stride))
+        if any(self.pads):
+            s += ", " + ",".join(map(str, self.pads))
+        return s + (", ceil" if self.ceil_mode else "")
+
+
+# ---------------------------------------------------------------------- global pooling
+class _GlobalPooling(Module):
+    """Pool each channel over all its positions: ``(N, C, *size)`` -> ``(N, C)``."""
+
+    _d = 2
+    _max = False
+
+    def _setup(self, dim_ordering, input_shape):
+        cls = type(self).__name__
+        if dim_ordering not in ("th", "tf"):
+            raise ValueError(f"{cls}: dim_ordering must be 'th' (channels first) or 'tf' "
+                             f"(channels last), got {dim_ordering!r}")
+        self.dim_ordering = dim_ordering
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            if len(shape) != self._d + 1 or not all(
+                    isinstance(v, (int, np.integer)) and v > 0 for v in shape):
+                raise ValueError(f"{cls}: input_shape must be {self._d + 1} positive ints "
+                                 f"(no batch axis), got {input_shape!r}")
+            input_shape = [int(v) for v in shape]
+        self.input_shape = input_shape
+
+    def _expected(self):
+        if self.input_shape is not None:
+            return "(N, " + ", ".join(map(str, self.input_shape)) + ")"
+        dims = ["D1", "D2", "D3"][:self._d]
+        return "(N, " + ", ".join(dims + ["C"] if self.dim_ordering == "tf" else ["C"] + dims) + ")"
+
+    def _axes(self):
+        return tuple(range(1, self._d + 1)) if self.dim_ordering == "tf" else \
+            tuple(range(2, self._d + 2))
+
+    def _input(self, input):
+        x = self._as_array(input, (self._d + 2,), self._expected())
+        if self.input_shape is not None and list(x.shape[1:]) != self.input_shape:
+            self._fail(self._expected(), x)
+        if 0 in x.shape[1:]:
+            self._fail(self._expected(), x)
+        return x
+
+    def update_output(self, input):
+        x = self._input(input)
+        if self._max:
+            # pool over the flattened positions; backward routes to the first maximum
+            flat = self._positions(x)
+            index = np.argmax(flat, axis=-1)
+            self.__dict__.setdefault("_scratch", {})["argmax"] = index
+            return np.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
+        return x.mean(axis=self._axes())
+
+    def _positions(self, x):
+        """``(N, C, positions)`` view (or copy for channels last)."""
+        if self.dim_ordering == "tf":
+            x = np.moveaxis(x, -1, 1)
+        return x.reshape(x.shape[0], x.shape[1], -1)
+
+    def update_grad_input(self, input, grad_output):
+        x = self._input(input)
+        check_grad_output(self, grad_output)
+        g = np.asarray(grad_output, dtype=x.dtype)
+        if not self._max:
+            positions = math.prod(x.shape[a] for a in self._axes())
+            shape = list(x.shape)
+            for a in self._axes():
+                shape[a] = 1
+            return np.broadcast_to((g / positions).reshape(shape), x.shape).copy()
+        index = self.__dict__.get("_scratch", {}).get("argmax")
+        if index is None or index.shape != g.shape:
+            index = np.argmax(self._positions(x), axis=-1)
+        flat = np.zeros((x.shape[0], g.shape[1], math.prod(x.shape[a] for a in self._axes())),
+                        x.dtype)
+        np.put_along_axis(flat, index[..., None], g[..., None], axis=-1)
+        if self.dim_ordering == "tf":
+            flat = flat.reshape((x.shape[0], x.shape[-1]) + x.shape[1:-1])
+            return np.moveaxis(flat, 1, -1).copy()
+        return flat.reshape(x.shape)
+
+    def extra_repr(self):
+        return "channels last" if self.dim_ordering == "tf" else ""
+
+
+class GlobalAveragePooling1D(_GlobalPooling):
+    """Mean over the steps of a sequence (BigDL's Keras-style layer).
+
+    Args:
+        input_shape: optional ``(steps, features)`` to check inputs against.
+
+    Input shape: ``(N, steps, features)``.
+    Output shape: ``(N, features)``.
+    """
+
+    _d = 1
+
+    def __init__(self, input_shape=None):
+        super().__init__()
+        self._setup("tf", input_shape)
+
+    def extra_repr(self):
+        return ""
+
+
+class GlobalMaxPooling1D(GlobalAveragePooling1D):
+    """Maximum over the steps of a sequence (BigDL's Keras-style layer); backward sends each
+    gradient to the first maximum.
+
+    Args:
+        input_shape: optional ``(steps, features)`` to check inputs against.
+
+    Input shape: ``(N, steps, features)``.
+    Output shape: ``(N, features)``.
+    """
+
+    _max = True
+
+
+class GlobalAveragePooling2D(_GlobalPooling):
+    """Mean of each channel over its plane (BigDL's Keras-style layer; also
+    ``SpatialAveragePooling(global_pooling=True)``, which keeps the ``1 x 1`` axes).
+
+    Args:
+        dim_ordering: ``"th"`` (channels first, default) or ``"tf"`` (channels last).
+        input_shape: optional shape without the batch axis to check inputs against.
+
+    Input shape: ``(N, C, H, W)`` (``"th"``) or ``(N, H, W, C)`` (``"tf"``).
+    Output shape: ``(N, C)``.
+    """
+
+    _d = 2
+
+    def __init__(self, dim_ordering="th", input_shape=None):
+        super().__init__()
+        self._setup(dim_ordering, input_shape)
+
+
+class GlobalMaxPooling2D(GlobalAveragePooling2D):
+    """Maximum of each channel over its plane (BigDL's Keras-style layer); backward sends each
+    gradient to the first maximum.
+
+    Args:
+        dim_ordering: ``"th"`` (channels first, default) or ``"tf"`` (channels last).
+        input_shape: optional shape without the batch axis to check inputs against.
+
+    Input shape: ``(N, C, H, W)`` (``"th"``) or ``(N, H, W, C)`` (``"tf"``).
+    Output shape: ``(N, C)``.
+    """
+
+    _max = True
+
+
+class GlobalAveragePooling3D(_GlobalPooling):
+    """Mean of each channel over its volume (BigDL's Keras-style layer).
+
+    Args:
+        dim_ordering: ``"th"`` (channels first, default) or ``"tf"`` (channels last).
+        input_shape: optional shape without the batch axis to check inputs against.
+
+    Input shape: ``(N, C, D1, D2, D3)`` (``"th"``) or ``(N, D1, D2, D3, C)`` (``"tf"``).
+    Output shape: ``(N, C)``.
+    """
+
+    _d = 3
+
+    def __init__(self, dim_ordering="th", input_shape=None):
+        super().__init__()
+        self._setup(dim_ordering, input_shape)
+
+
+class GlobalMaxPooling3D(GlobalAveragePooling3D):
+    """Maximum of each channel over its volume (BigDL's Keras-style layer); backward sends each
+    gradient to the first maximum.
+
+    Args:
+        dim_ordering: ``"th"`` (channels first, default) or ``"tf"`` (channels last).
+        input_shape: optional shape without the batch axis to check inputs against.
+
+    Input shape: ``(N, C, D1, D2, D3)`` (``"th"``) or ``(N, D1, D2, D3, C)`` (``"tf"``).
+    Output shape: ``(N, C)``.
+    """
+
+    _max = True

@@ -38,15 +38,24 @@ class Regularizer(Configurable):
 
 
 class L1Regularizer(Regularizer):
+    """L1 penalty ``l1 * sum|w|``: adds ``l1 * sign(w)`` to the gradient (BigDL's
+    ``L1Regularizer``)."""
+
     def __init__(self, l1):
         super().__init__(l1=l1)
 
 
 class L2Regularizer(Regularizer):
+    """L2 penalty ``l2 / 2 * sum(w^2)``: adds ``l2 * w`` to the gradient, like weight decay on
+    this parameter only (BigDL's ``L2Regularizer``)."""
+
     def __init__(self, l2):
         super().__init__(l2=l2)
 
 
 class L1L2Regularizer(Regularizer):
+    """Both penalties: adds ``l1 * sign(w) + l2 * w`` to the gradient (BigDL's
+    ``L1L2Regularizer``)."""
+
     def __init__(self, l1, l2):
         super().__init__(l1=l1, l2=l2)

@@ -21,12 +21,13 @@ from ..nn.criterion import Criterion
 from ..nn.module import Module
 from .events import (CheckpointEvent, FinishedEvent, IterationEvent, Listener, TrainingState,
                      ValidationEvent)
-from .methods import SGD, OptimMethod
+from .methods import SGD, ConstantClipping, L2NormClipping, as_optim_method
 from .progress import ConsoleProgress
 from .triggers import MaxEpoch
 from .validation import evaluate
 
-__all__ = ["Optimizer", "TrainingError", "register_distributed_trainer", "load_checkpoint"]
+__all__ = ["Optimizer", "TrainingError", "register_distributed_trainer", "load_checkpoint",
+           "epoch_permutation"]
 
 CHECKPOINT_FORMAT = "workbench-checkpoint"
 _distributed = []
@@ -41,6 +42,12 @@ def register_distributed_trainer(accepts, factory):
     """Used by ``workbench.spark``: ``factory(optimizer)`` returns a runner whose ``run()``
     trains on the data sets that ``accepts(data)`` recognizes."""
     _distributed.append((accepts, factory))
+
+
+def epoch_permutation(seed, epoch, n):
+    """The order of the ``n`` records in ``epoch``: a function of the seed and the epoch only,
+    so the Spark tasks compute the same global batches as the local loop."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def _as_arrays(data, what):
@@ -70,7 +77,8 @@ class Optimizer:
         criterion: the loss, e.g. ``ClassNLLCriterion()``.
         end_trigger: when to stop (default ``MaxEpoch(1)``, as in BigDL).
         batch_size: global mini-batch size (default 32).
-        optim_method: e.g. ``SGD(learningrate=0.01)`` (default ``SGD()``).
+        optim_method: e.g. ``SGD(learningrate=0.01)`` (default ``SGD()``), or a dict
+            ``{submodule name: OptimMethod}`` (see ``set_optim_methods``).
         seed: seed of the per-epoch shuffling (default: drawn from ``workbench.nn.random``).
         progress: show a console progress bar (default True).
     """
@@ -85,10 +93,7 @@ class Optimizer:
             raise TypeError(f"Optimizer: criterion must be a Criterion, got {type(criterion).__name__}")
         if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"Optimizer: batch_size must be a positive int, got {batch_size!r}")
-        optim_method = SGD() if optim_method is None else optim_method
-        if not isinstance(optim_method, OptimMethod):
-            raise TypeError(f"Optimizer: optim_method must be an OptimMethod, got "
-                            f"{type(optim_method).__name__}")
+        optim_method = as_optim_method(model, SGD() if optim_method is None else optim_method)
         self.model, self.criterion = model, criterion
         self.end_trigger = end_trigger or MaxEpoch(1)
         self.batch_size, self.optim_method = int(batch_size), optim_method
@@ -97,6 +102,7 @@ class Optimizer:
         self.listeners: list[Listener] = [ConsoleProgress()] if progress else []
         self.validation = None
         self.checkpoint = None
+        self.gradclip = []  # ConstantClipping / L2NormClipping, applied in this order
         self.state = TrainingState()
         self._stop = threading.Event()
         self._runner = None
@@ -162,6 +168,43 @@ class Optimizer:
         self.end_trigger = end_trigger
         return self
 
+    def set_optim_method(self, optim_method):
+        """Replace the optim method (an OptimMethod, or a dict as for ``set_optim_methods``)."""
+        self.optim_method = as_optim_method(self.model, optim_method)
+        return self
+
+    def set_optim_methods(self, optim_methods):
+        """One optim method per named submodule, e.g. ``{"fc1": SGD(0.1), "conv": Adam()}``:
+        each updates its submodule's slice of the flat parameters (every trainable parameter
+        must belong to exactly one of them)."""
+        if not isinstance(optim_methods, dict):
+            raise TypeError(f"set_optim_methods: expected a dict {{submodule name: "
+                            f"OptimMethod}}, got {type(optim_methods).__name__}")
+        return self.set_optim_method(optim_methods)
+
+    def set_gradclip_const(self, min_value, max_value):
+        """Clip every gradient value into ``[min_value, max_value]`` before each update."""
+        self.gradclip = [c for c in self.gradclip if not isinstance(c, ConstantClipping)]
+        self.gradclip.append(ConstantClipping(min_value, max_value))
+        return self
+
+    def set_gradclip_l2norm(self, clip_norm):
+        """Scale the gradient vector down to global L2 norm ``clip_norm`` when it is larger."""
+        self.gradclip = [c for c in self.gradclip if not isinstance(c, L2NormClipping)]
+        self.gradclip.append(L2NormClipping(clip_norm))
+        return self
+
+    def disable_gradclip(self):
+        """Turn both kinds of gradient clipping off."""
+        self.gradclip = []
+        return self
+
+    def clip_gradients(self, grads):
+        """Apply the configured clipping to the flat gradient vector in place."""
+        for clip in self.gradclip:
+            clip(grads)
+        return grads
+
     def add_listener(self, listener):
         """Register a listener (see ``workbench.optim.events.Listener``)."""
         if listener not in self.listeners:
@@ -217,7 +260,7 @@ class Optimizer:
 
     def epoch_permutation(self, epoch, n):
         """The order of the records in ``epoch`` (a function of the seed and the epoch only)."""
-        return np.random.default_rng([self.seed, epoch]).permutation(n)
+        return epoch_permutation(self.seed, epoch, n)
 
     def _train_local(self):
         model, criterion, method, state = self.model, self.criterion, self.optim_method, self.state
@@ -251,7 +294,11 @@ class Optimizer:
                     "the learning rate or check the data")
             method.state["epoch"] = state.epoch
             lr = method.get_learning_rate()
-            method.update(weights, grads)
+            self.clip_gradients(grads)
+            if method.needs_closure:
+                method.optimize(self._batch_feval(xb, yb, loss, weights, grads), weights)
+            else:
+                method.update(weights, grads)
             method.state["loss"] = loss
             elapsed = time.perf_counter() - start
             state.iteration += 1
@@ -264,14 +311,40 @@ class Optimizer:
                                                      time.time(), state))
             self.after_iteration()
 
-    def after_iteration(self):
-        """Validation and checkpoints on their triggers (shared by the local and Spark loops)."""
+    def _batch_feval(self, xb, yb, loss, weights, grads):
+        """``feval(w) -> (loss, grad)`` on this mini-batch for methods that evaluate several
+        points (LBFGS); its first call returns the loss and gradient already computed."""
+        first = [True]
+
+        def feval(w):
+            if first[0]:
+                first[0] = False
+                return loss, grads
+            if w is not weights:
+                np.copyto(weights, w)
+            output = self.model.forward(xb)
+            value = self.criterion.forward(output, yb)
+            grads.fill(0)
+            self.model.backward(xb, self.criterion.backward(output, yb))
+            return value, self.clip_gradients(grads)
+        return feval
+
+    def after_iteration(self, validate=None, checkpoint=None):
+        """Validation and checkpoints on their triggers (shared by the local and Spark loops).
+
+        ``validate`` / ``checkpoint``: the triggers' answers when the caller has already asked
+        them for this iteration (the Spark loop does, to know where a stretch ends); None asks
+        the trigger now."""
         state = self.state
-        if self.validation is not None and self.validation["trigger"](state):
+        if validate is None:
+            validate = self.validation is not None and self.validation["trigger"](state)
+        if checkpoint is None:
+            checkpoint = self.checkpoint is not None and self.checkpoint["trigger"](state)
+        if validate and self.validation is not None:
             scores = self.run_validation()
             self.emit("on_validation", ValidationEvent(state.epoch, state.iteration, scores,
                                                        time.time(), state))
-        if self.checkpoint is not None and self.checkpoint["trigger"](state):
+        if checkpoint and self.checkpoint is not None:
             path = self.save_checkpoint()
             self.emit("on_checkpoint", CheckpointEvent(state.epoch, state.iteration, path,
                                                        time.time()))

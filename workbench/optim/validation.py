@@ -1,7 +1,9 @@
-"""Validation methods (Top1Accuracy, Top5Accuracy, Loss, MAE) and ``evaluate``.
+"""Validation methods (Top1Accuracy, Top5Accuracy, Loss, MAE, HitRatio, NDCG, AUC,
+MeanAveragePrecision, TreeNNAccuracy) and ``evaluate``.
 
 A validation method turns one batch of model outputs and targets into a ``ValidationResult``
-that holds sums, not averages, so results add up across batches and across Spark tasks::
+that holds sums, not averages (or histograms, for AUC and MeanAveragePrecision), so results add
+up across batches and across Spark tasks::
 
     r = Top1Accuracy().batch(output, target) + Top1Accuracy().batch(output2, target2)
     r.result()   # (value, count), as BigDL
@@ -21,7 +23,7 @@ from ..nn.criterion import Criterion, class_labels
 from ..nn.module import Module, _data_handlers, register_evaluator, shape_of
 
 __all__ = ["ValidationMethod", "ValidationResult", "Top1Accuracy", "Top5Accuracy", "Loss", "MAE",
-           "evaluate"]
+           "HitRatio", "NDCG", "AUC", "MeanAveragePrecision", "TreeNNAccuracy", "evaluate"]
 
 
 class ValidationResult:
@@ -71,6 +73,11 @@ class ValidationResult:
                                 self.weight + other.weight, self.fmt)
 
     __radd__ = __add__
+
+    def renamed(self, name):
+        """This result under another method's name."""
+        self.name = str(name)
+        return self
 
     def __repr__(self):
         return f"{self.name}: {self.value:{self.fmt}} (count {self.count})"
@@ -213,6 +220,275 @@ class MAE(ValidationMethod):
             t = t.reshape(output.shape)
         total = float(np.abs(output.astype(np.float64) - t).sum())
         return ValidationResult(self.name, total, _records(output, t), output.size, fmt=".6g")
+
+
+class TreeNNAccuracy(_Accuracy):
+    """Accuracy of a tree (recursive) network at the root of each tree (BigDL's
+    ``TreeNNAccuracy``): the prediction for node 0 of each record against its label.
+
+    Args:
+        zero_based_label: True (default): labels are ``0 .. C-1``; False: BigDL's ``1 .. C``.
+
+    Output: ``(N, T, C)`` scores per node (or ``(T, C)`` for one record).  Target: ``(N, T)``
+    node labels (or ``(T,)``); only node 0's label is used.
+    """
+
+    def __init__(self, zero_based_label=True):
+        super().__init__(zero_based_label)
+
+    def batch(self, output, target):
+        if not isinstance(output, np.ndarray) or output.ndim not in (2, 3) or output.size == 0:
+            raise ValueError(f"TreeNNAccuracy: expected output scores (N, T, C) or (T, C), got "
+                             f"{shape_of(output)}")
+        t = np.asarray(target)
+        if output.ndim == 2:
+            output, t = output[None], t.reshape(1, -1)
+        if t.ndim == 3 and t.shape[2] == 1:
+            t = t[:, :, 0]
+        if t.ndim != 2 or t.shape[0] != output.shape[0] or t.shape[1] < 1:
+            raise ValueError(f"TreeNNAccuracy: expected node labels ({output.shape[0]}, T), got "
+                             f"{shape_of(t)}")
+        return Top1Accuracy(self.zero_based_label).batch(output[:, 0, :], t[:, 0]).renamed(
+            self.name)
+
+
+class _RankingMethod(ValidationMethod):
+    """Records of ``neg_num + 1`` candidate items, exactly one of them positive (target 1)."""
+
+    def __init__(self, k=10, neg_num=100):
+        from .schedules import check_int
+        self.k = check_int(self.name, "k", k)
+        self.neg_num = check_int(self.name, "neg_num", neg_num, low=0)
+
+    def _ranks(self, output, target):
+        """1-based rank of each record's positive item (1 + items scored strictly higher)."""
+        n = self.neg_num + 1
+        o = np.asarray(output)
+        if o.size == 0 or o.size % n or o.dtype.kind not in "fiu":
+            raise ValueError(f"{self.name}: expected scores of records of neg_num + 1 = {n} "
+                             f"items, e.g. ({n},) or (N, {n}), got {shape_of(output)}")
+        t = np.asarray(target)
+        if t.size != o.size:
+            raise ValueError(f"{self.name}: expected a 0/1 target of the output's size "
+                             f"{o.size}, got {shape_of(target)}")
+        o, t = o.reshape(-1, n), t.reshape(-1, n)
+        positives = np.count_nonzero(t == 1, axis=1)
+        bad = np.flatnonzero(positives != 1)
+        if bad.size:
+            raise ValueError(f"{self.name}: each record needs exactly one positive item "
+                             f"(target 1), record {bad[0]} has {positives[bad[0]]}")
+        score = o[np.arange(len(o)), np.argmax(t == 1, axis=1)]
+        return 1 + np.count_nonzero(o > score[:, None], axis=1)
+
+
+class HitRatio(_RankingMethod):
+    """Hit ratio for recommendation (BigDL's ``HitRatio``): the fraction of records whose
+    positive item is among the ``k`` highest-scored of its ``neg_num + 1`` candidates.
+
+    Args:
+        k: the length of the top list (a positive int).
+        neg_num: negative items per record (the record has ``neg_num + 1`` items).
+
+    Output: scores ``(neg_num + 1,)`` for one record or ``(N, neg_num + 1)`` (any shape with
+    a multiple of ``neg_num + 1`` values, record after record).  Target: 0/1 of the same size,
+    one 1 per record.
+    """
+
+    def __init__(self, k=10, neg_num=100):
+        super().__init__(k, neg_num)
+
+    def batch(self, output, target):
+        ranks = self._ranks(output, target)
+        return ValidationResult(self.name, int(np.count_nonzero(ranks <= self.k)), len(ranks))
+
+
+class NDCG(_RankingMethod):
+    """Normalized discounted cumulative gain at ``k`` (BigDL's ``NDCG``): per record
+    ``1 / log2(rank + 1)`` if the positive item's rank is at most ``k``, else 0; averaged.
+
+    Args:
+        k: the length of the top list (a positive int).
+        neg_num: negative items per record (the record has ``neg_num + 1`` items).
+
+    Output and target: as for ``HitRatio``.
+    """
+
+    def __init__(self, k=10, neg_num=100):
+        super().__init__(k, neg_num)
+
+    def batch(self, output, target):
+        ranks = self._ranks(output, target)
+        gains = np.where(ranks <= self.k, np.log(2.0) / np.log(ranks + 1.0), 0.0)
+        return ValidationResult(self.name, float(gains.sum()), len(ranks), fmt=".6g")
+
+
+class AUCResult(ValidationResult):
+    """AUC's mergeable result: per threshold and label column, the positives and negatives
+    scored at or above the threshold (a histogram; ``+`` adds the counts)."""
+
+    def __init__(self, name, tp, fp, pos, neg, count):
+        super().__init__(name, 0.0, count)
+        self.tp, self.fp, self.pos, self.neg = tp, fp, pos, neg
+
+    def scores(self):
+        """The AUC of each label column (nan for a column without positives or negatives)."""
+        out = np.full(self.pos.shape, np.nan)
+        ok = (self.pos > 0) & (self.neg > 0)
+        tpr = self.tp[:, ok] / self.pos[ok]
+        fpr = self.fp[:, ok] / self.neg[ok]
+        # thresholds ascend, so the ROC points go from (1, 1) down to (0, 0)
+        out[ok] = ((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2).sum(axis=0)
+        return out
+
+    @property
+    def value(self):
+        s = self.scores()
+        s = s[~np.isnan(s)]
+        return float(s.mean()) if s.size else float("nan")
+
+    def __add__(self, other):
+        if isinstance(other, numbers.Number) and other == 0:
+            return self
+        if not isinstance(other, AUCResult) or other.tp.shape != self.tp.shape:
+            raise TypeError(f"cannot add {other!r} to a {self.name} result of the same "
+                            f"thresholds and labels")
+        return AUCResult(self.name, self.tp + other.tp, self.fp + other.fp,
+                         self.pos + other.pos, self.neg + other.neg, self.count + other.count)
+
+    __radd__ = __add__
+
+
+class AUC(ValidationMethod):
+    """Area under the ROC curve for binary (0/1) targets, one or several labels (BigDL's
+    ``AUC``), from counts at ``threshold_num`` thresholds evenly spread over [0, 1], so
+    results merge across batches and tasks; several labels are averaged.
+
+    Args:
+        threshold_num: the number of thresholds (>= 2); more is a finer approximation.
+
+    Output: probabilities in [0, 1], ``(N,)``, ``(N, 1)`` or ``(N, L)`` for ``L`` labels.
+    Target: 0/1 of the same shape.
+    """
+
+    def __init__(self, threshold_num=200):
+        from .schedules import check_int
+        self.threshold_num = check_int("AUC", "threshold_num", threshold_num, low=2)
+        eps = 1e-7
+        n = self.threshold_num
+        thresholds = np.arange(n, dtype=np.float64) / (n - 1)
+        thresholds[0], thresholds[-1] = -eps, 1 + eps
+        self._thresholds = thresholds
+
+    def batch(self, output, target):
+        o = np.asarray(output)
+        t = np.asarray(target)
+        if o.ndim not in (1, 2) or o.size == 0 or o.dtype.kind not in "fiu":
+            raise ValueError(f"AUC: expected probabilities (N,) or (N, L), got {shape_of(output)}")
+        o = o.reshape(len(o), -1)
+        if t.size != o.size:
+            raise ValueError(f"AUC: expected a 0/1 target of the output's shape "
+                             f"{shape_of(output)}, got {shape_of(target)}")
+        t = t.reshape(o.shape)
+        if not np.isin(t, (0, 1)).all():
+            bad = t[~np.isin(t, (0, 1))][0].item()
+            raise ValueError(f"AUC: targets must be 0 or 1, got {bad!r}")
+        n, cols = self.threshold_num, o.shape[1]
+        # above[i] = how many thresholds are <= score i, i.e. the score counts at thresholds
+        # 0 .. above[i] - 1
+        above = np.searchsorted(self._thresholds, o.astype(np.float64), side="right")
+        tp, fp = np.zeros((n, cols)), np.zeros((n, cols))
+        for c in range(cols):
+            pos = t[:, c] == 1
+            hist_p = np.bincount(above[pos, c], minlength=n + 1)
+            hist_n = np.bincount(above[~pos, c], minlength=n + 1)
+            tp[:, c] = np.cumsum(hist_p[::-1])[::-1][1:]
+            fp[:, c] = np.cumsum(hist_n[::-1])[::-1][1:]
+        positives = (t == 1).sum(axis=0).astype(np.float64)
+        return AUCResult(self.name, tp, fp, positives, len(t) - positives, len(t))
+
+
+class MAPResult(ValidationResult):
+    """MeanAveragePrecision's mergeable result: per class, the ``k`` most confident
+    ``(score, is_that_class)`` predictions and the number of records of the class."""
+
+    def __init__(self, name, k, top, positives, count):
+        super().__init__(name, 0.0, count)
+        self.k, self.top, self.positives = k, top, positives
+
+    def average_precisions(self):
+        """The AP of each class (VOC 2010 style; 0 for a class without records)."""
+        aps = np.zeros(len(self.top))
+        for c, (scores, hits) in enumerate(self.top):
+            p = int(self.positives[c])
+            if p == 0:
+                continue
+            order = np.argsort(-scores, kind="stable")
+            hit = hits[order]
+            if self.k > 0:
+                hit = hit[:self.k]
+            rank = np.flatnonzero(hit) + 1                        # 1-based ranks of the hits
+            precision = np.arange(1, len(rank) + 1) / rank        # at each hit: recall r/p
+            best = np.maximum.accumulate(precision[::-1])[::-1]   # max precision at recall >= r/p
+            aps[c] = best.sum() / p
+        return aps
+
+    @property
+    def value(self):
+        return float(self.average_precisions().mean())
+
+    def __add__(self, other):
+        if isinstance(other, numbers.Number) and other == 0:
+            return self
+        if not isinstance(other, MAPResult) or len(other.top) != len(self.top):
+            raise TypeError(f"cannot add {other!r} to a {self.name} result of the same classes")
+        top = []
+        for (s1, h1), (s2, h2) in zip(self.top, other.top):
+            s, h = np.concatenate([s1, s2]), np.concatenate([h1, h2])
+            if self.k > 0 and len(s) > self.k:
+                keep = np.sort(np.argsort(-s, kind="stable")[:self.k])
+                s, h = s[keep], h[keep]
+            top.append((s, h))
+        return MAPResult(self.name, self.k, top, self.positives + other.positives,
+                         self.count + other.count)
+
+    __radd__ = __add__
+
+
+class MeanAveragePrecision(ValidationMethod):
+    """Mean average precision of a classifier over its classes (BigDL's
+    ``MeanAveragePrecision``, the VOC 2010 algorithm): for each class, rank all records by that
+    class's score, keep the ``k`` most confident, and average over the class's records the best
+    precision reached at each recall level; then average over the classes.
+
+    Args:
+        k: the most confident predictions per class taken into account (-1: all).
+        classes: the number of classes.
+
+    Output: scores ``(N, classes)`` (or ``(classes,)``).  Target: zero-based class ids ``(N,)``.
+    """
+
+    def __init__(self, k, classes):
+        from .schedules import check_int
+        if k != -1:
+            check_int("MeanAveragePrecision", "k", k)
+        self.k = int(k)
+        self.classes = check_int("MeanAveragePrecision", "classes", classes)
+
+    def batch(self, output, target):
+        scores = self._scores(output)
+        if scores.shape[1] != self.classes:
+            raise ValueError(f"MeanAveragePrecision: expected scores (N, {self.classes}), got "
+                             f"{shape_of(output)}")
+        ids = class_labels(self, scores, target, self.classes, True)
+        top = []
+        for c in range(self.classes):
+            s, h = scores[:, c].astype(np.float64), ids == c
+            if self.k > 0 and len(s) > self.k:
+                keep = np.sort(np.argsort(-s, kind="stable")[:self.k])
+                s, h = s[keep], h[keep]
+            top.append((s, h))
+        positives = np.bincount(ids, minlength=self.classes)
+        return MAPResult(self.name, self.k, top, positives, len(ids))
 
 
 def _records(output, target):

@@ -1,0 +1,71 @@
+// The REST client of the server extension (workbench.server): <base_url>workbench/api/...
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export interface IRun {
+  name: string;
+  status: string;
+  start_time?: number | null;
+  end_time?: number | null;
+  updated?: number | null;
+  epoch?: number | null;
+  iteration?: number | null;
+  loss?: number | null;
+  throughput?: number | null;
+  lr?: number | null;
+  metrics?: { [name: string]: number | null };
+  loss_series?: [number, number][];
+  spark_ui?: string | null;
+  error?: string | null;
+  log_dir: string;
+}
+
+export interface IRuns {
+  runs_dir: string;
+  runs: IRun[];
+}
+
+export interface ITensorBoard {
+  run: string | null;
+  port: number;
+  path: string;
+}
+
+export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'workbench/api', path);
+  const response = await ServerConnection.makeRequest(url, init, settings);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : {};
+  if (!response.ok) {
+    throw new ServerConnection.ResponseError(response, data.message || text);
+  }
+  return data as T;
+}
+
+export function listRuns(): Promise<IRuns> {
+  return request<IRuns>('runs');
+}
+
+export function startTensorBoard(run: string | null): Promise<ITensorBoard> {
+  const path = run ? `runs/${encodeURIComponent(run)}/tensorboard` : 'tensorboard';
+  return request<ITensorBoard>(path, { method: 'POST' });
+}
+
+export function stopRun(run: string): Promise<unknown> {
+  return request(`runs/${encodeURIComponent(run)}/stop`, { method: 'POST' });
+}
+
+export function tutorials(): Promise<{ folder: string; notebooks: string[] }> {
+  return request('tutorials');
+}
+
+export function config(): Promise<{ runs_dir: string; spark_ui_url: string }> {
+  return request('config');
+}
+
+/** The URL under the Jupyter server that proxies to a local port (jupyter-server-proxy). */
+export function proxyUrl(port: number): string {
+  const settings = ServerConnection.makeSettings();
+  return URLExt.join(settings.baseUrl, 'proxy', String(port)) + '/';
+}

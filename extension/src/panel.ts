@@ -1,0 +1,196 @@
+// The "Workbench" sidebar: the runs of the runs directory with status, latest metrics and a
+// loss sparkline, refreshed every few seconds while it is visible.
+import { CommandRegistry } from '@lumino/commands';
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import { IRun, listRuns } from './api';
+import { CommandIDs } from './commands';
+
+const REFRESH_MS = 2000;
+
+function fmt(x: number | null | undefined, digits = 4): string {
+  if (x === null || x === undefined || !isFinite(x)) {
+    return '–';
+  }
+  return Number(x.toPrecision(digits)).toString();
+}
+
+function ago(t: number | null | undefined): string {
+  if (!t) {
+    return '';
+  }
+  const s = Math.max(0, Date.now() / 1000 - t);
+  if (s < 90) {
+    return `${Math.round(s)} s ago`;
+  }
+  if (s < 5400) {
+    return `${Math.round(s / 60)} min ago`;
+  }
+  if (s < 86400 * 2) {
+    return `${Math.round(s / 3600)} h ago`;
+  }
+  return new Date(t * 1000).toLocaleDateString();
+}
+
+export function sparkline(points: [number, number][], width = 120, height = 28): SVGSVGElement {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('width', String(width));
+  svg.setAttribute('height', String(height));
+  svg.classList.add('jp-Workbench-sparkline');
+  svg.dataset.points = String(points.length);
+  if (points.length < 2) {
+    return svg;
+  }
+  const xs = points.map(p => p[0]);
+  const ys = points.map(p => p[1]);
+  const x0 = Math.min(...xs);
+  const x1 = Math.max(...xs);
+  const y0 = Math.min(...ys);
+  const y1 = Math.max(...ys);
+  const px = (x: number) => ((x - x0) / (x1 - x0 || 1)) * (width - 2) + 1;
+  const py = (y: number) => height - 2 - ((y - y0) / (y1 - y0 || 1)) * (height - 4);
+  const line = document.createElementNS(ns, 'polyline');
+  line.setAttribute('points', points.map(p => `${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join(' '));
+  line.setAttribute('fill', 'none');
+  svg.appendChild(line);
+  return svg;
+}
+
+export class RunsPanel extends Widget {
+  constructor(commands: CommandRegistry) {
+    super();
+    this._commands = commands;
+    this.id = 'workbench-runs';
+    this.addClass('jp-Workbench-panel');
+    this.title.caption = 'BigDL Workbench: training runs';
+    const header = document.createElement('div');
+    header.className = 'jp-Workbench-header';
+    const title = document.createElement('span');
+    title.className = 'jp-Workbench-title';
+    title.textContent = 'Workbench runs';
+    const tb = this._button('TensorBoard', 'Open TensorBoard on every run', () =>
+      this._commands.execute(CommandIDs.openTensorBoard, {}));
+    const refresh = this._button('↻', 'Refresh', () => void this.refresh());
+    header.append(title, tb, refresh);
+    this._where = document.createElement('div');
+    this._where.className = 'jp-Workbench-where';
+    this._list = document.createElement('ul');
+    this._list.className = 'jp-Workbench-runs';
+    this.node.append(header, this._where, this._list);
+  }
+
+  get runs(): IRun[] {
+    return this._runs;
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const data = await listRuns();
+      this._runs = data.runs;
+      this._where.textContent = `in ${data.runs_dir || '.'}`;
+      this._render();
+    } catch (e) {
+      this._where.textContent = `cannot list runs: ${(e as Error).message}`;
+    }
+  }
+
+  protected onAfterShow(msg: Message): void {
+    void this.refresh();
+    this._timer = window.setInterval(() => {
+      if (this.isVisible) {
+        void this.refresh();
+      }
+    }, REFRESH_MS);
+  }
+
+  protected onAfterHide(msg: Message): void {
+    window.clearInterval(this._timer);
+  }
+
+  dispose(): void {
+    window.clearInterval(this._timer);
+    super.dispose();
+  }
+
+  private _button(label: string, title: string, onClick: () => void): HTMLButtonElement {
+    const b = document.createElement('button');
+    b.className = 'jp-Workbench-button';
+    b.textContent = label;
+    b.title = title;
+    b.addEventListener('click', onClick);
+    return b;
+  }
+
+  private _render(): void {
+    this._list.replaceChildren();
+    if (!this._runs.length) {
+      const empty = document.createElement('li');
+      empty.className = 'jp-Workbench-empty';
+      empty.textContent = 'No runs yet: train with %%bigdl_train (after %load_ext workbench).';
+      this._list.append(empty);
+      return;
+    }
+    for (const run of this._runs) {
+      const li = document.createElement('li');
+      li.className = 'jp-Workbench-run';
+      li.dataset.run = run.name;
+      li.dataset.status = run.status;
+      const top = document.createElement('div');
+      top.className = 'jp-Workbench-runTop';
+      const name = document.createElement('span');
+      name.className = 'jp-Workbench-runName';
+      name.textContent = run.name;
+      const status = document.createElement('span');
+      status.className = `jp-Workbench-status jp-Workbench-status-${run.status}`;
+      status.textContent = run.status;
+      top.append(name, status);
+      const metrics = document.createElement('div');
+      metrics.className = 'jp-Workbench-metrics';
+      const parts = [];
+      if (run.epoch) {
+        parts.push(`epoch ${run.epoch}`);
+      }
+      if (run.iteration) {
+        parts.push(`iter ${run.iteration}`);
+      }
+      parts.push(`loss ${fmt(run.loss)}`);
+      for (const [k, v] of Object.entries(run.metrics || {})) {
+        parts.push(`${k} ${fmt(v)}`);
+      }
+      metrics.textContent = parts.join(' · ');
+      const when = document.createElement('div');
+      when.className = 'jp-Workbench-when';
+      when.textContent = run.status === 'running' ? `updated ${ago(run.updated)}` : `started ${ago(run.start_time)}`;
+      const actions = document.createElement('div');
+      actions.className = 'jp-Workbench-actions';
+      actions.append(
+        this._button('TensorBoard', `Open TensorBoard for ${run.name}`, () =>
+          this._commands.execute(CommandIDs.openTensorBoard, { run: run.name })));
+      if (run.spark_ui) {
+        actions.append(this._button('Spark UI', `Open the Spark UI of ${run.name}`, () =>
+          this._commands.execute(CommandIDs.openSparkUI, { run: run.name })));
+      }
+      if (run.status === 'running') {
+        actions.append(this._button('Stop', `Stop ${run.name} after its current iteration`, () =>
+          this._commands.execute(CommandIDs.stopRun, { run: run.name })));
+      }
+      li.append(top, metrics, sparkline(run.loss_series || []), when, actions);
+      if (run.error) {
+        const err = document.createElement('div');
+        err.className = 'jp-Workbench-error';
+        err.textContent = run.error;
+        li.append(err);
+      }
+      this._list.append(li);
+    }
+  }
+
+  private _commands: CommandRegistry;
+  private _runs: IRun[] = [];
+  private _list: HTMLUListElement;
+  private _where: HTMLDivElement;
+  private _timer = -1;
+}

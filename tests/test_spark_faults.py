@@ -1,0 +1,118 @@
+"""Recovery on Spark local[2]: a task that raises, a task that exits, a Python worker killed
+from outside, a task that hangs (timeouts), and an exhausted retry budget."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from workbench import models
+from workbench.data import Sample, load_digits
+from workbench.nn import ClassNLLCriterion, random
+from workbench.optim import (SGD, Listener, MaxEpoch, MaxIteration, Optimizer, Top1Accuracy,
+                             TrainingError)
+
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(300),
+              pytest.mark.filterwarnings("ignore:workbench. a training stretch failed")]
+
+STRETCH = 8
+
+
+@pytest.fixture(scope="module")
+def digits(sc):
+    (X, y), (Xt, yt) = load_digits(size=28)
+    rdd = sc.parallelize([Sample.from_ndarray(a, b) for a, b in zip(X, y)], 2)
+    return rdd, (Xt, yt)
+
+
+class Iterations(Listener):
+    def __init__(self, action=None):
+        self.seen, self.action = [], action
+
+    def on_iteration(self, e):
+        self.seen.append(e.iteration)
+        if self.action:
+            self.action(e)
+
+
+def train(rdd, epochs=2, listener=None, **options):
+    random.set_seed(21)
+    model = models.LeNet5(10)
+    opt = Optimizer(model, rdd, ClassNLLCriterion(), MaxEpoch(epochs), 64,
+                    SGD(0.05, momentum=0.9, dampening=0.0), seed=5, progress=False,
+                    max_stretch_iterations=STRETCH, **options)
+    rec = listener or Iterations()
+    opt.add_listener(rec)
+    opt.optimize()
+    return model, opt, rec
+
+
+@pytest.fixture(scope="module")
+def clean(digits):
+    rdd, (Xt, yt) = digits
+    model, opt, rec = train(rdd)
+    accuracy = model.evaluate((Xt, yt), 256, [Top1Accuracy()])[0].value
+    assert accuracy > 0.8
+    return model.get_parameters()[0].copy(), accuracy, rec.seen
+
+
+def check_recovered(model, opt, rec, clean, digits):
+    weights, accuracy, seen = clean
+    _, (Xt, yt) = digits
+    assert opt.state.iteration == seen[-1]
+    assert opt._runner.retries == 1
+    # at most one stretch is repeated
+    repeated = len(rec.seen) - len(set(rec.seen))
+    assert 0 < repeated <= STRETCH and opt._runner.repeated_iterations == repeated
+    assert sorted(set(rec.seen)) == seen
+    got = model.evaluate((Xt, yt), 256, [Top1Accuracy()])[0].value
+    assert abs(got - accuracy) <= 0.01
+    # the restart is exact: it repeats the same batches from the same snapshot
+    w, _ = model.get_parameters()
+    assert np.linalg.norm(w - weights) / np.linalg.norm(weights) <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["raise", "exit"])
+def test_a_failing_task_is_restarted_from_the_snapshot(digits, clean, mode):
+    model, opt, rec = train(digits[0], fault_injection={"iteration": 13, "rank": 1, "mode": mode})
+    check_recovered(model, opt, rec, clean, digits)
+
+
+def test_a_killed_python_worker_is_survived(digits, clean):
+    holder = {}
+
+    def kill(e):
+        if e.iteration == 19 and not holder.get("done"):
+            holder["done"] = True
+            os.kill(holder["opt"]._runner.task_pids[1], signal.SIGKILL)
+
+    random.set_seed(21)
+    model = models.LeNet5(10)
+    opt = Optimizer(model, digits[0], ClassNLLCriterion(), MaxEpoch(2), 64,
+                    SGD(0.05, momentum=0.9, dampening=0.0), seed=5, progress=False,
+                    max_stretch_iterations=STRETCH)
+    holder["opt"] = opt
+    rec = Iterations(kill)
+    opt.add_listener(rec)
+    opt.optimize()
+    assert holder["done"]
+    check_recovered(model, opt, rec, clean, digits)
+
+
+def test_a_hanging_task_times_out_and_is_restarted(digits, clean):
+    model, opt, rec = train(digits[0], comm_timeout=3,
+                            fault_injection={"iteration": 10, "rank": 1, "mode": "hang"})
+    check_recovered(model, opt, rec, clean, digits)
+
+
+def test_the_retry_budget_ends_training_with_a_clear_error(digits):
+    random.set_seed(21)
+    model = models.LeNet5(10)
+    opt = Optimizer(model, digits[0], ClassNLLCriterion(), MaxIteration(30), 64, SGD(0.05),
+                    seed=5, progress=False, max_stretch_iterations=STRETCH, max_retries=1,
+                    fault_injection={"iteration": 11, "rank": 0, "mode": "raise",
+                                     "repeat": True})
+    with pytest.raises(TrainingError, match=r"failed 2 times .*max_retries=1.*iteration 8.*"
+                                            r"injected failure"):
+        opt.optimize()
+    assert opt.state.iteration == 8  # back at the last snapshot

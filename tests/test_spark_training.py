@@ -1,0 +1,263 @@
+"""Distributed training on Spark local[2]: equivalence with the local loop, the same events,
+triggers, validation, checkpoints and summaries, stop requests, divergence, resume, and
+distributed predict / evaluate."""
+import os
+
+import numpy as np
+import pytest
+
+import workbench.spark as wspark
+from workbench import models
+from workbench.data import Sample, load_digits
+from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential, Tanh, random
+from workbench.optim import (SGD, Adam, EveryEpoch, Listener, Loss, MaxEpoch, MaxIteration,
+                             Optimizer, SeveralIteration, Top1Accuracy, TrainingError)
+from workbench.summary import TrainSummary, ValidationSummary
+
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(300)]
+
+
+def problem(n=203, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 8)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + 2 * (X[:, 2] > 0)
+    return X, y
+
+
+def mlp(seed=5):
+    random.set_seed(seed)
+    return Sequential().add(Linear(8, 16)).add(Tanh()).add(Linear(16, 4)).add(LogSoftMax())
+
+
+def samples_rdd(sc, X, y, parts):
+    return sc.parallelize([Sample.from_ndarray(a, b) for a, b in zip(X, y)], parts)
+
+
+def rel_err(model, reference):
+    w, _ = model.get_parameters()
+    r, _ = reference.get_parameters()
+    return float(np.linalg.norm(w - r) / np.linalg.norm(r))
+
+
+class Recorder(Listener):
+    def __init__(self):
+        self.events = []
+
+    def on_iteration(self, e):
+        self.events.append(("iteration", e.iteration, e.epoch, e.batch_size, round(e.loss, 5)))
+
+    def on_validation(self, e):
+        self.events.append(("validation", e.iteration, e.epoch, tuple(sorted(e.scores))))
+
+    def on_checkpoint(self, e):
+        self.events.append(("checkpoint", e.iteration, e.epoch, os.path.basename(e.path)))
+
+    def on_finished(self, e):
+        self.events.append(("finished", e.iteration, e.epoch, e.stopped, e.error))
+
+
+METHODS = {"sgd-momentum": lambda: SGD(0.1, momentum=0.9, dampening=0.0, weightdecay=1e-3),
+           "adam": lambda: Adam(0.01)}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_twenty_iterations_equal_local_training(sc, method, parts):
+    X, y = problem()
+    local = mlp()
+    Optimizer(local, (X, y), ClassNLLCriterion(), MaxIteration(20), 37, METHODS[method](),
+              seed=3, progress=False).optimize()
+    model = mlp()
+    # 203 records in batches of 37: uneven shares, and epochs end on a partial batch of 18
+    opt = Optimizer(model, samples_rdd(sc, X, y, parts), ClassNLLCriterion(), MaxIteration(20),
+                    37, METHODS[method](), seed=3, progress=False,
+                    max_stretch_iterations=7)  # three stretches: optim state is re-sliced
+    opt.optimize()
+    assert rel_err(model, local) <= 1e-5
+    assert opt.state.iteration == 20 and opt.state.records == 3 * 203 + 2 * 37
+    assert opt.state.epoch == 4
+    # the optimizer state gathered from the slices equals the local one
+    if method == "adam":
+        doc, arrays = opt.optim_method.get_state()
+        assert doc["state"]["neval"] == 20
+        assert arrays["m"].size == model.get_parameters()[0].size
+
+
+def test_lenet_on_digits_equals_local_training(sc):
+    (X, y), _ = load_digits(size=28)
+    X, y = X[:300], y[:300]
+    random.set_seed(11)
+    local = models.LeNet5(10)
+    random.set_seed(11)
+    model = models.LeNet5(10)
+    Optimizer(local, (X, y), ClassNLLCriterion(), MaxIteration(20), 50, Adam(2e-3), seed=9,
+              progress=False).optimize()
+    Optimizer(model, samples_rdd(sc, X, y, 2), ClassNLLCriterion(), MaxIteration(20), 50,
+              Adam(2e-3), seed=9, progress=False).optimize()
+    assert rel_err(model, local) <= 1e-5
+
+
+@pytest.mark.parametrize("layout", ["array", "vector", "columns"])
+def test_dataframe_input_equals_local_training(spark, layout):
+    from pyspark.ml.linalg import Vectors
+    X, y = problem(n=120)
+    local = mlp()
+    Optimizer(local, (X, y), ClassNLLCriterion(), MaxIteration(8), 32,
+              SGD(0.1, momentum=0.9), seed=4, progress=False).optimize()
+    if layout == "array":
+        df = spark.createDataFrame([(x.tolist(), int(t)) for x, t in zip(X, y)],
+                                   ["features", "label"])
+        kwargs = {}
+    elif layout == "vector":
+        df = spark.createDataFrame([(Vectors.dense(x.tolist()), float(t)) for x, t in zip(X, y)],
+                                   ["vec", "target"])
+        kwargs = dict(features_col="vec", label_col="target")
+    else:
+        cols = [f"x{i}" for i in range(8)]
+        df = spark.createDataFrame([tuple(float(v) for v in x) + (int(t),)
+                                    for x, t in zip(X, y)], cols + ["label"])
+        kwargs = dict(features_col=cols)
+    model = mlp()
+    assert df.rdd.getNumPartitions() == 2
+    Optimizer(model, df, ClassNLLCriterion(), MaxIteration(8), 32, SGD(0.1, momentum=0.9),
+              seed=4, progress=False, **kwargs).optimize()
+    assert rel_err(model, local) <= 1e-5
+
+
+def test_same_events_validation_checkpoints_and_summaries_as_local(spark, tmp_path):
+    X, y = problem(n=100)
+    Xv, yv = problem(n=50, seed=1)
+    runs = {}
+    for kind in ("local", "spark"):
+        model = mlp()
+        rec = Recorder()
+        if kind == "local":
+            train, val = (X, y), (Xv, yv)
+        else:
+            train = samples_rdd(spark.sparkContext, X, y, 2)
+            val = spark.createDataFrame([(x.tolist(), int(t)) for x, t in zip(Xv, yv)],
+                                        ["features", "label"])
+        opt = Optimizer(model, train, ClassNLLCriterion(), MaxEpoch(3), 32, SGD(0.2), seed=1,
+                        progress=False)
+        opt.add_listener(rec)
+        opt.set_validation(16, val, EveryEpoch(), [Top1Accuracy(), Loss()])
+        opt.set_checkpoint(SeveralIteration(5), str(tmp_path / kind / "ckpt"), is_overwrite=False)
+        opt.set_train_summary(TrainSummary(str(tmp_path / kind), "app"))
+        opt.set_val_summary(ValidationSummary(str(tmp_path / kind), "app"))
+        opt.optimize()
+        runs[kind] = (rec.events, model, opt)
+    local_events, spark_events = runs["local"][0], runs["spark"][0]
+    assert [e[:4] for e in spark_events] == [e[:4] for e in local_events]
+    # losses agree to float32 rounding
+    for a, b in zip(local_events, spark_events):
+        if a[0] == "iteration":
+            assert a[4] == pytest.approx(b[4], abs=2e-5)
+    assert rel_err(runs["spark"][1], runs["local"][1]) <= 1e-5
+    assert sorted(os.listdir(tmp_path / "spark" / "ckpt")) == \
+        sorted(os.listdir(tmp_path / "local" / "ckpt"))
+    loss = TrainSummary(str(tmp_path / "spark"), "app").read_scalar("Loss")
+    acc = ValidationSummary(str(tmp_path / "spark"), "app").read_scalar("Top1Accuracy")
+    assert len(loss) == 12 and len(acc) == 3
+    local_acc = ValidationSummary(str(tmp_path / "local"), "app").read_scalar("Top1Accuracy")
+    np.testing.assert_allclose(acc[:, 1], local_acc[:, 1], atol=1e-6)
+
+
+def test_stop_request_is_honoured_after_the_current_iteration(sc):
+    X, y = problem()
+    model = mlp()
+    opt = Optimizer(model, samples_rdd(sc, X, y, 2), ClassNLLCriterion(), MaxEpoch(50), 16,
+                    SGD(0.1), seed=2, progress=False)
+
+    class StopAt(Listener):
+        def on_iteration(self, e):
+            if e.iteration == 5:
+                opt.stop()
+
+    rec = Recorder()
+    opt.add_listener(StopAt()).add_listener(rec)
+    opt.optimize()
+    assert opt.state.iteration == 5
+    assert rec.events[-1] == ("finished", 5, 1, True, None)
+
+
+def test_divergence_raises_like_the_local_loop(sc):
+    X, y = problem()
+    X[117, 3] = np.nan  # one bad record: the loss of the batch that holds it is NaN
+    messages = {}
+    for kind, data in (("local", (X, y)), ("spark", samples_rdd(sc, X, y, 2))):
+        model = mlp()
+        opt = Optimizer(model, data, ClassNLLCriterion(), MaxIteration(30), 32, SGD(0.1),
+                        seed=1, progress=False)
+        with pytest.raises(TrainingError, match="diverged") as info:
+            opt.optimize()
+        messages[kind] = (str(info.value), opt.state.iteration, model.get_parameters()[0].copy())
+    assert messages["spark"][0] == messages["local"][0]
+    assert messages["spark"][1] == messages["local"][1]
+    assert np.all(np.isfinite(messages["spark"][2]))
+
+
+def test_resume_after_a_driver_restart_continues_exactly(sc, tmp_path):
+    X, y = problem()
+    rdd = samples_rdd(sc, X, y, 2)
+    straight = mlp()
+    Optimizer(straight, rdd, ClassNLLCriterion(), MaxEpoch(3), 32, Adam(0.01), seed=6,
+              progress=False).optimize()
+    first = Optimizer(mlp(), rdd, ClassNLLCriterion(), MaxEpoch(2), 32, Adam(0.01), seed=6,
+                      progress=False)
+    first.set_checkpoint(EveryEpoch(), str(tmp_path))
+    first.optimize()
+    # "the driver restarted": a new process would build a fresh model and optimizer
+    resumed_model = mlp(seed=99)
+    resumed = Optimizer(resumed_model, rdd, ClassNLLCriterion(), MaxEpoch(3), 32, Adam(0.01),
+                        progress=False)
+    resumed.optimize(resume_from=str(tmp_path))
+    assert resumed.state.epoch == 3 and resumed.state.iteration == 21
+    assert rel_err(resumed_model, straight) <= 1e-5
+
+
+def test_gradient_compression_trains(sc):
+    (X, y), (Xt, yt) = load_digits(size=8)
+    X, Xt = X.reshape(len(X), -1), Xt.reshape(len(Xt), -1)
+    accs = {}
+    for compression in (None, "bf16", "fp16"):
+        random.set_seed(3)
+        model = Sequential().add(Linear(64, 32)).add(Tanh()).add(Linear(32, 10)).add(LogSoftMax())
+        Optimizer(model, samples_rdd(sc, X, y, 2), ClassNLLCriterion(), MaxEpoch(3), 64,
+                  SGD(0.1, momentum=0.9), seed=1, progress=False,
+                  gradient_compression=compression).optimize()
+        accs[compression] = model.evaluate((Xt, yt), 128, [Top1Accuracy()])[0].value
+    assert accs[None] > 0.85
+    assert abs(accs["bf16"] - accs[None]) < 0.03 and abs(accs["fp16"] - accs[None]) < 0.03
+
+
+def test_distributed_predict_and_evaluate_match_local(spark):
+    X, y = problem(n=150)
+    model = mlp()
+    rdd = samples_rdd(spark.sparkContext, X, y, 3)
+    df = spark.createDataFrame([(x.tolist(), int(t)) for x, t in zip(X, y)],
+                               ["features", "label"]).repartition(1)
+    np.testing.assert_allclose(model.predict(rdd, batch_size=16), model.predict(X), atol=1e-6)
+    np.testing.assert_array_equal(model.predict_class(rdd), model.predict_class(X))
+    np.testing.assert_array_equal(model.predict_class(df), model.predict_class(X))
+    local = model.evaluate((X, y), 32, [Top1Accuracy(), Loss()])
+    for data in (rdd, df):
+        dist = model.evaluate(data, 32, [Top1Accuracy(), Loss()])
+        assert [r.name for r in dist] == ["Top1Accuracy", "Loss"]
+        assert dist[0].count == 150 and dist[0].value == local[0].value
+        assert dist[1].value == pytest.approx(local[1].value, rel=1e-6)
+    # an unlabeled RDD of feature arrays, and the module-level functions with column names
+    features = spark.sparkContext.parallelize(list(X), 2)
+    np.testing.assert_allclose(model.predict(features), model.predict(X), atol=1e-6)
+    renamed = df.withColumnRenamed("features", "x").withColumnRenamed("label", "t")
+    r = wspark.evaluate(model, renamed, 64, [Top1Accuracy()], features_col="x", label_col="t")
+    assert r[0].value == local[0].value
+
+
+def test_unknown_option_is_rejected(sc):
+    X, y = problem(n=20)
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        Optimizer(mlp(), samples_rdd(sc, X, y, 1), ClassNLLCriterion(), MaxIteration(1), 4,
+                  SGD(0.1), gradient_compresion="bf16")
+    with pytest.raises(ValueError, match="gradient_compression"):
+        Optimizer(mlp(), samples_rdd(sc, X, y, 1), ClassNLLCriterion(), MaxIteration(1), 4,
+                  SGD(0.1), gradient_compression="int8")

@@ -1,0 +1,287 @@
+"""The run registry: one small JSON record per training run, next to its TensorBoard logs.
+
+A run is a directory ``<runs_dir>/<name>/`` (the ``<log_dir>/<app_name>`` of
+``TrainSummary``).  While a run trains, the :class:`RunRecorder` listener keeps
+``<runs_dir>/<name>/workbench-run.json`` up to date (status, start time, progress, last loss and
+validation scores, a short loss series for sparklines, the Spark UI address).  The Jupyter
+server extension lists runs from these records, and from the event files alone for runs
+written without a recorder (e.g. by ``workbench train``).
+
+Only the standard library is imported here: the kernel (writer) and the server (reader) both
+use this module.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+
+from ..optim.events import Listener
+
+__all__ = ["RECORD_FILE", "RunRecorder", "RunPathError", "list_runs", "read_run", "run_dir",
+           "valid_run_name", "default_runs_dir", "request_stop"]
+
+RECORD_FILE = "workbench-run.json"
+STOP_FILE = "workbench-stop-request"
+SERIES_POINTS = 120
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}$")
+
+
+class RunPathError(ValueError):
+    """A run name that is not a plain directory name inside the runs dir."""
+
+
+def default_runs_dir():
+    """``$WORKBENCH_RUNS_DIR`` (the server extension exports it to the kernels it starts),
+    else ``runs`` in the current directory."""
+    return os.environ.get("WORKBENCH_RUNS_DIR") or "runs"
+
+
+def valid_run_name(name):
+    """True for names that are one plain path component (no separators, no ``..``)."""
+    return isinstance(name, str) and bool(_NAME.match(name)) and ".." not in name
+
+
+def run_dir(runs_dir, name):
+    """The real path of run ``name`` inside ``runs_dir``; :class:`RunPathError` for anything
+    that is not a directory name strictly inside it (``..``, separators, symlinks out)."""
+    if not valid_run_name(name):
+        raise RunPathError(f"not a run name: {name!r}")
+    root = os.path.realpath(runs_dir)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.dirname(path) != root:
+        raise RunPathError(f"run {name!r} is not inside the runs directory")
+    return path
+
+
+def _atomic_write_json(path, document):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(document, f, allow_nan=False, default=str)
+    os.replace(tmp, path)
+
+
+def _finite(x):
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x and abs(x) != float("inf") else None
+
+
+def _downsample(points, limit):
+    """Keep at most ``limit`` points, evenly spaced, always keeping the newest."""
+    if len(points) <= limit:
+        return list(points)
+    step = len(points) / limit
+    out = [points[int(i * step)] for i in range(limit - 1)]
+    out.append(points[-1])
+    return out
+
+
+class RunRecorder(Listener):
+    """Keeps a run's registry record up to date while it trains (at most every ``interval``
+    seconds, and at every validation and at the end).
+
+    It also honours a stop request written by the server extension (the sidebar's Stop):
+    the request file is looked for at most every ``interval`` seconds.
+    """
+
+    def __init__(self, runs_dir, name, *, interval=1.0, info=None):
+        self.runs_dir = os.fspath(runs_dir)
+        self.name = name
+        self.dir = os.path.join(self.runs_dir, name)
+        self.path = os.path.join(self.dir, RECORD_FILE)
+        self.interval = float(interval)
+        self.info = dict(info or {})
+        self.record = {}
+        self._series = []
+        self._last_write = 0.0
+        self._optimizer = None
+
+    def on_start(self, optimizer):
+        os.makedirs(self.dir, exist_ok=True)
+        try:
+            os.remove(os.path.join(self.dir, STOP_FILE))
+        except FileNotFoundError:
+            pass
+        self._optimizer = optimizer
+        self._series = []
+        self.record = {
+            "name": self.name, "status": "running", "start_time": time.time(), "end_time": None,
+            "epoch": optimizer.state.epoch, "iteration": optimizer.state.iteration,
+            "records": optimizer.state.records, "loss": None, "throughput": None, "lr": None,
+            "metrics": {}, "loss_series": [], "pid": os.getpid(), "host": socket.gethostname(),
+            "spark_ui": None, "error": None, "updated": time.time(),
+            "end_trigger": repr(getattr(optimizer, "end_trigger", "")),
+            "batch_size": getattr(optimizer, "batch_size", None),
+            "model": type(optimizer.model).__name__,
+        }
+        self.record.update(self.info)
+        self._write(force=True)
+
+    def on_iteration(self, e):
+        r = self.record
+        r.update(epoch=e.epoch, iteration=e.iteration, records=e.state.records,
+                 loss=_finite(e.loss), throughput=_finite(e.throughput), lr=_finite(e.lr))
+        if r["loss"] is not None:
+            self._series.append((e.iteration, r["loss"]))
+            if len(self._series) > 8 * SERIES_POINTS:
+                self._series = _downsample(self._series, 4 * SERIES_POINTS)
+        self._write()
+
+    def on_validation(self, e):
+        self.record["metrics"] = {k: _finite(v) for k, v in e.scores.items()}
+        self.record["metrics_iteration"] = e.iteration
+        self._write(force=True)
+
+    def on_checkpoint(self, e):
+        self.record["checkpoint"] = e.path
+
+    def on_finished(self, e):
+        status = "failed" if e.error else "stopped" if e.stopped else "finished"
+        self.record.update(status=status, end_time=time.time(), error=e.error,
+                           epoch=e.epoch, iteration=e.iteration)
+        self._write(force=True)
+
+    def set(self, **fields):
+        """Add fields to the record (e.g. ``spark_ui``) and write it."""
+        self.record.update(fields)
+        if self.record:
+            self._write(force=True)
+
+    def _write(self, force=False):
+        now = time.time()
+        if not force and now - self._last_write < self.interval:
+            return
+        self._last_write = now
+        self.record["updated"] = now
+        self.record["loss_series"] = [[int(i), float(v)] for i, v in
+                                      _downsample(self._series, SERIES_POINTS)]
+        try:
+            _atomic_write_json(self.path, self.record)
+        except OSError:
+            pass  # the registry is informative: never let it break training
+        if (self._optimizer is not None and self.record.get("status") == "running"
+                and os.path.exists(os.path.join(self.dir, STOP_FILE))):
+            self._optimizer.stop()
+
+
+def request_stop(runs_dir, name):
+    """Ask the run's recorder to stop training (within ``interval`` s and one iteration)."""
+    path = run_dir(runs_dir, name)
+    with open(os.path.join(path, STOP_FILE), "w") as f:
+        f.write(str(time.time()))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def _has_events(path):
+    for sub in ("train", "validation", ""):
+        d = os.path.join(path, sub)
+        try:
+            if any(f.startswith("events.out.tfevents") for f in os.listdir(d)):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+_event_cache = {}
+
+
+def _summary_from_events(path):
+    """Last loss, a loss series and last validation scores read from the event files (cached
+    by the files' sizes and mtimes)."""
+    files = []
+    for sub in ("train", "validation"):
+        d = os.path.join(path, sub)
+        try:
+            files += [os.path.join(d, f) for f in sorted(os.listdir(d))
+                      if f.startswith("events.out.tfevents")]
+        except OSError:
+            pass
+    key = tuple((f, os.path.getsize(f), os.path.getmtime(f)) for f in files)
+    cached = _event_cache.get(path)
+    if cached and cached[0] == key:
+        return cached[1]
+    out = {"loss": None, "loss_series": [], "metrics": {}, "iteration": None, "epoch": None}
+    try:
+        from ..summary import read_scalar
+        loss = read_scalar(os.path.join(path, "train"), "Loss")
+        if len(loss):
+            out["loss"] = _finite(loss[-1, 1])
+            out["iteration"] = int(loss[-1, 0])
+            out["loss_series"] = [[int(s), float(v)] for s, v, _ in
+                                  _downsample(loss.tolist(), SERIES_POINTS)]
+            out["start_time"] = float(loss[0, 2])
+            out["updated"] = float(loss[-1, 2])
+        from tensorboard.backend.event_processing import event_accumulator as ea
+        vdir = os.path.join(path, "validation")
+        if os.path.isdir(vdir):
+            acc = ea.EventAccumulator(vdir, size_guidance={ea.SCALARS: 0})
+            acc.Reload()
+            for tag in acc.Tags().get("scalars", []):
+                events = acc.Scalars(tag)
+                if events:
+                    out["metrics"][tag] = _finite(events[-1].value)
+    except Exception:  # unreadable or partial files: list the run without numbers
+        pass
+    _event_cache[path] = (key, out)
+    return out
+
+
+def read_run(runs_dir, name):
+    """The record of run ``name`` (a dict), or None if it is not a run."""
+    path = run_dir(runs_dir, name)
+    if not os.path.isdir(path):
+        return None
+    record = None
+    try:
+        with open(os.path.join(path, RECORD_FILE)) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        record = None
+    if record is None:
+        if not _has_events(path):
+            return None
+        record = {"name": name, "status": "finished", "source": "event files"}
+        record.update(_summary_from_events(path))
+    else:
+        record["source"] = "registry"
+        if record.get("status") == "running" and not _pid_alive(record.get("pid")):
+            if record.get("host") in (None, socket.gethostname()):
+                record["status"] = "interrupted"
+    record["name"] = name
+    record["log_dir"] = name  # relative to the runs dir: no server path is ever disclosed
+    return record
+
+
+def list_runs(runs_dir):
+    """Every run in ``runs_dir``, the newest first."""
+    try:
+        names = os.listdir(runs_dir)
+    except OSError:
+        return []
+    runs = []
+    for name in names:
+        if not valid_run_name(name):
+            continue
+        try:
+            record = read_run(runs_dir, name)
+        except RunPathError:
+            continue
+        if record is not None:
+            runs.append(record)
+    runs.sort(key=lambda r: -(r.get("start_time") or r.get("updated") or 0))
+    return runs

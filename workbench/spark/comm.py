@@ -1,0 +1,331 @@
+"""TCP transport between the tasks of a barrier stage, and between the tasks and the driver.
+
+``Ring`` connects N ranks in a ring (each rank connects to the next and accepts the previous)
+and offers the collectives the trainer needs:
+
+- ``reduce_scatter(vec)``: after it, rank ``r`` holds the sum over all ranks of its own slice
+  ``vec[lo_r:hi_r]`` (``slices(size, n)`` gives the bounds); an optional 16-bit compression of
+  what goes on the wire (``"bf16"``, BigDL's truncated float, or ``"fp16"``, IEEE half).
+- ``all_gather(vec)``: every rank's slice is copied into every other rank's vector.
+- ``allreduce(vec)`` = both, and ``allreduce_small(values)`` for a few float64 control values.
+
+A message larger than ``DIRECT_SEND`` bytes is sent by a persistent sender thread while the
+calling thread receives, so two ranks sending each other big chunks cannot deadlock on full
+socket buffers.  Every socket has a timeout: a silent peer raises ``CommError`` instead of
+hanging the stage.
+
+Control messages (rendezvous, per-iteration metrics, the driver's go/stop decisions) are
+length-prefixed JSON frames: ``send_msg(sock, obj)`` / ``recv_msg(sock)``.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import struct
+import threading
+
+import numpy as np
+
+__all__ = ["CommError", "Ring", "slices", "send_msg", "recv_msg", "listen", "connect",
+           "COMPRESSIONS"]
+
+DIRECT_SEND = 16 * 1024
+SOCKET_BUFFER = 4 * 1024 * 1024
+COMPRESSIONS = (None, "bf16", "fp16")
+_LEN = struct.Struct("!Q")
+
+
+class CommError(ConnectionError):
+    """A peer closed its connection, timed out, or sent something unexpected."""
+
+
+# ---------------------------------------------------------------------- sockets and frames
+def _tune(sock, timeout):
+    sock.settimeout(timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:  # pragma: no cover - a kernel limit; the default still works
+            pass
+    return sock
+
+
+def listen(host="0.0.0.0", backlog=64):
+    """A listening TCP socket on a free port of ``host``."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, 0))
+    srv.listen(backlog)
+    return srv
+
+
+def connect(host, port, timeout):
+    """A tuned client socket to ``host:port`` (retrying refused connections for ``timeout``)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=timeout)
+            return _tune(sock, timeout)
+        except (ConnectionRefusedError, socket.timeout, OSError) as e:
+            if time.monotonic() >= deadline:
+                raise CommError(f"cannot connect to {host}:{port}: {e}") from None
+            time.sleep(0.05)
+
+
+def recv_exact(sock, view):
+    """Fill the writable memoryview ``view`` from ``sock``."""
+    got, n = 0, len(view)
+    try:
+        while got < n:
+            k = sock.recv_into(view[got:], n - got)
+            if k == 0:
+                raise CommError("the peer closed the connection")
+            got += k
+    except socket.timeout:
+        raise CommError(f"timed out after {sock.gettimeout()}s waiting for a peer") from None
+    except OSError as e:
+        if isinstance(e, CommError):
+            raise
+        raise CommError(f"connection to a peer failed: {e}") from None
+
+
+def send_all(sock, data):
+    try:
+        sock.sendall(data)
+    except socket.timeout:
+        raise CommError(f"timed out after {sock.gettimeout()}s sending to a peer") from None
+    except OSError as e:
+        raise CommError(f"connection to a peer failed: {e}") from None
+
+
+def send_msg(sock, obj):
+    """Send a JSON-able object as one length-prefixed frame."""
+    payload = json.dumps(obj).encode()
+    send_all(sock, _LEN.pack(len(payload)) + payload)
+
+
+def recv_msg(sock, limit=1 << 24):
+    """Receive one frame sent by :func:`send_msg`."""
+    head = bytearray(_LEN.size)
+    recv_exact(sock, memoryview(head))
+    (n,) = _LEN.unpack(head)
+    if n > limit:
+        raise CommError(f"a control message of {n} bytes is larger than the limit {limit}")
+    body = bytearray(n)
+    recv_exact(sock, memoryview(body))
+    return json.loads(body)
+
+
+def slices(size, n):
+    """``[(lo, hi)]`` of the N slices of a vector of ``size`` (as ``np.array_split``)."""
+    q, r = divmod(size, n)
+    edges = [0]
+    for i in range(n):
+        edges.append(edges[-1] + q + (1 if i < r else 0))
+    return [(edges[i], edges[i + 1]) for i in range(n)]
+
+
+# ---------------------------------------------------------------------- 16-bit codecs
+def _encode(chunk, kind, out):
+    """``chunk`` (float32) as 16-bit words in ``out`` (uint16 / float16 of the same length)."""
+    if kind == "fp16":
+        np.copyto(out, chunk, casting="unsafe")
+        return out
+    u = chunk.view(np.uint32)
+    # round to nearest even on the 16 bits that are kept (the top half of a float32)
+    rounded = u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
+    np.right_shift(rounded, np.uint32(16), out=rounded)
+    np.copyto(out, rounded, casting="unsafe")
+    return out
+
+
+def _decode_add(words, kind, acc):
+    """``acc += decode(words)``."""
+    if kind == "fp16":
+        acc += words
+    else:
+        acc += (words.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+# ---------------------------------------------------------------------- the ring
+class _Sender:
+    """A thread that sends the buffers it is given, so its owner can receive meanwhile."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self._todo = queue.SimpleQueue()
+        self._done = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ring-sender", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            buf = self._todo.get()
+            if buf is None:
+                return
+            try:
+                send_all(self.sock, buf)
+                self._done.put(None)
+            except BaseException as e:  # handed to the owner, which raises it
+                self._done.put(e)
+
+    def start(self, buf):
+        self._todo.put(buf)
+
+    def wait(self, timeout):
+        try:
+            err = self._done.get(timeout=timeout)
+        except queue.Empty:
+            raise CommError(f"timed out after {timeout}s sending to the next rank") from None
+        if err is not None:
+            raise err
+
+    def close(self):
+        self._todo.put(None)
+
+
+class Ring:
+    """N ranks in a ring over TCP: ``next_sock`` goes to rank ``(r + 1) % n``, ``prev_sock``
+    comes from rank ``(r - 1) % n``.  Build it with :meth:`connect`."""
+
+    def __init__(self, rank, size, next_sock=None, prev_sock=None, timeout=300.0):
+        self.rank, self.size, self.timeout = int(rank), int(size), float(timeout)
+        self.next_sock, self.prev_sock = next_sock, prev_sock
+        self._sender = _Sender(next_sock) if next_sock is not None else None
+        self._scratch = {}
+        self.bytes_sent = 0
+
+    @classmethod
+    def connect(cls, rank, addresses, server, token, timeout=300.0):
+        """Connect rank ``rank`` to its neighbours.
+
+        Args:
+            addresses: ``[(host, port)]`` of every rank's ``server`` socket, by rank.
+            server: this rank's listening socket (closed afterwards).
+            token: a string both ends must present (guards against strays on the port).
+        """
+        n = len(addresses)
+        if n == 1:
+            server.close()
+            return cls(rank, 1, timeout=timeout)
+        host, port = addresses[(rank + 1) % n]
+        nxt = connect(host, port, timeout)
+        send_msg(nxt, {"token": token, "rank": rank})
+        server.settimeout(timeout)
+        while True:
+            try:
+                prev, _ = server.accept()
+            except socket.timeout:
+                nxt.close()
+                raise CommError(f"rank {rank}: rank {(rank - 1) % n} did not connect within "
+                                f"{timeout}s") from None
+            _tune(prev, timeout)
+            try:
+                hello = recv_msg(prev, limit=4096)
+            except (CommError, ValueError):
+                prev.close()
+                continue
+            if hello.get("token") == token and hello.get("rank") == (rank - 1) % n:
+                break
+            prev.close()
+        server.close()
+        return cls(rank, n, nxt, prev, timeout)
+
+    def close(self):
+        if self._sender is not None:
+            self._sender.close()
+        for s in (self.next_sock, self.prev_sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:  # pragma: no cover
+                    pass
+
+    # ------------------------------------------------------------------ one exchange
+    def _exchange(self, send_buf, recv_view):
+        """Send ``send_buf`` to the next rank while receiving ``recv_view`` from the previous."""
+        data = memoryview(send_buf).cast("B")
+        self.bytes_sent += len(data)
+        if len(data) <= DIRECT_SEND:
+            send_all(self.next_sock, data)
+            recv_exact(self.prev_sock, memoryview(recv_view).cast("B"))
+            return
+        self._sender.start(data)
+        try:
+            recv_exact(self.prev_sock, memoryview(recv_view).cast("B"))
+        finally:
+            self._sender.wait(self.timeout)
+
+    def _buf(self, key, n, dtype):
+        buf = self._scratch.get(key)
+        if buf is None or buf.size < n or buf.dtype != dtype:
+            buf = self._scratch[key] = np.empty(max(n, 1), dtype=dtype)
+        return buf[:n]
+
+    # ------------------------------------------------------------------ collectives
+    def reduce_scatter(self, vec, compression=None):
+        """Sum ``vec`` (1-D, contiguous) over the ranks slice by slice; rank ``r`` ends with the
+        full sum of its slice ``slices(vec.size, n)[r]`` (the rest of ``vec`` holds partial
+        sums).  Returns ``(lo, hi)`` of the slice."""
+        n, r = self.size, self.rank
+        bounds = slices(vec.size, n)
+        if n == 1:
+            return bounds[0]
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+        if compression is not None and vec.dtype != np.float32:
+            raise ValueError(f"16-bit compression needs float32 vectors, got {vec.dtype}")
+        chunks = [vec[lo:hi] for lo, hi in bounds]
+        for step in range(n - 1):
+            # rank r sends chunk (r - step - 1) and receives chunk (r - step - 2): after n - 1
+            # steps it holds the full sum of chunk r.
+            si, ri = (r - step - 1) % n, (r - step - 2) % n
+            send, recv = chunks[si], chunks[ri]
+            if compression is None:
+                rb = self._buf("recv", recv.size, vec.dtype)
+                self._exchange(send, rb)
+                recv += rb
+            else:
+                wire = np.float16 if compression == "fp16" else np.uint16
+                sb = _encode(send, compression, self._buf("send16", send.size, wire))
+                rb = self._buf("recv16", recv.size, wire)
+                self._exchange(sb, rb)
+                _decode_add(rb, compression, recv)
+        return bounds[r]
+
+    def all_gather(self, vec):
+        """Every rank contributes its slice ``slices(vec.size, n)[rank]`` of ``vec``; afterwards
+        every rank's ``vec`` holds all slices."""
+        n, r = self.size, self.rank
+        if n == 1:
+            return vec
+        chunks = [vec[lo:hi] for lo, hi in slices(vec.size, n)]
+        for step in range(n - 1):
+            si, ri = (r - step) % n, (r - step - 1) % n
+            self._exchange(chunks[si], chunks[ri])
+        return vec
+
+    def allreduce(self, vec, compression=None):
+        """In-place sum of ``vec`` over all ranks."""
+        self.reduce_scatter(vec, compression)
+        return self.all_gather(vec)
+
+    def allreduce_small(self, values):
+        """Sum a few float64 values over the ranks (every rank gets the same sum, added in rank
+        order so that it is bit-identical everywhere)."""
+        mine = np.ascontiguousarray(values, dtype=np.float64)
+        n = self.size
+        if n == 1:
+            return mine.copy()
+        every = np.empty((n, mine.size), dtype=np.float64)
+        every[self.rank] = mine
+        for step in range(n - 1):
+            si, ri = (self.rank - step) % n, (self.rank - step - 1) % n
+            self._exchange(every[si], every[ri])
+        total = every[0].copy()
+        for i in range(1, n):
+            total += every[i]
+        return total

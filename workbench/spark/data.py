@@ -1,0 +1,289 @@
+"""Spark data → cached numpy blocks.
+
+The trainer, ``predict`` and ``evaluate`` work on a ``DataSet``: the RDD / DataFrame turned into
+numpy blocks once (``(partition, first_row, X, y)`` with at most ``BLOCK_ROWS`` rows each),
+cached in the executors, plus per-partition counts collected by one small job.  Every record
+gets a global index: ``offset[partition] + row``, the order of the records in the RDD, so that
+a distributed run can pick exactly the records the local loop would pick.
+
+Bad input is found here, before any barrier stage starts: rows whose feature shapes differ,
+labels that are not numbers, columns of the wrong type, an empty data set.  Errors are
+``SparkDataError`` (a ``ValueError``) with the partition and row where it happened.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SparkDataError", "DataSet", "is_spark_data", "BLOCK_ROWS"]
+
+BLOCK_ROWS = 4096
+
+
+class SparkDataError(ValueError):
+    """The RDD / DataFrame cannot be used as given (the message says where and why)."""
+
+
+def _rdd_class():
+    from pyspark import RDD
+    return RDD
+
+
+def _df_class():
+    from pyspark.sql import DataFrame
+    return DataFrame
+
+
+def is_spark_data(data):
+    """True for a pyspark RDD or DataFrame (classic or Connect)."""
+    try:
+        if isinstance(data, (_rdd_class(), _df_class())):
+            return True
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        return False
+    try:
+        from pyspark.sql.connect.dataframe import DataFrame as ConnectDF
+        return isinstance(data, ConnectDF)
+    except Exception:
+        return False
+
+
+def _is_df(data):
+    return not isinstance(data, _rdd_class())
+
+
+# ---------------------------------------------------------------------- executor side
+def _array(value, dtype):
+    if hasattr(value, "toArray"):  # pyspark.ml / mllib vectors
+        value = value.toArray()
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"not numbers ({arr.dtype})")
+    return arr.astype(dtype, copy=False) if dtype is not None else arr
+
+
+def _blocks_of(part, records, dtype, feature_shape, what):
+    """Yield ``(part, start, X, y)`` blocks, or one ``(part, -1, message, None)`` on bad input.
+
+    ``records`` yields ``(features, label)``; ``label`` is ``None`` for unlabeled data."""
+    feats, labels, start, row = [], [], 0, -1
+    fshape = lshape = None
+    try:
+        for f, lab in records:
+            row += 1
+            try:
+                x = _array(f, dtype)
+            except (TypeError, ValueError) as e:
+                raise SparkDataError(f"{what}: the features of row {row} of partition {part} "
+                                     f"are {e}") from None
+            if feature_shape is not None:
+                if x.size != int(np.prod(feature_shape)):
+                    raise SparkDataError(
+                        f"{what}: row {row} of partition {part} has {x.size} feature values, "
+                        f"which do not fit feature_shape {tuple(feature_shape)}")
+                x = x.reshape(feature_shape)
+            if fshape is None:
+                fshape = x.shape
+            elif x.shape != fshape:
+                raise SparkDataError(
+                    f"{what}: row {row} of partition {part} has features of shape {x.shape} "
+                    f"but the rows before it have {fshape}; every record needs the same shape")
+            if lab is not None:
+                try:
+                    y = _array(lab, None)
+                except (TypeError, ValueError) as e:
+                    raise SparkDataError(f"{what}: the label of row {row} of partition {part} "
+                                         f"is {e}; labels must be numbers or arrays of "
+                                         "numbers") from None
+                if lshape is None:
+                    lshape = y.shape
+                elif y.shape != lshape:
+                    raise SparkDataError(
+                        f"{what}: row {row} of partition {part} has a label of shape {y.shape} "
+                        f"but the rows before it have {lshape}")
+                labels.append(y)
+            feats.append(x)
+            if len(feats) == BLOCK_ROWS:
+                yield part, start, np.stack(feats), np.stack(labels) if labels else None
+                start += len(feats)
+                feats, labels = [], []
+        if feats:
+            yield part, start, np.stack(feats), np.stack(labels) if labels else None
+    except SparkDataError as e:
+        msg = str(e)
+        if not msg.startswith(what):
+            msg = f"{what}: row {row + 1} of partition {part}: {msg}"
+        yield part, -1, msg, None
+    except Exception as e:  # anything else the rows throw at us: report it, don't retry
+        yield part, -1, f"{what}: partition {part} failed at row {row}: " \
+                        f"{type(e).__name__}: {e}", None
+
+
+def _meta(part, blocks):
+    count, fshape, lshape, ldtype, fdtype = 0, None, None, None, None
+    for _, start, X, y in blocks:
+        if start < 0:
+            return [(part, -1, X, None, None, None, None)]
+        count += len(X)
+        fshape, fdtype = X.shape[1:], str(X.dtype)
+        if y is not None:
+            lshape, ldtype = y.shape[1:], str(y.dtype)
+    return [(part, count, None, fshape, fdtype, lshape, ldtype)]
+
+
+def _sample_records(it, labeled):
+    for s in it:
+        if hasattr(s, "features"):
+            f, lab = s.features, s.labels
+        elif isinstance(s, (tuple, list)) and len(s) == 2 and labeled:
+            f, lab = s
+        elif not labeled:
+            f, lab = s, None
+        else:
+            raise SparkDataError(f"expected Sample records, got {type(s).__name__}")
+        if isinstance(f, (list, tuple)) and f and hasattr(f[0], "shape"):
+            if len(f) != 1:
+                raise SparkDataError(f"Samples with {len(f)} feature tensors are not supported "
+                                     "on Spark yet (one feature tensor per Sample)")
+            f = f[0]
+        if isinstance(lab, (list, tuple)) and lab and hasattr(lab[0], "shape"):
+            if len(lab) != 1:
+                raise SparkDataError(f"Samples with {len(lab)} label tensors are not supported "
+                                     "on Spark yet (one label tensor per Sample)")
+            lab = lab[0]
+        yield f, (lab if labeled else None)
+
+
+def _row_records(it, n_features, multi, labeled):
+    for row in it:
+        if multi:
+            f = [row[i] for i in range(n_features)]
+        else:
+            f = row[0]
+        if f is None or (multi and any(v is None for v in f)):
+            raise SparkDataError("a feature value is null")
+        lab = row[n_features] if labeled else None
+        if labeled and lab is None:
+            raise SparkDataError("a label is null")
+        yield f, lab
+
+
+# ---------------------------------------------------------------------- driver side
+def _check_columns(df, features, label, what):
+    from pyspark.sql.types import ArrayType, NumericType
+    try:
+        from pyspark.ml.linalg import VectorUDT
+        vector_types = (VectorUDT,)
+        from pyspark.mllib.linalg import VectorUDT as OldVectorUDT
+        vector_types = (VectorUDT, OldVectorUDT)
+    except ImportError:  # pragma: no cover
+        vector_types = ()
+    fields = {f.name: f.dataType for f in df.schema.fields}
+
+    def kind(name, role):
+        if name not in fields:
+            raise SparkDataError(f"{what}: no {role} column {name!r} (columns: "
+                                 f"{sorted(fields)}); pass {role}_col=...")
+        t = fields[name]
+        if isinstance(t, NumericType):
+            return "number"
+        if isinstance(t, ArrayType) and isinstance(t.elementType, (NumericType, ArrayType)):
+            return "array"
+        if vector_types and isinstance(t, vector_types):
+            return "vector"
+        raise SparkDataError(f"{what}: the {role} column {name!r} has type "
+                             f"{t.simpleString()}; expected a number, an array of numbers or a "
+                             "vector")
+
+    kinds = [kind(c, "features") for c in features]
+    if len(features) > 1 and any(k != "number" for k in kinds):
+        raise SparkDataError(f"{what}: several feature columns must all be numeric columns, got "
+                             + ", ".join(f"{c}: {fields[c].simpleString()}"
+                                         for c in features))
+    if label is not None:
+        kind(label, "label")
+
+
+class DataSet:
+    """An RDD of Samples or a DataFrame as cached numpy blocks with a global record order.
+
+    Args:
+        data: an RDD of ``Sample`` (or of ``(features, label)`` pairs; of feature arrays when
+            unlabeled) or a DataFrame.
+        what: how to name the data in messages (``"training set"``).
+        features_col: DataFrame feature column(s): one array/vector column, or a list of
+            numeric columns (default ``"features"``).
+        label_col: DataFrame label column (default ``"label"``); None for unlabeled data.
+        feature_shape: reshape each record's features (e.g. ``(1, 28, 28)``).
+        dtype: float dtype of the feature blocks (the model's).
+    """
+
+    def __init__(self, data, what="data set", features_col="features", label_col="label",
+                 feature_shape=None, dtype=np.float32, labeled=True):
+        self.what = what
+        self.source = data
+        dtype = np.dtype(dtype)
+        feature_shape = tuple(int(d) for d in feature_shape) if feature_shape else None
+        if _is_df(data):
+            features = [features_col] if isinstance(features_col, str) else list(features_col)
+            if not features:
+                raise SparkDataError(f"{what}: features_col names no column")
+            label = label_col if labeled else None
+            _check_columns(data, features, label, what)
+            cols = features + ([label] if label is not None else [])
+            multi, nf = len(features) > 1, len(features)
+            rdd = data.select(*cols).rdd
+            make = lambda it: _row_records(it, nf, multi, label is not None)  # noqa: E731
+            self.sc = data.sparkSession.sparkContext
+        else:
+            rdd = data
+            make = lambda it: _sample_records(it, labeled)  # noqa: E731
+            self.sc = data.context
+
+        def to_blocks(part, it):
+            return _blocks_of(part, make(it), dtype, feature_shape, what)
+
+        self.blocks = rdd.mapPartitionsWithIndex(to_blocks).cache()
+        self.blocks.setName(f"workbench {what} blocks")
+        try:
+            meta = sorted(self.blocks.mapPartitionsWithIndex(_meta).collect())
+        except Exception:
+            self.blocks.unpersist()
+            raise
+        errors = [m[2] for m in meta if m[1] < 0]
+        if errors:
+            self.blocks.unpersist()
+            raise SparkDataError(errors[0])
+        self.num_partitions = len(meta)
+        self.counts = [m[1] for m in meta]
+        self.offsets = list(np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(int)) \
+            if meta else []
+        self.n = int(sum(self.counts))
+        if self.n == 0:
+            self.blocks.unpersist()
+            raise SparkDataError(f"{what} is empty")
+        filled = [m for m in meta if m[1] > 0]
+        first = filled[0]
+        for m in filled[1:]:
+            if m[3] != first[3]:
+                self.blocks.unpersist()
+                raise SparkDataError(f"{what}: partition {m[0]} has features of shape "
+                                     f"{tuple(m[3])} but partition {first[0]} has "
+                                     f"{tuple(first[3])}; every record needs the same shape")
+            if labeled and m[5] != first[5]:
+                self.blocks.unpersist()
+                raise SparkDataError(f"{what}: partition {m[0]} has labels of shape "
+                                     f"{tuple(m[5])} but partition {first[0]} has "
+                                     f"{tuple(first[5])}")
+        self.feature_shape, self.label_shape = tuple(first[3]), first[5]
+        self.label_dtype = first[6]
+        self.empty_partitions = [m[0] for m in meta if m[1] == 0]
+
+    def unpersist(self):
+        self.blocks.unpersist()
+        for rdd in getattr(self, "_grouped", {}).values():
+            rdd.unpersist()
+        self._grouped = {}
+
+    def __repr__(self):
+        return (f"DataSet({self.what}: {self.n} records of {self.feature_shape} in "
+                f"{self.num_partitions} partitions)")

@@ -1,0 +1,109 @@
+"""The engine helper: the active SparkSession, or a new one configured for workbench.
+
+    from workbench.spark import get_spark
+    spark = get_spark()                       # local[*], or the session that already runs
+    spark = get_spark("spark://host:7077")    # any master URL
+
+Inside ``spark-submit``, a notebook with a session, or a Databricks-style environment, the
+session that is already active is returned untouched.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+__all__ = ["get_spark", "init_engine", "stop_spark", "task_slots", "is_local"]
+
+# Conf for sessions that workbench starts itself (never forced on an existing session).
+DEFAULT_CONF = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.fallback.enabled": "true",
+    "spark.python.worker.reuse": "true",
+    "spark.ui.showConsoleProgress": "false",
+    # A barrier stage that asks for more slots than the cluster has fails after
+    # interval * maxFailures (Spark's default: 15 s * 40 = 10 minutes); fail within a minute.
+    "spark.scheduler.barrier.maxConcurrentTasksCheck.interval": "2s",
+    "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures": "30",
+}
+
+
+def _python_env():
+    """Executors must start this interpreter (the one that has workbench installed)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def get_spark(master=None, app_name="bigdl-workbench", conf=None, log_level="WARN"):
+    """The active ``SparkSession``, or a new one.
+
+    Args:
+        master: master URL for a new session (default ``local[*]``; ignored when a session
+            is already active, e.g. under ``spark-submit``).
+        app_name: application name of a new session.
+        conf: extra Spark conf for a new session (``{"spark.executor.memory": "4g"}``).
+        log_level: log level set on a new session's context (None leaves it).
+
+    ``PYSPARK_PYTHON`` / ``PYSPARK_DRIVER_PYTHON`` default to this interpreter, Arrow is on
+    (with fallback), and barrier stages that cannot get their slots fail within a minute.
+    """
+    _python_env()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is None:
+        from pyspark import SparkContext
+        sc = SparkContext._active_spark_context
+        if sc is not None:
+            active = SparkSession(sc)
+    if active is not None:
+        return active
+    master = master or os.environ.get("WORKBENCH_SPARK_MASTER") or "local[*]"
+    builder = SparkSession.builder.master(master).appName(app_name)
+    settings = dict(DEFAULT_CONF)
+    if master.startswith("local"):
+        # Keep everything on the loopback interface in local mode.
+        settings.setdefault("spark.driver.host", "127.0.0.1")
+        settings.setdefault("spark.driver.bindAddress", "127.0.0.1")
+    settings.update(conf or {})
+    for key, value in settings.items():
+        builder = builder.config(key, str(value))
+    session = builder.getOrCreate()
+    if log_level:
+        session.sparkContext.setLogLevel(log_level)
+    return session
+
+
+def init_engine(master=None, app_name="bigdl-workbench", conf=None):
+    """BigDL's name for :func:`get_spark` (returns the session)."""
+    return get_spark(master, app_name, conf)
+
+
+def stop_spark():
+    """Stop the active session, if any."""
+    from pyspark.sql import SparkSession
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+
+
+def is_local(sc):
+    return sc.master.startswith("local")
+
+
+def task_slots(sc, wait=0.0):
+    """How many tasks the cluster can run at once right now (what a barrier stage may use).
+
+    Waits up to ``wait`` seconds for executors to register when there are none yet.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            jsc = sc._jsc.sc()
+            rp = jsc.resourceProfileManager().defaultResourceProfile()
+            slots = int(jsc.maxNumConcurrentTasks(rp))
+        except Exception:  # an older or newer JVM side: fall back to the public figure
+            slots = int(sc.defaultParallelism)
+        if slots > 0 or time.monotonic() >= deadline:
+            return slots
+        time.sleep(0.5)
