@@ -516,3 +516,16 @@ def test_bad_arguments_quote_the_value():
         Recurrent().add(Linear(4, 4))
     with pytest.raises(ValueError, match="ConvLSTMPeephole: padding must be .* got -2"):
         ConvLSTMPeephole(2, 3, 3, 3, 1, -2)
+
+
+def test_pickled_models_leave_the_step_caches_behind():
+    import pickle
+    model = Sequential().add(Recurrent().add(LSTM(D, H))).add(TimeDistributed(Linear(H, 2)))
+    small = len(pickle.dumps(model))
+    x = normal((8, 50, D), 41).astype(np.float32)
+    y = model.forward(x)
+    model.backward(x, np.ones_like(y))
+    shipped = pickle.dumps(model)
+    assert len(shipped) < small + 1000  # the 50 cached steps stay home
+    copy = pickle.loads(shipped)
+    np.testing.assert_array_equal(copy.forward(x), model.forward(x))

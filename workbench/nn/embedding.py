@@ -16,6 +16,7 @@ import numpy as np
 
 from .initializers import RandomNormal, RandomUniform
 from .module import LayerError, Module, check_grad_output
+from .recurrent import DropsActivations
 
 __all__ = ["LookupTable", "LookupTableSparse", "SparseLinear"]
 
@@ -59,7 +60,7 @@ def _to_ids(layer, values, n_index, zero_based, where="index"):
     return ids
 
 
-class LookupTable(Module):
+class LookupTable(DropsActivations, Module):
     """Embedding lookup (BigDL / Torch7 ``LookupTable``): each index selects a row of
     ``weight``.
 
@@ -67,8 +68,8 @@ class LookupTable(Module):
         n_index: number of rows (the vocabulary size, > 0).
         n_output: size of each embedding (> 0).
         padding_value: an index whose row gets no gradient (e.g. the padding id), counted like
-            the inputs (zero-based by default).  None (default) or, with 1-based indices, 0
-            (BigDL's default) means no padding index.
+            the inputs (zero-based by default).  None (default), or a value that is no index
+            (such as BigDL's default 0 with 1-based indices), means no padding index.
         max_norm: if given, every row that is looked up is first rescaled in place to a
             ``norm_type`` norm of at most ``max_norm`` (as BigDL and ``torch.nn.Embedding``);
             None or BigDL's ``DOUBLEMAX`` means never.
@@ -86,6 +87,8 @@ class LookupTable(Module):
     Output shape: ``(N, n_output)`` or ``(N, T, n_output)``.
     """
 
+    _TRANSIENT = ("_ids",)
+
     def __init__(self, n_index, n_output, padding_value=None, max_norm=None, norm_type=2.0,
                  should_scale_grad_by_freq=False, wRegularizer=None, zero_based_index=True):
         super().__init__()
@@ -93,12 +96,13 @@ class LookupTable(Module):
         self.n_output = _check_count("LookupTable", "n_output", n_output)
         self.zero_based_index = bool(zero_based_index)
         if padding_value is not None and (not isinstance(padding_value, numbers.Real)
-                                          or isinstance(padding_value, bool)
-                                          or padding_value != round(padding_value)):
-            raise ValueError(f"LookupTable: padding_value must be a whole number or None, got "
+                                          or isinstance(padding_value, bool)):
+            raise ValueError(f"LookupTable: padding_value must be a number or None, got "
                              f"{padding_value!r}")
         self.padding_value = padding_value
-        pad = None if padding_value is None else int(padding_value) - (0 if zero_based_index else 1)
+        pad = None  # a value that is no valid index (e.g. BigDL's default 0 with 1-based ids)
+        if padding_value is not None and padding_value == round(padding_value):
+            pad = int(padding_value) - (0 if zero_based_index else 1)
         self._pad_row = pad if pad is not None and 0 <= pad < self.n_index else None
         if max_norm is not None and (not isinstance(max_norm, numbers.Real) or max_norm <= 0):
             raise ValueError(f"LookupTable: max_norm must be a number > 0 or None, got {max_norm!r}")
@@ -166,7 +170,7 @@ def _csr(x):
     return csr
 
 
-class LookupTableSparse(Module):
+class LookupTableSparse(DropsActivations, Module):
     """Combined embeddings of a variable number of ids per sample (BigDL
     ``LookupTableSparse``, TensorFlow's ``embedding_lookup_sparse``).
 
@@ -195,6 +199,8 @@ class LookupTableSparse(Module):
     """
 
     _COMBINERS = ("sum", "mean", "sqrtn")
+
+    _TRANSIENT = ("_ctx",)
 
     def __init__(self, n_index, n_output, combiner="sum", max_norm=-1.0, wRegularizer=None,
                  zero_based_index=True):
@@ -300,7 +306,7 @@ class LookupTableSparse(Module):
         return f"{self.n_index} -> {self.n_output}, {self.combiner}"
 
 
-class SparseLinear(Module):
+class SparseLinear(DropsActivations, Module):
     """``y = x W^T + b`` for a sparse input ``x`` (BigDL ``SparseLinear``).
 
     As in BigDL, no gradient goes back to the (usually huge) input unless asked for with
@@ -322,6 +328,8 @@ class SparseLinear(Module):
     Input shape: ``(N, input_size)``, a ``scipy.sparse`` matrix (or a dense array).
     Output shape: ``(N, output_size)``.
     """
+
+    _TRANSIENT = ("_x",)
 
     def __init__(self, input_size, output_size, with_bias=True, backwardStart=-1,
                  backwardLength=-1, wRegularizer=None, bRegularizer=None, init_weight=None,

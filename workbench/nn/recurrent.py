@@ -15,8 +15,9 @@ regularizers (``wRegularizer`` on input weights, ``uRegularizer`` on recurrent w
 
 Padded sequences: give ``Recurrent`` a table ``[x, lengths]`` (``(N,)`` valid steps per
 sequence) or ``[x, mask]`` (``(N, T)``, true for real steps), or build it with
-``mask_zero=True`` so that steps whose features are all zero count as padding.  A padded step
-leaves the state unchanged, outputs zeros and gets a zero gradient.
+``mask_zero=True`` so that steps whose features are all zero count as padding (after
+``Masking(mask_value)``, which zeroes the steps equal to ``mask_value``, this is Keras'
+masking).  A padded step leaves the state unchanged, outputs zeros and gets a zero gradient.
 """
 from __future__ import annotations
 
@@ -97,8 +98,22 @@ def _rows(mask, like):
     return mask.reshape((len(mask),) + (1,) * (like.ndim - 1))
 
 
+class DropsActivations:
+    """Mixin: pickling (e.g. shipping a model to Spark executors) leaves out the activations
+    cached for backward, named in ``_TRANSIENT``, as ``Module`` does for its buffers."""
+
+    _TRANSIENT = ()
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in self._TRANSIENT:
+            if name in state:
+                state[name] = None
+        return state
+
+
 # ---------------------------------------------------------------------- cells
-class Cell(Module):
+class Cell(DropsActivations, Module):
     """Base class of recurrent cells: one time step, run over a sequence by ``Recurrent``.
 
     A cell splits its step in two so that the input part runs once for the whole sequence:
@@ -113,6 +128,7 @@ class Cell(Module):
 
     n_states = 1
     p = 0.0
+    _TRANSIENT = ("_standalone",)
 
     def _setup(self, input_size, hidden_size, p=0.0):
         cls = type(self).__name__
@@ -746,13 +762,22 @@ def _sequence_input(layer, input, cell):
     return x, mask
 
 
+def _wrap(head, children):
+    """``head { child }`` on indented lines (``head {}`` without a child)."""
+    if not children:
+        return head + " {}"
+    return head + " {\n" + "".join(f"  {_indent(repr(c))}\n" for c in children) + "}"
+
+
 def _cast(layer, x):
     dtype = layer.dtype
     return x if x.dtype == dtype else x.astype(dtype)
 
 
-class _CellContainer(Container):
+class _CellContainer(DropsActivations, Container):
     """A container holding exactly one cell."""
+
+    _TRANSIENT = ("_ctx", "_last_states", "grad_hidden_state")
 
     def add(self, module):
         if not isinstance(module, Cell):
@@ -772,8 +797,7 @@ class _CellContainer(Container):
         return self.backward(input, grad_output)
 
     def __repr__(self):
-        inner = _indent(repr(self._children[0])) if self._children else ""
-        return f"nn.{type(self).__name__} {{\n  {inner}\n}}"
+        return _wrap(f"nn.{type(self).__name__}", self._children[:1])
 
 
 class Recurrent(_CellContainer):
@@ -900,11 +924,10 @@ class Recurrent(_CellContainer):
 
     def __repr__(self):
         head = f"nn.Recurrent({self.extra_repr()})" if self.mask_zero else "nn.Recurrent"
-        inner = _indent(repr(self._children[0])) if self._children else ""
-        return f"{head} {{\n  {inner}\n}}"
+        return _wrap(head, self._children[:1])
 
 
-class BiRecurrent(Container):
+class BiRecurrent(DropsActivations, Container):
     """A bidirectional recurrent layer (BigDL ``BiRecurrent``): one copy of the cell reads the
     sequence forwards, another (with its own weights, freshly initialized) reads it backwards,
     and ``merge`` combines their outputs step by step.
@@ -924,6 +947,8 @@ class BiRecurrent(Container):
     Input shape: as ``Recurrent``.  Output shape: ``(N, T, H)`` (add) or ``(N, T, 2H)``
     (concat).
     """
+
+    _TRANSIENT = ("_outs",)
 
     def __init__(self, merge=None, mask_zero=False):
         super().__init__()
@@ -996,11 +1021,12 @@ class BiRecurrent(Container):
         return layer
 
     def __repr__(self):
-        cell = _indent(repr(self._children[0].cell)) if self._children[0]._children else ""
-        return f"nn.BiRecurrent {{\n  {cell}\n  merge: {_indent(repr(self.merge))}\n}}"
+        cell = [f"  {_indent(repr(c))}" for c in self._children[0]._children]
+        return "\n".join(["nn.BiRecurrent {"] + cell + [f"  merge: {_indent(repr(self.merge))}",
+                                                         "}"])
 
 
-class TimeDistributed(Container):
+class TimeDistributed(DropsActivations, Container):
     """Applies a layer to every time step (BigDL ``TimeDistributed``): the input
     ``(N, T, ...)`` is seen as ``N*T`` samples, and the output is reshaped back.
 
@@ -1012,6 +1038,8 @@ class TimeDistributed(Container):
     Input shape: ``(N, T, ...)`` (what ``model`` takes per sample).
     Output shape: ``(N, T, ...)`` (what ``model`` gives per sample).
     """
+
+    _TRANSIENT = ("_flat_input",)
 
     def __init__(self, model):
         super().__init__()
@@ -1133,5 +1161,4 @@ class RecurrentDecoder(_CellContainer):
         return str(self.output_length)
 
     def __repr__(self):
-        inner = _indent(repr(self._children[0])) if self._children else ""
-        return f"nn.RecurrentDecoder({self.output_length}) {{\n  {inner}\n}}"
+        return _wrap(f"nn.RecurrentDecoder({self.output_length})", self._children[:1])
