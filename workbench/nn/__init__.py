@@ -35,3 +35,7 @@ from .criteria_composite import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .conv_lstm import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
+from .bigdl_extra import *  # noqa: F401,F403
+from .transformer import *  # noqa: F401,F403
+from .conv_map import *  # noqa: F401,F403
+from .detection import *  # noqa: F401,F403
