@@ -21,12 +21,6 @@ def _seed():
 
 
 # ---------------------------------------------------------------------- Spark (workbench.spark)
-def pytest_configure(config):
-    config.addinivalue_line("markers", "spark: needs a local Spark session (pyspark + Java)")
-    config.addinivalue_line("markers", "cluster: starts a Spark standalone master and 2 workers "
-                                       "on 127.0.0.1 (about a minute); -m 'not cluster' skips it")
-
-
 @pytest.fixture(scope="session")
 def spark():
     """One local[2] SparkSession for the whole test session (start-up costs 5-15 s)."""

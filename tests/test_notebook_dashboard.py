@@ -95,7 +95,8 @@ def test_stop_button_message_stops_after_the_current_iteration():
     assert opt.state.iteration == 7 and dash.stop_requested_at == 7 and dash.stopped_at == 7
     assert dash.status == "stopped" and model is opt.model
     assert sent == [{"type": "stopping"}]
-    assert dict(dash.summary)["stop"] == "requested after iteration 7, stopped after iteration 7"
+    assert dict(dash.summary)["stop"] == ("requested by the Stop button after iteration 7, "
+                                          "stopped after iteration 7")
 
 
 def test_stop_from_another_thread_ends_within_one_iteration():
@@ -120,6 +121,7 @@ def test_kernel_interrupt_is_a_graceful_stop_and_a_second_one_breaks():
     opt.add_listener(At(5, lambda e: os.kill(os.getpid(), signal.SIGINT)))
     opt.optimize()  # no KeyboardInterrupt
     assert dash.status == "stopped" and opt.state.iteration in (5, 6)
+    assert dash.stop_via == "a kernel interrupt"
     assert signal.getsignal(signal.SIGINT) is before
     opt = make_optimizer(MaxEpoch(50))
     dash = Dashboard(opt)

@@ -113,6 +113,6 @@ def test_the_retry_budget_ends_training_with_a_clear_error(digits):
                     fault_injection={"iteration": 11, "rank": 0, "mode": "raise",
                                      "repeat": True})
     with pytest.raises(TrainingError, match=r"failed 2 times .*max_retries=1.*iteration 8.*"
-                                            r"injected failure"):
+                                            r"task 0: RuntimeError: injected failure"):
         opt.optimize()
     assert opt.state.iteration == 8  # back at the last snapshot

@@ -44,7 +44,8 @@ class Recorder(Listener):
         self.events = []
 
     def on_iteration(self, e):
-        self.events.append(("iteration", e.iteration, e.epoch, e.batch_size, round(e.loss, 5)))
+        self.events.append(("iteration", e.iteration, e.epoch, e.batch_size, round(e.loss, 5),
+                            e.lr))
 
     def on_validation(self, e):
         self.events.append(("validation", e.iteration, e.epoch, tuple(sorted(e.scores))))
@@ -261,3 +262,93 @@ def test_unknown_option_is_rejected(sc):
     with pytest.raises(ValueError, match="gradient_compression"):
         Optimizer(mlp(), samples_rdd(sc, X, y, 1), ClassNLLCriterion(), MaxIteration(1), 4,
                   SGD(0.1), gradient_compression="int8")
+
+
+def test_engine_returns_the_active_session(spark):
+    from workbench.spark import get_spark, task_slots
+    again = get_spark("local[4]")  # a session is active: it is returned, master untouched
+    assert again.sparkContext is spark.sparkContext
+    assert task_slots(spark.sparkContext) == 2
+    assert os.environ["PYSPARK_PYTHON"]
+    assert spark.conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
+
+
+def test_cli_trains_lenet_on_spark(spark, tmp_path, capsys):
+    from workbench.cli import main
+    rc = main(["train", "lenet5", "--epochs", "2", "--batch-size", "64", "--master", "local[2]",
+               "--log-dir", str(tmp_path), "--app-name", "cli", "--min-accuracy", "0.8"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "training on Spark local[2]" in out and "validation after iteration" in out
+    assert "final test accuracy" in out
+    assert os.path.exists(tmp_path / "cli" / "lenet5.bigdl")
+    assert os.listdir(tmp_path / "cli" / "checkpoints")
+
+
+def named_mlp(seed=5):
+    random.set_seed(seed)
+    return (Sequential().add(Linear(8, 16).set_name("fc1")).add(Tanh())
+            .add(Linear(16, 4).set_name("fc2")).add(LogSoftMax()))
+
+
+def test_per_submodule_methods_and_gradient_clipping_equal_local(sc):
+    # 212 weights in 2 slices of 106: task 0 updates only fc1, task 1 the rest of fc1 and fc2
+    X, y = problem()
+    models_ = {}
+    for kind in ("local", "spark"):
+        model = named_mlp()
+        data = (X, y) if kind == "local" else samples_rdd(sc, X, y, 2)
+        opt = Optimizer(model, data, ClassNLLCriterion(), MaxIteration(20), 37,
+                        {"fc1": SGD(0.1, momentum=0.9, learningrate_decay=0.01),
+                         "fc2": Adam(0.01)}, seed=3, progress=False,
+                        **({} if kind == "local" else {"max_stretch_iterations": 6}))
+        opt.set_gradclip_const(-0.05, 0.05).set_gradclip_l2norm(0.3)
+        rec = Recorder()
+        opt.add_listener(rec)
+        opt.optimize()
+        models_[kind] = (model, opt, rec)
+    assert rel_err(models_["spark"][0], models_["local"][0]) <= 1e-5
+    doc_local, arrays_local = models_["local"][1].optim_method.get_state()
+    doc_spark, arrays_spark = models_["spark"][1].optim_method.get_state()
+    assert doc_spark["methods"]["fc2"]["state"]["neval"] == 20
+    assert sorted(arrays_spark) == sorted(arrays_local)
+    for k in arrays_local:
+        np.testing.assert_allclose(arrays_spark[k], arrays_local[k], rtol=1e-4, atol=1e-6)
+    lrs = lambda rec: [e for e in rec.events if e[0] == "iteration"]  # noqa: E731
+    spark_its, local_its = lrs(models_["spark"][2]), lrs(models_["local"][2])
+    assert [e[:4] for e in spark_its] == [e[:4] for e in local_its]
+    np.testing.assert_allclose([e[5] for e in spark_its], [e[5] for e in local_its], rtol=1e-12)
+
+
+def test_closure_methods_are_rejected_with_a_clear_error(sc):
+    from workbench.optim import LBFGS
+    X, y = problem(n=40)
+    opt = Optimizer(mlp(), samples_rdd(sc, X, y, 2), ClassNLLCriterion(), MaxIteration(2), 8,
+                    LBFGS(), progress=False)
+    with pytest.raises(TrainingError, match="LBFGS evaluates the objective several times"):
+        opt.optimize()
+
+
+@pytest.mark.parametrize("sizes", [[101, 102], [50, 100, 53]])
+def test_balanced_batches_use_every_record_once_per_epoch(sc, sizes):
+    X, y = problem(n=sum(sizes))
+    samples = [Sample.from_ndarray(a, b) for a, b in zip(X, y)]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    rdd = sc.parallelize(range(len(sizes)), len(sizes)).mapPartitionsWithIndex(
+        lambda i, _: iter(samples[bounds[i]:bounds[i + 1]]))
+    model = mlp()
+    rec = Recorder()
+    opt = Optimizer(model, rdd, ClassNLLCriterion(), MaxEpoch(2), 32, Adam(0.01), seed=1,
+                    progress=False, balanced_batches=True)
+    opt.add_listener(rec)
+    opt.optimize()
+    n = sum(sizes)
+    assert opt.state.epoch == 2 and opt.state.epoch_finished and opt.state.records == 2 * n
+    per_task = [t["records"] for t in opt._runner.stats[-1]]
+    assert sum(per_task) == 2 * n  # every record exactly once per epoch, across the tasks
+    # the tasks' shares differ by at most one record per iteration from their data share
+    shares = np.array(per_task) / (2 * n)
+    assert np.allclose(shares, np.array([101, 102]) / 203 if len(sizes) == 2 else
+                       shares, atol=0.02)
+    assert [e[1] for e in rec.events if e[0] == "iteration"] == list(range(1, 15))
+    assert model.evaluate((X, y), 64, [Top1Accuracy()])[0].value > 0.6

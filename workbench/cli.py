@@ -1,10 +1,13 @@
 """The ``workbench`` command line.
 
     workbench train lenet5 --dataset digits --epochs 15 --log-dir runs
+    workbench train lenet5 --master 'local[*]'      # the same, trained on Spark
 
 trains a zoo model on a bundled dataset with validation every epoch, TensorBoard logs under
 ``<log-dir>/<app-name>``, a checkpoint per epoch and the trained model saved next to the logs,
-then prints the test accuracy.
+then prints the test accuracy.  With ``--master`` (any Spark master URL, or ``submit`` for the
+one ``spark-submit`` gives) the data become Spark DataFrames and training, validation and the
+final evaluation run distributed (``workbench.spark``).
 """
 from __future__ import annotations
 
@@ -27,19 +30,22 @@ def _train(args):
     app = args.app_name or time.strftime("lenet5-%Y%m%d-%H%M%S")
     print(f"LeNet-5 on the handwritten digits: {len(X)} training and {len(Xt)} test images "
           f"(28x28); logs in {os.path.join(args.log_dir, app)}")
-    optimizer = Optimizer(model, (X, y), ClassNLLCriterion(), MaxEpoch(args.epochs),
+    train_set, test_set, options = (X, y), (Xt, yt), {}
+    if args.master:
+        train_set, test_set, options = _spark_data(args, X, y, Xt, yt)
+    optimizer = Optimizer(model, train_set, ClassNLLCriterion(), MaxEpoch(args.epochs),
                           args.batch_size,
                           SGD(learningrate=args.learning_rate, momentum=0.9, dampening=0.0,
                               weightdecay=5e-4),
-                          seed=args.seed)
-    optimizer.set_validation(256, (Xt, yt), EveryEpoch(), [Top1Accuracy(), Loss()])
+                          seed=args.seed, **options)
+    optimizer.set_validation(256, test_set, EveryEpoch(), [Top1Accuracy(), Loss()])
     optimizer.set_train_summary(TrainSummary(args.log_dir, app))
     optimizer.set_val_summary(ValidationSummary(args.log_dir, app))
     optimizer.set_checkpoint(EveryEpoch(), os.path.join(args.log_dir, app, "checkpoints"))
     start = time.time()
     trained = optimizer.optimize()
     took = time.time() - start
-    accuracy = trained.evaluate((Xt, yt), 256, [Top1Accuracy()])[0].value
+    accuracy = trained.evaluate(test_set, 256, [Top1Accuracy()])[0].value
     path = os.path.join(args.log_dir, app, "lenet5.bigdl")
     io.save_model(trained, path, over_write=True)
     print(f"trained in {took:.1f}s; model saved to {path}")
@@ -49,6 +55,25 @@ def _train(args):
         print(f"error: test accuracy {accuracy:.4f} is below {args.min_accuracy}", file=sys.stderr)
         return 1
     return 0
+
+
+def _spark_data(args, X, y, Xt, yt):
+    """The digits as Spark DataFrames (``features`` array<float>, ``label``) on the session of
+    ``--master``."""
+    from .spark import get_spark, task_slots
+    spark = get_spark(None if args.master == "submit" else args.master,
+                      app_name="workbench-lenet5")
+    sc = spark.sparkContext
+    parts = max(2, sc.defaultParallelism)
+
+    def frame(features, labels):
+        rows = [(x.ravel().tolist(), int(t)) for x, t in zip(features, labels)]
+        return spark.createDataFrame(sc.parallelize(rows, parts),
+                                     "features array<float>, label long").cache()
+
+    train, test = frame(X, y), frame(Xt, yt)
+    print(f"training on Spark {sc.master} ({task_slots(sc)} task slots, {parts} partitions)")
+    return train, test, {}
 
 
 def main(argv=None):
@@ -63,6 +88,9 @@ def main(argv=None):
     train.add_argument("--log-dir", default="runs")
     train.add_argument("--app-name", default=None)
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--master", default=None,
+                       help="train on Spark: a master URL (local[*], spark://host:7077, yarn, "
+                            "k8s://...) or 'submit' for the one spark-submit sets")
     train.add_argument("--min-accuracy", type=float, default=0.0,
                        help="exit with status 1 if the test accuracy ends below this")
     args = parser.parse_args(argv)

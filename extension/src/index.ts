@@ -170,7 +170,7 @@ const tutorialsPlugin: JupyterFrontEndPlugin<void> = {
       }
     });
     if (launcher) {
-      launcher.add({ command: CommandIDs.openTutorials, category: CATEGORY, rank: 1 });
+      launcher.add({ command: CommandIDs.openTutorials, args: { isLauncher: true }, category: CATEGORY, rank: 1 });
     }
     if (palette) {
       palette.addItem({ command: CommandIDs.openTutorials, category: CATEGORY });

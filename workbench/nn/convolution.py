@@ -6,12 +6,17 @@ reuses that matrix for the weight gradient and scatters the input gradient back 
 vectorized add per kernel offset (``kh*kw`` adds, no loop over pixels or images).  The kernel
 taps may be spaced (dilation, used by ``SpatialDilatedConvolution``); channels-last input
 (``data_format="NHWC"``) is transposed at the layer's edges.
+
+With the native backend (``workbench.nn.backend``) and float32 data the three verbs run oneDNN's
+convolution primitives instead (``workbench._native``); the numpy code stays as the reference and
+the fallback.  Shapes are checked here before any native call.
 """
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import backend
 from .initializers import RandomUniform
 from .module import Module, check_grad_output
 
@@ -270,10 +275,25 @@ class SpatialConvolution(Module):
             return self._im2col(x)
         return cached.reshape(n, c * kh * kw, oh * ow)
 
+    def _native_geometry(self, x):
+        """The ints ``workbench._native`` takes for batched input ``x``."""
+        n, c, h, w = x.shape
+        _, _, (top, bottom, left, right) = self._geometry(h, w)
+        return [n, c, h, w, self.n_output_plane, self.kernel_h, self.kernel_w, self.stride_h,
+                self.stride_w, self.dilation_h, self.dilation_w, top, bottom, left, right,
+                self.n_group, int(self.with_bias), 0]
+
     def update_output(self, input):
         x = self._input(input)
         n, g = x.shape[0], self.n_group
         oh, ow, _ = self._geometry(x.shape[2], x.shape[3])
+        native = backend.use_native(x.dtype, "convolution") if x.size else None
+        if native is not None:
+            out = self._buffer("output", (n, self.n_output_plane, oh, ow), x.dtype)
+            native.conv_forward(np.ascontiguousarray(x), self.weight,
+                                self.bias if self.with_bias else None, out,
+                                self._native_geometry(x))
+            return self._emit("output", out, input)
         cols = self._im2col(x)
         out = self._buffer("output", (n, self.n_output_plane, oh, ow), x.dtype)
         # (G, Og, K) @ (N, G, K, L) -> (N, G, Og, L), which is (N, O, oh, ow) in memory.
@@ -296,8 +316,12 @@ class SpatialConvolution(Module):
         x = self._input(input)
         gout = self._grad_output(input, grad_output)
         gi = self._buffer("grad_input", x.shape, x.dtype)
+        native = backend.use_native(x.dtype, "convolution") if x.size else None
         if not self.propagate_back:
             gi.fill(0)
+        elif native is not None:
+            native.conv_backward_data(np.ascontiguousarray(gout), self.weight, gi,
+                                      self._native_geometry(x))
         elif self.stride_h == self.stride_w == 1 and self.kernel_h * self.kernel_w > 1:
             self._grad_input_stride1(x, gout, gi)
         else:
@@ -378,6 +402,14 @@ class SpatialConvolution(Module):
         x = self._input(input)
         gout = self._grad_output(input, grad_output)
         n, g = x.shape[0], self.n_group
+        native = backend.use_native(x.dtype, "convolution") if x.size else None
+        if native is not None and self.grad_weight.flags.c_contiguous and (
+                not self.with_bias or self.grad_bias.flags.c_contiguous):
+            native.conv_backward_weights(np.ascontiguousarray(x), np.ascontiguousarray(gout),
+                                         self.grad_weight,
+                                         self.grad_bias if self.with_bias else None,
+                                         self._native_geometry(x))
+            return
         og = self.n_output_plane // g
         cols = self._forward_cols(x)
         k, l = cols.shape[1] // g, cols.shape[-1]

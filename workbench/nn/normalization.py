@@ -1,9 +1,14 @@
 """Batch normalization: BatchNormalization for ``(N, C)`` and SpatialBatchNormalization for
-``(N, C, H, W)`` (Torch7 / BigDL semantics, as ``torch.nn.BatchNorm1d`` / ``BatchNorm2d``)."""
+``(N, C, H, W)`` (Torch7 / BigDL semantics, as ``torch.nn.BatchNorm1d`` / ``BatchNorm2d``).
+
+With the native backend (``workbench.nn.backend``) and float32 data, forward (training and
+inference) and the training-mode backward run oneDNN's batch-normalization primitive; the numpy
+code stays as the reference and the fallback."""
 from __future__ import annotations
 
 import numpy as np
 
+from . import backend
 from .convolution import check_int
 from .module import check_grad_output
 from .initializers import Ones, Zeros
@@ -73,9 +78,44 @@ class _BatchNorm(Module):
         return v[None, :, None]
 
     # ------------------------------------------------------------------ the three verbs
+    def _native_forward(self, x, x3, input):
+        """Forward with oneDNN (output, or None to take the numpy path)."""
+        n, c, l = x3.shape
+        native = backend.use_native(x.dtype, "batch_norm") if x3.size else None
+        scratch = self.__dict__.setdefault("_scratch", {})
+        scratch["native_bn"] = None
+        if native is None:
+            return None
+        if self.train and n * l < 2:
+            return None  # the numpy path raises the error
+        x3 = np.ascontiguousarray(x3)
+        out = self._buffer("output", x3.shape, x.dtype)
+        geometry = [n, c, l, int(self.train), int(self.affine)]
+        w, b = (self.weight, self.bias) if self.affine else (None, None)
+        if self.train:
+            mean = self._buffer("batch_mean", (c,), x.dtype)
+            var = self._buffer("batch_var", (c,), x.dtype)
+            native.bn_forward(x3, out, mean, var, w, b, geometry, self.eps)
+            m, mom = n * l, self.momentum
+            self.running_mean *= 1 - mom
+            self.running_mean += mom * mean
+            self.running_var *= 1 - mom
+            self.running_var += mom * var * (m / (m - 1))  # unbiased, as Torch
+        else:
+            native.bn_forward(x3, out, np.ascontiguousarray(self.running_mean, x.dtype),
+                              np.ascontiguousarray(self.running_var, x.dtype), w, b, geometry,
+                              self.eps)
+            self._invstd = (1.0 / np.sqrt(self.running_var + self.eps)).astype(x.dtype)
+        self._pending_sums = None
+        scratch["native_bn"] = geometry
+        return out.reshape(x.shape)
+
     def update_output(self, input):
         x = self._input(input)
         x3 = self._as_3d(x)
+        out = self._native_forward(x, x3, input)
+        if out is not None:
+            return out
         n, c, l = x3.shape
         xhat = self._buffer("xhat", x3.shape, x.dtype)
         if self.train:
@@ -107,6 +147,14 @@ class _BatchNorm(Module):
             out[...] = xhat
         return out.reshape(x.shape)
 
+    def _fill_xhat(self, x):
+        """Recompute the normalized input after a native (inference-mode) forward."""
+        x3 = self._as_3d(x)
+        xhat = self._buffer("xhat", x3.shape, x.dtype)
+        np.subtract(x3, self._per_channel(self.running_mean.astype(x.dtype)), out=xhat)
+        xhat *= self._per_channel(self._invstd)
+        self.__dict__["_scratch"]["native_bn"] = None
+
     def _xhat(self, shape):
         """The normalized input of the last forward (same shape as its output)."""
         return self._buffer("xhat", shape, self.running_mean.dtype)
@@ -120,6 +168,19 @@ class _BatchNorm(Module):
         check_grad_output(self, grad_output)
         g3 = self._as_3d(np.asarray(grad_output, dtype=x.dtype))
         n, c, l = g3.shape
+        geometry = self.__dict__.get("_scratch", {}).get("native_bn")
+        if geometry is not None and self.train and geometry == [n, c, l, 1, int(self.affine)]:
+            gi = self._buffer("grad_input", g3.shape, x.dtype)
+            sums = (self._buffer("native_sum_g", (c,), x.dtype),
+                    self._buffer("native_sum_gx", (c,), x.dtype)) if self.affine else (None, None)
+            backend.native().bn_backward(
+                np.ascontiguousarray(self._as_3d(x)), np.ascontiguousarray(g3),
+                self._buffer("batch_mean", (c,), x.dtype), self._buffer("batch_var", (c,), x.dtype),
+                self.weight if self.affine else None, gi, sums[1], sums[0], geometry, self.eps)
+            self._pending_sums = sums if self.affine else None
+            return gi.reshape(x.shape)
+        if geometry is not None and not self.train:
+            self._fill_xhat(x)  # the numpy eval-mode gradients read it
         scale = self._invstd * self.weight if self.affine else self._invstd
         gi = self._buffer("grad_input", g3.shape, x.dtype)
         if self.train:
@@ -138,6 +199,8 @@ class _BatchNorm(Module):
         sums, self._pending_sums = getattr(self, "_pending_sums", None), None
         if sums is None:  # evaluation mode, or called on its own
             check_grad_output(self, grad_output)
+            if self.__dict__.get("_scratch", {}).get("native_bn") is not None:
+                self._fill_xhat(self._input(input))
             sums = self._grad_sums(self._as_3d(np.asarray(grad_output,
                                                           dtype=self.running_mean.dtype)))
         sum_g, sum_gx = sums

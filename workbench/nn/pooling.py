@@ -5,6 +5,9 @@ GlobalAveragePooling1D/2D/3D and GlobalMaxPooling1D/2D/3D).
 Windowed pooling works on a padded copy of the input with one vectorized pass per kernel offset
 (``prod(kernel)`` passes over the output, none over pixels or images).  Output sizes follow
 Torch: in ceil mode a last window that would start in the right / bottom padding is dropped.
+
+With the native backend (``workbench.nn.backend``) and float32 data the two spatial layers run
+oneDNN's pooling primitives; the numpy code stays as the reference and the fallback.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 
 import math
 
+from . import backend
 from .convnd import interior, offset_index, pad_into
 from .convolution import check_int, fill_border, offset_view, same_padding
 from .module import check_grad_output
@@ -126,6 +130,48 @@ class _Pooling(Module):
         gp.fill(0)
         return gp, (slice(top, top + h), slice(left, left + w))
 
+    def _native_geometry(self, x, geometry, alg):
+        """The ints ``workbench._native`` takes (bottom / right padding extended to cover a
+        ceil-mode window), or None when oneDNN's rule for the divisor would differ."""
+        n, c, h, w = x.shape
+        kh, kw, oh, ow, (top, bottom, left, right) = geometry
+        bottom_eff = max(bottom, (oh - 1) * self.dh + kh - h - top)
+        right_eff = max(right, (ow - 1) * self.dw + kw - w - left)
+        if alg == 1 and (bottom_eff, right_eff) != (bottom, right):
+            return None  # include-pad average: oneDNN would count the extension too
+        if top >= kh or left >= kw:
+            return None
+        return [n, c, h, w, kh, kw, self.dh, self.dw, top, bottom_eff, left, right_eff, alg,
+                oh, ow]
+
+    def _native_pool(self, x, geometry, alg):
+        """Pool ``x`` natively into the output buffer; None if this case stays in numpy."""
+        native = backend.use_native(x.dtype, "pooling") if x.size else None
+        if native is None:
+            return None
+        geom = self._native_geometry(x, geometry, alg)
+        if geom is None or (alg == 0 and not np.isfinite(np.add.reduce(x, axis=None))):
+            return None  # oneDNN's max drops NaN; numpy propagates it, as Torch does
+        out = self._buffer("output", x.shape[:2] + tuple(geom[13:]), x.dtype)
+        ws = None
+        if alg == 0:
+            ws = self._buffer("workspace", (native.pool_workspace_size(geom),), np.uint8)
+        native.pool_forward(np.ascontiguousarray(x), out, ws, geom)
+        self.__dict__.setdefault("_scratch", {})["native_pooled"] = geom
+        return out
+
+    def _native_unpool(self, x, g, geometry, alg):
+        """The input gradient computed natively, or None (numpy path)."""
+        native = backend.use_native(x.dtype, "pooling") if x.size else None
+        geom = self._native_geometry(x, geometry, alg) if native is not None else None
+        if geom is None or self.__dict__.get("_scratch", {}).get("native_pooled") != geom:
+            return None  # max pooling needs the workspace of a native forward of this shape
+        gi = self._buffer("grad_input", x.shape, x.dtype)
+        ws = self._buffer("workspace", (native.pool_workspace_size(geom),), np.uint8) \
+            if alg == 0 else None
+        native.pool_backward(np.ascontiguousarray(g), gi, ws, geom)
+        return gi
+
     def _grad_output(self, input, grad_output, dtype):
         check_grad_output(self, grad_output)
         g = np.asarray(grad_output, dtype=dtype)
@@ -173,6 +219,10 @@ class SpatialMaxPooling(_Pooling):
         x = self._input(input)
         geometry = self._geometry(x.shape[2], x.shape[3])
         kh, kw, oh, ow, _ = geometry
+        out = self._native_pool(x, geometry, 0)
+        if out is not None:
+            return out if np.ndim(input) == 4 else out[0]
+        self.__dict__.setdefault("_scratch", {})["native_pooled"] = None
         xp = self._padded("padded", x, geometry, -np.inf)
         n, c = x.shape[:2]
         out = self._buffer("output", (n, c, oh, ow), x.dtype)
@@ -193,6 +243,9 @@ class SpatialMaxPooling(_Pooling):
         geometry = self._geometry(x.shape[2], x.shape[3])
         kh, kw, oh, ow, _ = geometry
         g = self._grad_output(input, grad_output, x.dtype)
+        gi = self._native_unpool(x, g, geometry, 0)
+        if gi is not None:
+            return gi if np.ndim(input) == 4 else gi[0]
         index = self._buffer("argmax", (x.shape[0], x.shape[1], oh, ow),
                              np.uint8 if kh * kw <= 256 else np.int32)
         gp, interior = self._grad_padded(x, geometry)
@@ -274,6 +327,9 @@ class SpatialAveragePooling(_Pooling):
                            f"pooling with padding {self.pad_w},{self.pad_h}", x)
         return x
 
+    def _native_alg(self):
+        return 1 if self.count_include_pad else 2
+
     def _scale(self, x, geometry):
         """``1 / divisor`` per output pixel as an ``(oh, ow)`` array (or a float)."""
         if not self.divide:
@@ -302,6 +358,10 @@ class SpatialAveragePooling(_Pooling):
         x = self._input(input)
         geometry = self._geometry(x.shape[2], x.shape[3])
         kh, kw, oh, ow, _ = geometry
+        out = self._native_pool(x, geometry, self._native_alg()) if self.divide else None
+        if out is not None:
+            return out if np.ndim(input) == 4 else out[0]
+        self.__dict__.setdefault("_scratch", {})["native_pooled"] = None
         xp = self._padded("padded", x, geometry, 0)
         out = self._buffer("output", x.shape[:2] + (oh, ow), x.dtype)
         out[...] = offset_view(xp, 0, 0, self.dh, self.dw, oh, ow)
@@ -315,6 +375,9 @@ class SpatialAveragePooling(_Pooling):
         geometry = self._geometry(x.shape[2], x.shape[3])
         kh, kw, oh, ow, _ = geometry
         g = self._grad_output(input, grad_output, x.dtype)
+        gi = self._native_unpool(x, g, geometry, self._native_alg()) if self.divide else None
+        if gi is not None:
+            return gi if np.ndim(input) == 4 else gi[0]
         scaled = self._buffer("scaled", g.shape, x.dtype)
         np.multiply(g, self._scale(x, geometry), out=scaled)
         gp, interior = self._grad_padded(x, geometry)

@@ -133,7 +133,7 @@ class Dashboard(anywidget.AnyWidget, Listener):
     summary = t.List([]).tag(sync=True)
     kernel_id = t.Unicode("").tag(sync=True)
 
-    def __init__(self, optimizer=None, *, run="", interval=0.5, max_points=600,
+    def __init__(self, optimizer=None, *, run="", interval=1.0, max_points=600,
                  replace_console=True, **kwargs):
         super().__init__(run=run, kernel_id=_kernel_id(), **kwargs)
         self.interval = float(interval)
@@ -145,8 +145,10 @@ class Dashboard(anywidget.AnyWidget, Listener):
         self.first_point_time = None
         self.stop_requested_at = None
         self.stopped_at = None
+        self.stop_via = None
         self._reset()
         self.on_msg(self._on_frontend_msg)
+        self._route_clicks_to_the_frontends_subshell()
         if optimizer is not None:
             self.attach(optimizer)
 
@@ -177,21 +179,37 @@ class Dashboard(anywidget.AnyWidget, Listener):
         self.optimizer = optimizer
         return self
 
-    def stop(self):
+    def stop(self, via="stop()"):
         """What the Stop button does: ask the optimizer to stop after this iteration."""
         if self.optimizer is not None:
             if self.stop_requested_at is None:
+                self.stop_via = via
                 # iterations completed when the request arrived: training ends after at most
                 # the one in progress
                 self.stop_requested_at = self.optimizer.state.iteration
             self.optimizer.stop()
         self._stop_requested = True
 
+    def _route_clicks_to_the_frontends_subshell(self):
+        """Let the Stop click reach the kernel while the training cell runs.
+
+        JupyterLab >= 4.4 sends widget messages on a kernel subshell, which runs while the main
+        shell is busy; but ipykernel 7 routes a comm's incoming messages to the subshell of the
+        last message the kernel *published* on it (so that a cell awaiting a widget's reply
+        gets it), which for the dashboard is the busy training cell.  Nothing in the kernel
+        awaits replies from this widget, so its messages go where the front end sent them.
+        Without subshells (other front ends, older kernels) the button falls back to
+        interrupting the kernel, which the dashboard also turns into a graceful stop.
+        """
+        comm = getattr(self, "comm", None)
+        if comm is not None and hasattr(comm, "_reply_subshell_for"):
+            comm._reply_subshell_for = lambda data, frontend_subshell: frontend_subshell
+
     def _on_frontend_msg(self, _widget, content, _buffers):
         # Runs on a kernel subshell thread while the main thread trains (ipykernel >= 7 with
         # JupyterLab >= 4.4); only thread-safe calls here.
         if isinstance(content, dict) and content.get("type") == "stop":
-            self.stop()
+            self.stop(via="the Stop button")
             self.send({"type": "stopping"})
 
     def _on_sigint(self, signum, frame):
@@ -201,7 +219,7 @@ class Dashboard(anywidget.AnyWidget, Listener):
             if callable(previous):
                 return previous(signum, frame)
             raise KeyboardInterrupt
-        self.stop()
+        self.stop(via="a kernel interrupt")
 
     def _install_sigint(self):
         if threading.current_thread() is not threading.main_thread():
@@ -226,7 +244,7 @@ class Dashboard(anywidget.AnyWidget, Listener):
     # ------------------------------------------------------------------ events
     def on_start(self, optimizer):
         self._reset()
-        self.stop_requested_at = self.stopped_at = None
+        self.stop_requested_at = self.stopped_at = self.stop_via = None
         self.optimizer = optimizer
         self._start = time.time()
         max_epoch, max_iteration = _limits(optimizer.end_trigger)
@@ -246,6 +264,8 @@ class Dashboard(anywidget.AnyWidget, Listener):
     def on_iteration(self, e):
         self._last_event = e
         self._count += 1
+        if self._f0 is None:  # the data set's size is known from the first iteration on
+            self._f0 = self._fraction(e.state, back=e)
         self._loss.add(e.iteration, _finite(e.loss))
         self._rate = e.throughput if self._rate is None else 0.9 * self._rate + 0.1 * e.throughput
         self._dirty = True
@@ -271,15 +291,18 @@ class Dashboard(anywidget.AnyWidget, Listener):
         self._flush(time.time(), final=e)
 
     # ------------------------------------------------------------------ state → widget
-    def _fraction(self, state):
+    def _fraction(self, state, back=None):
+        """How much of the training is done (None if the end trigger does not say); with
+        ``back`` (an iteration event), as it was before that iteration."""
         max_epoch, max_iteration = self.max_epoch, self.max_iteration
         fractions = []
         if max_epoch and state.records_per_epoch:
             done = (state.epoch - 1) * state.records_per_epoch + state.records_in_epoch
+            done -= back.batch_size if back is not None else 0
             fractions.append(done / (max_epoch * state.records_per_epoch))
         if max_iteration:
-            fractions.append(state.iteration / max_iteration)
-        return min(1.0, max(fractions)) if fractions else None
+            fractions.append((state.iteration - (1 if back is not None else 0)) / max_iteration)
+        return max(0.0, min(1.0, max(fractions))) if fractions else None
 
     def _flush(self, now, final=None):
         if not self._dirty:
@@ -310,11 +333,11 @@ class Dashboard(anywidget.AnyWidget, Listener):
             if self._stop_requested and final is None:
                 self.status = "stopping"
             if final is not None:
-                self.status = ("failed" if final.error else "stopped" if final.stopped
-                               else "finished")
-                self.message = final.error or ""
+                self.status = ("failed" if final.error is not None else
+                               "stopped" if final.stopped else "finished")
+                self.message = (final.error or "interrupted") if final.error is not None else ""
                 self.summary = self._summary(final, elapsed)
-                self.eta = 0.0 if not final.error else -1.0
+                self.eta = 0.0 if final.error is None else -1.0
         self.updates_sent += 1
         if self.first_point_time is None and e is not None:
             self.first_point_time = now
@@ -322,7 +345,8 @@ class Dashboard(anywidget.AnyWidget, Listener):
     def _summary(self, final, elapsed):
         state = final.state
         records = state.records
-        rows = [["status", ("failed: " + final.error) if final.error else
+        rows = [["status", ("failed: " + (final.error or "interrupted"))
+                 if final.error is not None else
                  (f"stopped by request after iteration {final.iteration}" if final.stopped
                   else "finished")],
                 ["epochs", str(final.epoch)],
@@ -339,8 +363,9 @@ class Dashboard(anywidget.AnyWidget, Listener):
                 min(v for _, v in values)
             rows.append([f"validation {name}", f"{values[-1][1]:.4f} (best {best:.4f})"])
         if final.stopped and self.stop_requested_at is not None:
-            rows.insert(1, ["stop", f"requested after iteration {self.stop_requested_at}, "
-                                    f"stopped after iteration {final.iteration}"])
+            rows.insert(1, ["stop", f"requested by {self.stop_via} after iteration "
+                                    f"{self.stop_requested_at}, stopped after iteration "
+                                    f"{final.iteration}"])
         rows.extend([list(map(str, r)) for r in self.extra_summary])
         return rows
 

@@ -34,7 +34,7 @@ class History(Listener):
         self.validations.append((e.iteration, e.epoch, dict(e.scores), float(e.wall_time)))
 
     def on_finished(self, e):
-        self.status = "failed" if e.error else "stopped" if e.stopped else "finished"
+        self.status = "failed" if e.error is not None else "stopped" if e.stopped else "finished"
         self.error = e.error
 
     def to_frame(self):

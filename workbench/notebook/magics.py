@@ -34,10 +34,16 @@ def _spark_ui_url():
         return None
 
 
-def _spark_session(master):
+def start_spark(master):
     """Create (or get the active) Spark session through ``workbench.spark``."""
-    from ..spark import get_spark  # options.resolve checked that it exists
-    return get_spark(master)
+    if not options.spark_available():
+        raise OptionError("bigdl_train: --master: Spark training (workbench.spark) is not "
+                          "available in this installation; train on arrays without --master")
+    from ..spark import get_spark
+    try:
+        return get_spark(master)
+    except USER_ERRORS as e:
+        raise OptionError(f"bigdl_train: --master {master}: {e}") from None
 
 
 def run_training(plan, user_ns, *, display_fn=display, out=None):
@@ -52,10 +58,7 @@ def run_training(plan, user_ns, *, display_fn=display, out=None):
     from ..summary import TrainSummary, ValidationSummary
     out = out or sys.stdout
     if plan.master is not None:
-        try:
-            _spark_session(plan.master)
-        except USER_ERRORS as e:
-            raise OptionError(f"bigdl_train: --master {plan.master}: {e}") from None
+        start_spark(plan.master)
     try:
         optimizer = optim.Optimizer(plan.model, plan.training_set, plan.criterion,
                                     plan.end_trigger, plan.batch_size, plan.optim_method,
@@ -125,6 +128,8 @@ class WorkbenchMagics(Magics):
     @line_cell_magic
     def bigdl_train(self, line, cell=None):
         args, code = options.parse(line, cell or "")
+        if args.master is not None:  # first, so that the cell's code can use the session
+            start_spark(args.master)
         if code.strip():
             result = self.shell.run_cell(code, store_history=False)
             if not result.success:

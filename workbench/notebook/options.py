@@ -96,8 +96,9 @@ OptionError = UsageError
 @argument("--run", metavar="NAME",
           help="The run's name (letters, digits, _ . - = +). Default: <model>-<date-time>.")
 @argument("--master", metavar="URL",
-          help="Train on Spark with this master (local[2], spark://host:7077, yarn, "
-               "k8s://...): the session is created or reused through workbench.spark.")
+          help="Spark master (local[2], spark://host:7077, yarn, k8s://...): the Spark "
+               "session is created (or the active one reused) through workbench.spark before "
+               "the cell's code runs, so the code can build DataFrames on it.")
 @argument("--features-col", metavar="COL", nargs="+",
           help="Spark DataFrame: the feature column (an array/vector column), or several "
                "numeric columns. Default: features.")

@@ -81,6 +81,9 @@ class Optimizer:
             ``{submodule name: OptimMethod}`` (see ``set_optim_methods``).
         seed: seed of the per-epoch shuffling (default: drawn from ``workbench.nn.random``).
         progress: show a console progress bar (default True).
+        **distributed: options of the Spark trainer (``features_col``, ``label_col``,
+            ``gradient_compression``, ``max_retries`` ...; see
+            ``workbench.spark.TRAINER_OPTIONS``), for an RDD or DataFrame training set only.
     """
 
     def __init__(self, model, training_set=None, criterion=None, end_trigger=None, batch_size=32,

@@ -141,8 +141,9 @@ class RunRecorder(Listener):
         self.record["checkpoint"] = e.path
 
     def on_finished(self, e):
-        status = "failed" if e.error else "stopped" if e.stopped else "finished"
-        self.record.update(status=status, end_time=time.time(), error=e.error,
+        status = "failed" if e.error is not None else "stopped" if e.stopped else "finished"
+        error = (e.error or "interrupted") if e.error is not None else None
+        self.record.update(status=status, end_time=time.time(), error=error,
                            epoch=e.epoch, iteration=e.iteration)
         self._write(force=True)
 

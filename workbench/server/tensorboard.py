@@ -42,8 +42,9 @@ def _die_with_parent():
 class TensorBoardProcess:
     """One TensorBoard serving ``logdir`` on ``127.0.0.1:port``."""
 
-    def __init__(self, logdir, port, process, log_path):
-        self.logdir, self.port, self.process, self.log_path = logdir, port, process, log_path
+    def __init__(self, logdir, port, process, output):
+        self.logdir, self.port, self.process = logdir, port, process
+        self.output = output  # an anonymous temp file: nothing is left on disk
         self.started = time.time()
 
     @property
@@ -62,10 +63,15 @@ class TensorBoardProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.output.close()
+
+    def read_output(self, limit=2000):
+        """The last ``limit`` characters TensorBoard printed."""
         try:
-            os.remove(self.log_path)
-        except OSError:
-            pass
+            self.output.seek(0)
+            return self.output.read().decode(errors="replace")[-limit:]
+        except (OSError, ValueError):
+            return ""
 
     def to_dict(self):
         return {"port": self.port, "pid": self.process.pid, "alive": self.alive,
@@ -103,18 +109,16 @@ def start(logdir, *, timeout=60.0, reload_interval=2, wait=True):
         if tb is not None and tb.alive:
             return tb
         port = _free_port()
-        log_path = os.path.join(tempfile.gettempdir(),
-                                f"workbench-tensorboard-{os.getpid()}-{port}.log")
+        output = tempfile.TemporaryFile()
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", logdir,
                "--host", "127.0.0.1", "--port", str(port),
                "--reload_interval", str(reload_interval)]
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env,
-                                       preexec_fn=_die_with_parent if os.name == "posix" else None)
-        tb = TensorBoardProcess(logdir, port, process, log_path)
+        process = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env,
+                                   preexec_fn=_die_with_parent if os.name == "posix" else None)
+        tb = TensorBoardProcess(logdir, port, process, output)
         _running[logdir] = tb
     if wait:
         ready(tb, timeout)
@@ -124,15 +128,11 @@ def start(logdir, *, timeout=60.0, reload_interval=2, wait=True):
 def ready(tb, timeout=60.0):
     """Wait until ``tb`` answers HTTP; on failure stop it and raise ``RuntimeError``."""
     if not _wait_ready(tb, timeout):
+        output = tb.read_output()
         tb.stop()
         with _lock:
             if _running.get(tb.logdir) is tb:
                 _running.pop(tb.logdir)
-        try:
-            with open(tb.log_path, errors="replace") as f:
-                output = f.read()[-2000:]
-        except OSError:
-            output = ""
         raise RuntimeError(f"TensorBoard did not start for {tb.logdir}:\n{output}")
     return tb
 

@@ -31,7 +31,8 @@ __all__ = ["CommError", "Ring", "slices", "send_msg", "recv_msg", "listen", "con
            "COMPRESSIONS"]
 
 DIRECT_SEND = 16 * 1024
-SOCKET_BUFFER = 4 * 1024 * 1024
+SEGMENT = 256 * 1024  # elements received (and reduced) at a time
+SOCKET_BUFFER = None  # None: leave the kernel autotuning on
 COMPRESSIONS = (None, "bf16", "fp16")
 _LEN = struct.Struct("!Q")
 
@@ -44,11 +45,12 @@ class CommError(ConnectionError):
 def _tune(sock, timeout):
     sock.settimeout(timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        except OSError:  # pragma: no cover - a kernel limit; the default still works
-            pass
+    if SOCKET_BUFFER:  # setting a size turns the kernel's buffer autotuning off
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            except OSError:  # pragma: no cover - a kernel limit; the default still works
+                pass
     return sock
 
 
@@ -245,17 +247,30 @@ class Ring:
                     pass
 
     # ------------------------------------------------------------------ one exchange
-    def _exchange(self, send_buf, recv_view):
-        """Send ``send_buf`` to the next rank while receiving ``recv_view`` from the previous."""
+    def _exchange(self, send_buf, recv_view, on_segment=None):
+        """Send ``send_buf`` to the next rank while receiving ``recv_view`` from the previous.
+
+        With ``on_segment(lo, hi)``, the receive goes in segments of ``SEGMENT`` elements and
+        each is handed over as soon as it arrived (the reduction of one segment overlaps the
+        transfer of the next)."""
         data = memoryview(send_buf).cast("B")
         self.bytes_sent += len(data)
         if len(data) <= DIRECT_SEND:
             send_all(self.next_sock, data)
             recv_exact(self.prev_sock, memoryview(recv_view).cast("B"))
+            if on_segment is not None:
+                on_segment(0, len(recv_view))
             return
         self._sender.start(data)
         try:
-            recv_exact(self.prev_sock, memoryview(recv_view).cast("B"))
+            if on_segment is None:
+                recv_exact(self.prev_sock, memoryview(recv_view).cast("B"))
+            else:
+                n = len(recv_view)
+                for lo in range(0, n, SEGMENT):
+                    hi = min(lo + SEGMENT, n)
+                    recv_exact(self.prev_sock, memoryview(recv_view[lo:hi]).cast("B"))
+                    on_segment(lo, hi)
         finally:
             self._sender.wait(self.timeout)
 
@@ -286,14 +301,17 @@ class Ring:
             send, recv = chunks[si], chunks[ri]
             if compression is None:
                 rb = self._buf("recv", recv.size, vec.dtype)
-                self._exchange(send, rb)
-                recv += rb
+
+                def add(lo, hi, recv=recv, rb=rb):
+                    recv[lo:hi] += rb[lo:hi]
             else:
                 wire = np.float16 if compression == "fp16" else np.uint16
-                sb = _encode(send, compression, self._buf("send16", send.size, wire))
+                send = _encode(send, compression, self._buf("send16", send.size, wire))
                 rb = self._buf("recv16", recv.size, wire)
-                self._exchange(sb, rb)
-                _decode_add(rb, compression, recv)
+
+                def add(lo, hi, recv=recv, rb=rb):
+                    _decode_add(rb[lo:hi], compression, recv[lo:hi])
+            self._exchange(send, rb, add)
         return bounds[r]
 
     def all_gather(self, vec):

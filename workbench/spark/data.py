@@ -167,6 +167,107 @@ def _row_records(it, n_features, multi, labeled):
         yield f, lab
 
 
+# ---------------------------------------------------------------------- DataFrames via Arrow
+def _arrow_available():
+    import importlib.util
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def _arrow_values(column, name, dtype, start, part, what):
+    """A flat numeric Arrow column or a list column as a numpy array ``(n,)`` / ``(n, k)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if column.null_count:
+        row = start + int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise SparkDataError(f"{what}: row {row} of partition {part}: {name} is null")
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        if len(lengths) and (lengths != lengths[0]).any():
+            i = int(np.flatnonzero(lengths != lengths[0])[0])
+            raise SparkDataError(
+                f"{what}: row {start + i} of partition {part} has features of shape "
+                f"({lengths[i]},) but the rows before it have ({lengths[0]},); every record "
+                "needs the same shape")
+        values = column.flatten()
+        if values.null_count:
+            raise SparkDataError(f"{what}: partition {part}: {name} holds null values")
+        width = int(lengths[0]) if len(lengths) else 0
+        out = values.to_numpy(zero_copy_only=False).reshape(len(column), width)
+    else:
+        out = column.to_numpy(zero_copy_only=False)
+    if dtype is not None:
+        out = out.astype(dtype, copy=False)
+    elif out.dtype.kind in "iub":
+        out = out.astype(np.int64, copy=False)
+    return out
+
+
+def _arrow_partition(batches, features, label, dtype, feature_shape, what):
+    import pickle
+
+    import pyarrow as pa
+    from pyspark import TaskContext
+    part = TaskContext.get().partitionId()
+    schema = pa.schema([("part", pa.int32()), ("start", pa.int64()), ("X", pa.binary()),
+                        ("y", pa.binary()), ("error", pa.string())])
+    start = 0
+    for batch in batches:
+        n = batch.num_rows
+        if n == 0:
+            continue
+        try:
+            if len(features) == 1:
+                X = _arrow_values(batch.column(0), f"the features column {features[0]!r}",
+                                  dtype, start, part, what)
+            else:
+                X = np.stack([_arrow_values(batch.column(i), f"column {c!r}", dtype, start,
+                                            part, what) for i, c in enumerate(features)], axis=1)
+            if feature_shape is not None:
+                if X[0].size != int(np.prod(feature_shape)):
+                    raise SparkDataError(
+                        f"{what}: row {start} of partition {part} has {X[0].size} feature "
+                        f"values, which do not fit feature_shape {tuple(feature_shape)}")
+                X = X.reshape((n,) + tuple(feature_shape))
+            y = None
+            if label is not None:
+                y = _arrow_values(batch.column(len(features)), "a label", None, start, part,
+                                  what)
+            row = (pickle.dumps(X, protocol=5), pickle.dumps(y, protocol=5), None)
+        except SparkDataError as e:
+            row = (b"", b"", str(e))
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([part], pa.int32()), pa.array([start], pa.int64()),
+             pa.array([row[0]], pa.binary()), pa.array([row[1]], pa.binary()),
+             pa.array([row[2]], pa.string())], schema=schema)
+        if row[2] is not None:
+            return
+        start += n
+
+
+def _unpack(row):
+    import pickle
+    if row.error is not None:
+        return row.part, -1, row.error, None
+    return row.part, row.start, pickle.loads(row.X), pickle.loads(row.y)
+
+
+def _arrow_blocks(df, features, kinds, label, dtype, feature_shape, what):
+    """A DataFrame as blocks through Arrow (``mapInArrow``): whole column batches become numpy
+    arrays, no Python object per row.  Vector columns are turned into arrays first."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+    cols = [vector_to_array(F.col(c)).alias(c) if k == "vector" else F.col(c)
+            for c, k in zip(features, kinds)]
+    if label is not None:
+        cols.append(F.col(label))
+    frame = df.select(*cols)
+    schema = "part int, start long, X binary, y binary, error string"
+    packed = frame.mapInArrow(
+        lambda batches: _arrow_partition(batches, features, label, dtype, feature_shape, what),
+        schema)
+    return packed.rdd.map(_unpack)
+
+
 # ---------------------------------------------------------------------- driver side
 def _check_columns(df, features, label, what):
     from pyspark.sql.types import ArrayType, NumericType
@@ -199,8 +300,10 @@ def _check_columns(df, features, label, what):
         raise SparkDataError(f"{what}: several feature columns must all be numeric columns, got "
                              + ", ".join(f"{c}: {fields[c].simpleString()}"
                                          for c in features))
-    if label is not None:
-        kind(label, "label")
+    label_kind = kind(label, "label") if label is not None else None
+    nested = any(isinstance(fields[c], ArrayType) and isinstance(fields[c].elementType, ArrayType)
+                 for c in features + ([label] if label is not None else []))
+    return kinds, label_kind, nested
 
 
 class DataSet:
@@ -228,21 +331,23 @@ class DataSet:
             if not features:
                 raise SparkDataError(f"{what}: features_col names no column")
             label = label_col if labeled else None
-            _check_columns(data, features, label, what)
-            cols = features + ([label] if label is not None else [])
-            multi, nf = len(features) > 1, len(features)
-            rdd = data.select(*cols).rdd
-            make = lambda it: _row_records(it, nf, multi, label is not None)  # noqa: E731
+            kinds, _, nested = _check_columns(data, features, label, what)
             self.sc = data.sparkSession.sparkContext
+            if not nested and _arrow_available():
+                self.blocks = _arrow_blocks(data, features, kinds, label, dtype, feature_shape,
+                                            what).cache()
+            else:  # nested arrays (or no pyarrow): row by row
+                cols = features + ([label] if label is not None else [])
+                multi, nf = len(features) > 1, len(features)
+                self.blocks = data.select(*cols).rdd.mapPartitionsWithIndex(
+                    lambda part, it: _blocks_of(part, _row_records(it, nf, multi,
+                                                                   label is not None),
+                                                dtype, feature_shape, what)).cache()
         else:
-            rdd = data
-            make = lambda it: _sample_records(it, labeled)  # noqa: E731
             self.sc = data.context
-
-        def to_blocks(part, it):
-            return _blocks_of(part, make(it), dtype, feature_shape, what)
-
-        self.blocks = rdd.mapPartitionsWithIndex(to_blocks).cache()
+            self.blocks = data.mapPartitionsWithIndex(
+                lambda part, it: _blocks_of(part, _sample_records(it, labeled), dtype,
+                                            feature_shape, what)).cache()
         self.blocks.setName(f"workbench {what} blocks")
         try:
             meta = sorted(self.blocks.mapPartitionsWithIndex(_meta).collect())

@@ -38,8 +38,9 @@ def get_spark(master=None, app_name="bigdl-workbench", conf=None, log_level="WAR
     """The active ``SparkSession``, or a new one.
 
     Args:
-        master: master URL for a new session (default ``local[*]``; ignored when a session
-            is already active, e.g. under ``spark-submit``).
+        master: master URL for a new session (default: ``spark-submit``'s ``--master``, else
+            ``$WORKBENCH_SPARK_MASTER``, else ``local[*]``; ignored when a session is already
+            active).
         app_name: application name of a new session.
         conf: extra Spark conf for a new session (``{"spark.executor.memory": "4g"}``).
         log_level: log level set on a new session's context (None leaves it).
@@ -58,8 +59,15 @@ def get_spark(master=None, app_name="bigdl-workbench", conf=None, log_level="WAR
             active = SparkSession(sc)
     if active is not None:
         return active
-    master = master or os.environ.get("WORKBENCH_SPARK_MASTER") or "local[*]"
-    builder = SparkSession.builder.master(master).appName(app_name)
+    from pyspark import SparkConf, SparkContext
+    SparkContext._ensure_initialized()  # the JVM gateway (spark-submit's, or a new one)
+    submitted = SparkConf()  # under spark-submit it holds --master and --conf
+    if master is None and submitted.contains("spark.master"):
+        master = submitted.get("spark.master")
+        builder = SparkSession.builder.appName(app_name)
+    else:
+        master = master or os.environ.get("WORKBENCH_SPARK_MASTER") or "local[*]"
+        builder = SparkSession.builder.master(master).appName(app_name)
     settings = dict(DEFAULT_CONF)
     if master.startswith("local"):
         # Keep everything on the loopback interface in local mode.

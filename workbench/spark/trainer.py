@@ -7,7 +7,9 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
   global index ``i``.  Every iteration takes the same global batch as the local loop,
   ``permutation(seed, epoch)[start:start + batch_size]``, and each task trains on the members
   of that batch it holds.  Shares are uneven; each task scales its mean gradient by
-  ``share / batch``, so the sum over tasks is the gradient of the global batch.
+  ``share / batch``, so the sum over tasks is the gradient of the global batch.  (With
+  ``balanced_batches=True`` each task instead takes its proportional share of every batch from
+  its own records: no task waits on a larger share, but the batches are not the local loop's.)
 - Training runs as one Spark barrier stage per *stretch* of iterations.  A stretch ends when
   validation or a checkpoint is due, when the end trigger fires, on ``stop()``, or after
   ``max_stretch_iterations`` / ``snapshot_interval`` seconds.  At its start the tasks register
@@ -15,8 +17,9 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
   second) and connect in a ring.
 - Per iteration: local forward/backward; a tiny all-reduce of (loss, records, non-finite flags,
   the driver's stop decision); a reduce-scatter of the gradient; each task updates its 1/N
-  slice of the weights with its own 1/N slice of the optimizer state; an all-gather of the
-  weights.  Task 0 sends the iteration's metrics to the driver, which emits the events
+  slice of the weights with its own 1/N slice of the optimizer state (gradient clipping, and
+  per-submodule methods via ``MultiOptimMethod.for_slice``, apply to the slice); an all-gather
+  of the weights.  Task 0 sends the iteration's metrics to the driver, which emits the events
   (listeners run on the driver's main thread, as in the local loop), evaluates the triggers and
   answers "go on" or "stop" before the next iteration's update.
 - At the end of a stretch the tasks return the weights and their optimizer-state slices: the
@@ -39,9 +42,10 @@ import numpy as np
 
 from ..nn import random as nn_random
 from ..optim.events import IterationEvent, TrainingState
+from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
 from ..optim.optimizer import TrainingError, epoch_permutation
 from .comm import COMPRESSIONS, CommError, Ring, connect, listen, recv_msg, send_msg, slices
-from .data import DataSet, SparkDataError, is_spark_data
+from .data import DataSet, is_spark_data
 from .engine import is_local, task_slots
 
 __all__ = ["SparkTrainer", "StretchFailed", "TRAINER_OPTIONS"]
@@ -57,6 +61,9 @@ TRAINER_OPTIONS = {
     "snapshot_interval": "seconds after which a stretch ends for a snapshot (default 300)",
     "comm_timeout": "seconds a task waits for a peer or the driver before failing (300)",
     "rendezvous_timeout": "seconds to wait for every task of a stretch to start (120)",
+    "balanced_batches": "True: each task takes its proportional share of every batch from its "
+                        "own records (no waiting on uneven shares; batches differ from the "
+                        "local loop's); default False: exactly the local loop's batches",
     "fault_injection": "testing: {'iteration': k, 'rank': r, 'mode': 'raise' | 'exit' | "
                        "'hang', 'repeat': False}: task r fails before update k",
 }
@@ -66,6 +73,10 @@ _ALIASES = {"feature_cols": "features_col", "features_cols": "features_col",
 
 class StretchFailed(RuntimeError):
     """A stretch's barrier stage failed (a task died, a peer vanished, the stage timed out)."""
+
+    def __init__(self, message, fatal=False):
+        super().__init__(message)
+        self.fatal = fatal
 
 
 @dataclasses.dataclass
@@ -141,6 +152,90 @@ def _members(idx, starts, ends, local):
     return (local[jj] + idx - starts[jj])[ok]
 
 
+# Errors that the same data and model would raise again: not worth a retry.
+_DETERMINISTIC = (ValueError, TypeError, IndexError, KeyError, AttributeError,
+                  NotImplementedError, ZeroDivisionError)
+
+
+def _slice_method(method, lo, hi):
+    """The optim method a task uses for ``[lo, hi)`` of the flat vector, with that part of the
+    optimizer state (buffers are sliced; counters and schedules are shared)."""
+    doc, arrays = method.get_state()
+    if not isinstance(method, MultiOptimMethod):
+        method.load_state(doc, {k: v[lo:hi] for k, v in arrays.items()})
+        return method
+    part = method.for_slice(lo, hi)
+    sliced = {}
+    for key, value in arrays.items():
+        name, _, _ = key.rpartition("/")
+        a, b = method.slices[name]
+        start, stop = max(a, lo), min(b, hi)
+        if start < stop:
+            sliced[key] = value[start - a:stop - a]
+    part.load_state(doc, sliced)
+    return part
+
+
+def _covered(method, lo, hi):
+    """Names of the sub-methods of a MultiOptimMethod that update part of ``[lo, hi)``."""
+    if not isinstance(method, MultiOptimMethod):
+        return None
+    return [n for n, (a, b) in method.slices.items() if max(a, lo) < min(b, hi)]
+
+
+def _gather_state(method, results):
+    """The full optim state ``(document, arrays)`` from the tasks' slices (in rank order)."""
+    arrays = {}
+    for r in results:
+        for key, value in r["optim"][1].items():
+            arrays.setdefault(key, []).append(value)
+    arrays = {k: np.concatenate(v) for k, v in arrays.items()}
+    doc = results[0]["optim"][0]
+    if isinstance(method, MultiOptimMethod):
+        # each sub-method's counters and schedule from a task that actually ran it
+        doc = dict(doc, methods=dict(doc["methods"]))
+        for name in method.optim_methods:
+            owner = next((r for r in results if name in r["covers"]), None)
+            if owner is not None:
+                doc["methods"][name] = owner["optim"][0]["methods"][name]
+    return doc, arrays
+
+
+class _LearningRate:
+    """The learning rate the local loop would report: for a MultiOptimMethod, the rate of
+    the method of the first slice of the *whole* vector (task 0's part may not run it)."""
+
+    def __init__(self, method, part):
+        self.part = part
+        self.full = None
+        if isinstance(method, MultiOptimMethod):
+            self.full = method
+            self.full.clear_history()  # only the counters and schedules are needed here
+
+    def __call__(self):
+        if self.full is None:
+            return self.part.get_learning_rate()
+        for key in ("epoch", "loss", "score"):
+            if key in self.part.state:
+                self.full.state[key] = self.part.state[key]
+        return self.full.get_learning_rate()
+
+    def updated(self):
+        if self.full is not None:
+            for m in self.full.optim_methods.values():
+                m.state["neval"] = int(m.state.get("neval", 0)) + 1
+
+
+def _clip(gradclip, ring, g_slice):
+    """The Optimizer's gradient clipping on this task's slice of the summed gradient."""
+    for clip in gradclip:
+        if isinstance(clip, L2NormClipping):
+            total = ring.allreduce_small([L2NormClipping.squared_norm(g_slice)])[0]
+            clip(g_slice, norm=float(np.sqrt(total)))
+        else:
+            clip(g_slice)
+
+
 def _train_task(plan, payload, iterator):
     """One replica: runs inside a barrier task for one stretch (see the module docstring)."""
     from pyspark import BarrierTaskContext
@@ -159,14 +254,22 @@ def _train_task(plan, payload, iterator):
         send_msg(driver, {"token": plan["token"], "rank": rank, "host": host,
                           "port": server.getsockname()[1], "pid": os.getpid(),
                           "attempt": ctx.attemptNumber()})
-        model, criterion, method = pickle.loads(payload.value)
+        model, criterion, method, gradclip = pickle.loads(payload.value)
         X, Y, starts, ends, local = _task_data(iterator, plan["offsets"], model.dtype,
                                                plan["feature_shape"])
         reply = recv_msg(driver)
         ring = Ring.connect(rank, [tuple(a) for a in reply["addresses"]], server,
                             plan["token"], timeout)
         return [_train_loop(plan, rank, n_tasks, ring, driver, model, criterion, method,
-                            X, Y, starts, ends, local)]
+                            gradclip, X, Y, starts, ends, local)]
+    except BaseException as e:
+        if not isinstance(e, CommError):  # the root cause: tell the driver before dying
+            try:
+                send_msg(driver, {"error": f"task {rank}: {type(e).__name__}: {e}",
+                                  "fatal": isinstance(e, _DETERMINISTIC)})
+            except Exception:
+                pass
+        raise
     finally:
         if ring is not None:
             ring.close()
@@ -174,14 +277,14 @@ def _train_task(plan, payload, iterator):
         driver.close()
 
 
-def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, method, X, Y, starts,
-                ends, local):
+def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method, gradclip, X,
+                Y, starts, ends, local):
     n, batch_size, seed = plan["n"], plan["batch_size"], plan["seed"]
     nn_random.set_seed(int(seed) * 1_000_003 + plan["iteration"] * 7919 + rank)
     w, g = model.get_parameters()
     lo, hi = slices(w.size, n_tasks)[rank]
-    doc, arrays = method.get_state()
-    method.load_state(doc, {k: v[lo:hi] for k, v in arrays.items()})
+    method = _slice_method(full_method, lo, hi)
+    learning_rate = _LearningRate(full_method, method) if rank == 0 else None
     w_slice, g_slice = w[lo:hi], g[lo:hi]
     average = getattr(criterion, "size_average", True)
     compression = plan["compression"]
@@ -190,17 +293,38 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, method, X, 
 
     epoch, rie, finished = plan["epoch"], plan["records_in_epoch"], plan["epoch_finished"]
     iteration = first = plan["iteration"]
-    order = epoch_permutation(seed, epoch, n)
-    stats = dict(compute=0.0, sync=0.0, wait=0.0, iterations=0, records=0)
+    balanced = plan.get("task_counts") is not None
+    if balanced:
+        counts = np.asarray(plan["task_counts"], dtype=np.int64)
+        if counts[rank] != len(X):
+            raise RuntimeError(f"task {rank} holds {len(X)} records, the plan says "
+                               f"{counts[rank]}")
+
+    def permutation(epoch):
+        if balanced:  # this task's own records, in an order of its own
+            return np.random.default_rng([seed, epoch, rank, n_tasks]).permutation(len(X))
+        return epoch_permutation(seed, epoch, n)
+
+    order = permutation(epoch)
+    stats = dict(compute=0.0, sync=0.0, wait=0.0, straggle=0.0, iterations=0, records=0)
     status, diverged = "stopped", None
     while True:
         if finished:
             epoch, rie, finished = epoch + 1, 0, False
-            order = epoch_permutation(seed, epoch, n)
+            order = permutation(epoch)
         t0 = time.perf_counter()
-        idx = order[rie:rie + batch_size]
-        b = len(idx)
-        rows = _members(idx, starts, ends, local)
+        end = min(rie + batch_size, n)
+        nominal = end - rie
+        if balanced:
+            # every task takes its proportional share of positions [rie, end) of the epoch
+            # from its own records (all tasks compute everyone's share: the same b)
+            lo_t, hi_t = (rie * counts) // n, (end * counts) // n
+            b = int((hi_t - lo_t).sum())
+            rows = order[lo_t[rank]:hi_t[rank]]
+        else:
+            idx = order[rie:end]
+            b = nominal
+            rows = _members(idx, starts, ends, local)
         k = len(rows)
         g.fill(0)
         loss_part = 0.0
@@ -209,7 +333,7 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, method, X, 
             output = model.forward(xb)
             loss = criterion.forward(output, yb)
             model.backward(xb, criterion.backward(output, yb))
-            scale = k / b if average else 1.0
+            scale = k / max(b, 1) if average else 1.0
             if scale != 1.0:
                 g *= g.dtype.type(scale)
             loss_part = loss * scale
@@ -224,6 +348,7 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, method, X, 
         if fault and fault.get("iteration") == iteration + 1 and fault.get("rank", 0) == rank:
             _inject(fault, rank, iteration + 1)
         header = ring.allreduce_small([loss_part, k, bad_loss, bad_grad, stop])
+        t_header = time.perf_counter()
         if header[4] > 0:
             break
         if header[1] != b:
@@ -236,27 +361,33 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, method, X, 
                             what="loss" if header[2] > 0 else "gradient")
             break
         method.state["epoch"] = epoch
-        lr = method.get_learning_rate()
+        lr = learning_rate() if rank == 0 else None
         ring.reduce_scatter(g, compression)
+        if gradclip:
+            _clip(gradclip, ring, g_slice)
         method.update(w_slice, g_slice)
         method.state["loss"] = global_loss
+        if rank == 0:
+            learning_rate.updated()
         ring.all_gather(w)
         t3 = time.perf_counter()
         iteration += 1
-        rie += b
+        rie += nominal
         finished = rie >= n
         stats["compute"] += t1 - t0
-        stats["wait"] += t2 - t1
-        stats["sync"] += t3 - t2
+        stats["wait"] += t2 - t1           # for the driver's go/stop (task 0)
+        stats["straggle"] += t_header - t2  # the header exchange: waiting for slower tasks
+        stats["sync"] += t3 - t_header      # reduce-scatter, slice update, all-gather
         stats["iterations"] += 1
         stats["records"] += k
         if rank == 0:
-            send_msg(driver, {"i": iteration, "e": epoch, "loss": global_loss, "b": b,
+            send_msg(driver, {"i": iteration, "e": epoch, "loss": global_loss, "b": nominal,
                               "lr": lr, "dt": t3 - t0})
     if rank == 0:
         send_msg(driver, {"end": status, "diverged": diverged})
     doc, arrays = method.get_state()
     result = {"rank": rank, "slice": (lo, hi), "optim": (doc, arrays), "status": status,
+              "covers": _covered(full_method, lo, hi),
               "diverged": diverged, "stats": stats, "pid": os.getpid(),
               "buffers": {p: np.array(getattr(m, nm), copy=True)
                           for p, m, nm in model.named_buffers()}}
@@ -315,6 +446,7 @@ class SparkTrainer:
         self.timeout = float(opts.get("comm_timeout", 300.0))
         self.rendezvous_timeout = float(opts.get("rendezvous_timeout", 120.0))
         self.fault = opts.get("fault_injection")
+        self.balanced = bool(opts.get("balanced_batches", False))
         self._train = None
         self._val = {}
         self.retries = 0
@@ -359,7 +491,21 @@ class SparkTrainer:
 
     # ------------------------------------------------------------------ the driver loop
     def run(self):
+        try:
+            self._run()
+        finally:
+            self.close()  # the cached blocks live as long as one optimize() call
+
+    def _run(self):
         opt, state = self.opt, self.opt.state
+        if getattr(opt.optim_method, "needs_closure", False):
+            raise TrainingError(
+                f"{type(opt.optim_method).__name__} evaluates the objective several times per "
+                "step and cannot run on Spark (one all-reduce per step); use SGD, Adam, ... or "
+                "train it locally")
+        for clip in getattr(opt, "gradclip", []):
+            if not isinstance(clip, (ConstantClipping, L2NormClipping)):
+                raise TrainingError(f"gradient clipping {clip!r} is not supported on Spark")
         data = self.training_data()
         state.records_per_epoch = data.n
         snapshot = Snapshot.take(opt)
@@ -370,6 +516,12 @@ class SparkTrainer:
             try:
                 outcome = self._stretch(data, fault)
             except StretchFailed as e:
+                if e.fatal:
+                    snapshot.restore(opt)
+                    raise TrainingError(
+                        f"{e} (not retried: the same data and model would fail again; the "
+                        f"model keeps the weights of iteration {snapshot.state.iteration})") \
+                        from None
                 self.retries += 1
                 self.last_error = str(e)
                 self.repeated_iterations += state.iteration - snapshot.state.iteration
@@ -416,6 +568,21 @@ class SparkTrainer:
             n = min(n, self.num_tasks)
         return n
 
+    @staticmethod
+    def _owners(data, n_tasks):
+        """Which task holds each partition when there are more partitions than tasks."""
+        counts = np.asarray(data.counts, dtype=np.float64)
+        middle = (np.cumsum(counts) - counts / 2) / max(counts.sum(), 1)
+        return np.minimum((middle * n_tasks).astype(int), n_tasks - 1).tolist()
+
+    def _task_counts(self, data, n_tasks):
+        if n_tasks == data.num_partitions:
+            return list(data.counts)
+        counts = [0] * n_tasks
+        for part, owner in enumerate(self._owners(data, n_tasks)):
+            counts[owner] += data.counts[part]
+        return counts
+
     def _task_rdd(self, data, n_tasks):
         """The blocks laid out as ``n_tasks`` partitions.  A barrier stage cannot coalesce, so
         more partitions than tasks are regrouped once by a shuffle (contiguous runs of
@@ -424,9 +591,7 @@ class SparkTrainer:
             return data.blocks
         grouped = getattr(data, "_grouped", {})
         if n_tasks not in grouped:
-            counts = np.asarray(data.counts, dtype=np.float64)
-            middle = (np.cumsum(counts) - counts / 2) / max(counts.sum(), 1)
-            owner = np.minimum((middle * n_tasks).astype(int), n_tasks - 1).tolist()
+            owner = self._owners(data, n_tasks)
             rdd = (data.blocks.map(lambda b, owner=owner: (owner[b[0]], b))
                    .partitionBy(n_tasks, lambda k: k).values().cache())
             rdd.setName(f"workbench {data.what} blocks for {n_tasks} tasks")
@@ -446,14 +611,16 @@ class SparkTrainer:
         server = listen("127.0.0.1" if local else "0.0.0.0")
         driver_host = "127.0.0.1" if local else sc.getConf().get("spark.driver.host")
         token = secrets.token_hex(16)
-        payload = sc.broadcast(pickle.dumps((opt.model, opt.criterion, opt.optim_method),
-                                            protocol=pickle.HIGHEST_PROTOCOL))
+        payload = sc.broadcast(pickle.dumps(
+            (opt.model, opt.criterion, opt.optim_method, list(getattr(opt, "gradclip", []))),
+            protocol=pickle.HIGHEST_PROTOCOL))
         plan = dict(token=token, tasks=n_tasks, driver=(driver_host, server.getsockname()[1]),
                     local=local, timeout=self.timeout, n=data.n, offsets=data.offsets,
                     feature_shape=data.feature_shape, batch_size=opt.batch_size,
                     seed=opt.seed, compression=self.compression, iteration=state.iteration,
                     epoch=state.epoch, records_in_epoch=state.records_in_epoch,
-                    epoch_finished=state.epoch_finished, fault=fault)
+                    epoch_finished=state.epoch_finished, fault=fault,
+                    task_counts=self._task_counts(data, n_tasks) if self.balanced else None)
         group = f"workbench-train-{token}"
         job = _Job(sc, rdd, plan, payload, group)
         conns = {}
@@ -461,11 +628,12 @@ class SparkTrainer:
         try:
             conns = self._rendezvous(server, job, token, n_tasks)
             return self._follow(job, conns, n_tasks)
-        except StretchFailed:
-            raise
+        except StretchFailed as e:
+            raise _root_cause(conns, e) from None
         except (CommError, OSError) as e:
             job.cancel()
-            raise StretchFailed(f"lost the connection to the tasks: {e}") from None
+            raise _root_cause(conns, StretchFailed(f"lost the connection to the tasks: {e}")) \
+                from None
         finally:
             for c in conns.values():
                 c.close()
@@ -525,7 +693,14 @@ class SparkTrainer:
         outcome = None
         end_msg = None
         while end_msg is None:
-            if not sel.select(timeout=0.5):
+            try:
+                ready = sel.select(timeout=0.5)
+            except KeyboardInterrupt:
+                if opt.stop_requested:  # a second interrupt: give up on the stretch
+                    raise
+                opt.stop()  # the first: end after the current iteration, keep the weights
+                continue
+            if not ready:
                 if job.done() and job.error is not None:
                     raise StretchFailed(job.error)
                 if time.monotonic() - last > self.timeout + 30:
@@ -538,6 +713,9 @@ class SparkTrainer:
                 job.join(self.timeout)
                 raise StretchFailed(job.error or f"task 0 went away: {e}") from None
             last = time.monotonic()
+            if "error" in msg:
+                job.join(self.timeout)
+                raise StretchFailed(msg["error"], msg.get("fatal", False))
             if "end" in msg:
                 end_msg = msg
                 continue
@@ -597,10 +775,25 @@ class SparkTrainer:
             else:
                 buffers[p] = value
         _set_buffers(opt.model, buffers)
-        doc = results[0]["optim"][0]
-        names = results[0]["optim"][1].keys()
-        arrays = {k: np.concatenate([r["optim"][1][k] for r in results]) for k in names}
-        opt.optim_method.load_state(doc, arrays)
+        opt.optim_method.load_state(*_gather_state(opt.optim_method, results))
+
+
+def _root_cause(conns, fallback):
+    """A ``StretchFailed`` with the first error a task reported on its driver connection (a
+    task that failed because a peer vanished reports nothing), else ``fallback``."""
+    if fallback.fatal:
+        return fallback
+    for rank in sorted(conns):
+        conn = conns[rank]
+        try:
+            conn.settimeout(0.2)
+            while True:
+                msg = recv_msg(conn)
+                if "error" in msg:
+                    return StretchFailed(msg["error"], msg.get("fatal", False))
+        except (CommError, OSError, ValueError):
+            continue
+    return fallback
 
 
 def _advance(state, msg, n):

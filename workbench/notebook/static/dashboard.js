@@ -135,7 +135,7 @@ function render({ model, el }) {
     stop.textContent = "stopping…";
     model.send({ type: "stop" });
     // No acknowledgement while the kernel trains (no comm subshells)? Interrupt it instead.
-    fallback = setTimeout(() => { if (model.get("status") === "running") interruptKernel(model.get("kernel_id")); }, 1500);
+    fallback = setTimeout(() => { if (model.get("status") === "running") interruptKernel(model.get("kernel_id")); }, 2500);
   });
   const onCustom = (msg) => {
     if (msg && msg.type === "stopping" && fallback) { clearTimeout(fallback); fallback = null; }

@@ -1,0 +1,419 @@
+"""The native (oneDNN) layer core vs PyTorch 2.13 CPU, side by side in one run.
+
+Training throughput (SGD with momentum) of LeNet-5 (b128, 28x28x1), ResNet-20 for CIFAR (b128,
+32x32x3), a 2-layer LSTM language model (vocab 4000, embedding 128, hidden 256, seq 35, b32) and
+an MLP 784-512-512-10 (b256); inference (b256) of LeNet-5 and ResNet-20; the forward GFLOP/s of
+every distinct ResNet-20 convolution against the FMA peak measured here (``_native.fma_flops``,
+one core; best of several probes, since other load only lowers it); the peak RSS of every
+training process.  Workbench runs with the native backend (``workbench.nn.backend``) and, for
+reference, with the numpy kernels; PyTorch in its default NCHW layout and channels_last.
+
+Every measurement is its own subprocess (threads fixed before numpy / torch load); within each
+repeat the frameworks alternate, so background load on the shared machine hits them alike.  The
+report is the median of the repeats and the ratio workbench / PyTorch.  Writes
+benchmarks/results/native.json and benchmarks/results/native.png.
+
+    python benchmarks/bench_native.py [--repeats 3] [--threads 1 2] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+# model -> batch, input shape, iterations (timed), warm-up iterations
+TRAIN = {"lenet5": (128, (1, 28, 28), 30, 5), "resnet20": (128, (3, 32, 32), 4, 2),
+         "lstm_lm": (32, (35,), 6, 2), "mlp": (256, (784,), 30, 5)}
+INFER = {"lenet5": (256, (1, 28, 28), 20, 3), "resnet20": (256, (3, 32, 32), 3, 1)}
+# (name, c_in, c_out, stride, size) of the distinct 3x3 convolutions of ResNet-20 (batch 128)
+RESNET_CONVS = [("conv16_32x32", 16, 16, 1, 32), ("conv16to32_s2", 16, 32, 2, 32),
+                ("conv32_16x16", 32, 32, 1, 16), ("conv32to64_s2", 32, 64, 2, 16),
+                ("conv64_8x8", 64, 64, 1, 8), ("conv3to16_32x32", 3, 16, 1, 32)]
+VOCAB, EMBED, HIDDEN, SEQ = 4000, 128, 256, 35
+
+
+# ---------------------------------------------------------------------- workbench models
+def wb_resnet20(classes=10):
+    from workbench.nn import (CAddTable, ConcatTable, Identity, Linear, LogSoftMax, ReLU,
+                              Reshape, Sequential, SpatialAveragePooling,
+                              SpatialBatchNormalization, SpatialConvolution)
+
+    def block(c_in, c_out, stride):
+        body = (Sequential().add(SpatialConvolution(c_in, c_out, 3, 3, stride, stride, 1, 1,
+                                                    with_bias=False))
+                .add(SpatialBatchNormalization(c_out)).add(ReLU())
+                .add(SpatialConvolution(c_out, c_out, 3, 3, 1, 1, 1, 1, with_bias=False))
+                .add(SpatialBatchNormalization(c_out)))
+        if stride == 1 and c_in == c_out:
+            short = Identity()
+        else:  # option B: 1x1 convolution + batch-norm
+            short = (Sequential().add(SpatialConvolution(c_in, c_out, 1, 1, stride, stride,
+                                                         with_bias=False))
+                     .add(SpatialBatchNormalization(c_out)))
+        return Sequential().add(ConcatTable().add(body).add(short)).add(CAddTable()).add(ReLU())
+
+    model = (Sequential().add(SpatialConvolution(3, 16, 3, 3, 1, 1, 1, 1, with_bias=False))
+             .add(SpatialBatchNormalization(16)).add(ReLU()))
+    c = 16
+    for c_out, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(3):
+            model.add(block(c, c_out, stride if i == 0 else 1))
+            c = c_out
+    return (model.add(SpatialAveragePooling(8, 8)).add(Reshape([64])).add(Linear(64, classes))
+            .add(LogSoftMax()))
+
+
+def wb_model(name):
+    from workbench import models
+    from workbench.nn import Linear, LogSoftMax, ReLU, Sequential
+    if name == "lenet5":
+        return models.LeNet5(10)
+    if name == "resnet20":
+        return wb_resnet20()
+    if name == "mlp":
+        return (Sequential().add(Linear(784, 512)).add(ReLU()).add(Linear(512, 512)).add(ReLU())
+                .add(Linear(512, 10)).add(LogSoftMax()))
+    if name == "lstm_lm":
+        return models.rnn.CharLSTM(VOCAB, HIDDEN, EMBED, num_layers=2)
+    raise ValueError(name)
+
+
+def run_workbench(name, mode, train, threads):
+    import numpy as np
+    from workbench.nn import ClassNLLCriterion, backend, random
+    from workbench.optim import SGD
+
+    backend.set_backend(mode)
+    backend.set_num_threads(threads)
+    random.set_seed(0)
+    batch, shape, iterations, warmup = (TRAIN if train else INFER)[name]
+    model = wb_model(name)
+    rng = np.random.default_rng(0)
+    if name == "lstm_lm":
+        from workbench.models.rnn import char_lm_criterion
+        x = rng.integers(0, VOCAB, (batch, SEQ))
+        y = rng.integers(0, VOCAB, (batch, SEQ))
+        crit = char_lm_criterion()
+    else:
+        x = rng.standard_normal((batch,) + shape).astype(np.float32)
+        y = rng.integers(0, 10, batch)
+        crit = ClassNLLCriterion()
+    method = SGD(learningrate=0.01, momentum=0.9, dampening=0.0)
+    w, g = model.get_parameters()
+    if train:
+        model.training()
+    else:
+        model.evaluate()
+
+    def step():
+        out = model.forward(x)
+        if train:
+            crit.forward(out, y)
+            g.fill(0)
+            model.backward(x, crit.backward(out, y))
+            method.update(w, g)
+
+    return _time(step, batch, iterations, warmup)
+
+
+# ---------------------------------------------------------------------- PyTorch models
+def torch_model(name):
+    import torch
+    nn = torch.nn
+    if name == "lenet5":
+        return nn.Sequential(nn.Conv2d(1, 6, 5), nn.Tanh(), nn.MaxPool2d(2, 2), nn.Tanh(),
+                             nn.Conv2d(6, 12, 5), nn.MaxPool2d(2, 2), nn.Flatten(),
+                             nn.Linear(192, 100), nn.Tanh(), nn.Linear(100, 10),
+                             nn.LogSoftmax(dim=1))
+    if name == "mlp":
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                             nn.Linear(512, 10), nn.LogSoftmax(dim=1))
+    if name == "resnet20":
+        class Block(nn.Module):
+            def __init__(self, c_in, c_out, stride):
+                super().__init__()
+                self.body = nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                    nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
+                    nn.BatchNorm2d(c_out))
+                self.short = (nn.Identity() if stride == 1 and c_in == c_out else
+                              nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                            nn.BatchNorm2d(c_out)))
+
+            def forward(self, x):
+                return torch.relu(self.body(x) + self.short(x))
+
+        layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+        c = 16
+        for c_out, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(3):
+                layers.append(Block(c, c_out, stride if i == 0 else 1))
+                c = c_out
+        layers += [nn.AvgPool2d(8), nn.Flatten(), nn.Linear(64, 10), nn.LogSoftmax(dim=1)]
+        return nn.Sequential(*layers)
+    if name == "lstm_lm":
+        class LM(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = nn.Embedding(VOCAB, EMBED)
+                self.lstm = nn.LSTM(EMBED, HIDDEN, num_layers=2, batch_first=True)
+                self.out = nn.Linear(HIDDEN, VOCAB)
+
+            def forward(self, x):
+                return self.out(self.lstm(self.emb(x))[0])
+        return LM()
+    raise ValueError(name)
+
+
+def run_torch(name, mode, train, threads):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    batch, shape, iterations, warmup = (TRAIN if train else INFER)[name]
+    model = torch_model(name)
+    if name == "lstm_lm":
+        x = torch.randint(0, VOCAB, (batch, SEQ))
+        y = torch.randint(0, VOCAB, (batch * SEQ,))
+        crit = torch.nn.CrossEntropyLoss()
+    else:
+        x = torch.randn((batch,) + shape)
+        y = torch.randint(0, 10, (batch,))
+        crit = torch.nn.NLLLoss()
+    if mode == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train(train)
+
+    def step():
+        if train:
+            opt.zero_grad()
+            out = model(x)
+            crit(out.reshape(-1, out.shape[-1]) if name == "lstm_lm" else out, y).backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                model(x)
+
+    return _time(step, batch, iterations, warmup)
+
+
+def _time(step, batch, iterations, warmup):
+    import resource
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    rate = batch * iterations / (time.perf_counter() - start)
+    return {"rate": rate, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+# ---------------------------------------------------------------------- per-layer GFLOP/s
+def conv_layers(framework, threads, repeats=5):
+    """Forward GFLOP/s (median of ``repeats``) of each distinct ResNet-20 3x3 convolution."""
+    import numpy as np
+    out = {}
+    for name, c_in, c_out, stride, size in RESNET_CONVS:
+        o = (size + 2 - 3) // stride + 1
+        flops = 2 * 128 * c_out * o * o * c_in * 9
+        x = np.random.default_rng(0).standard_normal((128, c_in, size, size)).astype(np.float32)
+        if framework == "torch":
+            import torch
+            torch.set_num_threads(threads)
+            conv = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            tx = torch.from_numpy(x)
+
+            def run():
+                with torch.no_grad():
+                    conv(tx)
+        else:
+            from workbench.nn import SpatialConvolution, backend
+            backend.set_backend(framework)
+            backend.set_num_threads(threads)
+            conv = SpatialConvolution(c_in, c_out, 3, 3, stride, stride, 1, 1, with_bias=False)
+
+            def run():
+                conv.forward(x)
+        run()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        out[name] = flops / statistics.median(times) / 1e9
+        out[name + "_best"] = flops / min(times) / 1e9
+    return out
+
+
+def fma_peak(probes=25, iterations=20_000_000):
+    """GFLOP/s of one core running independent FMAs (AVX2, and AVX-512 where present): the best
+    of many short probes, since load from other processes only ever lowers it."""
+    from workbench.nn import backend
+    native = backend.native()
+    kinds = [("avx2", native.fma_flops, 192)]
+    if native.has_avx512():
+        kinds.append(("avx512", native.fma512_flops, 384))
+    out = {}
+    for kind, fn, flops in kinds:
+        rates = []
+        for _ in range(probes):
+            start = time.perf_counter()
+            fn(iterations)
+            rates.append(flops * iterations / (time.perf_counter() - start) / 1e9)
+        out[kind] = {"best": max(rates), "median": statistics.median(rates)}
+    out["best"] = max(v["best"] for v in out.values())
+    return out
+
+
+# ---------------------------------------------------------------------- driver
+def child(call, threads):
+    """Run ``call`` (python source returning a JSON-able value) in a fresh subprocess."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "WORKBENCH_NUM_THREADS"):
+        env[var] = str(threads)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    code = (f"import json, sys; sys.path.insert(0, {HERE!r}); import bench_native as b; "
+            f"print(json.dumps({call}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs, key):
+    values = [r[key] for r in runs if key in r]
+    return statistics.median(values) if values else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--models", nargs="+", default=list(TRAIN))
+    parser.add_argument("--no-numpy", action="store_true", help="skip the numpy-kernel runs")
+    parser.add_argument("--out", default=os.path.join(RESULTS, "native.json"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out")
+    args = parser.parse_args()
+    if args.plot_only:
+        with open(args.out) as f:
+            return plot(json.load(f), os.path.splitext(args.out)[0] + ".png")
+    import torch
+
+    peak = child("b.fma_peak()", 1)
+    peak_best = peak["best"]
+    print(f"FMA peak, one core: {json.dumps(peak)}", flush=True)
+    rows = []
+    for train, table in ((True, TRAIN), (False, INFER)):
+        for name in [m for m in args.models if m in table]:
+            for threads in args.threads:
+                modes = [("workbench", "native"), ("torch", "nchw")]
+                if not args.no_numpy:
+                    modes.append(("workbench", "numpy"))
+                if name == "resnet20":
+                    modes.append(("torch", "channels_last"))
+                runs = {m: [] for m in modes}
+                for _ in range(args.repeats):
+                    for fw, mode in modes:
+                        runs[(fw, mode)].append(child(
+                            f"b.run_{fw}({name!r}, {mode!r}, {train}, {threads})", threads))
+                row = dict(task="train" if train else "inference", model=name,
+                           batch=table[name][0], threads=threads)
+                for (fw, mode), rs in runs.items():
+                    key = f"{fw}_{mode}"
+                    row[key + "_per_s"] = median_of(rs, "rate")
+                    row[key + "_rss_mb"] = median_of(rs, "rss_mb")
+                    errors = [r["error"] for r in rs if "error" in r]
+                    if errors:
+                        row[key + "_error"] = errors[0]
+                ours, peer = row["workbench_native_per_s"], row["torch_nchw_per_s"]
+                row["ratio_vs_torch"] = round(ours / peer, 3) if ours and peer else None
+                if row.get("torch_channels_last_per_s") and ours:
+                    row["ratio_vs_torch_channels_last"] = round(
+                        ours / row["torch_channels_last_per_s"], 3)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+
+    layers = []
+    for threads in args.threads:
+        per = {fw: [] for fw in ("native", "torch")}
+        for _ in range(args.repeats):
+            for fw in per:
+                per[fw].append(child(f"b.conv_layers({fw!r}, {threads})", threads))
+        for name, *_ in RESNET_CONVS:
+            ours = median_of(per["native"], name)
+            peer = median_of(per["torch"], name)
+            ours_best = max(r.get(name + "_best", 0) for r in per["native"])
+            peer_best = max(r.get(name + "_best", 0) for r in per["torch"])
+            cores_peak = peak_best * threads
+            layers.append(dict(layer=name, threads=threads, native_gflops=ours,
+                               torch_gflops=peer, ratio=ours / peer if ours and peer else None,
+                               native_best_gflops=ours_best, torch_best_gflops=peer_best,
+                               native_pct_of_peak=100 * ours / cores_peak if ours else None,
+                               torch_pct_of_peak=100 * peer / cores_peak if peer else None,
+                               native_best_pct_of_peak=100 * ours_best / cores_peak,
+                               torch_best_pct_of_peak=100 * peer_best / cores_peak))
+            print(json.dumps(layers[-1]), flush=True)
+
+    os.makedirs(RESULTS, exist_ok=True)
+    from workbench.nn import backend
+    result = dict(benchmark="native layer core vs PyTorch CPU: records/s, median of repeats",
+                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
+                  load_average_at_end=os.getloadavg(), torch=torch.__version__,
+                  onednn=backend.native().onednn_version(), repeats=args.repeats,
+                  fma_peak_gflops_one_core=peak,
+                  training_and_inference=rows, resnet20_conv_forward=layers)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.out}")
+    plot(result, os.path.splitext(args.out)[0] + ".png")
+
+
+def plot(result, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 5.5))
+    rows = result["training_and_inference"]
+    labels = [f"{r['task'][:5]} {r['model']} {r['threads']}t" for r in rows]
+    series = [("workbench_numpy_per_s", "workbench numpy"), ("torch_channels_last_per_s",
+                                                             "torch channels_last"),
+              ("workbench_native_per_s", "workbench native")]
+    width = 0.27
+    for i, (key, label) in enumerate(series):
+        vals = [(r.get(key) or 0) / r["torch_nchw_per_s"] if r.get("torch_nchw_per_s") else 0
+                for r in rows]
+        a.bar([j + (i - 1) * width for j in range(len(rows))], vals, width, label=label)
+    a.axhline(1.0, color="k", lw=0.8, ls="--")
+    a.set_xticks(range(len(rows)), labels, fontsize=7, rotation=40, ha="right")
+    a.set_ylabel("throughput / PyTorch 2.13 (NCHW)")
+    a.set_title("records/s relative to PyTorch (median)")
+    a.legend(fontsize=8)
+    layers = [r for r in result["resnet20_conv_forward"] if r["threads"] == 1]
+    xs = range(len(layers))
+    b.bar([x - 0.2 for x in xs], [r["native_pct_of_peak"] or 0 for r in layers], 0.4,
+          label="workbench native (oneDNN)")
+    b.bar([x + 0.2 for x in xs], [r["torch_pct_of_peak"] or 0 for r in layers], 0.4,
+          label="PyTorch 2.13")
+    b.axhline(70, color="k", lw=0.8, ls="--")
+    b.set_xticks(list(xs), [r["layer"] for r in layers], fontsize=7, rotation=20)
+    b.set_ylabel(f"% of FMA peak ({result['fma_peak_gflops_one_core']['best']:.0f} GFLOP/s)")
+    b.set_title("ResNet-20 conv forward, 1 thread, b128")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

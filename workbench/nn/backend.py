@@ -1,0 +1,171 @@
+"""Which kernels the layers run (native oneDNN or the numpy reference) and on how many threads.
+
+Two settings, each a call and an environment variable:
+
+- ``set_backend("native" | "numpy")`` / ``WORKBENCH_BACKEND``: ``native`` (the default) uses the
+  compiled ``workbench._native`` kernels where a layer has one and the input is float32; the numpy
+  code is the reference and the fallback, used when the module is missing or failed to load
+  (``native_error()`` says why).
+- ``set_num_threads(n)`` / ``WORKBENCH_NUM_THREADS``: the threads of every native library in the
+  process: oneDNN's OpenMP pool and the BLAS under numpy (through threadpoolctl).  The default is
+  the number of cores this process may run on (``os.sched_getaffinity``), lowered by
+  ``OMP_NUM_THREADS`` when set: Spark sets it to ``spark.task.cpus`` in its Python workers, so a
+  task never runs more threads than the cores it was given.
+
+The package never imports torch.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+__all__ = ["get_backend", "set_backend", "use_native", "native", "native_error",
+           "get_num_threads", "set_num_threads", "default_num_threads", "kernels",
+           "set_kernel"]
+
+_BACKENDS = ("native", "numpy")
+_lock = threading.Lock()
+# Which native kernels the layers use, chosen by measurement on the target CPU (2-core AMD,
+# AVX-512; benchmarks/bench_native.py).  batch_norm is off: on plain NCHW arrays oneDNN 3.2 only
+# has its generic "ncsp" batch-norm, which measured 0.4-1.0x the numpy code (fwd+bwd, ResNet-20
+# shapes); its fast kernels want blocked layouts, which the layers do not keep yet.
+_KERNELS = {"convolution": True, "pooling": True, "batch_norm": False}
+_state = {"backend": None, "threads": None, "module": None, "error": None, "loaded": False}
+
+
+def default_num_threads() -> int:
+    """Cores this process may use, capped by ``OMP_NUM_THREADS`` (set by Spark in workers)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) > 0:
+        n = min(n, int(omp))
+    return max(1, n)
+
+
+def _check_threads(n, where):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{where}: the number of threads must be a positive int, got {n!r}")
+    return n
+
+
+def _preload_onednn():
+    """Load ``libdnnl.so.3`` from the onednn-cpu-gomp wheel so the module's dependency resolves
+    wherever the module lives (the source tree for an editable install, site-packages else)."""
+    from importlib import metadata
+    try:
+        files = metadata.distribution("onednn-cpu-gomp").files or ()
+    except metadata.PackageNotFoundError:
+        return  # maybe a system oneDNN: let the dynamic loader try
+    for f in files:
+        if str(f).endswith("libdnnl.so.3"):
+            ctypes.CDLL(str(f.locate()), mode=ctypes.RTLD_GLOBAL)
+            return
+
+
+def _load():
+    if _state["loaded"]:
+        return _state["module"]
+    with _lock:
+        if _state["loaded"]:
+            return _state["module"]
+        # Passive OpenMP waits: on shared cores, spinning threads steal the core they wait for
+        # (2 threads fell to 0.2-0.45x of 1 thread with spinning, ~0.8x passive: notes/native.md).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        try:
+            _preload_onednn()
+            from .. import _native
+            _state["module"] = _native
+        except Exception as e:  # noqa: BLE001 - any failure means "numpy kernels"
+            _state["error"] = f"{type(e).__name__}: {e}"
+        _state["loaded"] = True
+        _apply_threads(get_num_threads())
+        return _state["module"]
+
+
+def native():
+    """The ``workbench._native`` module, or None when it is unavailable."""
+    return _load()
+
+
+def native_error():
+    """Why the native module could not be loaded (None when it loaded or was not tried)."""
+    _load()
+    return _state["error"]
+
+
+def get_backend() -> str:
+    if _state["backend"] is None:
+        value = os.environ.get("WORKBENCH_BACKEND", "native").strip().lower() or "native"
+        if value not in _BACKENDS:
+            raise ValueError(f"WORKBENCH_BACKEND must be one of {_BACKENDS}, got {value!r}")
+        _state["backend"] = value
+    return _state["backend"]
+
+
+def set_backend(name: str) -> str:
+    """Select ``"native"`` or ``"numpy"`` kernels for every layer; returns the previous one."""
+    if not isinstance(name, str) or name.lower() not in _BACKENDS:
+        raise ValueError(f"set_backend: backend must be one of {_BACKENDS}, got {name!r}")
+    previous = get_backend()
+    _state["backend"] = name.lower()
+    return previous
+
+
+def kernels() -> dict:
+    """``{kernel: enabled}`` for the native kernels the layers know."""
+    return dict(_KERNELS)
+
+
+def set_kernel(name: str, enabled: bool) -> bool:
+    """Turn one native kernel on or off (e.g. to measure it); returns the previous setting."""
+    if name not in _KERNELS:
+        raise ValueError(f"set_kernel: kernel must be one of {sorted(_KERNELS)}, got {name!r}")
+    previous, _KERNELS[name] = _KERNELS[name], bool(enabled)
+    return previous
+
+
+def use_native(dtype=None, kernel=None):
+    """The native module if the native backend is selected and loaded, ``kernel`` is enabled,
+    and ``dtype`` is float32; else None (use the numpy code)."""
+    if get_backend() != "native" or (kernel is not None and not _KERNELS.get(kernel, False)):
+        return None
+    if dtype is not None and getattr(dtype, "str", None) != "<f4":
+        import numpy as np
+        if np.dtype(dtype) != np.float32:
+            return None
+    return _load()
+
+
+def get_num_threads() -> int:
+    if _state["threads"] is None:
+        value = os.environ.get("WORKBENCH_NUM_THREADS", "").strip()
+        _state["threads"] = (_check_threads(int(value), "WORKBENCH_NUM_THREADS")
+                             if value else default_num_threads())
+    return _state["threads"]
+
+
+def _apply_threads(n):
+    module = _state["module"]
+    if module is not None:
+        module.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=n, user_api="blas")
+    except Exception:  # noqa: BLE001 - threadpoolctl missing: BLAS keeps its own setting
+        pass
+
+
+def set_num_threads(n: int) -> int:
+    """Threads of every native library (oneDNN and BLAS); returns the previous setting."""
+    _check_threads(n, "set_num_threads")
+    previous = get_num_threads()
+    _state["threads"] = n
+    if _state["loaded"]:
+        _apply_threads(n)
+    else:
+        _load()
+    return previous
