@@ -61,8 +61,9 @@ def _spark_data(args, X, y, Xt, yt):
     """The digits as Spark DataFrames (``features`` array<float>, ``label``) on the session of
     ``--master``."""
     from .spark import get_spark, task_slots
+    # ERROR: Spark's WARN lines (e.g. task-size hints) would break up the progress bar.
     spark = get_spark(None if args.master == "submit" else args.master,
-                      app_name="workbench-lenet5")
+                      app_name="workbench-lenet5", log_level="ERROR")
     sc = spark.sparkContext
     parts = max(2, sc.defaultParallelism)
 
