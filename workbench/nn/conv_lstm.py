@@ -78,11 +78,13 @@ class ConvLSTMPeephole(_LSTMCore):
     Output shape: ``(N, T, output_size, H', W')`` (``H' = ceil(H / stride)`` with "SAME").
     """
 
+    _dims = 2  # spatial dimensions of the convolutions
+
     def __init__(self, input_size, output_size, kernel_i, kernel_c, stride=1, padding=-1,
                  activation=None, inner_activation=None, wRegularizer=None, uRegularizer=None,
                  bRegularizer=None, cRegularizer=None, with_peephole=True):
         super().__init__()
-        cls = "ConvLSTMPeephole"
+        cls = type(self).__name__
         self.input_size = check_size(cls, "input_size", input_size)
         self.hidden_size = self.output_size = check_size(cls, "output_size", output_size)
         self.kernel_i = check_size(cls, "kernel_i", kernel_i)
@@ -97,9 +99,9 @@ class ConvLSTMPeephole(_LSTMCore):
         self.with_peephole = bool(with_peephole)
         self.weight_init_method = RandomUniform()
         self.bias_init_method = RandomUniform()
-        O, C = self.output_size, self.input_size
-        self._add_parameter("weight", (4 * O, C, self.kernel_i, self.kernel_i))
-        self._add_parameter("recurrent_weight", (4 * O, O, self.kernel_c, self.kernel_c))
+        O, C, d = self.output_size, self.input_size, self._dims
+        self._add_parameter("weight", (4 * O, C) + (self.kernel_i,) * d)
+        self._add_parameter("recurrent_weight", (4 * O, O) + (self.kernel_c,) * d)
         self._add_parameter("bias", (4 * O,))
         if self.with_peephole:
             self._add_parameter("peephole", (3, O))
@@ -111,8 +113,8 @@ class ConvLSTMPeephole(_LSTMCore):
             self._set_regularizer("peephole", cRegularizer)
 
     def reset(self):
-        fan_i = self.input_size * self.kernel_i ** 2
-        fan_c = self.output_size * self.kernel_c ** 2
+        fan_i = self.input_size * self.kernel_i ** self._dims
+        fan_c = self.output_size * self.kernel_c ** self._dims
         self.weight_init_method.init(self.weight, fan_i, self.weight.shape[0])
         self.weight_init_method.init(self.recurrent_weight, fan_c, self.weight.shape[0])
         self.bias_init_method.init(self.bias, fan_i, self.weight.shape[0])

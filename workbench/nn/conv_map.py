@@ -9,7 +9,6 @@ from .conv_lstm import ConvLSTMPeephole, _out_size
 from .convnd import col2im_add, window_view
 from .initializers import RandomUniform
 from .module import Module, check_grad_output
-from .recurrent import _LSTMCore, check_size
 from .shape import keep
 
 __all__ = ["SpatialConvolutionMap", "ConvLSTMPeephole3D"]
@@ -179,45 +178,14 @@ class ConvLSTMPeephole3D(ConvLSTMPeephole):
     Output shape: ``(N, T, output_size, D', H', W')`` (``D' = ceil(D / stride)`` with "SAME").
     """
 
+    _dims = 3
+
     def __init__(self, input_size, output_size, kernel_i, kernel_c, stride=1, padding=-1,
                  wRegularizer=None, uRegularizer=None, bRegularizer=None, cRegularizer=None,
                  with_peephole=True):
-        _LSTMCore.__init__(self)
-        cls = "ConvLSTMPeephole3D"
-        self.input_size = check_size(cls, "input_size", input_size)
-        self.hidden_size = self.output_size = check_size(cls, "output_size", output_size)
-        self.kernel_i = check_size(cls, "kernel_i", kernel_i)
-        self.kernel_c = check_size(cls, "kernel_c", kernel_c)
-        self.stride = check_size(cls, "stride", stride)
-        if not isinstance(padding, (int, np.integer)) or isinstance(padding, bool) or padding < -1:
-            raise ValueError(f"{cls}: padding must be an int >= 0 or -1 (SAME), got {padding!r}")
-        self.padding = int(padding)
-        self.activation, self.inner_activation = "tanh", "sigmoid"
-        self.with_peephole = bool(with_peephole)
-        self.weight_init_method = RandomUniform()
-        self.bias_init_method = RandomUniform()
-        O, C, ki, kc = self.output_size, self.input_size, self.kernel_i, self.kernel_c
-        self._add_parameter("weight", (4 * O, C, ki, ki, ki))
-        self._add_parameter("recurrent_weight", (4 * O, O, kc, kc, kc))
-        self._add_parameter("bias", (4 * O,))
-        if self.with_peephole:
-            self._add_parameter("peephole", (3, O))
-        self.reset()
-        self._set_regularizer("weight", wRegularizer)
-        self._set_regularizer("recurrent_weight", uRegularizer)
-        self._set_regularizer("bias", bRegularizer)
-        if self.with_peephole:
-            self._set_regularizer("peephole", cRegularizer)
-
-    def reset(self):
-        fan_i = self.input_size * self.kernel_i ** 3
-        fan_c = self.output_size * self.kernel_c ** 3
-        self.weight_init_method.init(self.weight, fan_i, self.weight.shape[0])
-        self.weight_init_method.init(self.recurrent_weight, fan_c, self.weight.shape[0])
-        self.bias_init_method.init(self.bias, fan_i, self.weight.shape[0])
-        if self.with_peephole:
-            self.weight_init_method.init(self.peephole, fan_c, self.output_size)
-        return self
+        super().__init__(input_size, output_size, kernel_i, kernel_c, stride, padding, None,
+                         None, wRegularizer, uRegularizer, bRegularizer, cRegularizer,
+                         with_peephole)
 
     def _pads(self, sizes, kernel, stride, pad):
         return [_out_size(s, kernel, stride, pad)[1] for s in sizes]

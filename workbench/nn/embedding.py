@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from .initializers import RandomNormal, RandomUniform
+from .initializers import RandomNormal
+from .linear import Linear
 from .module import LayerError, Module, check_grad_output
 from .recurrent import DropsActivations
 
@@ -306,7 +307,7 @@ class LookupTableSparse(DropsActivations, Module):
         return f"{self.n_index} -> {self.n_output}, {self.combiner}"
 
 
-class SparseLinear(DropsActivations, Module):
+class SparseLinear(DropsActivations, Linear):
     """``y = x W^T + b`` for a sparse input ``x`` (BigDL ``SparseLinear``).
 
     As in BigDL, no gradient goes back to the (usually huge) input unless asked for with
@@ -334,10 +335,8 @@ class SparseLinear(DropsActivations, Module):
     def __init__(self, input_size, output_size, with_bias=True, backwardStart=-1,
                  backwardLength=-1, wRegularizer=None, bRegularizer=None, init_weight=None,
                  init_bias=None, init_grad_weight=None, init_grad_bias=None):
-        super().__init__()
-        self.input_size = _check_count("SparseLinear", "input_size", input_size)
-        self.output_size = _check_count("SparseLinear", "output_size", output_size)
-        self.with_bias = bool(with_bias)
+        Linear.__init__(self, input_size, output_size, with_bias, wRegularizer, bRegularizer,
+                        init_weight, init_bias)
         for arg, value in (("backwardStart", backwardStart), ("backwardLength", backwardLength)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
                     (value < 1 and value != -1):
@@ -348,25 +347,6 @@ class SparseLinear(DropsActivations, Module):
                              f"{backwardStart + backwardLength - 1} exceed input_size "
                              f"{self.input_size}")
         self.backward_start, self.backward_length = int(backwardStart), int(backwardLength)
-        self.weight_init_method = RandomUniform()
-        self.bias_init_method = RandomUniform()
-        self._add_parameter("weight", (self.output_size, self.input_size))
-        if self.with_bias:
-            self._add_parameter("bias", (self.output_size,))
-        self.reset()
-        self._set_regularizer("weight", wRegularizer)
-        if self.with_bias:
-            self._set_regularizer("bias", bRegularizer)
-        if init_weight is not None:
-            self.weight[...] = init_weight
-        if init_bias is not None and self.with_bias:
-            self.bias[...] = init_bias
-
-    def reset(self):
-        self.weight_init_method.init(self.weight, self.input_size, self.output_size)
-        if self.with_bias:
-            self.bias_init_method.init(self.bias, self.input_size, self.output_size)
-        return self
 
     def _input(self, input):
         expected = f"(N, {self.input_size}) sparse"

@@ -31,7 +31,8 @@ class Linear(Module):
         super().__init__()
         for arg, value in (("input_size", input_size), ("output_size", output_size)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Linear: {arg} must be a positive int, got {value!r}")
+                raise ValueError(f"{type(self).__name__}: {arg} must be a positive int, "
+                                 f"got {value!r}")
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.with_bias = bool(with_bias)
         self.weight_init_method = RandomUniform()

@@ -576,6 +576,10 @@ class _GlobalPooling(Module):
     _d = 2
     _max = False
 
+    def __init__(self, dim_ordering="th", input_shape=None):
+        super().__init__()
+        self._setup(dim_ordering, input_shape)
+
     def _setup(self, dim_ordering, input_shape):
         cls = type(self).__name__
         if dim_ordering not in ("th", "tf"):
@@ -698,10 +702,6 @@ class GlobalAveragePooling2D(_GlobalPooling):
 
     _d = 2
 
-    def __init__(self, dim_ordering="th", input_shape=None):
-        super().__init__()
-        self._setup(dim_ordering, input_shape)
-
 
 class GlobalMaxPooling2D(GlobalAveragePooling2D):
     """Maximum of each channel over its plane (BigDL's Keras-style layer); backward sends each
@@ -730,10 +730,6 @@ class GlobalAveragePooling3D(_GlobalPooling):
     """
 
     _d = 3
-
-    def __init__(self, dim_ordering="th", input_shape=None):
-        super().__init__()
-        self._setup(dim_ordering, input_shape)
 
 
 class GlobalMaxPooling3D(GlobalAveragePooling3D):
