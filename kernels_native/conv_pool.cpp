@@ -1,85 +1,14 @@
-// workbench._native: oneDNN layer kernels on numpy float32 arrays (NCHW in, NCHW out).
+// Convolution, pooling and batch normalization on oneDNN (NCHW numpy arrays in and out).
 //
 // Every entry point takes C-contiguous float32 arrays that Python allocated and checked, plus the
 // layer geometry as ints.  The geometry is checked again here (a wrong call raises ValueError,
 // never touches memory out of bounds).  Primitives, their blocked-layout scratch memories and the
 // reorders between numpy's NCHW and the primitive's preferred layout are built once per shape
 // and cached; the GIL is released while a primitive runs.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
-#include <immintrin.h>
-#include <omp.h>
+#include "common.hpp"
 
-#include <dnnl.hpp>
-
-#include <cstring>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-namespace py = pybind11;
-using dnnl::memory;
-using tag = dnnl::memory::format_tag;
-using dt = dnnl::memory::data_type;
-
+namespace wbn {
 namespace {
-
-dnnl::engine& engine() {
-    static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-    return eng;
-}
-
-// One lock for the caches and the primitives: a primitive and its scratch memories are not
-// re-entrant.  Spark tasks run in separate processes, so this serializes nothing in practice.
-std::mutex& lock() {
-    static std::mutex m;
-    return m;
-}
-
-float* data_of(const py::array& a, const char* what, const std::vector<py::ssize_t>& shape,
-               bool writable) {
-    if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
-        throw py::value_error(std::string(what) + ": expected a float32 array");
-    if (!(a.flags() & py::array::c_style))
-        throw py::value_error(std::string(what) + ": expected a C-contiguous array");
-    if (writable && !a.writeable())
-        throw py::value_error(std::string(what) + ": array is read-only");
-    if ((size_t)a.ndim() != shape.size())
-        throw py::value_error(std::string(what) + ": wrong number of dimensions");
-    for (size_t i = 0; i < shape.size(); ++i)
-        if (a.shape(i) != shape[i])
-            throw py::value_error(std::string(what) + ": shape mismatch at axis " +
-                                  std::to_string(i) + " (expected " + std::to_string(shape[i]) +
-                                  ", got " + std::to_string(a.shape(i)) + ")");
-    return const_cast<float*>(static_cast<const float*>(a.data()));
-}
-
-// A numpy-side memory (plain layout) and the primitive-side memory it is reordered to/from.
-struct Port {
-    memory user, prim;
-    std::unique_ptr<dnnl::reorder> to_prim, to_user;
-    bool same = true;
-    void init(const memory::desc& user_md, const memory::desc& prim_md, bool in, bool out) {
-        user = memory(user_md, engine(), DNNL_MEMORY_NONE);
-        same = (user_md == prim_md);
-        prim = same ? user : memory(prim_md, engine());
-        if (!same && in) to_prim.reset(new dnnl::reorder(user, prim));
-        if (!same && out) to_user.reset(new dnnl::reorder(prim, user));
-    }
-    memory& bind(float* p, dnnl::stream& s, bool reorder_in) {
-        user.set_data_handle(p);
-        if (same) return user;
-        if (reorder_in) to_prim->execute(s, user, prim);
-        return prim;
-    }
-    void finish(dnnl::stream& s) {
-        if (!same) to_user->execute(s, prim, user);
-    }
-};
 
 // ------------------------------------------------------------------ convolution
 struct ConvGeom {
@@ -545,74 +474,9 @@ void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py:
     s.wait();
 }
 
-// The FMA peak of one core, for efficiency figures in the benchmarks: 12 independent chains
-// of 8-wide fused multiply-adds (enough to cover the FMA latency on AVX2 cores).
-__attribute__((target("avx2,fma"))) double fma_flops(int64_t iterations) {
-    const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-    __m256 c0 = _mm256_set1_ps(0.0f), c1 = _mm256_set1_ps(0.1f), c2 = _mm256_set1_ps(0.2f),
-           c3 = _mm256_set1_ps(0.3f), c4 = _mm256_set1_ps(0.4f), c5 = _mm256_set1_ps(0.5f),
-           c6 = _mm256_set1_ps(0.6f), c7 = _mm256_set1_ps(0.7f), c8 = _mm256_set1_ps(0.8f),
-           c9 = _mm256_set1_ps(0.9f), c10 = _mm256_set1_ps(1.0f), c11 = _mm256_set1_ps(1.1f);
-    for (int64_t it = 0; it < iterations; ++it) {
-        c0 = _mm256_fmadd_ps(c0, a, b); c1 = _mm256_fmadd_ps(c1, a, b);
-        c2 = _mm256_fmadd_ps(c2, a, b); c3 = _mm256_fmadd_ps(c3, a, b);
-        c4 = _mm256_fmadd_ps(c4, a, b); c5 = _mm256_fmadd_ps(c5, a, b);
-        c6 = _mm256_fmadd_ps(c6, a, b); c7 = _mm256_fmadd_ps(c7, a, b);
-        c8 = _mm256_fmadd_ps(c8, a, b); c9 = _mm256_fmadd_ps(c9, a, b);
-        c10 = _mm256_fmadd_ps(c10, a, b); c11 = _mm256_fmadd_ps(c11, a, b);
-    }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
-                             _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11)));
-    float out[8];
-    _mm256_storeu_ps(out, s);
-    double sum = 0;
-    for (float v : out) sum += v;
-    return sum;  // keeps the loop alive; the caller times it: 2*8*12 flops per iteration
-}
-
-// The same with 512-bit FMAs, for CPUs that have them (on AMD Zen 4 they issue as two 256-bit
-// halves, so the peak is the same; on Intel server cores with two 512-bit units it doubles).
-__attribute__((target("avx512f"))) double fma512_flops(int64_t iterations) {
-    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-    __m512 c0 = _mm512_set1_ps(0.0f), c1 = _mm512_set1_ps(0.1f), c2 = _mm512_set1_ps(0.2f),
-           c3 = _mm512_set1_ps(0.3f), c4 = _mm512_set1_ps(0.4f), c5 = _mm512_set1_ps(0.5f),
-           c6 = _mm512_set1_ps(0.6f), c7 = _mm512_set1_ps(0.7f), c8 = _mm512_set1_ps(0.8f),
-           c9 = _mm512_set1_ps(0.9f), c10 = _mm512_set1_ps(1.0f), c11 = _mm512_set1_ps(1.1f);
-    for (int64_t it = 0; it < iterations; ++it) {
-        c0 = _mm512_fmadd_ps(c0, a, b); c1 = _mm512_fmadd_ps(c1, a, b);
-        c2 = _mm512_fmadd_ps(c2, a, b); c3 = _mm512_fmadd_ps(c3, a, b);
-        c4 = _mm512_fmadd_ps(c4, a, b); c5 = _mm512_fmadd_ps(c5, a, b);
-        c6 = _mm512_fmadd_ps(c6, a, b); c7 = _mm512_fmadd_ps(c7, a, b);
-        c8 = _mm512_fmadd_ps(c8, a, b); c9 = _mm512_fmadd_ps(c9, a, b);
-        c10 = _mm512_fmadd_ps(c10, a, b); c11 = _mm512_fmadd_ps(c11, a, b);
-    }
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
-                             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
-    return _mm512_reduce_add_ps(s);  // 2*16*12 flops per iteration
-}
-
-bool has_avx512() { return __builtin_cpu_supports("avx512f"); }
-
-bool has_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-
-void set_num_threads(int n) {
-    if (n < 1) throw py::value_error("set_num_threads: n must be >= 1");
-    omp_set_num_threads(n);
-}
-
-void clear_cache() {
-    std::lock_guard<std::mutex> guard(lock());
-    conv_cache().clear();
-    pool_cache().clear();
-    bn_cache().clear();
-}
-
 }  // namespace
 
-PYBIND11_MODULE(_native, m) {
-    m.doc() = "oneDNN layer kernels for workbench.nn (float32, NCHW numpy arrays)";
+void register_conv_pool(py::module_& m) {
     m.def("conv_forward", &conv_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
           py::arg("out"), py::arg("geometry"));
     m.def("conv_backward_data", &conv_backward_data, py::arg("grad_output"), py::arg("weight"),
@@ -630,32 +494,11 @@ PYBIND11_MODULE(_native, m) {
     m.def("bn_backward", &bn_backward, py::arg("x"), py::arg("grad_output"), py::arg("mean"),
           py::arg("var"), py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"),
           py::arg("grad_bias"), py::arg("geometry"), py::arg("eps"));
-    m.def("set_num_threads", &set_num_threads);
-    m.def("has_fma", &has_fma);
-    m.def("fma_flops", [](int64_t iterations) {
-        if (!has_fma()) throw py::value_error("fma_flops: this CPU has no AVX2 FMA");
-        py::gil_scoped_release nogil;
-        return fma_flops(iterations);
-    }, py::arg("iterations"), "Run 192 * iterations fp32 FLOPs of FMA on one core.");
-    m.def("has_avx512", &has_avx512);
-    m.def("fma512_flops", [](int64_t iterations) {
-        if (!has_avx512()) throw py::value_error("fma512_flops: this CPU has no AVX-512");
-        py::gil_scoped_release nogil;
-        return fma512_flops(iterations);
-    }, py::arg("iterations"), "Run 384 * iterations fp32 FLOPs of AVX-512 FMA on one core.");
-    m.def("get_num_threads", []() { return omp_get_max_threads(); });
-    m.def("clear_cache", &clear_cache);
-    m.def("onednn_version", []() {
-        auto v = dnnl::version();
-        return std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-               std::to_string(v->patch);
-    });
-    // errors from oneDNN (unsupported shape ...) become ValueError, never a crash
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (const dnnl::error& e) {
-            PyErr_SetString(PyExc_ValueError, (std::string("oneDNN: ") + e.what()).c_str());
-        }
-    });
+    static bool once = [] {
+        cache_clearers().push_back([] { conv_cache().clear(); pool_cache().clear(); bn_cache().clear(); });
+        return true;
+    }();
+    (void)once;
 }
+
+}  // namespace wbn

@@ -1,0 +1,90 @@
+// Shared by every kernels_native/*.cpp: the oneDNN engine, the one lock, argument checks and
+// the numpy<->primitive layout ports.  Each source file registers its entry points with
+// register_<family>(m) (declared at the end), called from module.cpp.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <omp.h>
+
+#include <dnnl.hpp>
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace py = pybind11;
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+namespace wbn {
+
+inline dnnl::engine& engine() {
+    static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    return eng;
+}
+
+// One lock for the caches and the primitives: a primitive and its scratch memories are not
+// re-entrant.  Spark tasks run in separate processes, so this serializes nothing in practice.
+inline std::mutex& lock() {
+    static std::mutex m;
+    return m;
+}
+
+// Every family's primitive cache registers a clear function here; clear_cache() runs them all.
+inline std::vector<std::function<void()>>& cache_clearers() {
+    static std::vector<std::function<void()>> v;
+    return v;
+}
+
+inline float* data_of(const py::array& a, const char* what,
+                      const std::vector<py::ssize_t>& shape, bool writable) {
+    if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
+        throw py::value_error(std::string(what) + ": expected a float32 array");
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(std::string(what) + ": expected a C-contiguous array");
+    if (writable && !a.writeable())
+        throw py::value_error(std::string(what) + ": array is read-only");
+    if ((size_t)a.ndim() != shape.size())
+        throw py::value_error(std::string(what) + ": wrong number of dimensions");
+    for (size_t i = 0; i < shape.size(); ++i)
+        if (a.shape(i) != shape[i])
+            throw py::value_error(std::string(what) + ": shape mismatch at axis " +
+                                  std::to_string(i) + " (expected " + std::to_string(shape[i]) +
+                                  ", got " + std::to_string(a.shape(i)) + ")");
+    return const_cast<float*>(static_cast<const float*>(a.data()));
+}
+
+// A numpy-side memory (plain layout) and the primitive-side memory it is reordered to/from.
+struct Port {
+    memory user, prim;
+    std::unique_ptr<dnnl::reorder> to_prim, to_user;
+    bool same = true;
+    void init(const memory::desc& user_md, const memory::desc& prim_md, bool in, bool out) {
+        user = memory(user_md, engine(), DNNL_MEMORY_NONE);
+        same = (user_md == prim_md);
+        prim = same ? user : memory(prim_md, engine());
+        if (!same && in) to_prim.reset(new dnnl::reorder(user, prim));
+        if (!same && out) to_user.reset(new dnnl::reorder(prim, user));
+    }
+    memory& bind(float* p, dnnl::stream& s, bool reorder_in) {
+        user.set_data_handle(p);
+        if (same) return user;
+        if (reorder_in) to_prim->execute(s, user, prim);
+        return prim;
+    }
+    void finish(dnnl::stream& s) {
+        if (!same) to_user->execute(s, prim, user);
+    }
+};
+
+// Registration of each family's entry points (one per source file).
+void register_conv_pool(py::module_& m);
+
+}  // namespace wbn
