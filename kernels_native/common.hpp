@@ -85,6 +85,8 @@ struct Port {
 };
 
 // Registration of each family's entry points (one per source file).
-void register_conv_pool(py::module_& m);
+void register_conv_pool(py::module_& m);  // conv_pool.cpp
+void register_dense(py::module_& m);      // dense.cpp: linear, element-wise, softmax, LRN, lookup
+void register_rnn(py::module_& m);        // rnn.cpp: LSTM and GRU over a whole sequence
 
 }  // namespace wbn

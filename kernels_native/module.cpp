@@ -77,6 +77,8 @@ using namespace wbn;
 PYBIND11_MODULE(_native, m) {
     m.doc() = "oneDNN layer kernels for workbench.nn (float32, NCHW numpy arrays)";
     register_conv_pool(m);
+    register_dense(m);
+    register_rnn(m);
     m.def("set_num_threads", &set_num_threads);
     m.def("has_fma", &has_fma);
     m.def("fma_flops", [](int64_t iterations) {
