@@ -77,9 +77,17 @@ def catalog():
         ("Triggers", pick(optim_classes, Trigger)),
         ("Validation methods", pick(optim_classes, ValidationMethod)),
         ("Regularizers", pick(optim_classes, Regularizer)),
+        ("Hyperparameter tuning", _tune_classes()),
         ("Base classes", sorted({(n, c) for n, c in nn_classes + optim_classes if n in BASES},
                                 key=lambda item: item[0])),
     ]
+
+
+def _tune_classes():
+    """The classes ``workbench.tune`` exports (its functions ``uniform``, ``loguniform``,
+    ``randint``, ``choice``, ``conditional``, ``grid_points`` ... are documented there)."""
+    from workbench import tune
+    return exported(tune)
 
 
 def _line(name, cls):
