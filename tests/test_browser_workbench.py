@@ -10,30 +10,19 @@ Playwright never downloads a browser here.
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from lab_harness import (TOKEN, cell_index, cell_output_text, chromium, close_toasts,
+                         jupyterlab, run_cell, screenshots_dir)
+
 NOTEBOOK = "02_bigdl_train_magic.ipynb"
 # The tutorial trains 12 epochs, which the native kernels finish in a couple of seconds: too
 # fast to press Stop during it.  The browser test's copy asks for many more epochs.
 EPOCHS = 300
-CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-TOKEN = "browser-test-token"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -47,93 +36,21 @@ def lab(tmp_path_factory):
     assert text.count("--epochs 12 ") == 1, "the tutorial's training cell changed"
     with open(root / "notebooks" / NOTEBOOK, "w") as f:
         f.write(text.replace("--epochs 12 ", f"--epochs {EPOCHS} "))
-    env = dict(os.environ)
-    for var, sub in (("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR",
-                                                                "workspaces"),
-                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTER_CONFIG_DIR", "config")):
-        env[var] = str(base_dir / sub)
-    env.pop("WORKBENCH_RUNS_DIR", None)
-    port = free_port()
-    log = open(base_dir / "lab.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--allow-root"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("JupyterLab did not start:\n" + (base_dir / "lab.log").read_text())
-            time.sleep(0.3)
-    yield {"url": url, "root": root, "log": base_dir / "lab.log", "server": server}
-    server.terminate()
-    try:
-        server.wait(30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with jupyterlab(base_dir, root) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def browser(lab):
-    from playwright.sync_api import sync_playwright
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install -y chromium"
-    profile = lab["root"].parent / "chromium-profile"
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1500, "height": 1000})
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(lab["root"].parent / "chromium-profile") as context:
+        yield context
 
 
 @pytest.fixture
 def shots(tmp_path):
-    out = os.environ.get("WORKBENCH_BROWSER_OUTPUT") or str(tmp_path / "screenshots")
-    os.makedirs(out, exist_ok=True)
+    out = screenshots_dir(tmp_path)
     yield out
     print(f"\nscreenshots in {out}: {sorted(os.listdir(out))}")
-
-
-def close_toasts(page):
-    for button in page.locator(".jp-Notification-Toast-Close").all():
-        try:
-            button.click(timeout=1000)
-        except Exception:
-            pass
-
-
-def run_cell(page, index, wait=True):
-    """Run cell ``index`` of the current notebook (await its end, or not)."""
-    return page.evaluate(
-        """async ([index, wait]) => {
-            const app = window.jupyterapp;
-            const panel = app.shell.currentWidget;
-            panel.content.activeCellIndex = index;
-            const done = app.commands.execute('notebook:run-cell');
-            if (wait) { await done; }
-            return true;
-        }""", [index, wait])
-
-
-def cell_index(page, text):
-    return page.evaluate(
-        """(text) => window.jupyterapp.shell.currentWidget.content.widgets
-                .findIndex(c => c.model.sharedModel.getSource().includes(text))""", text)
-
-
-def cell_output_text(page, index):
-    return page.evaluate(
-        """(index) => JSON.stringify(window.jupyterapp.shell.currentWidget.content
-                .widgets[index].model.outputs.toJSON())""", index)
 
 
 def test_dashboard_stop_sidebar_and_tensorboard(lab, browser, shots):

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
+from IPython.testing import globalipapp
 
 from workbench.notebook.magics import WorkbenchMagics
 from workbench.server import tensorboard as tb_processes
@@ -18,7 +18,7 @@ from workbench.server import tensorboard as tb_processes
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = start_ipython()
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()  # one per session
     shell.run_line_magic("load_ext", "workbench")
     shell.run_cell(textwrap.dedent("""
         import numpy as np

@@ -360,6 +360,109 @@ def distributed_notebook():
     ]
 
 
+def tuning_notebook():
+    """05: hyperparameter tuning of LeNet-5 on Spark with the TuningBoard and %%bigdl_tune."""
+    return [
+        md("# Hyperparameter tuning on Spark\n\n"
+           "`workbench.tune` searches hyperparameters with parallel trials on Spark: each trial "
+           "trains one model in a Spark task (the data is shipped once per executor), reports "
+           "its validation accuracy after every epoch, and the **median pruner** stops trials "
+           "that fall behind the others. The **TuningBoard** widget sets the search space "
+           "with controls (a log-scale range for the learning rate, choices for the batch size "
+           "and the optim method, ranges for the layer size and dropout), runs the study, and "
+           "shows a live leaderboard and every trial's accuracy per epoch; the best model and "
+           "a DataFrame of all trials come back to the notebook. The study also shows in the "
+           "**Workbench** sidebar and in TensorBoard's HParams tab."),
+        code("%load_ext workbench\n"
+             "import os\n"
+             "os.environ.setdefault('SPARK_LOCAL_IP', '127.0.0.1')\n"
+             "from workbench import tune\n"
+             "from workbench.data import load_digits\n"
+             "from workbench.nn import (Sequential, Reshape, SpatialConvolution, Tanh, SpatialMaxPooling,\n"
+             "                          Linear, Dropout, LogSoftMax, random)\n"
+             "from workbench.notebook import TuningBoard\n"
+             "from workbench.optim import Top1Accuracy\n"
+             "from workbench.spark import get_spark\n"
+             "random.set_seed(42)\n"
+             "spark = get_spark('local[2]', app_name='tutorial-05')   # trials run as Spark tasks\n"
+             "spark.sparkContext.setLogLevel('ERROR')\n"
+             "(X_train, y_train), (X_test, y_test) = load_digits(size=28)\n"
+             "print(X_train.shape, X_test.shape)"),
+        md("## The model, built from the trial's hyperparameters\n"
+           "BigDL's LeNet-5 (as `workbench.models.LeNet5`), with the size of the first fully "
+           "connected layer and a dropout before the classifier taken from `params`. The "
+           "optim method and learning rate come from `params` too (`params['optim']`, "
+           "`params['learningrate']`, `params['batch_size']`): `tune.SupervisedObjective` "
+           "makes them."),
+        code("def build(params):\n"
+             "    hidden = params['hidden']\n"
+             "    model = Sequential()\n"
+             "    model.add(Reshape([1, 28, 28]))\n"
+             "    model.add(SpatialConvolution(1, 6, 5, 5)).add(Tanh())\n"
+             "    model.add(SpatialMaxPooling(2, 2, 2, 2)).add(Tanh())\n"
+             "    model.add(SpatialConvolution(6, 12, 5, 5))\n"
+             "    model.add(SpatialMaxPooling(2, 2, 2, 2))\n"
+             "    model.add(Reshape([12 * 4 * 4]))\n"
+             "    model.add(Linear(12 * 4 * 4, hidden)).add(Tanh())\n"
+             "    model.add(Dropout(params['dropout']))\n"
+             "    model.add(Linear(hidden, 10)).add(LogSoftMax())\n"
+             "    return model"),
+        md("## The search space\nA log-uniform learning rate, a choice of batch sizes and "
+           "optim methods, an integer range (both ends included, in steps) for the hidden "
+           "layer and a uniform range for dropout. `tune.conditional` adds a parameter only "
+           "for some values of another one (here: momentum for SGD only)."),
+        code("space = {\n"
+             "    'learningrate': tune.loguniform(1e-3, 0.3),\n"
+             "    'batch_size': tune.choice([16, 32, 64]),\n"
+             "    'optim': tune.choice(['SGD', 'Adam']),\n"
+             "    'momentum': tune.conditional('optim', {'SGD': tune.uniform(0.5, 0.95)}),\n"
+             "    'hidden': tune.randint(32, 128, step=32),\n"
+             "    'dropout': tune.uniform(0.0, 0.4),\n"
+             "}"),
+        md("## The tuning board\nThe controls show the space; change a range or a choice, the "
+           "number of trials or the parallelism, and press **Run** (the study runs in the "
+           "background and the kernel stays free); **Stop** ends it, keeping the finished "
+           "trials. Here the cell runs the study itself (`board.run(block=True)`), so the "
+           "notebook can go on with the result: 10 trials of up to 6 epochs, two at a time on "
+           "Spark `local[2]`, TPE sampling, the median pruner. At the end the best trial is "
+           "highlighted, and `best_model` and `trials` are in the notebook."),
+        code("board = TuningBoard(build, data=(X_train, y_train), val=(X_test, y_test), space=space,\n"
+             "                    n_trials=10, parallelism=2, epochs=6, algo='tpe', pruner='median',\n"
+             "                    seed=0, name='lenet-tuning')\n"
+             "display(board)\n"
+             "result = board.run(block=True)\n"
+             "result"),
+        md("## All trials\n`trials` has one row per trial: status (completed / pruned), the "
+           "final and best validation accuracy, the epochs it ran, its time and its "
+           "hyperparameters (`param_...`)."),
+        code("trials.sort_values('value', ascending=False)[['trial', 'status', 'value', 'epochs', 'elapsed',\n"
+             "    'param_learningrate', 'param_batch_size', 'param_optim', 'param_momentum', 'param_hidden',\n"
+             "    'param_dropout']].round(4)"),
+        md("## The same from a cell magic\n`%%bigdl_tune` takes the space as options "
+           "(`--lr 1e-3:0.3` is a log range, `--batch-size 16,32,64` a choice, `--hidden "
+           "32:128:32` an integer range with its step, `--dropout 0:0.4` a uniform range), runs "
+           "the cell's code first (it defines `build`), shows the same board and waits for "
+           "the study; `%bigdl_tune?` lists every option."),
+        code("%%bigdl_tune --data X_train y_train --val X_test y_test --trials 4 --parallelism 2 --epochs 2\n"
+             "--lr 0.01:0.2 --batch-size 32,64 --optim SGD,Adam --hidden 32:128:32 --dropout 0:0.3\n"
+             "--seed 1 --name lenet-tuning-magic --out magic_model --trials-out magic_trials\n"
+             "# build(params) is the one defined above"),
+        md("## The result\nThe tutorial checks itself: the best of the trials classifies at "
+           "least 95% of the held-out digits, the returned model is that trial's model, and the "
+           "median pruner stopped some trials early."),
+        code("best = result.best_trial\n"
+             "accuracy = best_model.evaluate((X_test, y_test), 256, [Top1Accuracy()])[0].value\n"
+             "print(f'best trial {best.number}: accuracy {accuracy:.4f} with {result.best_params}')\n"
+             "print(trials['status'].value_counts().to_dict())\n"
+             "assert len(trials) == 10\n"
+             "assert abs(accuracy - result.best_value) < 1e-9\n"
+             "assert accuracy >= 0.95, f'best accuracy {accuracy:.4f} is below 0.95'\n"
+             "assert trials['pruned'].sum() >= 1, 'no trial was pruned'\n"
+             "assert board.best == best.number and board.status == 'finished'\n"
+             "assert len(magic_trials) == 4 and magic_model is not None"),
+    ]
+
+
 def write(name, cells):
     nb = nbf.v4.new_notebook()
     nb.cells = cells
@@ -375,3 +478,4 @@ if __name__ == "__main__":
     write("02_bigdl_train_magic.ipynb", magic_notebook())
     write("04_shakespeare_rnn.ipynb", shakespeare_rnn_notebook())
     write("03_distributed_training.ipynb", distributed_notebook())
+    write("05_hyperparameter_tuning.ipynb", tuning_notebook())

@@ -2,8 +2,33 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+export interface IStudyTrial {
+  number: number;
+  status: string;
+  best_value: number | null;
+  value?: number | null;
+  pruned: boolean;
+  params: { [name: string]: unknown };
+  elapsed: number | null;
+  error?: string | null;
+  reports: [number, number][];
+}
+
 export interface IRun {
   name: string;
+  /** "study" for a hyperparameter study (workbench.tune); absent for a training run. */
+  kind?: string;
+  metric?: string | null;
+  mode?: string | null;
+  n_trials?: number | null;
+  trials_done?: number;
+  trials_running?: number;
+  trials_pruned?: number;
+  trials_failed?: number;
+  best?: number | null;
+  best_value?: number | null;
+  best_params?: { [name: string]: unknown } | null;
+  trials?: IStudyTrial[];
   status: string;
   start_time?: number | null;
   end_time?: number | null;

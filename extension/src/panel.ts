@@ -1,10 +1,11 @@
 // The "Workbench" sidebar: the runs of the runs directory with status, latest metrics and a
-// loss sparkline, refreshed every few seconds while it is visible.
+// loss sparkline, and the hyperparameter studies with their leaders and a sparkline of every
+// trial's metric per epoch; refreshed every few seconds while it is visible.
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { IRun, listRuns } from './api';
+import { IRun, IStudyTrial, listRuns } from './api';
 import { CommandIDs } from './commands';
 
 const REFRESH_MS = 2000;
@@ -57,6 +58,51 @@ export function sparkline(points: [number, number][], width = 120, height = 28):
   line.setAttribute('fill', 'none');
   svg.appendChild(line);
   return svg;
+}
+
+const TRIAL_COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b',
+  '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+
+/** One polyline per trial (its metric per epoch); the best trial drawn thicker. */
+export function trialSparkline(trials: IStudyTrial[], best: number | null | undefined,
+                               width = 160, height = 36): SVGSVGElement {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('width', String(width));
+  svg.setAttribute('height', String(height));
+  svg.classList.add('jp-Workbench-sparkline', 'jp-Workbench-trialSparkline');
+  const drawn = trials.filter(t => (t.reports || []).length > 0);
+  svg.dataset.series = String(drawn.length);
+  const all = drawn.flatMap(t => t.reports);
+  svg.dataset.points = String(all.length);
+  if (!all.length) {
+    return svg;
+  }
+  const x0 = Math.min(...all.map(p => p[0]));
+  const x1 = Math.max(...all.map(p => p[0]));
+  const y0 = Math.min(...all.map(p => p[1]));
+  const y1 = Math.max(...all.map(p => p[1]));
+  const px = (x: number) => ((x - x0) / (x1 - x0 || 1)) * (width - 2) + 1;
+  const py = (y: number) => height - 2 - ((y - y0) / (y1 - y0 || 1)) * (height - 4);
+  for (const t of drawn) {
+    const line = document.createElementNS(ns, 'polyline');
+    const pts = t.reports.length === 1 ? [t.reports[0], t.reports[0]] : t.reports;
+    line.setAttribute('points', pts.map(p => `${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join(' '));
+    line.setAttribute('fill', 'none');
+    line.style.stroke = TRIAL_COLORS[t.number % TRIAL_COLORS.length];
+    line.style.strokeWidth = t.number === best ? '2.4' : '1';
+    if (t.pruned) {
+      line.setAttribute('stroke-dasharray', '2,2');
+    }
+    line.dataset.trial = String(t.number);
+    svg.appendChild(line);
+  }
+  return svg;
+}
+
+function showParam(v: unknown): string {
+  return typeof v === 'number' ? fmt(v, 3) : String(v);
 }
 
 export class RunsPanel extends Widget {
@@ -134,6 +180,10 @@ export class RunsPanel extends Widget {
       return;
     }
     for (const run of this._runs) {
+      if (run.kind === 'study') {
+        this._list.append(this._renderStudy(run));
+        continue;
+      }
       const li = document.createElement('li');
       li.className = 'jp-Workbench-run';
       li.dataset.run = run.name;
@@ -186,6 +236,81 @@ export class RunsPanel extends Widget {
       }
       this._list.append(li);
     }
+  }
+
+  private _renderStudy(run: IRun): HTMLLIElement {
+    const li = document.createElement('li');
+    li.className = 'jp-Workbench-run jp-Workbench-study';
+    li.dataset.run = run.name;
+    li.dataset.kind = 'study';
+    li.dataset.status = run.status;
+    const top = document.createElement('div');
+    top.className = 'jp-Workbench-runTop';
+    const name = document.createElement('span');
+    name.className = 'jp-Workbench-runName';
+    name.textContent = run.name;
+    const kind = document.createElement('span');
+    kind.className = 'jp-Workbench-kind';
+    kind.textContent = 'study';
+    const status = document.createElement('span');
+    status.className = `jp-Workbench-status jp-Workbench-status-${run.status}`;
+    status.textContent = run.status;
+    top.append(name, kind, status);
+    const metrics = document.createElement('div');
+    metrics.className = 'jp-Workbench-metrics';
+    const parts = [`trials ${run.trials_done ?? 0}/${run.n_trials ?? '?'}`];
+    if (run.trials_running) {
+      parts.push(`${run.trials_running} running`);
+    }
+    if (run.trials_pruned) {
+      parts.push(`${run.trials_pruned} pruned`);
+    }
+    if (run.trials_failed) {
+      parts.push(`${run.trials_failed} failed`);
+    }
+    parts.push(`best ${run.metric || 'value'} ${fmt(run.best_value)}` +
+               (run.best !== null && run.best !== undefined ? ` (trial ${run.best})` : ''));
+    metrics.textContent = parts.join(' · ');
+    // The three leaders: completed trials by their final value (the study's best is the best
+    // completed one), then the others by their best value so far.
+    const sign = run.mode === 'min' ? 1 : -1;
+    const score = (t: IStudyTrial) =>
+      t.status === 'completed' && t.value !== null && t.value !== undefined ? t.value : t.best_value;
+    const group = (t: IStudyTrial) => (t.status === 'completed' ? 0 : t.status === 'running' ? 1 : 2);
+    const leaders = (run.trials || []).filter(t => score(t) !== null)
+      .sort((a, b) => group(a) - group(b) || sign * ((score(a) as number) - (score(b) as number)))
+      .slice(0, 3);
+    const table = document.createElement('table');
+    table.className = 'jp-Workbench-leaderboard';
+    for (const t of leaders) {
+      const tr = document.createElement('tr');
+      tr.dataset.trial = String(t.number);
+      if (t.number === run.best) {
+        tr.className = 'jp-Workbench-best';
+      }
+      const cells = [`#${t.number}`, fmt(score(t)), t.status,
+                     Object.entries(t.params || {}).map(([k, v]) => `${k}=${showParam(v)}`).join(' ')];
+      for (const text of cells) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.append(td);
+      }
+      table.append(tr);
+    }
+    const when = document.createElement('div');
+    when.className = 'jp-Workbench-when';
+    when.textContent = run.status === 'running' ? `updated ${ago(run.updated)}` : `started ${ago(run.start_time)}`;
+    const actions = document.createElement('div');
+    actions.className = 'jp-Workbench-actions';
+    actions.append(
+      this._button('TensorBoard', `Open TensorBoard (HParams) for ${run.name}`, () =>
+        this._commands.execute(CommandIDs.openTensorBoard, { run: run.name })));
+    if (run.status === 'running') {
+      actions.append(this._button('Stop', `Stop ${run.name}: no new trials`, () =>
+        this._commands.execute(CommandIDs.stopRun, { run: run.name })));
+    }
+    li.append(top, metrics, trialSparkline(run.trials || [], run.best), table, when, actions);
+    return li;
   }
 
   private _commands: CommandRegistry;

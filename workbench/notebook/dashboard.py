@@ -36,6 +36,12 @@ __all__ = ["Dashboard"]
 STATIC = pathlib.Path(__file__).parent / "static"
 
 
+def widget_esm(name):
+    """The ESM of widget ``name``: ``static/common.js`` (DOM helpers, the chart, the Stop
+    button's interrupt fallback) followed by ``static/<name>.js``."""
+    return (STATIC / "common.js").read_text() + "\n" + (STATIC / f"{name}.js").read_text()
+
+
 def _limits(trigger):
     """``(max_epoch, max_iteration)`` implied by an end trigger (None where unknown)."""
     if isinstance(trigger, MaxEpoch):
@@ -110,7 +116,7 @@ class Dashboard(anywidget.AnyWidget, Listener):
             replaces the console progress bar in a notebook).
     """
 
-    _esm = STATIC / "dashboard.js"
+    _esm = widget_esm("dashboard")
     _css = STATIC / "dashboard.css"
 
     run = t.Unicode("").tag(sync=True)

@@ -1,4 +1,4 @@
-"""The IPython magics: ``%%bigdl_train`` and ``%bigdl_tensorboard``."""
+"""The IPython magics: ``%%bigdl_train``, ``%%bigdl_tune`` and ``%bigdl_tensorboard``."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from ..server.registry import RunRecorder, default_runs_dir, valid_run_name
 from . import options
 from .options import OptionError
 
-__all__ = ["WorkbenchMagics", "run_training"]
+__all__ = ["WorkbenchMagics", "run_training", "run_tuning"]
 
 #: Errors that come from what the user gave (shapes, labels, values, divergence) and are
 #: shown as one line; anything else is a bug of ours and keeps its traceback.
@@ -34,16 +34,16 @@ def _spark_ui_url():
         return None
 
 
-def start_spark(master):
+def start_spark(master, magic="bigdl_train"):
     """Create (or get the active) Spark session through ``workbench.spark``."""
     if not options.spark_available():
-        raise OptionError("bigdl_train: --master: Spark training (workbench.spark) is not "
+        raise OptionError(f"{magic}: --master: Spark training (workbench.spark) is not "
                           "available in this installation; train on arrays without --master")
     from ..spark import get_spark
     try:
         return get_spark(master)
     except USER_ERRORS as e:
-        raise OptionError(f"bigdl_train: --master {master}: {e}") from None
+        raise OptionError(f"{magic}: --master {master}: {e}") from None
 
 
 def run_training(plan, user_ns, *, display_fn=display, out=None):
@@ -116,14 +116,62 @@ def run_training(plan, user_ns, *, display_fn=display, out=None):
     return optimizer, history, dashboard
 
 
+def run_tuning(plan, user_ns, *, display_fn=display, out=None):
+    """Run the study of ``plan`` (a ``tune_options.TunePlan``) with a TuningBoard, blocking
+    until it ends; the best model and the trials DataFrame go into ``user_ns``.  Returns the
+    board (its ``result`` is the ``StudyResult``)."""
+    from .tuning import TuningBoard
+    out = out or sys.stdout
+    if plan.master is not None:
+        start_spark(plan.master, "bigdl_tune")
+    try:
+        board = TuningBoard(plan.fn, data=plan.data, space=plan.space, metric=plan.metric,
+                            mode=plan.mode, n_trials=plan.n_trials, parallelism=plan.parallelism,
+                            algo=plan.algo, pruner=plan.pruner, epochs=plan.epochs,
+                            criterion=plan.criterion, seed=plan.seed, name=plan.name,
+                            log_dir=plan.log_dir, backend=plan.backend,
+                            distributed=plan.distributed, out=plan.out,
+                            trials_out=plan.trials_out, namespace=user_ns)
+    except USER_ERRORS as e:
+        raise OptionError(f"bigdl_tune: {e}") from None
+    user_ns[plan.board] = board
+    display_fn(board)
+    try:
+        result = board.run(block=True)
+    except USER_ERRORS as e:
+        raise OptionError(f"bigdl_tune: {e}".splitlines()[0]) from None
+    counts = {}
+    for r in result.trials:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    logs = os.path.join(board.log_dir or default_runs_dir(), board.study_name)
+    what = "stopped by request" if result.stopped else "finished"
+    if result.best_trial is None:
+        failed = [r for r in result.trials if r.error]
+        if result.stopped and not failed:
+            print(f"bigdl_tune: {what} before any trial completed ({done or 'no trials'}); "
+                  f"trials in {plan.trials_out!r}, logs in {logs}", file=out)
+            return board
+        hint = f"; the first error: {failed[0].error}" if failed else ""
+        raise OptionError(f"bigdl_tune: {what} with no successful trial ({done}){hint}")
+    print(f"bigdl_tune: {what}: {done}; best trial {result.best_trial.number}: {plan.metric} "
+          f"{result.best_value:.4f}; model in {plan.out!r}, trials in {plan.trials_out!r}, "
+          f"logs in {logs}", file=out)
+    return board
+
+
+_MISSING = object()
+
+
 @magics_class
 class WorkbenchMagics(Magics):
-    """``%%bigdl_train`` and ``%bigdl_tensorboard``."""
+    """``%%bigdl_train``, ``%%bigdl_tune`` and ``%bigdl_tensorboard``."""
 
     def __init__(self, shell):
         super().__init__(shell)
         self.last_run = None  # (log_dir, run) of the latest %%bigdl_train
         self.last = None      # (optimizer, history, dashboard) of the latest %%bigdl_train
+        self.last_tune = None  # the TuningBoard of the latest %%bigdl_tune
 
     @line_cell_magic
     def bigdl_train(self, line, cell=None):
@@ -140,6 +188,31 @@ class WorkbenchMagics(Magics):
         return None
 
     bigdl_train.__doc__ = options.bigdl_train.__doc__
+
+    @line_cell_magic
+    def bigdl_tune(self, line, cell=None):
+        from . import tune_options
+        args, code = tune_options.parse(line, cell or "")
+        if args.master is not None:  # first, so that the cell's code can use the session
+            start_spark(args.master, "bigdl_tune")
+        before = self.shell.user_ns.get("space", _MISSING)
+        if code.strip():
+            result = self.shell.run_cell(code, store_history=False)
+            if not result.success:
+                return None  # the user's own traceback has been shown
+        after = self.shell.user_ns.get("space", _MISSING)
+        body_space = after if after is not before and after is not _MISSING else None
+        plan = tune_options.resolve(args, self.shell.user_ns, body_space=body_space)
+        plan.master = None  # started above
+        self.last_tune = run_tuning(plan, self.shell.user_ns)
+        if plan.log_dir or self.last_tune.study_name:
+            self.last_run = (self.last_tune.log_dir or default_runs_dir(),
+                             self.last_tune.study_name)
+        return None
+
+    from .tune_options import bigdl_tune as _tune_doc
+    bigdl_tune.__doc__ = _tune_doc.__doc__
+    del _tune_doc
 
     @magic_arguments()
     @argument("run", nargs="?",

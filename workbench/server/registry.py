@@ -7,6 +7,10 @@ validation scores, a short loss series for sparklines, the Spark UI address).  T
 server extension lists runs from these records, and from the event files alone for runs
 written without a recorder (e.g. by ``workbench train``).
 
+A hyperparameter study (``workbench.tune``) is listed too, as a record of kind ``"study"``, from
+the ``<runs_dir>/<name>/study.json`` it keeps up to date (its trials' runs are inside its
+directory and are not listed on their own).
+
 Only the standard library is imported here: the kernel (writer) and the server (reader) both
 use this module.
 """
@@ -20,10 +24,12 @@ import time
 
 from ..optim.events import Listener
 
-__all__ = ["RECORD_FILE", "RunRecorder", "RunPathError", "list_runs", "read_run", "run_dir",
-           "valid_run_name", "default_runs_dir", "request_stop"]
+__all__ = ["RECORD_FILE", "STUDY_FILE", "RunRecorder", "RunPathError", "list_runs", "read_run",
+           "run_dir", "valid_run_name", "default_runs_dir", "request_stop"]
 
 RECORD_FILE = "workbench-run.json"
+STUDY_FILE = "study.json"
+STUDY_TRIAL_POINTS = 40
 STOP_FILE = "workbench-stop-request"
 SERIES_POINTS = 120
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}$")
@@ -242,12 +248,66 @@ def _summary_from_events(path):
     return out
 
 
+def _study_record(name, doc):
+    """The sidebar's record of a study from its ``study.json``: status, trials done / total,
+    the best value and trial, and every trial's status, best value and reports (downsampled)."""
+    trials = [t for t in (doc.get("trials") or []) if isinstance(t, dict)]
+    best = doc.get("best")
+    best_trial = next((t for t in trials if t.get("number") == best), None)
+    best_value = None
+    if best_trial is not None:
+        best_value = _finite(best_trial.get("best_value"))
+        if best_value is None:
+            best_value = _finite(best_trial.get("value"))
+    starts = [t.get("start") for t in trials if isinstance(t.get("start"), (int, float))]
+    record = {
+        "kind": "study", "status": doc.get("status") or "running",
+        "metric": doc.get("metric"), "mode": doc.get("mode"), "algo": doc.get("algo"),
+        "pruner": doc.get("pruner"), "n_trials": doc.get("n_trials"),
+        "parallelism": doc.get("parallelism"), "pid": doc.get("pid"), "host": doc.get("host"),
+        "start_time": doc.get("started") or (min(starts) if starts else None),
+        "updated": doc.get("updated"), "end_time": doc.get("ended"),
+        "best": best, "best_value": best_value,
+        "best_params": best_trial.get("params") if best_trial else None,
+        "trials_done": sum(1 for t in trials if t.get("status") not in ("queued", "running")),
+        "trials_running": sum(1 for t in trials if t.get("status") == "running"),
+        "trials_pruned": sum(1 for t in trials if t.get("pruned")),
+        "trials_failed": sum(1 for t in trials if t.get("status") == "failed"),
+        "trials": [{"number": t.get("number"), "status": t.get("status"),
+                    "best_value": _finite(t.get("best_value")), "value": _finite(t.get("value")),
+                    "pruned": bool(t.get("pruned")),
+                    "params": t.get("params") or {}, "elapsed": _finite(t.get("elapsed")),
+                    "error": t.get("error"),
+                    "reports": [[_finite(p[0]), _finite(p[1])] for p in
+                                _downsample(t.get("reports") or [], STUDY_TRIAL_POINTS)
+                                if isinstance(p, (list, tuple)) and len(p) == 2
+                                and _finite(p[0]) is not None and _finite(p[1]) is not None]}
+                   for t in trials],
+    }
+    return record
+
+
 def read_run(runs_dir, name):
-    """The record of run ``name`` (a dict), or None if it is not a run."""
+    """The record of run ``name`` (a dict; ``kind`` "study" for a hyperparameter study), or
+    None if it is not a run."""
     path = run_dir(runs_dir, name)
     if not os.path.isdir(path):
         return None
     record = None
+    try:
+        with open(os.path.join(path, STUDY_FILE)) as f:
+            study = json.load(f)
+    except (OSError, ValueError):
+        study = None
+    if isinstance(study, dict) and study.get("kind", "study") == "study":
+        record = _study_record(name, study)
+        record["source"] = "study"
+        if record["status"] == "running" and not _pid_alive(record.get("pid")):
+            if record.get("host") in (None, socket.gethostname()):
+                record["status"] = "interrupted"
+        record["name"] = name
+        record["log_dir"] = name
+        return record
     try:
         with open(os.path.join(path, RECORD_FILE)) as f:
             record = json.load(f)
