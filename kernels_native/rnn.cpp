@@ -33,9 +33,10 @@ RnnGeom rnn_geom(const std::vector<int64_t>& v) {
     if (q.kind < 0 || q.kind > 2 || q.t < 1 || q.n < 1 || q.d < 1 || q.h < 1 || v[5] < 0 ||
         v[5] > 1)
         throw py::value_error("rnn: invalid geometry");
-    // oneDNN indexes with int32 in places: keep every tensor well below 2^31 elements
-    const int64_t lim = int64_t(1) << 30;
-    if (q.t * q.n > lim / std::max(q.d, q.h) || q.h * 4 > lim / std::max(q.d, q.h))
+    // oneDNN indexes with int32 in places: keep every tensor (the gates of the whole sequence
+    // included) well below 2^31 elements; doubles, so that huge sizes cannot overflow
+    const double lim = double(int64_t(1) << 30), t = q.t, n = q.n, d = q.d, h = q.h;
+    if (t * n * 4 * h > lim || t * n * d > lim || 4 * h * std::max(d, h) > lim)
         throw py::value_error("rnn: sizes too large");
     return q;
 }
@@ -168,8 +169,13 @@ Rnn& get_rnn(const std::vector<int64_t>& key) {
     return *p;
 }
 
+py::array as_array(const py::object& a, const std::string& what) {
+    if (!py::isinstance<py::array>(a)) throw py::value_error(what + ": expected a numpy array");
+    return a.cast<py::array>();
+}
+
 void* workspace_of(Rnn& r, py::object ws) {
-    py::array a = ws.cast<py::array>();
+    py::array a = as_array(ws, "rnn workspace");
     if (a.dtype().kind() != 'u' || a.itemsize() != 1 || a.ndim() != 1 ||
         !(a.flags() & py::array::c_style) || !a.writeable() ||
         (size_t)a.shape(0) != r.ws_bytes)
@@ -183,7 +189,7 @@ float* opt_state(const Rnn& r, py::object a, const char* what, bool writable) {
         if (!a.is_none()) throw py::value_error(std::string(what) + ": GRU has no cell state");
         return nullptr;
     }
-    return data_of(a.cast<py::array>(), what, {r.q.n, r.q.h}, writable);
+    return data_of(as_array(a, what), what, {r.q.n, r.q.h}, writable);
 }
 
 size_t rnn_workspace_size(std::vector<int64_t> geom) {

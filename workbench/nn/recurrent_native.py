@@ -76,6 +76,14 @@ def _params(cell, kind):
                                    rb[2 * h:]])
 
 
+def _aligned_bytes(size, alignment=64):
+    """A uint8 buffer of ``size`` bytes starting at a multiple of ``alignment`` (oneDNN's
+    preferred alignment for the workspace it reads with vector loads)."""
+    raw = np.empty(size + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + size]
+
+
 def _geometry(kind, x, cell, train):
     n, t, d = x.shape
     return [kind, t, n, d, cell.hidden_size, int(train)]
@@ -92,7 +100,7 @@ def _run_layer(native, cell, kind, x, states, train, out=None):
     y = np.empty((n, t, h), np.float32) if out is None else out
     h_last = np.empty((n, h), np.float32)
     c_last = np.empty((n, h), np.float32) if kind == LSTM_KIND else None
-    ws = np.empty(native.rnn_workspace_size(geom), np.uint8) if train else None
+    ws = _aligned_bytes(native.rnn_workspace_size(geom)) if train else None
     native.rnn_forward(x, h0, c0, wl, wi, b, y, h_last, c_last, ws, geom)
     return {"cell": cell, "kind": kind, "x": x, "h0": h0, "c0": c0, "params": (wl, wi, b),
             "y": y, "h_last": h_last, "c_last": c_last, "ws": ws, "geom": geom}
