@@ -396,3 +396,29 @@ def test_native_rnn_entry_points_fuzz_raise_never_crash():
         assert done.returncode == 0, done.stderr[-2000:]
         calls, errors = map(int, done.stdout.split())
         assert calls == 900 and 0 < errors < calls
+
+
+# ---------------------------------------------------------------------- the LM's criterion
+@pytest.mark.parametrize("weighted, inner_average, average", [
+    (False, True, True), (False, True, False), (False, False, True), (True, False, False),
+    (True, True, True)])  # the last: weighted means per step, computed step by step
+def test_time_distributed_cross_entropy_matches_torch(weighted, inner_average, average):
+    """TimeDistributedCriterion(CrossEntropyCriterion()) (the LM's loss) runs the class criterion
+    over all steps at once where that equals the per-step sum."""
+    from workbench.nn import CrossEntropyCriterion, TimeDistributedCriterion
+    rng = np.random.default_rng(5)
+    x = (3 * rng.standard_normal((4, 6, 9))).astype(np.float32)
+    y = rng.integers(0, 9, (4, 6))
+    w = rng.random(9).astype(np.float32) + 0.5 if weighted else None
+    crit = TimeDistributedCriterion(CrossEntropyCriterion(w, inner_average), average)
+    loss = crit.forward(x, y)
+    grad = crit.backward(x, y)
+    tx = torch.from_numpy(x).requires_grad_()
+    tw = None if w is None else torch.from_numpy(w)
+    steps = [torch.nn.functional.cross_entropy(tx[:, k], torch.from_numpy(y[:, k]), tw,
+                                               reduction="mean" if inner_average else "sum")
+             for k in range(6)]
+    ref = sum(steps) / (6 if average else 1)
+    ref.backward()
+    assert loss == pytest.approx(float(ref), rel=1e-5)
+    _close(grad, tx.grad.numpy(), "grad", scale=np.abs(grad).max())
