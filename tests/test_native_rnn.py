@@ -420,5 +420,5 @@ def test_time_distributed_cross_entropy_matches_torch(weighted, inner_average, a
              for k in range(6)]
     ref = sum(steps) / (6 if average else 1)
     ref.backward()
-    assert loss == pytest.approx(float(ref), rel=1e-5)
+    assert loss == pytest.approx(ref.item(), rel=1e-5)
     _close(grad, tx.grad.numpy(), "grad", scale=np.abs(grad).max())

@@ -76,10 +76,10 @@ def _params(cell, kind):
                                    rb[2 * h:]])
 
 
-def _aligned_bytes(size, alignment=64):
-    """A uint8 buffer of ``size`` bytes starting at a multiple of ``alignment`` (oneDNN's
-    preferred alignment for the workspace it reads with vector loads)."""
-    raw = np.empty(size + alignment, np.uint8)
+def _aligned_bytes(owner, key, size, alignment=64):
+    """A uint8 scratch buffer of ``owner`` (kept between calls) of ``size`` bytes starting at a
+    multiple of ``alignment`` (oneDNN's preferred alignment for its workspace)."""
+    raw = owner._buffer(key, (size + alignment,), np.uint8)
     start = -raw.ctypes.data % alignment
     return raw[start:start + size]
 
@@ -89,18 +89,20 @@ def _geometry(kind, x, cell, train):
     return [kind, t, n, d, cell.hidden_size, int(train)]
 
 
-def _run_layer(native, cell, kind, x, states, train, out=None):
-    """One cell over ``x (N, T, D)`` from ``states`` ([h] or [h, c]); returns its context."""
+def _run_layer(native, owner, k, cell, kind, x, states, train, out=None):
+    """Cell ``k`` of ``owner`` (the Recurrent layer, which keeps the scratch buffers) over
+    ``x (N, T, D)`` from ``states`` ([h] or [h, c]); returns its context."""
     n, t, _ = x.shape
     h = cell.hidden_size
     geom = _geometry(kind, x, cell, train)
     wl, wi, b = _params(cell, kind)
     h0 = np.ascontiguousarray(states[0], dtype=np.float32)
     c0 = np.ascontiguousarray(states[1], dtype=np.float32) if kind == LSTM_KIND else None
-    y = np.empty((n, t, h), np.float32) if out is None else out
+    y = owner._buffer(f"_rnn_out{k}", (n, t, h), np.float32) if out is None else out
     h_last = np.empty((n, h), np.float32)
     c_last = np.empty((n, h), np.float32) if kind == LSTM_KIND else None
-    ws = _aligned_bytes(native.rnn_workspace_size(geom)) if train else None
+    ws = _aligned_bytes(owner, f"_rnn_ws{k}", native.rnn_workspace_size(geom)) \
+        if train else None
     native.rnn_forward(x, h0, c0, wl, wi, b, y, h_last, c_last, ws, geom)
     return {"cell": cell, "kind": kind, "x": x, "h0": h0, "c0": c0, "params": (wl, wi, b),
             "y": y, "h_last": h_last, "c_last": c_last, "ws": ws, "geom": geom}
@@ -119,7 +121,7 @@ def forward(layer, native, cells, x, states, out):
     ctxs = []
     for k, ((cell, kind), s) in enumerate(zip(cells, per_cell)):
         last = k == len(cells) - 1
-        ctx = _run_layer(native, cell, kind, x, s, train, out if last else None)
+        ctx = _run_layer(native, layer, k, cell, kind, x, s, train, out if last else None)
         ctxs.append(ctx)
         x = ctx["y"]
     final = [_states_of(c) for c in ctxs]
@@ -152,8 +154,8 @@ def backward(layer, context, grad_output):
     if not train:
         # the forward ran the inference primitive (no workspace): redo it in training mode
         redone = []
-        for c in ctxs:
-            redone.append(_run_layer(native, c["cell"], c["kind"], c["x"],
+        for k, c in enumerate(ctxs):
+            redone.append(_run_layer(native, layer, k, c["cell"], c["kind"], c["x"],
                                      [c["h0"]] if c["c0"] is None else [c["h0"], c["c0"]],
                                      True, c["y"]))
         ctxs = redone
