@@ -9,9 +9,11 @@ feeds each output back as the next input.  ``TimeDistributed`` applies any layer
 How a cell runs: the input-to-gates product of every time step is one matmul before the loop
 (BigDL's "preTopology"); the loop over time only does the recurrent product and the gate
 arithmetic, vectorized over the batch; backward is back-propagation through time over the
-cached steps.  Gradients of the weights are accumulated once per sequence, and the
-regularizers (``wRegularizer`` on input weights, ``uRegularizer`` on recurrent weights,
-``bRegularizer`` on biases) are applied once per sequence, as in BigDL.
+cached steps.  With the native backend, ``Recurrent`` runs a plain ``LSTM`` or ``GRU`` (or a
+``MultiRNNCell`` of them) over the whole sequence in oneDNN instead (``recurrent_native.py``);
+the numpy steps are the reference and the fallback.  Gradients of the weights are accumulated
+once per sequence, and the regularizers (``wRegularizer`` on input weights, ``uRegularizer`` on
+recurrent weights, ``bRegularizer`` on biases) are applied once per sequence, as in BigDL.
 
 Padded sequences: give ``Recurrent`` a table ``[x, lengths]`` (``(N,)`` valid steps per
 sequence) or ``[x, mask]`` (``(N, T)``, true for real steps), or build it with
