@@ -13,7 +13,7 @@
 //
 // Training forward writes a workspace (a uint8 numpy buffer owned by the layer, as pooling's);
 // backward reads it.  Weight gradients are accumulated (+=) into the caller's arrays.
-// Primitives are cached per (kind, T, N, D, H, train).
+// Primitives are cached per (kind, T, N, D, H, train) and thread count.
 #include "common.hpp"
 
 namespace wbn {
@@ -159,12 +159,17 @@ std::map<std::vector<int64_t>, std::unique_ptr<Rnn>>& rnn_cache() {
     return c;
 }
 
-Rnn& get_rnn(const std::vector<int64_t>& key) {
+// Keyed by the geometry and the thread count: a primitive sizes its per-thread scratch for the
+// threads it was created with, so it is not run with more.
+Rnn& get_rnn(const std::vector<int64_t>& geom) {
+    RnnGeom g = rnn_geom(geom);
+    std::vector<int64_t> key(geom);
+    key.push_back(omp_get_max_threads());
     auto& cache = rnn_cache();
     auto it = cache.find(key);
     if (it != cache.end()) return *it->second;
     if (cache.size() > 64) cache.clear();  // a model has a handful of shapes; bound the memory
-    auto* p = new Rnn(rnn_geom(key));
+    auto* p = new Rnn(g);
     cache[key].reset(p);
     return *p;
 }

@@ -237,6 +237,26 @@ def test_regularizer_and_bidirectional_match_numpy(count_native):
     assert count_native["rnn_backward"] == 3
 
 
+def test_thread_count_changes_between_calls(count_native):
+    """Primitives are cached per thread count: changing it between calls gives the same
+    results (a primitive sized for 1 thread is never run on 2)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    g = rng.standard_normal((3, 6, 7)).astype(np.float32)
+    layer = _layer(["lstm", "gru_ra"], 5, [6, 7])
+    ref = _run(layer, x, g, "numpy")
+    previous = backend.set_num_threads(1)
+    try:
+        for threads in (1, 2, 1):
+            backend.set_num_threads(threads)
+            got = _run(layer, x, g, "native")
+            for a, b in zip(ref, got):
+                _close(b, a, f"{threads} threads", scale=np.abs(a).max())
+    finally:
+        backend.set_num_threads(previous)
+    assert count_native["rnn_backward"] == 6
+
+
 # ---------------------------------------------------------------------- fallbacks
 def _x():
     return np.random.default_rng(2).standard_normal((2, 3, 4)).astype(np.float32)
