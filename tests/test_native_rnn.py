@@ -7,6 +7,7 @@ benchmarks/bench_native.py.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -313,7 +314,6 @@ def test_numpy_backend_env_var_runs_numpy_step():
             "nat.rnn_forward = never\n"
             "l = Recurrent().add(LSTM(3, 4)); y = l.forward(np.ones((2, 3, 3), np.float32))\n"
             "print(backend.get_backend(), y.shape)")
-    import os
     env = dict(os.environ, WORKBENCH_BACKEND="numpy")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)
