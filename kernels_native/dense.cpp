@@ -235,6 +235,13 @@ void check_dims(const char* what, std::initializer_list<int64_t> dims) {
         if (d < 1) throw py::value_error(std::string(what) + ": sizes must be >= 1");
 }
 
+// An optional array argument: None, or an array (anything else is a ValueError).
+py::array as_array(const py::object& o, const char* what) {
+    if (!py::isinstance<py::array>(o))
+        throw py::value_error(std::string(what) + ": expected a float32 array or None");
+    return o.cast<py::array>();
+}
+
 // out(N, O) = x(N, K) w(O, K)^T (+ b) (then max(0, .) if relu).
 void linear_forward(py::array x, py::array w, py::object b, py::array out, bool relu) {
     if (x.ndim() != 2 || w.ndim() != 2)
@@ -245,7 +252,7 @@ void linear_forward(py::array x, py::array w, py::object b, py::array out, bool 
     float* px = data_of(x, "linear input", {n, k}, false);
     float* pw = data_of(w, "linear weight", {o, k}, false);
     float* po = data_of(out, "linear output", {n, o}, true);
-    float* pb = b.is_none() ? nullptr : data_of(b.cast<py::array>(), "linear bias", {o}, false);
+    float* pb = b.is_none() ? nullptr : data_of(as_array(b, "linear bias"), "linear bias", {o}, false);
     py::gil_scoped_release nogil;
     gemm(false, true, n, o, k, px, k, pw, k, 0.0f, po);
     if (pb || relu) {
@@ -285,7 +292,7 @@ void linear_backward_weights(py::array x, py::array gout, py::array gw, py::obje
     float* pg = data_of(gout, "linear grad_output", {n, o}, false);
     float* pgw = data_of(gw, "linear grad_weight", {o, k}, true);
     float* pgb =
-        gb.is_none() ? nullptr : data_of(gb.cast<py::array>(), "linear grad_bias", {o}, true);
+        gb.is_none() ? nullptr : data_of(as_array(gb, "linear grad_bias"), "linear grad_bias", {o}, true);
     py::gil_scoped_release nogil;
     gemm(true, false, o, k, n, pg, o, px, k, 1.0f, pgw);
     if (pgb) {
@@ -546,6 +553,9 @@ size_t lrn_workspace_size(std::vector<int64_t> geom, double alpha, double beta, 
 
 void* lrn_workspace(Lrn& l, py::object ws) {
     if (!l.ws_bytes) return nullptr;
+    if (!py::isinstance<py::array>(ws))
+        throw py::value_error("lrn: workspace must be a writable uint8 array of " +
+                              std::to_string(l.ws_bytes) + " bytes");
     py::array a = ws.cast<py::array>();
     if (a.dtype().kind() != 'u' || a.itemsize() != 1 || a.ndim() != 1 ||
         !(a.flags() & py::array::c_style) || !a.writeable() || (size_t)a.shape(0) != l.ws_bytes)

@@ -42,7 +42,7 @@ class _Elementwise(Module):
         nat = backend.use_native(x.dtype, "eltwise")
         if nat is None:
             return False
-        nat.eltwise_forward(x, out, *args)
+        nat.eltwise_forward(x.reshape(-1), out.reshape(-1), *args)
         return True
 
     def _native_backward(self, input, grad_output, gi):
@@ -52,9 +52,9 @@ class _Elementwise(Module):
         nat = backend.use_native(gi.dtype, "eltwise")
         if nat is None:
             return False
-        x = np.ascontiguousarray(input, dtype=gi.dtype)
-        g = np.ascontiguousarray(grad_output, dtype=gi.dtype)
-        nat.eltwise_backward(x, self.output, g, gi, *args)
+        x = np.ascontiguousarray(input, dtype=gi.dtype).reshape(-1)
+        g = np.ascontiguousarray(grad_output, dtype=gi.dtype).reshape(-1)
+        nat.eltwise_backward(x, self.output.reshape(-1), g, gi.reshape(-1), *args)
         return True
 
     def _grad_like(self, input, grad_output):
@@ -187,6 +187,8 @@ class _Normalizing(_Elementwise):
         return nat, (shape[0], shape[1], int(np.prod(shape[2:], dtype=np.int64)), int(self._LOG))
 
     def _softmax_forward(self, x, out):
+        if x.size == 0:
+            return True  # nothing to normalize (numpy's max has no identity)
         found = self._softmax_native(x)
         if found is None or not x.flags.c_contiguous:
             return False
