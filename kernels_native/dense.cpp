@@ -490,27 +490,51 @@ void softmax_backward(py::array y, py::array gout, py::array gin, std::vector<in
 }
 
 // ------------------------------------------------------------------ cross-map LRN
+// oneDNN 3.2 has only its reference LRN backward for plain NCHW (8x slower than numpy here), so
+// the primitives run in the first layout (nhwc, nChw16c, nChw8c) where forward and backward both
+// have a jit implementation, with reorders from / to numpy's NCHW; `fast` is false when there is
+// none (Python then keeps the numpy code).
 struct Lrn {
     int64_t n, c, h, w;
     dnnl::lrn_forward fwd;
     dnnl::lrn_backward bwd;
-    memory src, dst, ddst, dsrc, ws;
+    Port f_src, f_dst, b_src, b_ddst, b_dsrc;
+    memory ws;
     size_t ws_bytes = 0;
+    bool fast = false;
+    std::string impl;
     Lrn(int64_t n_, int64_t c_, int64_t h_, int64_t w_, int64_t size, float alpha, float beta,
         float k)
         : n(n_), c(c_), h(h_), w(w_) {
         auto& e = engine();
-        memory::desc md({n, c, h, w}, dt::f32, tag::nchw);
-        auto fpd = dnnl::lrn_forward::primitive_desc(
-            e, dnnl::prop_kind::forward_training, dnnl::algorithm::lrn_across_channels, md, md,
-            size, alpha, beta, k);
+        memory::dims dims{n, c, h, w};
+        memory::desc user(dims, dt::f32, tag::nchw);
+        auto alg = dnnl::algorithm::lrn_across_channels;
+        dnnl::lrn_forward::primitive_desc fpd;
+        dnnl::lrn_backward::primitive_desc bpd;
+        for (tag t : {tag::nhwc, tag::nChw16c, tag::nChw8c, tag::nchw}) {
+            memory::desc md(dims, dt::f32, t);
+            try {
+                fpd = dnnl::lrn_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
+                                                        alg, md, md, size, alpha, beta, k);
+                bpd = dnnl::lrn_backward::primitive_desc(e, alg, md, md, md, size, alpha, beta,
+                                                         k, fpd);
+            } catch (const dnnl::error&) {
+                continue;
+            }
+            impl = std::string(fpd.impl_info_str()) + " / " + bpd.impl_info_str();
+            fast = impl.find("ref") == std::string::npos;
+            if (fast || t == tag::nchw) break;
+        }
         fwd = dnnl::lrn_forward(fpd);
-        auto bpd = dnnl::lrn_backward::primitive_desc(
-            e, dnnl::algorithm::lrn_across_channels, md, md, md, size, alpha, beta, k, fpd);
         bwd = dnnl::lrn_backward(bpd);
         ws_bytes = fpd.workspace_desc().get_size();
         if (ws_bytes) ws = memory(fpd.workspace_desc(), e, DNNL_MEMORY_NONE);
-        for (memory* m : {&src, &dst, &dsrc, &ddst}) *m = memory(md, e, DNNL_MEMORY_NONE);
+        f_src.init(user, fpd.src_desc(), true, false);
+        f_dst.init(user, fpd.dst_desc(), false, true);
+        b_src.init(user, bpd.src_desc(), true, false);
+        b_ddst.init(user, bpd.diff_dst_desc(), true, false);
+        b_dsrc.init(user, bpd.diff_src_desc(), false, true);
     }
 };
 
@@ -528,9 +552,10 @@ int32_t float_bits(double v) {
 
 // geometry: n, c, h, w, size; params: alpha, beta, k
 Lrn& get_lrn(const std::vector<int64_t>& g, double alpha, double beta, double k) {
-    if (g.size() != 5 || g[0] < 1 || g[1] < 1 || g[2] < 1 || g[3] < 1 || g[4] < 1 ||
+    // size 1 is left to numpy: oneDNN 3.2 crashes creating its LRN with local_size 1
+    if (g.size() != 5 || g[0] < 1 || g[1] < 1 || g[2] < 1 || g[3] < 1 || g[4] < 3 ||
         g[4] % 2 == 0)
-        throw py::value_error("lrn: geometry must be (N, C, H, W, odd size) >= 1");
+        throw py::value_error("lrn: geometry must be (N, C, H, W >= 1, odd size >= 3)");
     if (!std::isfinite(alpha) || !std::isfinite(beta) || !std::isfinite(k) || !(k > 0))
         throw py::value_error("lrn: alpha, beta must be finite and k > 0");
     std::vector<int64_t> key(g);
@@ -549,6 +574,13 @@ Lrn& get_lrn(const std::vector<int64_t>& g, double alpha, double beta, double k)
 size_t lrn_workspace_size(std::vector<int64_t> geom, double alpha, double beta, double k) {
     std::lock_guard<std::mutex> guard(lock());
     return get_lrn(geom, alpha, beta, k).ws_bytes;
+}
+
+// (fast, implementations): fast when forward and backward both have a jit kernel.
+py::tuple lrn_info(std::vector<int64_t> geom, double alpha, double beta, double k) {
+    std::lock_guard<std::mutex> guard(lock());
+    Lrn& l = get_lrn(geom, alpha, beta, k);
+    return py::make_tuple(l.fast, l.impl);
 }
 
 void* lrn_workspace(Lrn& l, py::object ws) {
@@ -573,14 +605,16 @@ void lrn_forward(py::array x, py::array out, py::object ws, std::vector<int64_t>
     float* po = data_of(out, "lrn output", {l.n, l.c, l.h, l.w}, true);
     py::gil_scoped_release nogil;
     dnnl::stream s(engine());
-    l.src.set_data_handle(px);
-    l.dst.set_data_handle(po);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, l.src}, {DNNL_ARG_DST, l.dst}};
+    std::unordered_map<int, memory> args;
+    args[DNNL_ARG_SRC] = l.f_src.bind(px, s, true);
+    l.f_dst.user.set_data_handle(po);
+    args[DNNL_ARG_DST] = l.f_dst.prim;
     if (pws) {
         l.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = l.ws;
     }
     l.fwd.execute(s, args);
+    l.f_dst.finish(s);
     s.wait();
 }
 
@@ -594,16 +628,17 @@ void lrn_backward(py::array x, py::array gout, py::array gin, py::object ws,
     float* pi = data_of(gin, "lrn grad_input", {l.n, l.c, l.h, l.w}, true);
     py::gil_scoped_release nogil;
     dnnl::stream s(engine());
-    l.src.set_data_handle(px);
-    l.ddst.set_data_handle(pg);
-    l.dsrc.set_data_handle(pi);
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, l.src}, {DNNL_ARG_DIFF_DST, l.ddst}, {DNNL_ARG_DIFF_SRC, l.dsrc}};
+    std::unordered_map<int, memory> args;
+    args[DNNL_ARG_SRC] = l.b_src.bind(px, s, true);
+    args[DNNL_ARG_DIFF_DST] = l.b_ddst.bind(pg, s, true);
+    l.b_dsrc.user.set_data_handle(pi);
+    args[DNNL_ARG_DIFF_SRC] = l.b_dsrc.prim;
     if (pws) {
         l.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = l.ws;
     }
     l.bwd.execute(s, args);
+    l.b_dsrc.finish(s);
     s.wait();
 }
 
@@ -688,6 +723,8 @@ void register_dense(py::module_& m) {
           py::arg("grad_input"), py::arg("geometry"));
     m.def("lrn_workspace_size", &lrn_workspace_size, py::arg("geometry"), py::arg("alpha"),
           py::arg("beta"), py::arg("k"));
+    m.def("lrn_info", &lrn_info, py::arg("geometry"), py::arg("alpha"), py::arg("beta"),
+          py::arg("k"));
     m.def("lrn_forward", &lrn_forward, py::arg("x"), py::arg("out"), py::arg("workspace"),
           py::arg("geometry"), py::arg("alpha"), py::arg("beta"), py::arg("k"));
     m.def("lrn_backward", &lrn_backward, py::arg("x"), py::arg("grad_output"),

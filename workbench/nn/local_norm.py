@@ -306,10 +306,14 @@ class SpatialCrossMapLRN(Module):
 
     def _lrn_native(self, x):
         """``(native module, geometry)`` for the oneDNN LRN (NCHW, float32), or None."""
-        if self.data_format != "NCHW" or x.size == 0 or self.k <= 0:
+        if self.data_format != "NCHW" or x.size == 0 or self.k <= 0 or self.size < 3:
             return None
         nat = backend.use_native(x.dtype, "lrn")
-        return None if nat is None else (nat, list(x.shape) + [self.size])
+        if nat is None:
+            return None
+        geom = list(x.shape) + [self.size]
+        fast, _ = nat.lrn_info(geom, self.alpha, self.beta, self.k)
+        return (nat, geom) if fast else None  # no jit kernel: numpy is faster than oneDNN's ref
 
     def update_output(self, input):
         x = self._as_array(input, (4,), "(N, C, H, W)" if self.data_format == "NCHW"
