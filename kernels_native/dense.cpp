@@ -67,6 +67,11 @@ std::map<std::vector<int64_t>, GemmChoice>& gemm_cache() {
 
 bool available(int p) { return p == ONEDNN || blas(p).fn != nullptr; }
 
+// Candidates of the per-shape measurement.  With more than one thread, OpenBLAS (its own pthread
+// pool, next to oneDNN's OpenMP one) is left out: on 2 shared cores its threads spin against
+// the OpenMP ones and the MLP GEMMs measured 13-48 ms with it vs 0.06-4 ms without.
+bool candidate(int p) { return available(p) && (p != OPENBLAS || omp_get_max_threads() == 1); }
+
 void sgemm(int p, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (p == ONEDNN) {
@@ -105,7 +110,7 @@ int choose(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
     auto it = cache.find(key);
     if (it != cache.end() && available(it->second.provider)) return it->second.provider;
     int n_avail = 0;
-    for (int p = 0; p < NPROVIDERS; ++p) n_avail += available(p);
+    for (int p = 0; p < NPROVIDERS; ++p) n_avail += candidate(p);
     GemmChoice c{ONEDNN, {-1, -1, -1}};
     if (n_avail > 1) {
         std::vector<float> scratch(C, C + M * N);
@@ -119,7 +124,7 @@ int choose(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
         };
         for (int rep = 0; rep < 6; ++rep) {  // providers interleaved: load hits them alike
             for (int p = 0; p < NPROVIDERS; ++p) {
-                if (!available(p)) continue;
+                if (!candidate(p)) continue;
                 const double t0 = now();
                 sgemm(p, ta, tb, M, N, K, A, lda, B, ldb, beta, scratch.data(), N);
                 const double s = now() - t0;

@@ -107,11 +107,15 @@ def test_every_gemm_provider_gives_the_same_linear_and_choices_are_recorded():
     for p in providers:
         _close(outs[p], x @ layer.weight.T + layer.bias, p)
     gemm.set_gemm("auto")
-    layer.forward(x)
-    shapes = [(c["m"], c["n"], c["k"]) for c in gemm.gemm_choices()]
-    assert (11, 23, 37) in shapes
-    choice = next(c for c in gemm.gemm_choices() if (c["m"], c["n"], c["k"]) == (11, 23, 37))
-    assert choice["provider"] in providers
+    previous = backend.set_num_threads(1)  # one thread: every provider is a candidate
+    try:
+        layer.forward(x)
+    finally:
+        backend.set_num_threads(previous)
+    found = [c for c in gemm.gemm_choices()
+             if (c["m"], c["n"], c["k"], c["threads"]) == (11, 23, 37, 1)]
+    assert len(found) == 1, gemm.gemm_choices()
+    choice = found[0]
     assert set(choice["seconds"]) == set(providers)  # every candidate was timed
     assert choice["seconds"][choice["provider"]] == min(choice["seconds"].values())
     with pytest.raises(ValueError, match="set_gemm"):
