@@ -132,8 +132,12 @@ int choose(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, in
                 if (c.seconds[p] < 0 || s < c.seconds[p]) c.seconds[p] = s;
             }
         }
+        int best = ONEDNN;
         for (int p = 0; p < NPROVIDERS; ++p)
-            if (c.seconds[p] >= 0 && c.seconds[p] < c.seconds[c.provider]) c.provider = p;
+            if (c.seconds[p] >= 0 && c.seconds[p] < c.seconds[best]) best = p;
+        // oneDNN unless another is clearly (> 5%) faster: near-ties would otherwise flip with
+        // noise between processes (e.g. Spark executors) and change the rounding of results
+        if (c.seconds[best] < 0.95 * c.seconds[ONEDNN]) c.provider = best;
     }
     if (cache.size() > 1024) cache.clear();
     cache[key] = c;

@@ -117,7 +117,10 @@ def test_every_gemm_provider_gives_the_same_linear_and_choices_are_recorded():
     assert len(found) == 1, gemm.gemm_choices()
     choice = found[0]
     assert set(choice["seconds"]) == set(providers)  # every candidate was timed
-    assert choice["seconds"][choice["provider"]] == min(choice["seconds"].values())
+    fastest = min(choice["seconds"], key=choice["seconds"].get)
+    if choice["provider"] != fastest:  # oneDNN is kept unless another is > 5% faster
+        assert choice["provider"] == "onednn"
+        assert choice["seconds"][fastest] >= 0.95 * choice["seconds"]["onednn"]
     with pytest.raises(ValueError, match="set_gemm"):
         gemm.set_gemm("cublas")
 

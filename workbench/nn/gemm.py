@@ -4,7 +4,8 @@ Candidates: oneDNN's ``dnnl_sgemm`` (always), the OpenBLAS that numpy ships (fou
 libraries this process has loaded) and MKL when the optional ``mkl`` wheel is installed
 (``pip install bigdl-workbench[mkl]``; or ``WORKBENCH_MKL_LIB=/path/libmkl_rt.so``).  Nothing is
 chosen by vendor name: the first call of each GEMM shape (and thread count) times every
-candidate on its real operands and keeps the fastest for the rest of the process;
+candidate on its real operands and keeps the fastest (oneDNN unless another is more than 5%
+faster, so that near-ties do not flip between processes) for the rest of the process;
 :func:`gemm_choices` shows those measurements.  With more than one thread OpenBLAS is no
 candidate: its own thread pool spins against oneDNN's OpenMP threads (measured 10x slower on two
 shared cores).  ``set_gemm(name)`` / ``WORKBENCH_GEMM`` force one
