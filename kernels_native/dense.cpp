@@ -268,7 +268,8 @@ void linear_forward(py::array x, py::array w, py::object b, py::array out, bool 
     float* px = data_of(x, "linear input", {n, k}, false);
     float* pw = data_of(w, "linear weight", {o, k}, false);
     float* po = data_of(out, "linear output", {n, o}, true);
-    float* pb = b.is_none() ? nullptr : data_of(as_array(b, "linear bias"), "linear bias", {o}, false);
+    float* pb =
+        b.is_none() ? nullptr : data_of(as_array(b, "linear bias"), "linear bias", {o}, false);
     py::gil_scoped_release nogil;
     gemm(false, true, n, o, k, px, k, pw, k, 0.0f, po);
     if (pb || relu) {
@@ -307,8 +308,9 @@ void linear_backward_weights(py::array x, py::array gout, py::array gw, py::obje
     float* px = data_of(x, "linear input", {n, k}, false);
     float* pg = data_of(gout, "linear grad_output", {n, o}, false);
     float* pgw = data_of(gw, "linear grad_weight", {o, k}, true);
-    float* pgb =
-        gb.is_none() ? nullptr : data_of(as_array(gb, "linear grad_bias"), "linear grad_bias", {o}, true);
+    float* pgb = gb.is_none() ? nullptr
+                              : data_of(as_array(gb, "linear grad_bias"), "linear grad_bias",
+                                        {o}, true);
     py::gil_scoped_release nogil;
     gemm(true, false, o, k, n, pg, o, px, k, 1.0f, pgw);
     if (pgb) {
