@@ -30,8 +30,12 @@ _lock = threading.Lock()
 # AVX-512; benchmarks/bench_native.py).  batch_norm is off: on plain NCHW arrays oneDNN 3.2 only
 # has its generic "ncsp" batch-norm, which measured 0.4-1.0x the numpy code (fwd+bwd, ResNet-20
 # shapes); its fast kernels want blocked layouts, which the layers do not keep yet.
+# The dense kernels (Linear on the GEMM measured fastest per shape, see gemm.py; activations,
+# softmax, LRN, LookupTable) measured faster than numpy or equal with fewer temporaries.
+# rnn: LSTM / GRU over a whole sequence (nn/recurrent_native.py).
 _KERNELS = {"convolution": True, "pooling": True, "batch_norm": False,
-            "rnn": True}  # rnn: LSTM / GRU over a whole sequence (nn/recurrent_native.py)
+            "linear": True, "eltwise": True, "softmax": True, "lrn": True, "lookup_table": True,
+            "rnn": True}
 _state = {"backend": None, "threads": None, "module": None, "error": None, "loaded": False}
 
 
