@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import ConfigError
-from .module import LayerError, Module, build_module, shape_of
+from .module import GradPool, LayerError, Module, active_grad_pool, build_module, shape_of
 
 __all__ = ["Container", "Sequential", "Concat", "ConcatTable", "ParallelTable"]
 
@@ -87,10 +87,24 @@ class Sequential(Container):
         return x
 
     def backward(self, input, grad_output):
+        # The outermost Sequential pools the gradient buffers of the pass (module.GradPool): a
+        # child's grad_input is dropped once the child below has consumed it, so only the
+        # container's own grad_input (the one returned) outlives the pass.
+        if active_grad_pool() is not None:
+            return self._backward(input, grad_output, True)
+        pool = self.__dict__.setdefault("_grad_pool", GradPool())
+        with pool.active():
+            return self._backward(input, grad_output, True)
+
+    def _backward(self, input, grad_output, release):
         grad = grad_output
-        for i in range(len(self._children) - 1, -1, -1):
+        n = len(self._children)
+        for i in range(n - 1, -1, -1):
             below = self._children[i - 1].output if i > 0 else input
             grad = self._children[i].backward(below, grad)
+            if release and i < n - 1:
+                for m in self._children[i + 1].modules():
+                    m.grad_input = None
         self.grad_input = grad
         return grad
 
@@ -126,10 +140,19 @@ class ConcatTable(_Branches):
         if not isinstance(grad_output, (list, tuple)) or len(grad_output) != len(self._children):
             raise LayerError(f"{self.label()}: expected a table of {len(self._children)} "
                              f"gradients, got {shape_of(grad_output)}")
-        total = None
+        total, pool = None, active_grad_pool()
         for child, g in zip(self._children, grad_output):
             gi = child.backward(input, g)
-            total = gi if total is None else add_tables(total, gi)
+            if total is None:
+                total = gi
+            elif pool is not None and isinstance(total, np.ndarray) and \
+                    isinstance(gi, np.ndarray) and total.shape == gi.shape and \
+                    total.dtype == gi.dtype:
+                out = pool.take(total.shape, total.dtype)  # not total or gi: both are referenced
+                np.add(total, gi, out=out)
+                total = out
+            else:
+                total = add_tables(total, gi)
         self.grad_input = total
         return total
 

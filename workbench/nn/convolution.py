@@ -312,13 +312,34 @@ class SpatialConvolution(Module):
             gout = np.ascontiguousarray(np.moveaxis(gout, -1, -3))
         return gout if gout.ndim == 4 else gout[None]
 
+    def backward(self, input, grad_output):
+        # Inside backward the native path computes both gradients in one call (grad_output is
+        # reordered to the primitive's layout once); acc_grad_parameters then has nothing to do.
+        self.__dict__["_in_backward"] = True
+        try:
+            return super().backward(input, grad_output)
+        finally:
+            self.__dict__["_in_backward"] = False
+            self.__dict__["_params_done"] = False
+
+    def _native_grads_ok(self):
+        return (self.grad_weight.flags.c_contiguous
+                and (not self.with_bias or self.grad_bias.flags.c_contiguous))
+
     def update_grad_input(self, input, grad_output):
         x = self._input(input)
         gout = self._grad_output(input, grad_output)
-        gi = self._buffer("grad_input", x.shape, x.dtype)
+        gi = self._grad_buffer("grad_input", x.shape, x.dtype)
         native = backend.use_native(x.dtype, "convolution") if x.size else None
         if not self.propagate_back:
             gi.fill(0)
+        elif native is not None and self.__dict__.get("_in_backward") and not self._frozen \
+                and self._native_grads_ok():
+            native.conv_backward(np.ascontiguousarray(x), np.ascontiguousarray(gout),
+                                 self.weight, gi, self.grad_weight,
+                                 self.grad_bias if self.with_bias else None,
+                                 self._native_geometry(x))
+            self.__dict__["_params_done"] = True
         elif native is not None:
             native.conv_backward_data(np.ascontiguousarray(gout), self.weight, gi,
                                       self._native_geometry(x))
@@ -399,12 +420,14 @@ class SpatialConvolution(Module):
                     :, :, top:top + h, left:left + w]
 
     def acc_grad_parameters(self, input, grad_output):
+        if self.__dict__.get("_params_done"):
+            self.__dict__["_params_done"] = False  # update_grad_input did it (native backward)
+            return
         x = self._input(input)
         gout = self._grad_output(input, grad_output)
         n, g = x.shape[0], self.n_group
         native = backend.use_native(x.dtype, "convolution") if x.size else None
-        if native is not None and self.grad_weight.flags.c_contiguous and (
-                not self.with_bias or self.grad_bias.flags.c_contiguous):
+        if native is not None and self._native_grads_ok():
             native.conv_backward_weights(np.ascontiguousarray(x), np.ascontiguousarray(gout),
                                          self.grad_weight,
                                          self.grad_bias if self.with_bias else None,

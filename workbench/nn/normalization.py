@@ -2,8 +2,9 @@
 ``(N, C, H, W)`` (Torch7 / BigDL semantics, as ``torch.nn.BatchNorm1d`` / ``BatchNorm2d``).
 
 With the native backend (``workbench.nn.backend``) and float32 data, forward (training and
-inference) and the training-mode backward run oneDNN's batch-normalization primitive; the numpy
-code stays as the reference and the fallback."""
+inference) and the training-mode backward run the native kernel (``workbench._native``, plain
+loops over the NCHW planes: no normalized copy of the input is kept); the numpy code stays as
+the reference and the fallback."""
 from __future__ import annotations
 
 import numpy as np
@@ -90,7 +91,7 @@ class _BatchNorm(Module):
             return None  # the numpy path raises the error
         x3 = np.ascontiguousarray(x3)
         out = self._buffer("output", x3.shape, x.dtype)
-        geometry = [n, c, l, int(self.train), int(self.affine)]
+        geometry = [n, c, l, int(self.train), int(self.affine), 0]
         w, b = (self.weight, self.bias) if self.affine else (None, None)
         if self.train:
             mean = self._buffer("batch_mean", (c,), x.dtype)
@@ -169,20 +170,21 @@ class _BatchNorm(Module):
         g3 = self._as_3d(np.asarray(grad_output, dtype=x.dtype))
         n, c, l = g3.shape
         geometry = self.__dict__.get("_scratch", {}).get("native_bn")
-        if geometry is not None and self.train and geometry == [n, c, l, 1, int(self.affine)]:
-            gi = self._buffer("grad_input", g3.shape, x.dtype)
+        if geometry is not None and self.train and geometry[:5] == [n, c, l, 1, int(self.affine)]:
+            gi = self._grad_buffer("grad_input", g3.shape, x.dtype)
             sums = (self._buffer("native_sum_g", (c,), x.dtype),
                     self._buffer("native_sum_gx", (c,), x.dtype)) if self.affine else (None, None)
             backend.native().bn_backward(
                 np.ascontiguousarray(self._as_3d(x)), np.ascontiguousarray(g3),
                 self._buffer("batch_mean", (c,), x.dtype), self._buffer("batch_var", (c,), x.dtype),
-                self.weight if self.affine else None, gi, sums[1], sums[0], geometry, self.eps)
+                self.weight if self.affine else None, gi, sums[1], sums[0], geometry, self.eps,
+                np.ascontiguousarray(self.output).reshape(g3.shape) if geometry[5] else None)
             self._pending_sums = sums if self.affine else None
             return gi.reshape(x.shape)
         if geometry is not None and not self.train:
             self._fill_xhat(x)  # the numpy eval-mode gradients read it
         scale = self._invstd * self.weight if self.affine else self._invstd
-        gi = self._buffer("grad_input", g3.shape, x.dtype)
+        gi = self._grad_buffer("grad_input", g3.shape, x.dtype)
         if self.train:
             # the batch mean and variance depend on x too: subtract their two terms
             m = n * l
