@@ -81,9 +81,18 @@ class Sequential(Container):
     """
 
     def update_output(self, input):
-        x = input
-        for child in self._children:
-            x = child.forward(x)
+        # A child with ``fused_forward`` (e.g. SpatialBatchNormalization, SpatialConvolution) may
+        # run itself and the next child (a ReLU) in one native pass; it returns None if not.
+        x, children, i = input, self._children, 0
+        while i < len(children):
+            fused = getattr(children[i], "fused_forward", None)
+            if fused is not None and i + 1 < len(children):
+                out = fused(x, children[i + 1])
+                if out is not None:
+                    x, i = out, i + 2
+                    continue
+            x = children[i].forward(x)
+            i += 1
         return x
 
     def backward(self, input, grad_output):
@@ -101,7 +110,11 @@ class Sequential(Container):
         n = len(self._children)
         for i in range(n - 1, -1, -1):
             below = self._children[i - 1].output if i > 0 else input
-            grad = self._children[i].backward(below, grad)
+            if i > 0 and self._children[i - 1].__dict__.get("_scratch", {}).get(
+                    "fused_relu") is self._children[i]:
+                self._children[i].grad_input = grad  # fused: the child below masks it
+            else:
+                grad = self._children[i].backward(below, grad)
             if release and i < n - 1:
                 for m in self._children[i + 1].modules():
                     m.grad_input = None

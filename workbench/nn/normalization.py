@@ -79,19 +79,21 @@ class _BatchNorm(Module):
         return v[None, :, None]
 
     # ------------------------------------------------------------------ the three verbs
-    def _native_forward(self, x, x3, input):
-        """Forward with oneDNN (output, or None to take the numpy path)."""
+    def _native_forward(self, x, x3, input, relu=False):
+        """Forward with the native kernel (output, or None to take the numpy path); ``relu``
+        applies ``max(0, .)`` to the output in the same pass."""
         n, c, l = x3.shape
         native = backend.use_native(x.dtype, "batch_norm") if x3.size else None
         scratch = self.__dict__.setdefault("_scratch", {})
         scratch["native_bn"] = None
+        scratch["fused_relu"] = None
         if native is None:
             return None
         if self.train and n * l < 2:
             return None  # the numpy path raises the error
         x3 = np.ascontiguousarray(x3)
         out = self._buffer("output", x3.shape, x.dtype)
-        geometry = [n, c, l, int(self.train), int(self.affine), 0]
+        geometry = [n, c, l, int(self.train), int(self.affine), int(relu)]
         w, b = (self.weight, self.bias) if self.affine else (None, None)
         if self.train:
             mean = self._buffer("batch_mean", (c,), x.dtype)
@@ -110,6 +112,35 @@ class _BatchNorm(Module):
         self._pending_sums = None
         scratch["native_bn"] = geometry
         return out.reshape(x.shape)
+
+    def fused_forward(self, input, successor):
+        """Forward of this layer and of ``successor`` in one native pass when ``successor`` is a
+        ``ReLU`` (``Sequential`` asks); returns the ReLU's output, or None when the pair does
+        not fuse (then the container runs both layers on their own).  After a fused forward
+        both layers' ``output`` is the ReLU's, and backward masks the gradient here while the
+        ReLU passes it through."""
+        from .activation import ReLU
+        if type(successor) is not ReLU or not isinstance(input, np.ndarray) \
+                or input.dtype != np.float32 or input.ndim not in self._ndims \
+                or backend.use_native(input.dtype, "batch_norm") is None:
+            return None
+        x = self._input(input)
+        x3 = self._as_3d(x)
+        out = self._native_forward(x, x3, input, relu=True)
+        if out is None:
+            return None
+        self.__dict__["_scratch"]["fused_relu"] = successor
+        self.output = successor.output = out
+        return out
+
+    def backward(self, input, grad_output):
+        scratch = self.__dict__.get("_scratch", {})
+        geometry = scratch.get("native_bn")
+        if scratch.get("fused_relu") is not None and not (self.train and geometry is not None):
+            # the numpy paths below see the fused ReLU's gradient
+            check_grad_output(self, grad_output)
+            grad_output = np.multiply(grad_output, self.output > 0, dtype=self.output.dtype)
+        return super().backward(input, grad_output)
 
     def update_output(self, input):
         x = self._input(input)
