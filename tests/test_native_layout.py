@@ -25,7 +25,8 @@ from workbench.nn import (BatchNormalization, CAddTable, ConcatTable, Identity, 
 from workbench.nn.module import GradPool
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                           HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(autouse=True)
@@ -183,6 +184,48 @@ def test_conv_fused_relu_equals_numpy_and_torch(case, seed):
         [tb.grad.numpy()] if bias else [])
     for a, b in zip(oracle, results["native"]):
         _close(b, a, "native vs torch conv+relu", scale=np.abs(a).max(initial=0))
+
+
+@pytest.fixture
+def chunk_bytes():
+    native = backend.native()
+    previous = native.get_conv_chunk_bytes()
+    yield native.set_conv_chunk_bytes
+    native.set_conv_chunk_bytes(previous)
+
+
+@SETTINGS
+@given(conv_cases(), st.integers(1, 3), st.booleans(), st.integers(0, 2**31 - 1))
+def test_conv_in_batch_chunks_equals_numpy(chunk_bytes, case, images, relu, seed):
+    """The batch cut into chunks of ``images`` images (a shorter one last): forward, both
+    gradients (accumulated over the chunks) and the separate native entry points."""
+    n, c, o, g, k, s, p, h, w, bias, _ = case
+    n += 2
+    conv = SpatialConvolution(c, o, k, k, s, s, p, p, n_group=g, with_bias=bias)
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    chunk_bytes(images * 4 * (c * h * w + o * oh * ow))
+    model = Sequential().add(conv)
+    if relu:
+        model.add(ReLU())
+    for m in model.modules():
+        m._start = {}
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    gout = rng.standard_normal((n, o, oh, ow)).astype(np.float32)
+    results = _both_backends(model, x, gout, True)
+    for a, b in zip(results["numpy"], results["native"]):
+        _close(b, a, "chunked native vs numpy conv", scale=np.abs(a).max(initial=0))
+    # backward data and backward weights on their own (outside Module.backward)
+    conv.zero_grad_parameters()
+    conv.forward(x)
+    gi = conv.update_grad_input(x, gout).copy()
+    conv.acc_grad_parameters(x, gout)
+    backend.set_backend("numpy")
+    _close(gi, conv.update_grad_input(x, gout), "chunked backward data", np.abs(gi).max())
+    gw = conv.grad_weight.copy()
+    conv.zero_grad_parameters()
+    conv.acc_grad_parameters(x, gout)
+    _close(gw, conv.grad_weight, "chunked backward weights", np.abs(gw).max())
 
 
 def test_conv_gradients_accumulate_through_the_combined_native_backward():

@@ -77,6 +77,11 @@ class Container(Module):
 class Sequential(Container):
     """Feeds the output of each child to the next.
 
+    A child with a ``fused_forward`` method (``SpatialConvolution``, the batch norms) may run
+    itself and a following ``ReLU`` in one native pass.  The outermost ``Sequential`` of a backward
+    pass shares the gradient buffers of its layers (``module.GradPool``): afterwards only its own
+    ``grad_input`` (the one returned) is kept, the children's ``grad_input`` are None.
+
     Example: ``Sequential().add(Linear(784, 100)).add(ReLU()).add(Linear(100, 10))``
     """
 

@@ -284,7 +284,10 @@ class SpatialBatchNormalization(_BatchNorm):
     """Batch normalization of each channel of ``(N, C, H, W)`` images (``BatchNorm2d``).
 
     Statistics are taken over the batch and the spatial positions of each channel; otherwise as
-    :class:`BatchNormalization`.
+    :class:`BatchNormalization`.  Inside a ``Sequential``, with the native backend and float32
+    data, a batch norm directly followed by a ``ReLU`` runs both in one pass (``fused_forward``):
+    then both layers' ``output`` is the ReLU's and the batch norm's backward applies the ReLU's
+    gradient.
 
     Args:
         n_output: number of channels (> 0).
