@@ -577,8 +577,8 @@ void bn_forward(py::array x, py::array out, py::array mean, py::array var, py::o
     }
 }
 
-// ``g`` where the ReLU output ``y`` (>= 0) is positive, else 0: integer bit ops, so that the loops
-// vectorize at -O2 (a ?: there is a branch per element, 10x slower on random signs).
+// ``g`` where ``y`` > 0 (as a float: -0.0 and negatives masked), else 0: integer bit ops, so that
+// the loops vectorize at -O2 (a ?: there is a branch per element, 10x slower on random signs).
 inline float relu_masked(float g, float y) {
     int32_t gb, yb;
     std::memcpy(&gb, &g, 4);
@@ -590,12 +590,12 @@ inline float relu_masked(float g, float y) {
 }
 
 // Training-mode backward: grad_input, and (affine) the weight / bias gradients written (not
-// accumulated) to dscale / dshift.  With the fused ReLU, ``output`` (the forward's output) masks
-// grad_output.  grad_input may be grad_output's own buffer (every element is read before it is
-// written at the same index).
+// accumulated) to dscale / dshift.  With the fused ReLU, grad_output is masked where the forward's
+// output was 0 (recomputed from x, mean, var, weight and ``bias``).  grad_input may be
+// grad_output's own buffer (every element is read before it is written at the same index).
 void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py::object scale,
                  py::array gin, py::object dscale, py::object dshift, std::vector<int64_t> geom,
-                 double eps, py::object output) {
+                 double eps, py::object shift) {
     const BnGeom q = bn_geom(geom, eps);
     if (!q.train) throw py::value_error("batch_norm: native backward is for training mode");
     const float* px = data_of(x, "batch_norm input", {q.n, q.c, q.l}, false);
@@ -610,10 +610,9 @@ void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py:
         pds = data_of(dscale.cast<py::array>(), "batch_norm grad_weight", {q.c}, true);
         pdt = data_of(dshift.cast<py::array>(), "batch_norm grad_bias", {q.c}, true);
     }
-    const float* py_ = nullptr;
-    if (q.relu) py_ = data_of(output.cast<py::array>(), "batch_norm output", {q.n, q.c, q.l}, false);
-    if (pi == px || (py_ && pi == py_))
-        throw py::value_error("batch_norm: grad_input must not alias the input or the output");
+    const float* pt = nullptr;
+    if (q.affine && q.relu) pt = data_of(shift.cast<py::array>(), "batch_norm bias", {q.c}, false);
+    if (pi == px) throw py::value_error("batch_norm: grad_input must not alias the input");
     const float e = (float)eps;
     py::gil_scoped_release nogil;
     const int64_t n = q.n, c = q.c, l = q.l;
@@ -621,16 +620,19 @@ void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py:
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < c; ++ch) {
         const float m = pm[ch], inv = 1.0f / std::sqrt(pv[ch] + e);
+        // the forward's scale and shift, computed the same way, so that the ReLU's mask
+        // (output > 0) is recomputed from x exactly instead of reading the output back
+        const float a = q.affine ? ps[ch] * inv : inv;
+        const float b = (pt ? pt[ch] : 0.0f) - m * a;
         double sg = 0, sgx = 0;
         for (int64_t i = 0; i < n; ++i) {
             const int64_t off = (i * c + ch) * l;
             const float *p = px + off, *g = pg + off;
             float t = 0, u = 0;
-            if (py_) {
-                const float* y = py_ + off;
+            if (q.relu) {
 #pragma omp simd reduction(+ : t, u)
                 for (int64_t j = 0; j < l; ++j) {
-                    const float gj = relu_masked(g[j], y[j]);
+                    const float gj = relu_masked(g[j], p[j] * a + b);
                     t += gj;
                     u += gj * (p[j] - m);
                 }
@@ -649,17 +651,15 @@ void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py:
             pds[ch] = dscale_c;
             pdt[ch] = dshift_c;
         }
-        const float a = q.affine ? ps[ch] * inv : inv;
         const float k1 = (float)(sg / count), k2 = (float)(sgx * inv * inv / count);
         for (int64_t i = 0; i < n; ++i) {
             const int64_t off = (i * c + ch) * l;
             const float *p = px + off, *g = pg + off;
             float* o = pi + off;
-            if (py_) {
-                const float* y = py_ + off;
+            if (q.relu) {
 #pragma omp simd
                 for (int64_t j = 0; j < l; ++j) {
-                    const float gj = relu_masked(g[j], y[j]);
+                    const float gj = relu_masked(g[j], p[j] * a + b);
                     o[j] = a * (gj - k1 - (p[j] - m) * k2);
                 }
             } else {
@@ -696,7 +696,7 @@ void register_conv_pool(py::module_& m) {
     m.def("bn_backward", &bn_backward, py::arg("x"), py::arg("grad_output"), py::arg("mean"),
           py::arg("var"), py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"),
           py::arg("grad_bias"), py::arg("geometry"), py::arg("eps"),
-          py::arg("output") = py::none());
+          py::arg("bias") = py::none());
     static bool once = [] {
         cache_clearers().push_back([] {
             conv_cache().clear(); pool_cache().clear(); arena().clear();

@@ -209,7 +209,7 @@ class _BatchNorm(Module):
                 np.ascontiguousarray(self._as_3d(x)), np.ascontiguousarray(g3),
                 self._buffer("batch_mean", (c,), x.dtype), self._buffer("batch_var", (c,), x.dtype),
                 self.weight if self.affine else None, gi, sums[1], sums[0], geometry, self.eps,
-                np.ascontiguousarray(self.output).reshape(g3.shape) if geometry[5] else None)
+                self.bias if self.affine else None)
             self._pending_sums = sums if self.affine else None
             return gi.reshape(x.shape)
         if geometry is not None and not self.train:
