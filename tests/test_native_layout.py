@@ -318,12 +318,15 @@ def test_pooled_backward_recycles_gradients_but_keeps_the_returned_one():
     # only the container's own gradient outlives the pass; the layers' buffers are shared
     assert model.grad_input is g1
     assert all(m.grad_input is None for m in model._children[1:])
-    pool = model.__dict__["_grad_pool"]
+    pool = model.__dict__["_scratch"]["grad_pool"]
     assert sum(len(v) for v in pool._arrays.values()) <= 3
     model.forward(x * 2)
     g2 = model.backward(x, np.full_like(x, 3.0))
     np.testing.assert_array_equal(g1, kept)  # a gradient the caller holds is never reused
     assert g2 is not g1 and not np.array_equal(g1, g2)
+    # the pool, like every scratch buffer, stays out of a pickled model
+    import pickle
+    assert b"GradPool" not in pickle.dumps(model)
     # shapes no longer used in a pass are dropped at its end, but for buffers still held
     small = x[:2]
     model.forward(small)

@@ -106,7 +106,8 @@ class Sequential(Container):
         # container's own grad_input (the one returned) outlives the pass.
         if active_grad_pool() is not None:
             return self._backward(input, grad_output, True)
-        pool = self.__dict__.setdefault("_grad_pool", GradPool())
+        # kept with the scratch buffers: never pickled (models ship to Spark executors)
+        pool = self.__dict__.setdefault("_scratch", {}).setdefault("grad_pool", GradPool())
         with pool.active():
             return self._backward(input, grad_output, True)
 
