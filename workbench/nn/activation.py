@@ -60,7 +60,7 @@ class _Elementwise(Module):
 
     def _grad_like(self, input, grad_output):
         check_grad_output(self, grad_output)
-        return self._buffer("grad_input", self.output.shape, self.output.dtype)
+        return self._grad_buffer("grad_input", self.output.shape, self.output.dtype)
 
 
 class ReLU(_Elementwise):
