@@ -27,18 +27,21 @@ _state = {"ready": None, "gemm": None, "errors": {}}
 
 
 def _loaded_openblas():
-    """Path of the OpenBLAS numpy loaded (``libscipy_openblas64_...so`` in numpy.libs)."""
+    """Paths of the OpenBLAS libraries this process has loaded, numpy's own first
+    (``numpy.libs/libscipy_openblas64_...so``; scipy's, loaded by scikit-learn, has other
+    symbol names)."""
     import numpy  # noqa: F401 - loads its BLAS
+    found = []
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
                 path = line.rsplit(" ", 1)[-1].strip()
                 name = os.path.basename(path)
-                if "openblas" in name and ".so" in name:
-                    return path
+                if "openblas" in name and ".so" in name and path not in found:
+                    found.append(path)
     except OSError:  # pragma: no cover - not Linux
         pass
-    return None
+    return sorted(found, key=lambda path: "numpy.libs" not in path)
 
 
 def _mkl_path():
@@ -63,14 +66,15 @@ def _prepare(native):
     with _lock:
         if _state["ready"] is native:
             return
-        for kind, find in (("openblas", _loaded_openblas), ("mkl", _mkl_path)):
-            path = find()
-            if path is None:
-                continue
-            try:
-                native.load_blas(kind, path)
-            except ValueError as e:  # a broken install: measure without it
-                _state["errors"][kind] = str(e)
+        mkl = _mkl_path()
+        for kind, paths in (("openblas", _loaded_openblas()), ("mkl", [mkl] if mkl else [])):
+            for path in paths:  # the first that loads
+                try:
+                    native.load_blas(kind, path)
+                    _state["errors"].pop(kind, None)
+                    break
+                except ValueError as e:  # a broken install: measure without it
+                    _state["errors"][kind] = str(e)
         native.set_gemm_provider(_resolve(get_gemm(), native))
         _state["ready"] = native
 
