@@ -9,6 +9,7 @@
 
 #include <dnnl.hpp>
 
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -36,6 +37,41 @@ inline std::mutex& lock() {
     static std::mutex m;
     return m;
 }
+
+// The process-wide thread count of the native kernels (set_num_threads).  OpenMP keeps the
+// count per calling thread, and a primitive sizes its per-thread scratch when it is created, so
+// every entry point puts its calling thread's OpenMP count at this value first: a kernel called
+// from a thread other than the one that set it (a Spark task thread, a notebook widget's
+// background thread) never runs a cached primitive with more threads than it was built for.
+inline std::atomic<int>& process_threads() {
+    static std::atomic<int> n{omp_get_max_threads()};
+    return n;
+}
+
+inline void use_process_threads() {
+    const int n = process_threads().load();
+    if (omp_get_max_threads() != n) omp_set_num_threads(n);
+}
+
+// What every entry point holds while it touches the caches or runs a primitive: the one lock,
+// taken with the GIL released (a thread waiting for the lock must not hold the GIL, or the
+// thread holding the lock could never take the GIL back: a deadlock between two Python threads),
+// and this thread's OpenMP count at the process-wide value.
+class KernelLock {
+  public:
+    KernelLock() {
+        if (PyGILState_Check()) {
+            py::gil_scoped_release nogil;
+            lk_ = std::unique_lock<std::mutex>(lock());
+        } else {
+            lk_ = std::unique_lock<std::mutex>(lock());
+        }
+        use_process_threads();
+    }
+
+  private:
+    std::unique_lock<std::mutex> lk_;
+};
 
 // Every family's primitive cache registers a clear function here; clear_cache() runs them all.
 inline std::vector<std::function<void()>>& cache_clearers() {

@@ -219,7 +219,7 @@ Chunks conv_chunks(std::vector<int64_t> geom) {
 
 void conv_forward(py::array x, py::array w, py::object b, py::array out,
                   std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Chunks ch = conv_chunks(geom);
     const ConvGeom& q = ch.q;
     float* px = data_of(x, "conv input", {q.n, q.c, q.h, q.w}, false);
@@ -314,7 +314,7 @@ void conv_backward_chunks(const Chunks& ch, float* px, float* pg, float* pw, flo
 }
 
 void conv_backward_data(py::array gout, py::array w, py::array gin, std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Chunks ch = conv_chunks(geom);
     const ConvGeom& q = ch.q;
     float* pg = data_of(gout, "conv grad_output", {q.n, q.o, q.oh, q.ow}, false);
@@ -326,7 +326,7 @@ void conv_backward_data(py::array gout, py::array w, py::array gin, std::vector<
 
 void conv_backward_weights(py::array x, py::array gout, py::array gw, py::object gb,
                            std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Chunks ch = conv_chunks(geom);
     const ConvGeom& q = ch.q;
     float* px = data_of(x, "conv input", {q.n, q.c, q.h, q.w}, false);
@@ -341,7 +341,7 @@ void conv_backward_weights(py::array x, py::array gout, py::array gw, py::object
 // Both gradients in one call: grad_input written, grad_weight / grad_bias accumulated.
 void conv_backward(py::array x, py::array gout, py::array w, py::array gin, py::array gw,
                    py::object gb, std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Chunks ch = conv_chunks(geom);
     const ConvGeom& q = ch.q;
     float* px = data_of(x, "conv input", {q.n, q.c, q.h, q.w}, false);
@@ -359,7 +359,7 @@ void conv_backward(py::array x, py::array gout, py::array w, py::array gin, py::
 
 void set_conv_chunk_bytes(int64_t bytes) {
     if (bytes < -1) throw py::value_error("set_conv_chunk_bytes: bytes must be >= 0, or -1");
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     conv_chunk_setting() = bytes;
 }
 
@@ -454,12 +454,12 @@ void* workspace_of(Pool& p, py::object ws) {
 }
 
 size_t pool_workspace_size(std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     return get_pool(geom).ws_bytes;
 }
 
 void pool_forward(py::array x, py::array out, py::object ws, std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Pool& p = get_pool(geom);
     const PoolGeom& q = p.q;
     void* pws = workspace_of(p, ws);
@@ -481,7 +481,7 @@ void pool_forward(py::array x, py::array out, py::object ws, std::vector<int64_t
 }
 
 void pool_backward(py::array gout, py::array gin, py::object ws, std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Pool& p = get_pool(geom);
     const PoolGeom& q = p.q;
     void* pws = workspace_of(p, ws);

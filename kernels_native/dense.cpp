@@ -155,7 +155,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int
 std::string load_blas(const std::string& kind, const std::string& path) {
     int p = kind == "openblas" ? OPENBLAS : kind == "mkl" ? MKL : -1;
     if (p < 0) throw py::value_error("load_blas: kind must be 'openblas' or 'mkl'");
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     void* h = dlopen(path.c_str(), RTLD_NOW | (p == MKL ? RTLD_GLOBAL : RTLD_LOCAL));
     if (!h) {
         const char* err = dlerror();
@@ -199,7 +199,7 @@ std::string load_blas(const std::string& kind, const std::string& path) {
 }
 
 void set_gemm_provider(const std::string& name) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     if (name == "auto") {
         forced_provider() = -1;
         return;
@@ -215,7 +215,7 @@ void set_gemm_provider(const std::string& name) {
 }
 
 py::list gemm_providers() {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     py::list out;
     for (int p = 0; p < NPROVIDERS; ++p)
         if (available(p)) out.append(kProviderNames[p]);
@@ -223,7 +223,7 @@ py::list gemm_providers() {
 }
 
 py::list gemm_choices() {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     py::list out;
     for (auto& kv : gemm_cache()) {
         const auto& k = kv.first;
@@ -264,7 +264,7 @@ void linear_forward(py::array x, py::array w, py::object b, py::array out, bool 
         throw py::value_error("linear_forward: x and weight must be 2-D");
     const int64_t n = x.shape(0), k = x.shape(1), o = w.shape(0);
     check_dims("linear_forward", {n, k, o});
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     float* px = data_of(x, "linear input", {n, k}, false);
     float* pw = data_of(w, "linear weight", {o, k}, false);
     float* po = data_of(out, "linear output", {n, o}, true);
@@ -290,7 +290,7 @@ void linear_backward_data(py::array gout, py::array w, py::array gin) {
         throw py::value_error("linear_backward_data: grad_output and weight must be 2-D");
     const int64_t n = gout.shape(0), o = w.shape(0), k = w.shape(1);
     check_dims("linear_backward_data", {n, k, o});
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     float* pg = data_of(gout, "linear grad_output", {n, o}, false);
     float* pw = data_of(w, "linear weight", {o, k}, false);
     float* pi = data_of(gin, "linear grad_input", {n, k}, true);
@@ -304,7 +304,7 @@ void linear_backward_weights(py::array x, py::array gout, py::array gw, py::obje
         throw py::value_error("linear_backward_weights: x and grad_output must be 2-D");
     const int64_t n = x.shape(0), k = x.shape(1), o = gout.shape(1);
     check_dims("linear_backward_weights", {n, k, o});
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     float* px = data_of(x, "linear input", {n, k}, false);
     float* pg = data_of(gout, "linear grad_output", {n, o}, false);
     float* pgw = data_of(gw, "linear grad_weight", {o, k}, true);
@@ -405,7 +405,7 @@ std::vector<py::ssize_t> shape_vec(const py::array& a) {
 }
 
 void eltwise_forward(py::array x, py::array out, int64_t kind, double alpha) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     auto shape = shape_vec(x);
     Elt& el = get_elt(kind, alpha, size_of(x));
     float* px = data_of(x, "eltwise input", shape, false);
@@ -421,7 +421,7 @@ void eltwise_forward(py::array x, py::array out, int64_t kind, double alpha) {
 // x: the forward input, y: the forward output (the kind decides which one is read).
 void eltwise_backward(py::array x, py::array y, py::array gout, py::array gin, int64_t kind,
                       double alpha) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     auto shape = shape_vec(gout);
     Elt& el = get_elt(kind, alpha, size_of(gout));
     float* pd = data_of(el.use_dst ? y : x, "eltwise forward data", shape, false);
@@ -477,7 +477,7 @@ Softmax& get_softmax(const std::vector<int64_t>& g) {
 
 // x, out (and y, gout, gin) are (outer, C, inner) views made by Python.
 void softmax_forward(py::array x, py::array out, std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Softmax& sm = get_softmax(geom);
     std::vector<py::ssize_t> shape{geom[0], geom[1], geom[2]};
     float* px = data_of(x, "softmax input", shape, false);
@@ -491,7 +491,7 @@ void softmax_forward(py::array x, py::array out, std::vector<int64_t> geom) {
 }
 
 void softmax_backward(py::array y, py::array gout, py::array gin, std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Softmax& sm = get_softmax(geom);
     std::vector<py::ssize_t> shape{geom[0], geom[1], geom[2]};
     float* py_ = data_of(y, "softmax output", shape, false);
@@ -590,13 +590,13 @@ Lrn& get_lrn(const std::vector<int64_t>& g, double alpha, double beta, double k)
 }
 
 size_t lrn_workspace_size(std::vector<int64_t> geom, double alpha, double beta, double k) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     return get_lrn(geom, alpha, beta, k).ws_bytes;
 }
 
 // (fast, implementations): fast when forward and backward both have a jit kernel.
 py::tuple lrn_info(std::vector<int64_t> geom, double alpha, double beta, double k) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Lrn& l = get_lrn(geom, alpha, beta, k);
     return py::make_tuple(l.fast, l.impl);
 }
@@ -616,7 +616,7 @@ void* lrn_workspace(Lrn& l, py::object ws) {
 
 void lrn_forward(py::array x, py::array out, py::object ws, std::vector<int64_t> geom,
                  double alpha, double beta, double k) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Lrn& l = get_lrn(geom, alpha, beta, k);
     void* pws = lrn_workspace(l, ws);
     float* px = data_of(x, "lrn input", {l.n, l.c, l.h, l.w}, false);
@@ -638,7 +638,7 @@ void lrn_forward(py::array x, py::array out, py::object ws, std::vector<int64_t>
 
 void lrn_backward(py::array x, py::array gout, py::array gin, py::object ws,
                   std::vector<int64_t> geom, double alpha, double beta, double k) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Lrn& l = get_lrn(geom, alpha, beta, k);
     void* pws = lrn_workspace(l, ws);
     float* px = data_of(x, "lrn input", {l.n, l.c, l.h, l.w}, false);
@@ -682,7 +682,7 @@ void lookup_forward(py::array weight, py::array ids, py::array out) {
     if (weight.ndim() != 2) throw py::value_error("lookup: weight must be 2-D");
     const int64_t rows = weight.shape(0), d = weight.shape(1), n = ids.size();
     check_dims("lookup_forward", {rows, d});
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     float* pw = data_of(weight, "lookup weight", {rows, d}, false);
     const int64_t* pid = ids_of(ids, rows);
     float* po = data_of(out, "lookup output", {n, d}, true);
@@ -697,7 +697,7 @@ void lookup_backward(py::array gout, py::array ids, py::array gw, int64_t pad) {
     if (gw.ndim() != 2) throw py::value_error("lookup: grad_weight must be 2-D");
     const int64_t rows = gw.shape(0), d = gw.shape(1), n = ids.size();
     check_dims("lookup_backward", {rows, d});
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     float* pgw = data_of(gw, "lookup grad_weight", {rows, d}, true);
     const int64_t* pid = ids_of(ids, rows);
     float* pg = data_of(gout, "lookup grad_output", {n, d}, false);

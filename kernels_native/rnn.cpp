@@ -198,7 +198,7 @@ float* opt_state(const Rnn& r, py::object a, const char* what, bool writable) {
 }
 
 size_t rnn_workspace_size(std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     return get_rnn(geom).ws_bytes;
 }
 
@@ -207,7 +207,7 @@ size_t rnn_workspace_size(std::vector<int64_t> geom) {
 void rnn_forward(py::array x, py::array h0, py::object c0, py::array w_layer, py::array w_iter,
                  py::array bias, py::array y, py::array h_last, py::object c_last,
                  py::object workspace, std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Rnn& r = get_rnn(geom);
     const RnnGeom& q = r.q;
     const int64_t G = q.gates();
@@ -253,7 +253,7 @@ void rnn_backward(py::array x, py::array h0, py::object c0, py::array w_layer, p
                   py::object workspace, py::array gy, py::array gx, py::array gh0,
                   py::object gc0, py::array gw_layer, py::array gw_iter, py::array gbias,
                   std::vector<int64_t> geom) {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     Rnn& r = get_rnn(geom);
     const RnnGeom& q = r.q;
     if (!q.train) throw py::value_error("rnn: backward needs a training geometry");
