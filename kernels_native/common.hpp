@@ -10,6 +10,7 @@
 #include <dnnl.hpp>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace py = pybind11;
@@ -79,6 +81,70 @@ inline std::vector<std::function<void()>>& cache_clearers() {
     return v;
 }
 
+// ------------------------------------------------------------------ scratchpads
+// Every primitive and reorder is built with a user-managed scratchpad (scratch_attr) and run
+// through run(), which hands it one shared buffer, grown to the largest scratchpad asked for.
+// oneDNN's default (library) scratchpad is per creating thread and sized when the primitive is
+// created, so a cached primitive run on another Python thread found no scratchpad, or one too
+// small (a segfault in JIT code, or "could not execute a primitive").  Sharing one buffer is
+// safe because every execution holds KernelLock.
+inline dnnl::primitive_attr scratch_attr(dnnl::primitive_attr a = dnnl::primitive_attr()) {
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+}
+
+struct ScratchBuffer {
+    struct Free { void operator()(void* p) const { std::free(p); } };
+    std::unique_ptr<void, Free> data;
+    size_t size = 0;
+    void* get(size_t bytes) {
+        if (size < bytes) {
+            data.reset();
+            size = 0;
+            const size_t rounded = (bytes + 4095) / 4096 * 4096;
+            void* p = std::aligned_alloc(64, rounded);
+            if (!p) throw std::bad_alloc();
+            data.reset(p);
+            size = rounded;
+        }
+        return data.get();
+    }
+    void release() {
+        data.reset();
+        size = 0;
+    }
+};
+
+inline ScratchBuffer& scratch_buffer() {
+    static ScratchBuffer b;
+    static bool once = [] {
+        cache_clearers().push_back([] { scratch_buffer().release(); });
+        return true;
+    }();
+    (void)once;
+    return b;
+}
+
+// The scratchpad memory descriptor of a primitive (zero size when it needs none).
+inline memory::desc scratchpad_md(const dnnl::primitive& p) {
+    const_dnnl_memory_desc_t md =
+        dnnl_primitive_desc_query_md(p.get_primitive_desc(), dnnl_query_scratchpad_md, 0);
+    if (!md) return memory::desc();
+    dnnl_memory_desc_t copy = nullptr;
+    dnnl::error::wrap_c_api(dnnl_memory_desc_clone(&copy, md),
+                            "could not clone a scratchpad memory descriptor");
+    return memory::desc(copy);
+}
+
+// Execute a primitive built with scratch_attr() with the shared scratchpad.  Hold KernelLock.
+inline void run(const dnnl::primitive& p, dnnl::stream& s,
+                std::unordered_map<int, memory> args) {
+    memory::desc md = scratchpad_md(p);
+    const size_t bytes = md.get_size();
+    if (bytes) args[DNNL_ARG_SCRATCHPAD] = memory(md, engine(), scratch_buffer().get(bytes));
+    p.execute(s, args);
+}
+
 inline float* data_of(const py::array& a, const char* what,
                       const std::vector<py::ssize_t>& shape, bool writable) {
     if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
@@ -106,17 +172,17 @@ struct Port {
         user = memory(user_md, engine(), DNNL_MEMORY_NONE);
         same = (user_md == prim_md);
         prim = same ? user : memory(prim_md, engine());
-        if (!same && in) to_prim.reset(new dnnl::reorder(user, prim));
-        if (!same && out) to_user.reset(new dnnl::reorder(prim, user));
+        if (!same && in) to_prim.reset(new dnnl::reorder(user, prim, scratch_attr()));
+        if (!same && out) to_user.reset(new dnnl::reorder(prim, user, scratch_attr()));
     }
     memory& bind(float* p, dnnl::stream& s, bool reorder_in) {
         user.set_data_handle(p);
         if (same) return user;
-        if (reorder_in) to_prim->execute(s, user, prim);
+        if (reorder_in) run(*to_prim, s, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, prim}});
         return prim;
     }
     void finish(dnnl::stream& s) {
-        if (!same) to_user->execute(s, prim, user);
+        if (!same) run(*to_user, s, {{DNNL_ARG_FROM, prim}, {DNNL_ARG_TO, user}});
     }
 };
 

@@ -102,7 +102,7 @@ struct Conv {
         memory::dims src{q.n, q.c, q.h, q.w}, dst{q.n, q.o, q.oh, q.ow}, wei = wdims();
         memory::desc src_any(src, dt::f32, tag::any), dst_any(dst, dt::f32, tag::any),
             wei_any(wei, dt::f32, tag::any), bias_md({q.o}, dt::f32, tag::x);
-        dnnl::primitive_attr attr;
+        dnnl::primitive_attr attr = scratch_attr();
         if (q.relu) {
             dnnl::post_ops po;
             po.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -135,7 +135,7 @@ struct Conv {
         memory::desc dsrc_md = (q.c / q.g) < 8 ? memory::desc(src, dt::f32, tag::nchw) : src_any;
         auto bd_pd = dnnl::convolution_backward_data::primitive_desc(
             e, dnnl::algorithm::convolution_direct, dsrc_md, wei_any, dst_any, strides(), dil(),
-            pl(), pr(), fwd_pd);
+            pl(), pr(), fwd_pd, scratch_attr());
         bwd_data = dnnl::convolution_backward_data(bd_pd);
         d_dst.init(memory::desc(dst, dt::f32, tag::nchw), bd_pd.diff_dst_desc(), true, false);
         d_wei.init(memory::desc(wei, dt::f32, wtag()), bd_pd.weights_desc(), true, false);
@@ -144,7 +144,8 @@ struct Conv {
         use_arena(d_src);
         auto bw_pd = dnnl::convolution_backward_weights::primitive_desc(
             e, dnnl::algorithm::convolution_direct, src_any, wei_any,
-            q.bias ? bias_md : memory::desc(), dst_any, strides(), dil(), pl(), pr(), fwd_pd);
+            q.bias ? bias_md : memory::desc(), dst_any, strides(), dil(), pl(), pr(), fwd_pd,
+            scratch_attr());
         bwd_wei = dnnl::convolution_backward_weights(bw_pd);
         w_src.init(memory::desc(src, dt::f32, tag::nchw), bw_pd.src_desc(), true, false);
         w_ddst.init(memory::desc(dst, dt::f32, tag::nchw), bw_pd.diff_dst_desc(), true, false);
@@ -245,7 +246,7 @@ void conv_forward(py::array x, py::array w, py::object b, py::array out,
             cv.f_bias.set_data_handle(pb);
             args[DNNL_ARG_BIAS] = cv.f_bias;
         }
-        cv.fwd.execute(s, args);
+        run(cv.fwd, s, args);
         cv.f_dst.finish(s);
     }
     s.wait();
@@ -268,7 +269,7 @@ void conv_backward_run(Conv& cv, dnnl::stream& s, float* px, float* pg, float* p
         cv.w_dwei.user.set_data_handle(cv.dwei_tmp.data());
         args[DNNL_ARG_DIFF_WEIGHTS] = cv.w_dwei.prim;
         if (q.bias) args[DNNL_ARG_DIFF_BIAS] = cv.w_dbias;
-        cv.bwd_wei.execute(s, args);
+        run(cv.bwd_wei, s, args);
         cv.w_dwei.finish(s);
         reuse = cv.shared_ddst;
     }
@@ -285,7 +286,7 @@ void conv_backward_run(Conv& cv, dnnl::stream& s, float* px, float* pg, float* p
         args[DNNL_ARG_WEIGHTS] = cv.d_wei.bind(pw, s, reorder_wei);
         cv.d_src.user.set_data_handle(pi);
         args[DNNL_ARG_DIFF_SRC] = cv.d_src.prim;
-        cv.bwd_data.execute(s, args);
+        run(cv.bwd_data, s, args);
         cv.d_src.finish(s);
     }
     if (pgw) {
@@ -409,14 +410,15 @@ struct Pool {
         memory::dims k{q.kh, q.kw}, s{q.sh, q.sw}, d{0, 0}, pl{q.top, q.left},
             pr{q.bottom, q.right};
         fwd_pd = dnnl::pooling_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
-                                                       alg(), src_md, dst_md, s, k, d, pl, pr);
+                                                       alg(), src_md, dst_md, s, k, d, pl, pr,
+                                                       scratch_attr());
         fwd = dnnl::pooling_forward(fwd_pd);
         if (q.alg == 0) {
             ws = memory(fwd_pd.workspace_desc(), e, DNNL_MEMORY_NONE);
             ws_bytes = fwd_pd.workspace_desc().get_size();
         }
         auto bwd_pd = dnnl::pooling_backward::primitive_desc(e, alg(), src_md, dst_md, s, k, d,
-                                                             pl, pr, fwd_pd);
+                                                             pl, pr, fwd_pd, scratch_attr());
         bwd = dnnl::pooling_backward(bwd_pd);
         f_src.init(src_md, fwd_pd.src_desc(), true, false);
         f_dst.init(dst_md, fwd_pd.dst_desc(), false, true);
@@ -475,7 +477,7 @@ void pool_forward(py::array x, py::array out, py::object ws, std::vector<int64_t
         p.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = p.ws;
     }
-    p.fwd.execute(s, args);
+    run(p.fwd, s, args);
     p.f_dst.finish(s);
     s.wait();
 }
@@ -497,7 +499,7 @@ void pool_backward(py::array gout, py::array gin, py::object ws, std::vector<int
         p.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = p.ws;
     }
-    p.bwd.execute(s, args);
+    run(p.bwd, s, args);
     p.b_dsrc.finish(s);
     s.wait();
 }

@@ -366,10 +366,11 @@ struct Elt {
         if (kind == 4) alpha = 1.0f;  // swish: x * sigmoid(alpha x)
         memory::desc md({n}, dt::f32, tag::a);
         auto fpd = dnnl::eltwise_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
-                                                         k.fwd, md, md, alpha, 0.0f);
+                                                         k.fwd, md, md, alpha, 0.0f,
+                                                         scratch_attr());
         fwd = dnnl::eltwise_forward(fpd);
         auto bpd = dnnl::eltwise_backward::primitive_desc(e, k.bwd, md, md, md, alpha, 0.0f,
-                                                          fpd);
+                                                          fpd, scratch_attr());
         bwd = dnnl::eltwise_backward(bpd);
         for (memory* m : {&src, &dst, &dsrc, &ddst}) *m = memory(md, e, DNNL_MEMORY_NONE);
     }
@@ -414,7 +415,7 @@ void eltwise_forward(py::array x, py::array out, int64_t kind, double alpha) {
     dnnl::stream s(engine());
     el.src.set_data_handle(px);
     el.dst.set_data_handle(po);
-    el.fwd.execute(s, {{DNNL_ARG_SRC, el.src}, {DNNL_ARG_DST, el.dst}});
+    run(el.fwd, s, {{DNNL_ARG_SRC, el.src}, {DNNL_ARG_DST, el.dst}});
     s.wait();
 }
 
@@ -433,9 +434,9 @@ void eltwise_backward(py::array x, py::array y, py::array gout, py::array gin, i
     data.set_data_handle(pd);
     el.ddst.set_data_handle(pg);
     el.dsrc.set_data_handle(pi);
-    el.bwd.execute(s, {{el.use_dst ? DNNL_ARG_DST : DNNL_ARG_SRC, data},
-                       {DNNL_ARG_DIFF_DST, el.ddst},
-                       {DNNL_ARG_DIFF_SRC, el.dsrc}});
+    run(el.bwd, s, {{el.use_dst ? DNNL_ARG_DST : DNNL_ARG_SRC, data},
+                    {DNNL_ARG_DIFF_DST, el.ddst},
+                    {DNNL_ARG_DIFF_SRC, el.dsrc}});
     s.wait();
 }
 
@@ -450,9 +451,10 @@ struct Softmax {
         memory::desc md({outer, c, inner}, dt::f32, tag::abc);
         auto alg = log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate;
         auto fpd = dnnl::softmax_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
-                                                         alg, md, md, 1);
+                                                         alg, md, md, 1, scratch_attr());
         fwd = dnnl::softmax_forward(fpd);
-        auto bpd = dnnl::softmax_backward::primitive_desc(e, alg, md, md, md, 1, fpd);
+        auto bpd = dnnl::softmax_backward::primitive_desc(e, alg, md, md, md, 1, fpd,
+                                                          scratch_attr());
         bwd = dnnl::softmax_backward(bpd);
         for (memory* m : {&src, &dst, &dsrc, &ddst}) *m = memory(md, e, DNNL_MEMORY_NONE);
     }
@@ -486,7 +488,7 @@ void softmax_forward(py::array x, py::array out, std::vector<int64_t> geom) {
     dnnl::stream s(engine());
     sm.src.set_data_handle(px);
     sm.dst.set_data_handle(po);
-    sm.fwd.execute(s, {{DNNL_ARG_SRC, sm.src}, {DNNL_ARG_DST, sm.dst}});
+    run(sm.fwd, s, {{DNNL_ARG_SRC, sm.src}, {DNNL_ARG_DST, sm.dst}});
     s.wait();
 }
 
@@ -502,8 +504,8 @@ void softmax_backward(py::array y, py::array gout, py::array gin, std::vector<in
     sm.dst.set_data_handle(py_);
     sm.ddst.set_data_handle(pg);
     sm.dsrc.set_data_handle(pi);
-    sm.bwd.execute(s, {{DNNL_ARG_DST, sm.dst}, {DNNL_ARG_DIFF_DST, sm.ddst},
-                       {DNNL_ARG_DIFF_SRC, sm.dsrc}});
+    run(sm.bwd, s, {{DNNL_ARG_DST, sm.dst}, {DNNL_ARG_DIFF_DST, sm.ddst},
+                    {DNNL_ARG_DIFF_SRC, sm.dsrc}});
     s.wait();
 }
 
@@ -534,9 +536,10 @@ struct Lrn {
             memory::desc md(dims, dt::f32, t);
             try {
                 fpd = dnnl::lrn_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
-                                                        alg, md, md, size, alpha, beta, k);
+                                                        alg, md, md, size, alpha, beta, k,
+                                                        scratch_attr());
                 bpd = dnnl::lrn_backward::primitive_desc(e, alg, md, md, md, size, alpha, beta,
-                                                         k, fpd);
+                                                         k, fpd, scratch_attr());
             } catch (const dnnl::error&) {
                 continue;
             }
@@ -631,7 +634,7 @@ void lrn_forward(py::array x, py::array out, py::object ws, std::vector<int64_t>
         l.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = l.ws;
     }
-    l.fwd.execute(s, args);
+    run(l.fwd, s, args);
     l.f_dst.finish(s);
     s.wait();
 }
@@ -655,7 +658,7 @@ void lrn_backward(py::array x, py::array gout, py::array gin, py::object ws,
         l.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = l.ws;
     }
-    l.bwd.execute(s, args);
+    run(l.bwd, s, args);
     l.b_dsrc.finish(s);
     s.wait();
 }

@@ -88,17 +88,18 @@ struct Rnn {
         auto dir = dnnl::rnn_direction::unidirectional_left2right;
         if (q.kind == 0) {
             auto pd = dnnl::lstm_forward::primitive_desc(e, pk, dir, x, s_md, s_md, wl_any,
-                                                         wi_any, b_md, y, s_md, s_md);
+                                                         wi_any, b_md, y, s_md, s_md,
+                                                         scratch_attr());
             fwd = dnnl::lstm_forward(pd);
             fwd_pd = lstm_pd = pd;
         } else if (q.kind == 1) {
             auto pd = dnnl::gru_forward::primitive_desc(e, pk, dir, x, s_md, wl_any, wi_any,
-                                                        b_md, y, s_md);
+                                                        b_md, y, s_md, scratch_attr());
             fwd = dnnl::gru_forward(pd);
             fwd_pd = gru_pd = pd;
         } else {
             auto pd = dnnl::lbr_gru_forward::primitive_desc(e, pk, dir, x, s_md, wl_any, wi_any,
-                                                            b_md, y, s_md);
+                                                            b_md, y, s_md, scratch_attr());
             fwd = dnnl::lbr_gru_forward(pd);
             fwd_pd = lbr_pd = pd;
         }
@@ -121,19 +122,19 @@ struct Rnn {
         if (q.kind == 0) {
             auto pd = dnnl::lstm_backward::primitive_desc(
                 e, pk, dir, x, s_md, s_md, wl_any, wi_any, b_md, y, s_md, s_md, x, s_md, s_md,
-                wl_any, wi_any, b_md, y, s_md, s_md, lstm_pd);
+                wl_any, wi_any, b_md, y, s_md, s_md, lstm_pd, scratch_attr());
             bwd = dnnl::lstm_backward(pd);
             bwd_pd = pd;
         } else if (q.kind == 1) {
             auto pd = dnnl::gru_backward::primitive_desc(e, pk, dir, x, s_md, wl_any, wi_any,
                                                          b_md, y, s_md, x, s_md, wl_any, wi_any,
-                                                         b_md, y, s_md, gru_pd);
+                                                         b_md, y, s_md, gru_pd, scratch_attr());
             bwd = dnnl::gru_backward(pd);
             bwd_pd = pd;
         } else {
             auto pd = dnnl::lbr_gru_backward::primitive_desc(
                 e, pk, dir, x, s_md, wl_any, wi_any, b_md, y, s_md, x, s_md, wl_any, wi_any,
-                b_md, y, s_md, lbr_pd);
+                b_md, y, s_md, lbr_pd, scratch_attr());
             bwd = dnnl::lbr_gru_backward(pd);
             bwd_pd = pd;
         }
@@ -240,7 +241,7 @@ void rnn_forward(py::array x, py::array h0, py::object c0, py::array w_layer, py
         args[DNNL_ARG_DST_ITER_C] = memory(r.s_md, e, pcT);
     }
     if (q.train) args[DNNL_ARG_WORKSPACE] = memory(md_of(r.fwd_pd, DNNL_ARG_WORKSPACE), e, pws);
-    r.fwd.execute(s, args);
+    run(r.fwd, s, args);
     r.f_y.finish(s);
     s.wait();
 }
@@ -309,7 +310,7 @@ void rnn_backward(py::array x, py::array h0, py::object c0, py::array w_layer, p
     args[DNNL_ARG_DIFF_WEIGHTS_LAYER] = r.b_gwl.prim;
     args[DNNL_ARG_DIFF_WEIGHTS_ITER] = r.b_gwi.prim;
     args[DNNL_ARG_DIFF_BIAS] = r.b_gb;
-    r.bwd.execute(s, args);
+    run(r.bwd, s, args);
     r.b_gx.finish(s);
     r.b_gwl.finish(s);
     r.b_gwi.finish(s);
