@@ -9,6 +9,8 @@
 
 #include <dnnl.hpp>
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -16,6 +18,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace py = pybind11;
@@ -37,10 +40,109 @@ inline std::mutex& lock() {
     return m;
 }
 
+// The process-wide thread count of the native kernels (set_num_threads).  OpenMP keeps the
+// count per calling thread, and a primitive sizes its per-thread scratch when it is created, so
+// every entry point puts its calling thread's OpenMP count at this value first: a kernel called
+// from a thread other than the one that set it (a Spark task thread, a notebook widget's
+// background thread) never runs a cached primitive with more threads than it was built for.
+inline std::atomic<int>& process_threads() {
+    static std::atomic<int> n{omp_get_max_threads()};
+    return n;
+}
+
+inline void use_process_threads() {
+    const int n = process_threads().load();
+    if (omp_get_max_threads() != n) omp_set_num_threads(n);
+}
+
+// What every entry point holds while it touches the caches or runs a primitive: the one lock,
+// taken with the GIL released (a thread waiting for the lock must not hold the GIL, or the
+// thread holding the lock could never take the GIL back: a deadlock between two Python threads),
+// and this thread's OpenMP count at the process-wide value.
+class KernelLock {
+  public:
+    KernelLock() {
+        if (PyGILState_Check()) {
+            py::gil_scoped_release nogil;
+            lk_ = std::unique_lock<std::mutex>(lock());
+        } else {
+            lk_ = std::unique_lock<std::mutex>(lock());
+        }
+        use_process_threads();
+    }
+
+  private:
+    std::unique_lock<std::mutex> lk_;
+};
+
 // Every family's primitive cache registers a clear function here; clear_cache() runs them all.
 inline std::vector<std::function<void()>>& cache_clearers() {
     static std::vector<std::function<void()>> v;
     return v;
+}
+
+// ------------------------------------------------------------------ scratchpads
+// Every primitive and reorder is built with a user-managed scratchpad (scratch_attr) and run
+// through run(), which hands it one shared buffer, grown to the largest scratchpad asked for.
+// oneDNN's default (library) scratchpad is per creating thread and sized when the primitive is
+// created, so a cached primitive run on another Python thread found no scratchpad, or one too
+// small (a segfault in JIT code, or "could not execute a primitive").  Sharing one buffer is
+// safe because every execution holds KernelLock.
+inline dnnl::primitive_attr scratch_attr(dnnl::primitive_attr a = dnnl::primitive_attr()) {
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+}
+
+struct ScratchBuffer {
+    struct Free { void operator()(void* p) const { std::free(p); } };
+    std::unique_ptr<void, Free> data;
+    size_t size = 0;
+    void* get(size_t bytes) {
+        if (size < bytes) {
+            data.reset();
+            size = 0;
+            const size_t rounded = (bytes + 4095) / 4096 * 4096;
+            void* p = std::aligned_alloc(64, rounded);
+            if (!p) throw std::bad_alloc();
+            data.reset(p);
+            size = rounded;
+        }
+        return data.get();
+    }
+    void release() {
+        data.reset();
+        size = 0;
+    }
+};
+
+inline ScratchBuffer& scratch_buffer() {
+    static ScratchBuffer b;
+    static bool once = [] {
+        cache_clearers().push_back([] { scratch_buffer().release(); });
+        return true;
+    }();
+    (void)once;
+    return b;
+}
+
+// The scratchpad memory descriptor of a primitive (zero size when it needs none).
+inline memory::desc scratchpad_md(const dnnl::primitive& p) {
+    const_dnnl_memory_desc_t md =
+        dnnl_primitive_desc_query_md(p.get_primitive_desc(), dnnl_query_scratchpad_md, 0);
+    if (!md) return memory::desc();
+    dnnl_memory_desc_t copy = nullptr;
+    dnnl::error::wrap_c_api(dnnl_memory_desc_clone(&copy, md),
+                            "could not clone a scratchpad memory descriptor");
+    return memory::desc(copy);
+}
+
+// Execute a primitive built with scratch_attr() with the shared scratchpad.  Hold KernelLock.
+inline void run(const dnnl::primitive& p, dnnl::stream& s,
+                std::unordered_map<int, memory> args) {
+    memory::desc md = scratchpad_md(p);
+    const size_t bytes = md.get_size();
+    if (bytes) args[DNNL_ARG_SCRATCHPAD] = memory(md, engine(), scratch_buffer().get(bytes));
+    p.execute(s, args);
 }
 
 inline float* data_of(const py::array& a, const char* what,
@@ -70,17 +172,17 @@ struct Port {
         user = memory(user_md, engine(), DNNL_MEMORY_NONE);
         same = (user_md == prim_md);
         prim = same ? user : memory(prim_md, engine());
-        if (!same && in) to_prim.reset(new dnnl::reorder(user, prim));
-        if (!same && out) to_user.reset(new dnnl::reorder(prim, user));
+        if (!same && in) to_prim.reset(new dnnl::reorder(user, prim, scratch_attr()));
+        if (!same && out) to_user.reset(new dnnl::reorder(prim, user, scratch_attr()));
     }
     memory& bind(float* p, dnnl::stream& s, bool reorder_in) {
         user.set_data_handle(p);
         if (same) return user;
-        if (reorder_in) to_prim->execute(s, user, prim);
+        if (reorder_in) run(*to_prim, s, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, prim}});
         return prim;
     }
     void finish(dnnl::stream& s) {
-        if (!same) to_user->execute(s, prim, user);
+        if (!same) run(*to_user, s, {{DNNL_ARG_FROM, prim}, {DNNL_ARG_TO, user}});
     }
 };
 

@@ -61,11 +61,13 @@ bool has_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports
 
 void set_num_threads(int n) {
     if (n < 1) throw py::value_error("set_num_threads: n must be >= 1");
+    KernelLock guard;  // not while a kernel runs
+    process_threads().store(n);
     omp_set_num_threads(n);
 }
 
 void clear_cache() {
-    std::lock_guard<std::mutex> guard(lock());
+    KernelLock guard;
     for (auto& f : cache_clearers()) f();
 }
 
@@ -92,7 +94,7 @@ PYBIND11_MODULE(_native, m) {
         py::gil_scoped_release nogil;
         return fma512_flops(iterations);
     }, py::arg("iterations"), "Run 384 * iterations fp32 FLOPs of AVX-512 FMA on one core.");
-    m.def("get_num_threads", []() { return omp_get_max_threads(); });
+    m.def("get_num_threads", []() { return process_threads().load(); });
     m.def("clear_cache", &clear_cache);
     m.def("onednn_version", []() {
         auto v = dnnl::version();

@@ -27,10 +27,14 @@ __all__ = ["get_backend", "set_backend", "use_native", "native", "native_error",
 _BACKENDS = ("native", "numpy")
 _lock = threading.Lock()
 # Which native kernels the layers use, chosen by measurement on the target CPU (2-core AMD,
-# AVX-512; benchmarks/bench_native.py).  batch_norm is off: on plain NCHW arrays oneDNN 3.2 only
-# has its generic "ncsp" batch-norm, which measured 0.4-1.0x the numpy code (fwd+bwd, ResNet-20
-# shapes); its fast kernels want blocked layouts, which the layers do not keep yet.
-_KERNELS = {"convolution": True, "pooling": True, "batch_norm": False}
+# AVX-512; benchmarks/bench_native.py).  batch_norm runs hand-written loops over the NCHW planes
+# (oneDNN 3.2's generic "ncsp" batch-norm measured 0.4-1.0x the numpy code).
+# The dense kernels (Linear on the GEMM measured fastest per shape, see gemm.py; activations,
+# softmax, LRN, LookupTable) measured faster than numpy or equal with fewer temporaries.
+# rnn: LSTM / GRU over a whole sequence (nn/recurrent_native.py).
+_KERNELS = {"convolution": True, "pooling": True, "batch_norm": True,
+            "linear": True, "eltwise": True, "softmax": True, "lrn": True, "lookup_table": True,
+            "rnn": True}
 _state = {"backend": None, "threads": None, "module": None, "error": None, "loaded": False}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import ConfigError
-from .module import LayerError, Module, build_module, shape_of
+from .module import GradPool, LayerError, Module, active_grad_pool, build_module, shape_of
 
 __all__ = ["Container", "Sequential", "Concat", "ConcatTable", "ParallelTable"]
 
@@ -77,20 +77,53 @@ class Container(Module):
 class Sequential(Container):
     """Feeds the output of each child to the next.
 
+    A child with a ``fused_forward`` method (``SpatialConvolution``, the batch norms) may run
+    itself and a following ``ReLU`` in one native pass.  The outermost ``Sequential`` of a backward
+    pass shares the gradient buffers of its layers (``module.GradPool``): afterwards only its own
+    ``grad_input`` (the one returned) is kept, the children's ``grad_input`` are None.
+
     Example: ``Sequential().add(Linear(784, 100)).add(ReLU()).add(Linear(100, 10))``
     """
 
     def update_output(self, input):
-        x = input
-        for child in self._children:
-            x = child.forward(x)
+        # A child with ``fused_forward`` (e.g. SpatialBatchNormalization, SpatialConvolution) may
+        # run itself and the next child (a ReLU) in one native pass; it returns None if not.
+        x, children, i = input, self._children, 0
+        while i < len(children):
+            fused = getattr(children[i], "fused_forward", None)
+            if fused is not None and i + 1 < len(children):
+                out = fused(x, children[i + 1])
+                if out is not None:
+                    x, i = out, i + 2
+                    continue
+            x = children[i].forward(x)
+            i += 1
         return x
 
     def backward(self, input, grad_output):
+        # The outermost Sequential pools the gradient buffers of the pass (module.GradPool): a
+        # child's grad_input is dropped once the child below has consumed it, so only the
+        # container's own grad_input (the one returned) outlives the pass.
+        if active_grad_pool() is not None:
+            return self._backward(input, grad_output, True)
+        # kept with the scratch buffers: never pickled (models ship to Spark executors)
+        pool = self.__dict__.setdefault("_scratch", {}).setdefault("grad_pool", GradPool())
+        with pool.active():
+            return self._backward(input, grad_output, True)
+
+    def _backward(self, input, grad_output, release):
         grad = grad_output
-        for i in range(len(self._children) - 1, -1, -1):
+        n = len(self._children)
+        for i in range(n - 1, -1, -1):
             below = self._children[i - 1].output if i > 0 else input
-            grad = self._children[i].backward(below, grad)
+            if i > 0 and self._children[i - 1].__dict__.get("_scratch", {}).get(
+                    "fused_relu") is self._children[i]:
+                self._children[i].grad_input = grad  # fused: the child below masks it
+            else:
+                grad = self._children[i].backward(below, grad)
+            if release and i < n - 1:
+                for m in self._children[i + 1].modules():
+                    m.grad_input = None
         self.grad_input = grad
         return grad
 
@@ -126,10 +159,19 @@ class ConcatTable(_Branches):
         if not isinstance(grad_output, (list, tuple)) or len(grad_output) != len(self._children):
             raise LayerError(f"{self.label()}: expected a table of {len(self._children)} "
                              f"gradients, got {shape_of(grad_output)}")
-        total = None
+        total, pool = None, active_grad_pool()
         for child, g in zip(self._children, grad_output):
             gi = child.backward(input, g)
-            total = gi if total is None else add_tables(total, gi)
+            if total is None:
+                total = gi
+            elif pool is not None and isinstance(total, np.ndarray) and \
+                    isinstance(gi, np.ndarray) and total.shape == gi.shape and \
+                    total.dtype == gi.dtype:
+                out = pool.take(total.shape, total.dtype)  # not total or gi: both are referenced
+                np.add(total, gi, out=out)
+                total = out
+            else:
+                total = add_tables(total, gi)
         self.grad_input = total
         return total
 

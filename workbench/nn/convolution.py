@@ -275,25 +275,31 @@ class SpatialConvolution(Module):
             return self._im2col(x)
         return cached.reshape(n, c * kh * kw, oh * ow)
 
-    def _native_geometry(self, x):
+    def _native_geometry(self, x, relu=False):
         """The ints ``workbench._native`` takes for batched input ``x``."""
         n, c, h, w = x.shape
         _, _, (top, bottom, left, right) = self._geometry(h, w)
         return [n, c, h, w, self.n_output_plane, self.kernel_h, self.kernel_w, self.stride_h,
                 self.stride_w, self.dilation_h, self.dilation_w, top, bottom, left, right,
-                self.n_group, int(self.with_bias), 0]
+                self.n_group, int(self.with_bias), int(relu)]
+
+    def _native_forward(self, x, relu=False):
+        """Native forward of batched NCHW ``x`` into the output buffer (ReLU fused if asked)."""
+        oh, ow, _ = self._geometry(x.shape[2], x.shape[3])
+        out = self._buffer("output", (x.shape[0], self.n_output_plane, oh, ow), x.dtype)
+        backend.native().conv_forward(np.ascontiguousarray(x), self.weight,
+                                      self.bias if self.with_bias else None, out,
+                                      self._native_geometry(x, relu))
+        return out
 
     def update_output(self, input):
+        self.__dict__.setdefault("_scratch", {})["fused_relu"] = None
         x = self._input(input)
         n, g = x.shape[0], self.n_group
         oh, ow, _ = self._geometry(x.shape[2], x.shape[3])
         native = backend.use_native(x.dtype, "convolution") if x.size else None
         if native is not None:
-            out = self._buffer("output", (n, self.n_output_plane, oh, ow), x.dtype)
-            native.conv_forward(np.ascontiguousarray(x), self.weight,
-                                self.bias if self.with_bias else None, out,
-                                self._native_geometry(x))
-            return self._emit("output", out, input)
+            return self._emit("output", self._native_forward(x), input)
         cols = self._im2col(x)
         out = self._buffer("output", (n, self.n_output_plane, oh, ow), x.dtype)
         # (G, Og, K) @ (N, G, K, L) -> (N, G, Og, L), which is (N, O, oh, ow) in memory.
@@ -312,13 +318,58 @@ class SpatialConvolution(Module):
             gout = np.ascontiguousarray(np.moveaxis(gout, -1, -3))
         return gout if gout.ndim == 4 else gout[None]
 
+    def fused_forward(self, input, successor):
+        """Forward of this layer and of ``successor`` in one native call when ``successor`` is
+        a ``ReLU`` (oneDNN's ReLU post-op; ``Sequential`` asks); returns the ReLU's output, or
+        None when the pair does not fuse (then the container runs both layers on their own).
+        After a fused forward both layers' ``output`` is the ReLU's, and backward masks the
+        gradient here while the ReLU passes it through."""
+        from .activation import ReLU
+        if type(successor) is not ReLU or self.channels_last or \
+                type(self).update_output is not SpatialConvolution.update_output or \
+                not isinstance(input, np.ndarray) or input.dtype != np.float32 or \
+                input.ndim not in (3, 4) or not input.size or \
+                backend.use_native(input.dtype, "convolution") is None:
+            return None
+        out = self._native_forward(self._input(input), relu=True)
+        out = out if input.ndim == 4 else out[0]
+        self.__dict__["_scratch"]["fused_relu"] = successor
+        self.output = successor.output = out
+        return out
+
+    def backward(self, input, grad_output):
+        if self.__dict__.get("_scratch", {}).get("fused_relu") is not None:
+            check_grad_output(self, grad_output)  # then apply the fused ReLU's gradient
+            gm = self._grad_buffer("grad_output_masked", self.output.shape, self.output.dtype)
+            np.multiply(grad_output, self.output > 0, out=gm)
+            grad_output = gm
+        # Inside backward the native path computes both gradients in one call (grad_output is
+        # reordered to the primitive's layout once); acc_grad_parameters then has nothing to do.
+        self.__dict__["_in_backward"] = True
+        try:
+            return super().backward(input, grad_output)
+        finally:
+            self.__dict__["_in_backward"] = False
+            self.__dict__["_params_done"] = False
+
+    def _native_grads_ok(self):
+        return (self.grad_weight.flags.c_contiguous
+                and (not self.with_bias or self.grad_bias.flags.c_contiguous))
+
     def update_grad_input(self, input, grad_output):
         x = self._input(input)
         gout = self._grad_output(input, grad_output)
-        gi = self._buffer("grad_input", x.shape, x.dtype)
+        gi = self._grad_buffer("grad_input", x.shape, x.dtype)
         native = backend.use_native(x.dtype, "convolution") if x.size else None
         if not self.propagate_back:
             gi.fill(0)
+        elif native is not None and self.__dict__.get("_in_backward") and not self._frozen \
+                and self._native_grads_ok():
+            native.conv_backward(np.ascontiguousarray(x), np.ascontiguousarray(gout),
+                                 self.weight, gi, self.grad_weight,
+                                 self.grad_bias if self.with_bias else None,
+                                 self._native_geometry(x))
+            self.__dict__["_params_done"] = True
         elif native is not None:
             native.conv_backward_data(np.ascontiguousarray(gout), self.weight, gi,
                                       self._native_geometry(x))
@@ -399,12 +450,14 @@ class SpatialConvolution(Module):
                     :, :, top:top + h, left:left + w]
 
     def acc_grad_parameters(self, input, grad_output):
+        if self.__dict__.get("_params_done"):
+            self.__dict__["_params_done"] = False  # update_grad_input did it (native backward)
+            return
         x = self._input(input)
         gout = self._grad_output(input, grad_output)
         n, g = x.shape[0], self.n_group
         native = backend.use_native(x.dtype, "convolution") if x.size else None
-        if native is not None and self.grad_weight.flags.c_contiguous and (
-                not self.with_bias or self.grad_bias.flags.c_contiguous):
+        if native is not None and self._native_grads_ok():
             native.conv_backward_weights(np.ascontiguousarray(x), np.ascontiguousarray(gout),
                                          self.grad_weight,
                                          self.grad_bias if self.with_bias else None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation import log_softmax
+from .activation import softmax
 from .criterion import Criterion, LabelError, class_labels
 from .module import DEFAULT_DTYPE, shape_of
 
@@ -140,16 +140,34 @@ class CrossEntropyCriterion(_ClassCriterion):
         super().__init__()
         self._setup(weights, size_average, zero_based_label)
 
+    # Rows per chunk: a chunk of scores stays in the cache through the passes over it (a
+    # language model's (N*T, vocab) scores are tens of MB).
+    _ROWS = 64
+
     def update_output(self, input, target):
         x = _float_input(self, input, (1, 2), self._EXPECTED)
-        return self._nll(log_softmax(x, axis=-1), target)
+        ids, w, scale = self._labels(x, target)
+        x2 = x.reshape(-1, x.shape[-1])
+        lse = np.empty(len(x2), dtype=x.dtype)
+        for i in range(0, len(x2), self._ROWS):
+            xi = x2[i:i + self._ROWS]
+            m = np.max(xi, axis=1, keepdims=True)
+            lse[i:i + self._ROWS] = np.log(np.sum(np.exp(xi - m), axis=1)) + m[:, 0]
+        picked = x2[np.arange(len(ids)), ids] - lse  # log-probabilities of the targets
+        return -float(np.dot(w, picked)) / scale
 
     def update_grad_input(self, input, target):
         x = _float_input(self, input, (1, 2), self._EXPECTED)
-        logp = log_softmax(x, axis=-1)
-        g = self._nll_grad(logp, target)
-        # LogSoftMax backward: g - softmax * sum(g)
-        return g - np.exp(logp) * g.sum(axis=-1, keepdims=True)
+        ids, w, scale = self._labels(x, target)
+        x2 = x.reshape(-1, x.shape[-1])
+        # d/dx of -sum_i c_i log softmax(x_i)[t_i], c = w / scale: c_i (softmax(x_i) - onehot)
+        grad = np.empty_like(x2)
+        for i in range(0, len(x2), self._ROWS):
+            softmax(x2[i:i + self._ROWS], axis=1, out=grad[i:i + self._ROWS])
+        c = (w / scale).astype(x.dtype)
+        grad *= c[:, None]
+        grad[np.arange(len(ids)), ids] -= c
+        return grad.reshape(x.shape)
 
 
 def _same_shape_target(criterion, x, target):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import ConfigError
-from .criteria import _number
-from .criterion import Criterion
+from .criteria import ClassNLLCriterion, CrossEntropyCriterion, _number
+from .criterion import Criterion, LabelError
 from .module import Module, build_module, shape_of
 
 __all__ = ["MultiCriterion", "ParallelCriterion", "TimeDistributedCriterion",
@@ -188,12 +188,46 @@ class TimeDistributedCriterion(Criterion):
         return axis, steps, ((np.take(input, i, axis=axis), np.take(t, i, axis=axis))
                              for i in range(steps))
 
+    def _all_steps(self, input, target):
+        """``(scores (N*T, C), ids (N*T,), factor)`` when a class criterion over all steps at
+        once equals the per-step sum times ``factor`` (no class weights or no averaging: each
+        step has the same N samples, so the sum of the steps' means is T times the mean over
+        all N*T), else None.  One call instead of T on the language models' (N, T, vocab)."""
+        c = self.criterion
+        if type(c) not in (ClassNLLCriterion, CrossEntropyCriterion) or self.dimension != 2 or \
+                not isinstance(input, np.ndarray) or input.ndim != 3 or input.size == 0 or \
+                (c.weights is not None and c.size_average):
+            return None
+        t = np.asarray(target) if isinstance(target, (np.ndarray, list)) else None
+        if t is None or t.shape != input.shape[:2]:
+            return None
+        steps = input.shape[1]
+        factor = (steps if c.size_average else 1) / (steps if self.size_average else 1)
+        return input.reshape(-1, input.shape[2]), t.reshape(-1), factor
+
     def update_output(self, input, target):
+        batched = self._all_steps(input, target)
+        if batched is not None:
+            x, t, factor = batched
+            try:
+                return self.criterion.forward(x, t) * factor
+            except LabelError:
+                pass  # step by step, for the error message of the step
         _, steps, pairs = self._steps(input, target)
         loss = sum(self.criterion.forward(x, t) for x, t in pairs)
         return loss / steps if self.size_average and steps else loss
 
     def update_grad_input(self, input, target):
+        batched = self._all_steps(input, target)
+        if batched is not None:
+            x, t, factor = batched  # (their backward needs no forward first)
+            try:
+                grad = np.array(self.criterion.backward(x, t), copy=True).reshape(input.shape)
+                if factor != 1:
+                    grad *= factor
+                return grad.astype(input.dtype, copy=False)
+            except LabelError:
+                pass  # step by step, for the error message of the step
         axis, steps, pairs = self._steps(input, target)
         grads = []
         for x, t in pairs:

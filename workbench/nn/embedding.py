@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from . import backend
 from .initializers import RandomNormal
 from .linear import Linear
 from .module import LayerError, Module, check_grad_output
@@ -138,8 +139,20 @@ class LookupTable(DropsActivations, Module):
             self._renorm(ids)
         self._ids = ids
         out = self._buffer("output", ids.shape + (self.n_output,), self.weight.dtype)
+        nat = self._native()
+        if nat is not None:
+            nat.lookup_forward(self.weight, np.ascontiguousarray(ids).reshape(-1),
+                               out.reshape(-1, self.n_output))
+            return out
         np.take(self.weight, ids, axis=0, out=out)
         return out
+
+    def _native(self):
+        nat = backend.use_native(self.weight.dtype, "lookup_table")
+        if nat is None or not (self.weight.flags.c_contiguous and
+                               self.grad_weight.flags.c_contiguous):
+            return None
+        return nat
 
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
@@ -150,6 +163,11 @@ class LookupTable(DropsActivations, Module):
     def acc_grad_parameters(self, input, grad_output):
         ids = self._ids.ravel()
         g = np.asarray(grad_output, dtype=self.weight.dtype).reshape(-1, self.n_output)
+        nat = self._native()
+        if nat is not None and not self.should_scale_grad_by_freq:
+            nat.lookup_backward(np.ascontiguousarray(g), np.ascontiguousarray(ids),
+                                self.grad_weight, -1 if self._pad_row is None else self._pad_row)
+            return
         if self.should_scale_grad_by_freq:
             counts = np.bincount(ids, minlength=self.n_index)
             g = g / counts[ids][:, None].astype(g.dtype)

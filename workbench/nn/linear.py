@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import backend
+from .gemm import _prepare
 from .initializers import RandomUniform
-from .module import Module
+from .module import Module, check_grad_output
 
 __all__ = ["Linear"]
 
@@ -58,23 +60,52 @@ class Linear(Module):
     def _expected(self):
         return f"(N, {self.input_size})"
 
+    def _native(self, x):
+        """The native module when x (float32) and the parameters suit the oneDNN kernels."""
+        nat = backend.use_native(x.dtype, "linear")
+        if nat is None or not self.weight.flags.c_contiguous:
+            return None
+        _prepare(nat)
+        return nat
+
     def update_output(self, input):
         x = self._as_array(input, (1, 2), self._expected())
         if x.shape[-1] != self.input_size:
             self._fail(self._expected(), x)
         out = self._buffer("output", x.shape[:-1] + (self.output_size,), x.dtype)
+        nat = self._native(x)
+        if nat is not None:
+            x2 = np.ascontiguousarray(x).reshape(-1, self.input_size)
+            nat.linear_forward(x2, self.weight, self.bias if self.with_bias else None,
+                               out.reshape(-1, self.output_size))
+            return out
         np.matmul(x, self.weight.T, out=out)
         if self.with_bias:
             out += self.bias
         return out
 
     def update_grad_input(self, input, grad_output):
+        check_grad_output(self, grad_output)
         gi = self._buffer("grad_input", np.shape(input), self.weight.dtype)
+        nat = self._native(gi)
+        if nat is not None:
+            g = np.ascontiguousarray(grad_output, dtype=gi.dtype)
+            nat.linear_backward_data(g.reshape(-1, self.output_size), self.weight,
+                                     gi.reshape(-1, self.input_size))
+            return gi
         np.matmul(grad_output, self.weight, out=gi)
         return gi
 
     def acc_grad_parameters(self, input, grad_output):
         x = np.asarray(input, dtype=self.weight.dtype)
+        nat = self._native(x)
+        if nat is not None and self.grad_weight.flags.c_contiguous and (
+                not self.with_bias or self.grad_bias.flags.c_contiguous):
+            g = np.ascontiguousarray(grad_output, dtype=x.dtype)
+            nat.linear_backward_weights(np.ascontiguousarray(x).reshape(-1, self.input_size),
+                                        g.reshape(-1, self.output_size), self.grad_weight,
+                                        self.grad_bias if self.with_bias else None)
+            return
         if x.ndim == 1:
             self.grad_weight += np.outer(grad_output, x)
             if self.with_bias:

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from . import backend
 from .activation import _g, real
 from .elementwise import _Expanding
 from .initializers import Ones, Zeros
@@ -303,15 +304,35 @@ class SpatialCrossMapLRN(Module):
     def _axis(self):
         return 1 if self.data_format == "NCHW" else 3
 
+    def _lrn_native(self, x):
+        """``(native module, geometry)`` for the oneDNN LRN (NCHW, float32), or None."""
+        if self.data_format != "NCHW" or x.size == 0 or self.k <= 0 or self.size < 3:
+            return None
+        nat = backend.use_native(x.dtype, "lrn")
+        if nat is None:
+            return None
+        geom = list(x.shape) + [self.size]
+        fast, _ = nat.lrn_info(geom, self.alpha, self.beta, self.k)
+        return (nat, geom) if fast else None  # no jit kernel: numpy is faster than oneDNN's ref
+
     def update_output(self, input):
         x = self._as_array(input, (4,), "(N, C, H, W)" if self.data_format == "NCHW"
                            else "(N, H, W, C)")
+        out = self._buffer("output", x.shape, x.dtype)
+        found = self._lrn_native(x)
+        self._native_geom = None
+        if found is not None:
+            nat, geom = found
+            params = (self.alpha, self.beta, self.k)
+            ws = self._buffer("workspace", (nat.lrn_workspace_size(geom, *params),), np.uint8)
+            nat.lrn_forward(np.ascontiguousarray(x), out, ws, geom, *params)
+            self._native_geom = geom  # backward follows the path forward took
+            return out
         half = (self.size - 1) // 2
         scale = self._buffer("scale", x.shape, x.dtype)
         np.copyto(scale, _window_sum(x * x, self._axis(), half))
         scale *= self.alpha / self.size
         scale += self.k
-        out = self._buffer("output", x.shape, x.dtype)
         np.power(scale, -self.beta, out=out)
         out *= x
         return out
@@ -319,6 +340,13 @@ class SpatialCrossMapLRN(Module):
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
         x = np.asarray(input, dtype=self.output.dtype)
+        geom = getattr(self, "_native_geom", None)
+        if geom is not None:
+            nat = backend.native()
+            gi = self._buffer("grad_input", x.shape, x.dtype)
+            nat.lrn_backward(np.ascontiguousarray(x), np.ascontiguousarray(grad_output, x.dtype),
+                             gi, self._scratch["workspace"], geom, self.alpha, self.beta, self.k)
+            return gi
         scale = self._scratch["scale"]
         half = (self.size - 1) // 2
         ratio = grad_output * self.output / scale  # g_c * x_c * scale_c^(-beta-1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import sys
 import threading
 
 import numpy as np
@@ -130,6 +131,14 @@ class Module(Configurable):
         if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
             buf = cache[key] = np.empty(shape, dtype=dtype)
         return buf
+
+    def _grad_buffer(self, key, shape, dtype):
+        """A gradient buffer: from the active :class:`GradPool` during a pooled backward pass
+        (see ``Sequential.backward``), else the layer's own ``_buffer(key, ...)``."""
+        pool = getattr(_grad_pool, "pool", None)
+        if pool is None:
+            return self._buffer(key, shape, dtype)
+        return pool.take(shape, dtype)
 
     def set_init_method(self, weight_init_method=None, bias_init_method=None):
         """BigDL: choose how ``reset()`` initializes weight and bias, and re-initialize."""
@@ -513,3 +522,56 @@ def charge_allocation(owner, name, shape):
         raise ConfigError(f"{type(owner).__name__}: {name} of shape {dims} needs {size} values, "
                           f"more than the {left} left of the {total} values in {what}")
     state[0] = left - max(size, 0)
+
+
+# ---------------------------------------------------------------------- gradient buffer pool
+_grad_pool = threading.local()
+
+
+class GradPool:
+    """Gradient buffers shared by the layers of a model during backward.
+
+    A ``Sequential`` at the root of a backward pass activates its pool; layers take their
+    ``grad_input`` buffers from it (``Module._grad_buffer``) and the container drops a child's
+    ``grad_input`` once the child below has consumed it, so a buffer no longer referenced by
+    anything (no layer, view or caller: its reference count says so) is handed to the next layer
+    that asks for that shape.  The peak then holds the gradients alive at one time instead of
+    one per layer.  Buffers of shapes unused in a whole pass are freed at its end.
+    """
+
+    def __init__(self):
+        self._arrays = {}
+        self._used = set()
+
+    def take(self, shape, dtype):
+        key = (tuple(shape), np.dtype(dtype).str)
+        self._used.add(key)
+        arrays = self._arrays.setdefault(key, [])
+        for a in arrays:
+            if sys.getrefcount(a) <= 3:  # the list, the loop variable, getrefcount's argument
+                return a
+        a = np.empty(key[0], dtype=dtype)
+        arrays.append(a)
+        return a
+
+    @contextlib.contextmanager
+    def active(self):
+        """Make this the pool of the current thread for the duration of a backward pass."""
+        previous = getattr(_grad_pool, "pool", None)
+        _grad_pool.pool = self
+        self._used = set()
+        try:
+            yield self
+        finally:
+            _grad_pool.pool = previous
+            for key in [k for k in self._arrays if k not in self._used]:
+                kept = [a for a in self._arrays[key] if sys.getrefcount(a) > 3]
+                if kept:
+                    self._arrays[key] = kept
+                else:
+                    del self._arrays[key]
+
+
+def active_grad_pool():
+    """The gradient pool of the backward pass running in this thread, or None."""
+    return getattr(_grad_pool, "pool", None)

@@ -2,8 +2,9 @@
 ``(N, C, H, W)`` (Torch7 / BigDL semantics, as ``torch.nn.BatchNorm1d`` / ``BatchNorm2d``).
 
 With the native backend (``workbench.nn.backend``) and float32 data, forward (training and
-inference) and the training-mode backward run oneDNN's batch-normalization primitive; the numpy
-code stays as the reference and the fallback."""
+inference) and the training-mode backward run the native kernel (``workbench._native``, plain
+loops over the NCHW planes: no normalized copy of the input is kept); the numpy code stays as
+the reference and the fallback."""
 from __future__ import annotations
 
 import numpy as np
@@ -78,19 +79,21 @@ class _BatchNorm(Module):
         return v[None, :, None]
 
     # ------------------------------------------------------------------ the three verbs
-    def _native_forward(self, x, x3, input):
-        """Forward with oneDNN (output, or None to take the numpy path)."""
+    def _native_forward(self, x, x3, input, relu=False):
+        """Forward with the native kernel (output, or None to take the numpy path); ``relu``
+        applies ``max(0, .)`` to the output in the same pass."""
         n, c, l = x3.shape
         native = backend.use_native(x.dtype, "batch_norm") if x3.size else None
         scratch = self.__dict__.setdefault("_scratch", {})
         scratch["native_bn"] = None
+        scratch["fused_relu"] = None
         if native is None:
             return None
         if self.train and n * l < 2:
             return None  # the numpy path raises the error
         x3 = np.ascontiguousarray(x3)
         out = self._buffer("output", x3.shape, x.dtype)
-        geometry = [n, c, l, int(self.train), int(self.affine)]
+        geometry = [n, c, l, int(self.train), int(self.affine), int(relu)]
         w, b = (self.weight, self.bias) if self.affine else (None, None)
         if self.train:
             mean = self._buffer("batch_mean", (c,), x.dtype)
@@ -109,6 +112,35 @@ class _BatchNorm(Module):
         self._pending_sums = None
         scratch["native_bn"] = geometry
         return out.reshape(x.shape)
+
+    def fused_forward(self, input, successor):
+        """Forward of this layer and of ``successor`` in one native pass when ``successor`` is a
+        ``ReLU`` (``Sequential`` asks); returns the ReLU's output, or None when the pair does
+        not fuse (then the container runs both layers on their own).  After a fused forward
+        both layers' ``output`` is the ReLU's, and backward masks the gradient here while the
+        ReLU passes it through."""
+        from .activation import ReLU
+        if type(successor) is not ReLU or not isinstance(input, np.ndarray) \
+                or input.dtype != np.float32 or input.ndim not in self._ndims \
+                or backend.use_native(input.dtype, "batch_norm") is None:
+            return None
+        x = self._input(input)
+        x3 = self._as_3d(x)
+        out = self._native_forward(x, x3, input, relu=True)
+        if out is None:
+            return None
+        self.__dict__["_scratch"]["fused_relu"] = successor
+        self.output = successor.output = out
+        return out
+
+    def backward(self, input, grad_output):
+        scratch = self.__dict__.get("_scratch", {})
+        geometry = scratch.get("native_bn")
+        if scratch.get("fused_relu") is not None and not (self.train and geometry is not None):
+            # the numpy paths below see the fused ReLU's gradient
+            check_grad_output(self, grad_output)
+            grad_output = np.multiply(grad_output, self.output > 0, dtype=self.output.dtype)
+        return super().backward(input, grad_output)
 
     def update_output(self, input):
         x = self._input(input)
@@ -169,20 +201,21 @@ class _BatchNorm(Module):
         g3 = self._as_3d(np.asarray(grad_output, dtype=x.dtype))
         n, c, l = g3.shape
         geometry = self.__dict__.get("_scratch", {}).get("native_bn")
-        if geometry is not None and self.train and geometry == [n, c, l, 1, int(self.affine)]:
-            gi = self._buffer("grad_input", g3.shape, x.dtype)
+        if geometry is not None and self.train and geometry[:5] == [n, c, l, 1, int(self.affine)]:
+            gi = self._grad_buffer("grad_input", g3.shape, x.dtype)
             sums = (self._buffer("native_sum_g", (c,), x.dtype),
                     self._buffer("native_sum_gx", (c,), x.dtype)) if self.affine else (None, None)
             backend.native().bn_backward(
                 np.ascontiguousarray(self._as_3d(x)), np.ascontiguousarray(g3),
                 self._buffer("batch_mean", (c,), x.dtype), self._buffer("batch_var", (c,), x.dtype),
-                self.weight if self.affine else None, gi, sums[1], sums[0], geometry, self.eps)
+                self.weight if self.affine else None, gi, sums[1], sums[0], geometry, self.eps,
+                self.bias if self.affine else None)
             self._pending_sums = sums if self.affine else None
             return gi.reshape(x.shape)
         if geometry is not None and not self.train:
             self._fill_xhat(x)  # the numpy eval-mode gradients read it
         scale = self._invstd * self.weight if self.affine else self._invstd
-        gi = self._buffer("grad_input", g3.shape, x.dtype)
+        gi = self._grad_buffer("grad_input", g3.shape, x.dtype)
         if self.train:
             # the batch mean and variance depend on x too: subtract their two terms
             m = n * l
@@ -251,7 +284,10 @@ class SpatialBatchNormalization(_BatchNorm):
     """Batch normalization of each channel of ``(N, C, H, W)`` images (``BatchNorm2d``).
 
     Statistics are taken over the batch and the spatial positions of each channel; otherwise as
-    :class:`BatchNormalization`.
+    :class:`BatchNormalization`.  Inside a ``Sequential``, with the native backend and float32
+    data, a batch norm directly followed by a ``ReLU`` runs both in one pass (``fused_forward``):
+    then both layers' ``output`` is the ReLU's and the batch norm's backward applies the ReLU's
+    gradient.
 
     Args:
         n_output: number of channels (> 0).

@@ -9,9 +9,11 @@ feeds each output back as the next input.  ``TimeDistributed`` applies any layer
 How a cell runs: the input-to-gates product of every time step is one matmul before the loop
 (BigDL's "preTopology"); the loop over time only does the recurrent product and the gate
 arithmetic, vectorized over the batch; backward is back-propagation through time over the
-cached steps.  Gradients of the weights are accumulated once per sequence, and the
-regularizers (``wRegularizer`` on input weights, ``uRegularizer`` on recurrent weights,
-``bRegularizer`` on biases) are applied once per sequence, as in BigDL.
+cached steps.  With the native backend, ``Recurrent`` runs a plain ``LSTM`` or ``GRU`` (or a
+``MultiRNNCell`` of them) over the whole sequence in oneDNN instead (``recurrent_native.py``);
+the numpy steps are the reference and the fallback.  Gradients of the weights are accumulated
+once per sequence, and the regularizers (``wRegularizer`` on input weights, ``uRegularizer`` on
+recurrent weights, ``bRegularizer`` on biases) are applied once per sequence, as in BigDL.
 
 Padded sequences: give ``Recurrent`` a table ``[x, lengths]`` (``(N,)`` valid steps per
 sequence) or ``[x, mask]`` (``(N, T)``, true for real steps), or build it with
@@ -26,7 +28,7 @@ import numbers
 import numpy as np
 
 from .._config import ConfigError
-from . import random
+from . import random, recurrent_native
 from .containers import Container, _indent
 from .initializers import RandomUniform
 from .module import LayerError, Module, build_module, check_grad_output, shape_of
@@ -868,6 +870,12 @@ class Recurrent(_CellContainer):
         n, t = x.shape[:2]
         step_shape = x.shape[2:]
         states = self._initial(n, step_shape, x.dtype)
+        native = recurrent_native.plan(cell, x, mask)
+        if native is not None:  # plain LSTM / GRU cells: the whole sequence in oneDNN
+            out = self._buffer("output", (n, t) + cell.output_shape(step_shape), x.dtype)
+            self._ctx, self._last_states = recurrent_native.forward(
+                self, native[0], native[1], np.ascontiguousarray(x), states, out)
+            return out
         pre, pcache = cell.project(x)
         out = self._buffer("output", (n, t) + cell.output_shape(step_shape), x.dtype)
         caches = []
@@ -886,6 +894,11 @@ class Recurrent(_CellContainer):
 
     def run_backward(self, grad_output):
         cell = self.cell
+        if isinstance(self._ctx[0], str):  # "native"
+            gx, g_states = recurrent_native.backward(self, self._ctx, grad_output)
+            self.grad_hidden_state = cell.pack_state(g_states)
+            cell.regularize()
+            return gx
         pcache, caches, mask, pre_shape, dtype = self._ctx
         g_states = tree_map(np.zeros_like, self._last_states)
         grad_pre = np.empty(pre_shape, dtype=dtype)

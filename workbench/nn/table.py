@@ -80,7 +80,7 @@ class CAddTable(Module):
         check_grad_output(self, grad_output)
         grad_output, grads = np.asarray(grad_output), []
         for i, x in enumerate(input):
-            g = self._buffer(f"grad_input{i}", np.shape(x), self.output.dtype)
+            g = self._grad_buffer(f"grad_input{i}", np.shape(x), self.output.dtype)
             g[...] = _unbroadcast(grad_output, np.shape(x))
             grads.append(g)
         return grads
