@@ -27,7 +27,13 @@ from workbench.nn import BatchNormalization, LayerError, SpatialAveragePooling, 
 # oneDNN is a declared dependency and `pip install` compiles the kernels: every test here
 # requires them, so a silent build failure shows up as failures, never as skips.
 assert metadata.distribution("onednn-cpu-gomp")
-needs_native = pytest.mark.usefixtures()
+
+
+def needs_native(test):
+    """Marks a test of the native kernels (documentation only: they are always required)."""
+    return test
+
+
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
@@ -202,7 +208,7 @@ def test_two_max_pools_of_one_shape_keep_their_own_argmax():
 # ---------------------------------------------------------------------- batch normalization
 @pytest.fixture
 def native_batch_norm():
-    previous = backend.set_kernel("batch_norm", True)  # off by default: slower on NCHW
+    previous = backend.set_kernel("batch_norm", True)  # on by default; a test may turn it off
     yield
     backend.set_kernel("batch_norm", previous)
 
@@ -329,9 +335,9 @@ for i in range(400):
         (nat.conv_forward, (arr(shape, np.float64), arr(shape), None, arr(shape), v)),
         (nat.pool_forward, (arr(shape), arr(shape), None, v[:3])),
         (nat.bn_forward, (arr(shape[:3]), arr(shape[:3]), arr(shape[:1]), arr(shape[:1]),
-                          None, None, v[:5], float(v[5]) / 3)),
+                          None, None, v[:6], float(v[5]) / 3)),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[:1]), arr(shape[:1]),
-                           None, arr(shape[:3]), None, None, v[:5], 1e-5)),
+                           None, arr(shape[:3]), None, None, v[:6], 1e-5)),
     ):
         calls += 1
         try:

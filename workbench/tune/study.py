@@ -372,9 +372,9 @@ class LocalExecutor:
     """Trials in this process, one per study thread (also the distributed=True executor:
     then the objective itself trains on Spark, one trial at a time).
 
-    The native oneDNN kernels must not run in two Python threads at once (two threads
-    training conv nets deadlock or crash in ``workbench._native``: measured), so while the
-    native backend is active the local backend runs ONE trial at a time whatever
+    The native oneDNN kernels are thread-safe but run one call at a time (one lock, each call
+    already using every core the process was given), so trial threads would only take turns:
+    while the native backend is active the local backend runs ONE trial at a time whatever
     ``parallelism`` says (``max_parallel``); use the Spark backend for parallel trials (each
     trial in its own worker process).  With the numpy backend, trials run in ``parallelism``
     threads with BLAS limited to one thread each."""
@@ -388,7 +388,6 @@ class LocalExecutor:
     def open(self):
         study = self.study
         self.data = study.data
-        _clear_native_cache()
         if self.distributed:
             self.data = _distributed_data(study.data)
         if self.max_parallel > 1:
@@ -422,22 +421,9 @@ class LocalExecutor:
         pass
 
     def close(self):
-        _clear_native_cache()
         if self._limits is not None:
             self._limits.restore_original_limits()
             self._limits = None
-
-
-def _clear_native_cache():
-    """Drop the native kernels' cached oneDNN primitives.  Backward primitives made on one
-    thread crash (SIGSEGV) when run on another (measured: train on the main thread, then on a
-    second thread), and a study may run on a different thread than the user's training (the
-    tuning widget runs it in a background thread): so the study starts and ends with an empty
-    cache.  A workaround until workbench._native is thread-safe."""
-    from ..nn import backend
-    module = backend.native() if backend.get_backend() == "native" else None
-    if module is not None and hasattr(module, "clear_cache"):
-        module.clear_cache()
 
 
 def _native_active():
