@@ -11,36 +11,38 @@ from workbench.data import load_digits
 pytestmark = pytest.mark.spark
 
 
-def test_four_trials_two_at_a_time_in_two_worker_processes(sc, tmp_path):
+def test_trials_two_at_a_time_in_worker_processes_data_loaded_once_per_worker(sc, tmp_path):
     def objective(params, trial):
         import time as _time
 
         import workbench.tune.spark as ts
-        _time.sleep(1.5)
+        _time.sleep(1.0)
         trial.report(1.0, 1)
         # the value: how many times this worker process loaded a study payload so far
         return float(ts._LOADS)
 
     study = tune.Study(objective, {"x": tune.uniform(0, 1)}, data={"blob": b"x" * 1000},
-                       algo="random", n_trials=4, parallelism=2, pruner=None, seed=0,
+                       algo="random", n_trials=8, parallelism=2, pruner=None, seed=0,
                        log_dir=tmp_path, name="conc", backend="spark")
     result = study.run()
     trials = result.trials
-    assert [t.status for t in trials] == ["completed"] * 4
+    assert [t.status for t in trials] == ["completed"] * 8
     intervals = sorted((t.start, t.end) for t in trials)
     # concurrency: at every trial's start, how many trials are running
     running = [sum(1 for s, e in intervals if s <= s0 < e) for s0, _ in intervals]
     assert max(running) == 2          # two at a time (parallelism 2) ...
     assert any(r == 2 for r in running[:2])  # ... from the start: the first two overlap
     workers = {t.worker for t in trials}
-    assert len(workers) == 2 and all(w.split(":")[1] != str(os.getpid()) for w in workers)
-    # the payload (objective + data) is loaded once per worker process, not once per trial:
-    # every trial of a worker sees the same load count
+    assert all(w.split(":")[1] != str(os.getpid()) for w in workers)  # not in the driver
+    # Spark hands each task any idle Python worker (earlier tests may have left several), so
+    # how many workers take part varies; but a worker loads the payload (objective + data)
+    # once, not once per trial: all the trials of one worker see the same load count, and
+    # with 8 trials on local[2] some worker always runs several
     by_worker = {}
     for t in trials:
         by_worker.setdefault(t.worker, set()).add(t.value)
     assert all(len(v) == 1 for v in by_worker.values()), by_worker
-    assert max(sum(1 for t in trials if t.worker == w) for w in workers) >= 2
+    assert max(sum(1 for t in trials if t.worker == w) for w in workers) >= 2, workers
 
 
 def test_failed_trial_stop_and_pruning_on_spark(sc):

@@ -104,7 +104,64 @@ class _Series:
         return out
 
 
-class Dashboard(anywidget.AnyWidget, Listener):
+class StopControls:
+    """What the dashboard and the tuning board share to stop a run from the front end: the
+    Stop click routed to the kernel subshell it came from, and a kernel interrupt (SIGINT)
+    turned into ``self.stop(via=...)`` while ``self._running()`` (a second interrupt raises
+    KeyboardInterrupt as usual)."""
+
+    _previous_sigint = None
+    _interrupts = 0
+
+    def _running(self):
+        raise NotImplementedError
+
+    def _route_clicks_to_the_frontends_subshell(self):
+        """Let the Stop click reach the kernel while the training cell runs.
+
+        JupyterLab >= 4.4 sends widget messages on a kernel subshell, which runs while the main
+        shell is busy; but ipykernel 7 routes a comm's incoming messages to the subshell of the
+        last message the kernel *published* on it (so that a cell awaiting a widget's reply
+        gets it), which for the dashboard is the busy training cell.  Nothing in the kernel
+        awaits replies from this widget, so its messages go where the front end sent them.
+        Without subshells (other front ends, older kernels) the button falls back to
+        interrupting the kernel, which the dashboard also turns into a graceful stop.
+        """
+        comm = getattr(self, "comm", None)
+        if comm is not None and hasattr(comm, "_reply_subshell_for"):
+            comm._reply_subshell_for = lambda data, frontend_subshell: frontend_subshell
+
+    def _on_sigint(self, signum, frame):
+        self._interrupts += 1
+        if self._interrupts > 1 or not self._running():
+            previous = self._previous_sigint
+            if callable(previous):
+                return previous(signum, frame)
+            raise KeyboardInterrupt
+        self.stop(via="a kernel interrupt")
+
+    def _install_sigint(self):
+        self._interrupts = 0
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            self._previous_sigint = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
+        except (ValueError, OSError):
+            self._previous_sigint = None
+
+    def _restore_sigint(self):
+        if self._previous_sigint is None:
+            return
+        if threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGINT) == self._on_sigint:
+                    signal.signal(signal.SIGINT, self._previous_sigint)
+            except (ValueError, OSError):
+                pass
+        self._previous_sigint = None
+
+class Dashboard(StopControls, anywidget.AnyWidget, Listener):
     """The live training dashboard (see the module docstring).
 
     Args:
@@ -196,21 +253,6 @@ class Dashboard(anywidget.AnyWidget, Listener):
             self.optimizer.stop()
         self._stop_requested = True
 
-    def _route_clicks_to_the_frontends_subshell(self):
-        """Let the Stop click reach the kernel while the training cell runs.
-
-        JupyterLab >= 4.4 sends widget messages on a kernel subshell, which runs while the main
-        shell is busy; but ipykernel 7 routes a comm's incoming messages to the subshell of the
-        last message the kernel *published* on it (so that a cell awaiting a widget's reply
-        gets it), which for the dashboard is the busy training cell.  Nothing in the kernel
-        awaits replies from this widget, so its messages go where the front end sent them.
-        Without subshells (other front ends, older kernels) the button falls back to
-        interrupting the kernel, which the dashboard also turns into a graceful stop.
-        """
-        comm = getattr(self, "comm", None)
-        if comm is not None and hasattr(comm, "_reply_subshell_for"):
-            comm._reply_subshell_for = lambda data, frontend_subshell: frontend_subshell
-
     def _on_frontend_msg(self, _widget, content, _buffers):
         # Runs on a kernel subshell thread while the main thread trains (ipykernel >= 7 with
         # JupyterLab >= 4.4); only thread-safe calls here.
@@ -218,34 +260,8 @@ class Dashboard(anywidget.AnyWidget, Listener):
             self.stop(via="the Stop button")
             self.send({"type": "stopping"})
 
-    def _on_sigint(self, signum, frame):
-        self._interrupts += 1
-        if self._interrupts > 1 or self.optimizer is None:
-            previous = self._previous_sigint
-            if callable(previous):
-                return previous(signum, frame)
-            raise KeyboardInterrupt
-        self.stop(via="a kernel interrupt")
-
-    def _install_sigint(self):
-        if threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            self._previous_sigint = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._on_sigint)
-        except (ValueError, OSError):
-            self._previous_sigint = None
-
-    def _restore_sigint(self):
-        if self._previous_sigint is None:
-            return
-        if threading.current_thread() is threading.main_thread():
-            try:
-                if signal.getsignal(signal.SIGINT) == self._on_sigint:
-                    signal.signal(signal.SIGINT, self._previous_sigint)
-            except (ValueError, OSError):
-                pass
-        self._previous_sigint = None
+    def _running(self):
+        return self.optimizer is not None
 
     # ------------------------------------------------------------------ events
     def on_start(self, optimizer):

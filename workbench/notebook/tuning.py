@@ -21,7 +21,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import signal
 import threading
 import time
 
@@ -29,7 +28,7 @@ import anywidget
 import traitlets as t
 
 from ..server.registry import STOP_FILE, default_runs_dir, valid_run_name
-from .dashboard import STATIC, _kernel_id, widget_esm
+from .dashboard import STATIC, StopControls, _kernel_id, widget_esm
 
 __all__ = ["TuningBoard", "DEFAULT_SPACE", "controls_for"]
 
@@ -133,7 +132,7 @@ def _jsonable(value):
         return str(value)
 
 
-class TuningBoard(anywidget.AnyWidget):
+class TuningBoard(StopControls, anywidget.AnyWidget):
     """The hyperparameter-tuning widget (see the module docstring).
 
     Args:
@@ -415,13 +414,6 @@ class TuningBoard(anywidget.AnyWidget):
         return True
 
     # ------------------------------------------------------------------ front end
-    def _route_clicks_to_the_frontends_subshell(self):
-        """Let the Stop click reach the kernel while ``%%bigdl_tune``'s cell runs (see
-        ``Dashboard._route_clicks_to_the_frontends_subshell``)."""
-        comm = getattr(self, "comm", None)
-        if comm is not None and hasattr(comm, "_reply_subshell_for"):
-            comm._reply_subshell_for = lambda data, frontend_subshell: frontend_subshell
-
     def _on_frontend_msg(self, _widget, content, _buffers):
         if not isinstance(content, dict):
             return
@@ -435,35 +427,8 @@ class TuningBoard(anywidget.AnyWidget):
             except (ValueError, TypeError, RuntimeError):
                 pass  # the message says it
 
-    def _on_sigint(self, signum, frame):
-        self._interrupts += 1
-        if self._interrupts > 1 or self.study is None:
-            previous = self._previous_sigint
-            if callable(previous):
-                return previous(signum, frame)
-            raise KeyboardInterrupt
-        self.stop(via="a kernel interrupt")
-
-    def _install_sigint(self):
-        self._interrupts = 0
-        if threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            self._previous_sigint = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._on_sigint)
-        except (ValueError, OSError):
-            self._previous_sigint = None
-
-    def _restore_sigint(self):
-        if self._previous_sigint is None:
-            return
-        if threading.current_thread() is threading.main_thread():
-            try:
-                if signal.getsignal(signal.SIGINT) == self._on_sigint:
-                    signal.signal(signal.SIGINT, self._previous_sigint)
-            except (ValueError, OSError):
-                pass
-        self._previous_sigint = None
+    def _running(self):
+        return self.study is not None
 
     # ------------------------------------------------------------------ study events
     def _row(self, record):

@@ -115,3 +115,33 @@ async function interruptKernel(kernelId) {
   } catch { return false; }
 }
 
+
+// The Stop button of a widget: sends "stop" to the kernel; without an acknowledgement within
+// 2.5 s (the kernel is busy and its comms have no subshell) it interrupts the kernel instead,
+// which the Python side also turns into a graceful stop.  ``state.sent`` says a stop was sent
+// (a widget may reset it for its next run); ``state.dispose()`` removes the handlers.
+function wireStop(model, button) {
+  const state = { sent: false, fallback: null };
+  button.addEventListener("click", () => {
+    if (state.sent) return;
+    state.sent = true;
+    button.disabled = true;
+    button.textContent = "stopping…";
+    model.send({ type: "stop" });
+    state.fallback = setTimeout(() => {
+      if (model.get("status") === "running") interruptKernel(model.get("kernel_id"));
+    }, 2500);
+  });
+  const onCustom = (msg) => {
+    if (msg && msg.type === "stopping" && state.fallback) {
+      clearTimeout(state.fallback);
+      state.fallback = null;
+    }
+  };
+  model.on("msg:custom", onCustom);
+  state.dispose = () => {
+    model.off("msg:custom", onCustom);
+    if (state.fallback) clearTimeout(state.fallback);
+  };
+  return state;
+}

@@ -1,6 +1,6 @@
 // The live training dashboard (anywidget ESM: no build step).  State comes from the Python
 // Dashboard's traits, throttled there; this file only draws.
-// (h, s, fmt, duration, drawChart, interruptKernel come from common.js, prepended by the
+// (h, s, fmt, duration, drawChart, wireStop come from common.js, prepended by the
 // Python side.)
 
 function render({ model, el }) {
@@ -22,21 +22,9 @@ function render({ model, el }) {
   root.append(header, progress, stats, charts, message, summary);
   el.append(root);
 
-  let stopSent = false, fallback = null, frame = null;
+  let frame = null;
 
-  stop.addEventListener("click", () => {
-    if (stopSent) return;
-    stopSent = true;
-    stop.disabled = true;
-    stop.textContent = "stopping…";
-    model.send({ type: "stop" });
-    // No acknowledgement while the kernel trains (no comm subshells)? Interrupt it instead.
-    fallback = setTimeout(() => { if (model.get("status") === "running") interruptKernel(model.get("kernel_id")); }, 2500);
-  });
-  const onCustom = (msg) => {
-    if (msg && msg.type === "stopping" && fallback) { clearTimeout(fallback); fallback = null; }
-  };
-  model.on("msg:custom", onCustom);
+  const stopper = wireStop(model, stop);
 
   function draw() {
     frame = null;
@@ -46,7 +34,7 @@ function render({ model, el }) {
     status.className = `wb-status wb-status-${st}`;
     root.dataset.status = st;
     const running = st === "running" || st === "waiting";
-    stop.disabled = !running || stopSent;
+    stop.disabled = !running || stopper.sent;
     if (!running) { stop.textContent = st === "stopping" ? "stopping…" : "■ Stop"; }
     if (st === "stopping") stop.textContent = "stopping…";
     const frac = model.get("progress");
@@ -83,8 +71,7 @@ function render({ model, el }) {
   draw();
   return () => {
     for (const k of keys) model.off(`change:${k}`, schedule);
-    model.off("msg:custom", onCustom);
-    if (fallback) clearTimeout(fallback);
+    stopper.dispose();
     if (frame !== null) cancelAnimationFrame(frame);
   };
 }

@@ -63,7 +63,7 @@ function render({ model, el }) {
               boardBox, message);
   el.append(root);
 
-  let frame = null, fallback = null, stopSent = false;
+  let frame = null;
   const running = () => ["running", "stopping"].includes(model.get("status"));
 
   function setControl(name, change) {
@@ -241,9 +241,9 @@ function render({ model, el }) {
     root.dataset.status = st;
     const busy = running();
     run.disabled = busy;
-    if (!busy) stopSent = false;
-    stop.disabled = !busy || stopSent || st === "stopping";
-    stop.textContent = st === "stopping" || stopSent && busy ? "stopping…" : "■ Stop";
+    if (!busy) stopper.sent = false;
+    stop.disabled = !busy || stopper.sent || st === "stopping";
+    stop.textContent = st === "stopping" || stopper.sent && busy ? "stopping…" : "■ Stop";
     drawControls();
     drawSettings();
     drawBoard();
@@ -259,19 +259,7 @@ function render({ model, el }) {
     run.disabled = true;
     model.send({ type: "run" });
   });
-  stop.addEventListener("click", () => {
-    if (stopSent) return;
-    stopSent = true;
-    stop.disabled = true;
-    stop.textContent = "stopping…";
-    model.send({ type: "stop" });
-    // No acknowledgement while the kernel is busy (no comm subshells)? Interrupt it instead.
-    fallback = setTimeout(() => { if (model.get("status") === "running") interruptKernel(model.get("kernel_id")); }, 2500);
-  });
-  const onCustom = (msg) => {
-    if (msg && msg.type === "stopping" && fallback) { clearTimeout(fallback); fallback = null; }
-  };
-  model.on("msg:custom", onCustom);
+  const stopper = wireStop(model, stop);
 
   const schedule = () => { if (frame === null) frame = requestAnimationFrame(draw); };
   const keys = ["title", "controls", "n_trials", "parallelism", "algo", "pruner", "epochs", "metric",
@@ -280,8 +268,7 @@ function render({ model, el }) {
   draw();
   return () => {
     for (const k of keys) model.off(`change:${k}`, schedule);
-    model.off("msg:custom", onCustom);
-    if (fallback) clearTimeout(fallback);
+    stopper.dispose();
     if (frame !== null) cancelAnimationFrame(frame);
   };
 }
