@@ -823,7 +823,7 @@ class Study:
                               + traceback.format_exc())
 
     def to_json(self, status=None):
-        """The study.json document (see ``/work/tune_contract.md`` / the README)."""
+        """The study.json document the JupyterLab sidebar reads (see the README)."""
         with self._lock:
             trials = [t.to_dict() for t in self.trials]
             best = best_trial(self.trials, self.mode)
