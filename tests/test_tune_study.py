@@ -124,6 +124,32 @@ def test_stop_keeps_finished_trials_and_starts_no_more():
     assert result.best_trial is result.trials[0]
 
 
+def test_the_sidebars_stop_request_ends_a_study(tmp_path):
+    from workbench.server.registry import request_stop
+
+    def objective(params, trial):
+        for epoch in range(1, 6):
+            trial.report(params["x"], epoch)
+        return params["x"]
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "workbench-stop-request").write_text("left from an earlier run")
+    study = tune.Study(objective, {"x": tune.uniform(0, 1)}, algo="random", n_trials=10,
+                       parallelism=1, pruner=None, seed=1, log_dir=tmp_path, name="s",
+                       backend="local")
+
+    class PressStop(tune.TuneListener):
+        def on_trial_report(self, record, epoch, value):
+            if record.number == 1 and epoch == 2:
+                request_stop(tmp_path, "s")   # what the server's stop handler calls
+
+    study.add_listener(PressStop())
+    result = study.run()
+    assert result.stopped       # the stale request did not stop it at the start; this one did
+    assert [t.status for t in result.trials] == ["completed", "stopped"]
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["status"] == "stopped"
+
+
 @pytest.mark.parametrize("algo, parallelism", [("random", 2), ("grid", 2), ("tpe", 1)])
 def test_same_seed_same_trials(algo, parallelism):
     space = {"x": tune.uniform(-1, 1), "y": tune.uniform(-1, 1),

@@ -103,9 +103,14 @@ def _scalar(tag, value, step, wall_time=None):
                   wall_time)
 
 
+#: The file the JupyterLab sidebar's Stop writes into a run's or study's directory (the name
+#: ``workbench.server.registry.request_stop`` uses; this layer does not import the server's).
+STOP_FILE = "workbench-stop-request"
+
+
 class StudyWriter:
-    """Writes a study's TensorBoard files and study.json from the study's events (all calls
-    on the thread that runs the study)."""
+    """Writes a study's TensorBoard files and study.json from the study's events, and sees the
+    sidebar's stop requests (all calls on the thread that runs the study)."""
 
     def __init__(self, study):
         self.study = study
@@ -125,6 +130,10 @@ class StudyWriter:
 
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
+        try:  # a request left from an earlier run of a study of this name
+            os.remove(os.path.join(self.dir, STOP_FILE))
+        except OSError:
+            pass
         w = self._writer(self.dir)
         w.add_event(_event(experiment_summary(self.study.space, self.study.metric,
                                               time.time())))
@@ -151,6 +160,10 @@ class StudyWriter:
             w.close()
             self._writers.pop(path, None)
             self.write_json()
+
+    def stop_requested(self):
+        """The sidebar's Stop was pressed for this study."""
+        return os.path.exists(os.path.join(self.dir, STOP_FILE))
 
     def tick(self):
         if self._dirty and time.monotonic() - self._last_json >= JSON_INTERVAL:

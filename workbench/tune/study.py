@@ -759,6 +759,7 @@ class Study:
                                 break
                             if self._writer is not None:
                                 self._writer.tick()
+                                self._stop_if_requested()
                             continue
                         self._dispatch(ev)
                     except KeyboardInterrupt:
@@ -776,6 +777,12 @@ class Study:
             self._writer.finish(self.result)
         self._call("on_study_end", self.result)
         return self.result
+
+    def _stop_if_requested(self):
+        """The JupyterLab sidebar's Stop (a request file in the study's directory) ends the
+        study like ``stop()``."""
+        if not self._stop.is_set() and self._writer.stop_requested():
+            self.stop()
 
     def _drain(self):
         """Dispatch every queued event (on the thread that runs the study)."""
@@ -798,6 +805,7 @@ class Study:
             except Exception:  # noqa: BLE001 - a full disk must not end the study
                 warnings.warn("tune: could not write the study's files:\n"
                               + traceback.format_exc())
+            self._stop_if_requested()
         if kind == "start":
             self._call("on_trial_start", ev[1])
         elif kind == "report":
