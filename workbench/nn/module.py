@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from .._config import ConfigError, Configurable, from_config
+from . import layout
 
 DEFAULT_DTYPE = np.float32
 
@@ -124,21 +125,24 @@ class Module(Configurable):
         setattr(self, "grad_" + name, np.zeros(shape, dtype=dtype))
         self._param_names.append(name)
 
-    def _buffer(self, key, shape, dtype):
-        """A scratch array cached per key and reallocated only when the shape changes."""
+    def _buffer(self, key, shape, dtype, channels_last=False):
+        """A scratch array cached per key and reallocated only when the shape (or the memory
+        format, see :mod:`workbench.nn.layout`: ``channels_last`` for 4-D) changes."""
         cache = self.__dict__.setdefault("_scratch", {})
         buf = cache.get(key)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = cache[key] = np.empty(shape, dtype=dtype)
+        channels_last = channels_last and len(shape) == 4
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype or not (
+                buf.transpose(0, 2, 3, 1) if channels_last else buf).flags.c_contiguous:
+            buf = cache[key] = layout.empty(shape, dtype, channels_last)
         return buf
 
-    def _grad_buffer(self, key, shape, dtype):
+    def _grad_buffer(self, key, shape, dtype, channels_last=False):
         """A gradient buffer: from the active :class:`GradPool` during a pooled backward pass
         (see ``Sequential.backward``), else the layer's own ``_buffer(key, ...)``."""
         pool = getattr(_grad_pool, "pool", None)
         if pool is None:
-            return self._buffer(key, shape, dtype)
-        return pool.take(shape, dtype)
+            return self._buffer(key, shape, dtype, channels_last)
+        return pool.take(shape, dtype, channels_last)
 
     def set_init_method(self, weight_init_method=None, bias_init_method=None):
         """BigDL: choose how ``reset()`` initializes weight and bias, and re-initialize."""
@@ -543,13 +547,22 @@ class GradPool:
         self._arrays = {}
         self._used = set()
 
-    def take(self, shape, dtype):
-        key = (tuple(shape), np.dtype(dtype).str)
+    def take(self, shape, dtype, channels_last=False):
+        """A free ``shape`` buffer (channels-last memory if asked, for 4-D shapes).  The pool
+        keeps the array that owns the memory, so any view of it still alive (numpy views point
+        at the owner) keeps it from being handed out again."""
+        channels_last = channels_last and len(shape) == 4
+        key = (tuple(shape), np.dtype(dtype).str, channels_last)
         self._used.add(key)
         arrays = self._arrays.setdefault(key, [])
         for a in arrays:
             if sys.getrefcount(a) <= 3:  # the list, the loop variable, getrefcount's argument
-                return a
+                return a.transpose(0, 3, 1, 2) if channels_last else a
+        if channels_last:
+            n, c, h, w = shape
+            a = np.empty((n, h, w, c), dtype=dtype)
+            arrays.append(a)
+            return a.transpose(0, 3, 1, 2)
         a = np.empty(key[0], dtype=dtype)
         arrays.append(a)
         return a
