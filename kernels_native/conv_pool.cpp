@@ -505,32 +505,267 @@ void pool_backward(py::array gout, py::array gin, py::object ws, std::vector<int
 }
 
 // ------------------------------------------------------------------ batch normalization
-// Plain loops over NCHW planes, one channel per OpenMP iteration.  oneDNN 3.2 has only its generic
-// kernel for plain NCHW batch norm (measured 0.4-1.0x the numpy code); these loops read x two
-// times (mean, variance) and write once, and fuse the ReLU that follows batch norm in ResNets
-// (forward: max(0, .); backward: the gradient masked by output > 0).
+// Plain loops, for two memory layouts of the activations:
+// - NCHW (nhwc = 0): x is (n, c, l); one channel per OpenMP iteration, each plane a contiguous
+//   run.  oneDNN 3.2 has only its generic kernel for plain NCHW batch norm (measured 0.4-1.0x
+//   the numpy code).
+// - channels-last (nhwc = 1): x is (n * l rows, c) with the channels innermost; the threads split
+//   the rows, each sums its rows per channel (vectorized over the channels) into its own
+//   partials, which are then added up.  Faster here than oneDNN's nhwc batch norm (see
+//   benchmarks/bench_bn_layout.py).
+// Both read x two times for the statistics (the mean, then the sum of squared deviations: two
+// passes, float sums over short runs added up in double) and once more to write the output, and
+// fuse the ReLU that follows batch norm in ResNets (forward: max(0, .); backward: the gradient
+// masked by output > 0, the output recomputed from x).
 struct BnGeom {
     int64_t n, c, l;
-    bool train, affine, relu;
+    bool train, affine, relu, nhwc;
 };
 
 BnGeom bn_geom(const std::vector<int64_t>& g, double eps) {
-    if (g.size() != 6 || g[0] < 1 || g[1] < 1 || g[2] < 1 || g[3] < 0 || g[3] > 1 || g[4] < 0 ||
-        g[4] > 1 || g[5] < 0 || g[5] > 1 || !(eps > 0) || !std::isfinite(eps))
-        throw py::value_error("batch_norm: invalid geometry (n, c, l, train, affine, relu) or eps");
-    BnGeom q{g[0], g[1], g[2], g[3] != 0, g[4] != 0, g[5] != 0};
-    if (q.train && q.n * q.l < 2)
+    auto flag = [](int64_t v) { return v == 0 || v == 1; };
+    if (g.size() != 7 || g[0] < 1 || g[1] < 1 || g[2] < 1 || !flag(g[3]) || !flag(g[4]) ||
+        !flag(g[5]) || !flag(g[6]) || !(eps > 0) || !std::isfinite(eps))
+        throw py::value_error(
+            "batch_norm: invalid geometry (n, c, l, train, affine, relu, nhwc) or eps");
+    int64_t rows, size;
+    if (__builtin_mul_overflow(g[0], g[2], &rows) || __builtin_mul_overflow(rows, g[1], &size))
+        throw py::value_error("batch_norm: geometry too large");
+    BnGeom q{g[0], g[1], g[2], g[3] != 0, g[4] != 0, g[5] != 0, g[6] != 0};
+    if (q.train && rows < 2)
         throw py::value_error("batch_norm: training needs more than 1 value per channel");
     return q;
 }
 
-// geometry: n, c, l, train, affine, relu.  Training writes the batch mean and biased variance to
-// mean / var; inference reads them (the running statistics).
+// The (n, c, l) or, channels-last, (n, l, c) shape of an activation.
+std::vector<py::ssize_t> bn_shape(const BnGeom& q) {
+    if (q.nhwc) return {q.n, q.l, q.c};
+    return {q.n, q.c, q.l};
+}
+
+// ``g`` where ``y`` > 0 (as a float: -0.0 and negatives masked), else 0: integer bit ops, so that
+// the loops vectorize at -O2 (a ?: there is a branch per element, 10x slower on random signs).
+inline float relu_masked(float g, float y) {
+    int32_t gb, yb;
+    std::memcpy(&gb, &g, 4);
+    std::memcpy(&yb, &y, 4);
+    gb &= -(int32_t)(yb > 0);
+    float r;
+    std::memcpy(&r, &gb, 4);
+    return r;
+}
+
+// Channels-last row kernels: ``rows`` rows of ``c`` floats, per-channel vectors of ``c``.  Built
+// for AVX-512, AVX2 and generic x86-64, picked at load time (the build flags are generic), with
+// no FMA contraction so that x * a + b rounds as in the NCHW loops (an exact 0 stays 0 for the
+// ReLU).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define WBN_BN_CLONES \
+    __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
+#else
+#define WBN_BN_CLONES
+#endif
+
+// Rows per float partial sum before it is added to the double total.
+constexpr int64_t kBnBlock = 64;
+
+WBN_BN_CLONES void nhwc_sum(const float* x, int64_t rows, int64_t c, const float* m,
+                            double* acc, float* t) {
+    for (int64_t r0 = 0; r0 < rows; r0 += kBnBlock) {
+        const int64_t r1 = std::min(rows, r0 + kBnBlock);
+        std::fill(t, t + c, 0.0f);
+        for (int64_t r = r0; r < r1; ++r) {
+            const float* p = x + r * c;
+            if (m) {
+#pragma omp simd
+                for (int64_t ch = 0; ch < c; ++ch) t[ch] += (p[ch] - m[ch]) * (p[ch] - m[ch]);
+            } else {
+#pragma omp simd
+                for (int64_t ch = 0; ch < c; ++ch) t[ch] += p[ch];
+            }
+        }
+        for (int64_t ch = 0; ch < c; ++ch) acc[ch] += t[ch];
+    }
+}
+
+WBN_BN_CLONES void nhwc_apply(const float* x, float* o, int64_t rows, int64_t c, const float* a,
+                              const float* b, bool relu) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* p = x + r * c;
+        float* y = o + r * c;
+        if (relu) {
+#pragma omp simd
+            for (int64_t ch = 0; ch < c; ++ch) y[ch] = std::max(p[ch] * a[ch] + b[ch], 0.0f);
+        } else {
+#pragma omp simd
+            for (int64_t ch = 0; ch < c; ++ch) y[ch] = p[ch] * a[ch] + b[ch];
+        }
+    }
+}
+
+// sum(g) and sum(g * (x - m)) per channel, g masked by the ReLU when ``relu``.
+WBN_BN_CLONES void nhwc_grad_sums(const float* x, const float* g, int64_t rows, int64_t c,
+                                  const float* m, const float* a, const float* b, bool relu,
+                                  double* acc_g, double* acc_gx, float* t, float* u) {
+    for (int64_t r0 = 0; r0 < rows; r0 += kBnBlock) {
+        const int64_t r1 = std::min(rows, r0 + kBnBlock);
+        std::fill(t, t + c, 0.0f);
+        std::fill(u, u + c, 0.0f);
+        for (int64_t r = r0; r < r1; ++r) {
+            const float *p = x + r * c, *q = g + r * c;
+            if (relu) {
+#pragma omp simd
+                for (int64_t ch = 0; ch < c; ++ch) {
+                    const float gj = relu_masked(q[ch], p[ch] * a[ch] + b[ch]);
+                    t[ch] += gj;
+                    u[ch] += gj * (p[ch] - m[ch]);
+                }
+            } else {
+#pragma omp simd
+                for (int64_t ch = 0; ch < c; ++ch) {
+                    t[ch] += q[ch];
+                    u[ch] += q[ch] * (p[ch] - m[ch]);
+                }
+            }
+        }
+        for (int64_t ch = 0; ch < c; ++ch) {
+            acc_g[ch] += t[ch];
+            acc_gx[ch] += u[ch];
+        }
+    }
+}
+
+// grad_input = a * (g - k1 - (x - m) * k2); ``gi`` may be ``g`` (read before written).
+WBN_BN_CLONES void nhwc_grad_apply(const float* x, const float* g, float* gi, int64_t rows,
+                                   int64_t c, const float* m, const float* a, const float* b,
+                                   const float* k1, const float* k2, bool relu) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *p = x + r * c, *q = g + r * c;
+        float* o = gi + r * c;
+        if (relu) {
+#pragma omp simd
+            for (int64_t ch = 0; ch < c; ++ch) {
+                const float gj = relu_masked(q[ch], p[ch] * a[ch] + b[ch]);
+                o[ch] = a[ch] * (gj - k1[ch] - (p[ch] - m[ch]) * k2[ch]);
+            }
+        } else {
+#pragma omp simd
+            for (int64_t ch = 0; ch < c; ++ch)
+                o[ch] = a[ch] * (q[ch] - k1[ch] - (p[ch] - m[ch]) * k2[ch]);
+        }
+    }
+}
+
+// Threads for ``rows`` rows of ``c`` floats: one per 16K floats at least.
+int bn_threads(int64_t rows, int64_t c) {
+    const int64_t by_size = std::max<int64_t>(1, rows * c / 16384);
+    return (int)std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(),
+                                                       std::min(by_size, rows)));
+}
+
+// Per-thread partial sums: ``k`` vectors of c doubles and of c floats per thread, padded to 64
+// bytes so that two threads never write the same cache line.
+struct BnPartials {
+    int64_t stride;
+    int nt, k;
+    std::vector<double> d;
+    std::vector<float> f;
+    BnPartials(int nt_, int k_, int64_t c)
+        : stride((c + 15) / 16 * 16), nt(nt_), k(k_), d((size_t)nt_ * k_ * stride, 0.0),
+          f((size_t)nt_ * k_ * stride, 0.0f) {}
+    double* dsum(int t, int i) { return d.data() + ((size_t)t * k + i) * stride; }
+    float* fsum(int t, int i) { return f.data() + ((size_t)t * k + i) * stride; }
+    double total(int i, int64_t ch) {  // over every thread (the idle ones hold zeros)
+        double s = 0;
+        for (int t = 0; t < nt; ++t) s += dsum(t, i)[ch];
+        return s;
+    }
+};
+
+void bn_forward_nhwc(const BnGeom& q, const float* px, float* po, float* pm, float* pv,
+                     const float* ps, const float* pt, float e) {
+    const int64_t c = q.c, rows = q.n * q.l;
+    const double count = (double)rows;
+    std::vector<float> m(c), a(c), b(c);
+    auto scale_shift = [&](int64_t ch, float mean, float var) {
+        const float inv = 1.0f / std::sqrt(var + e);
+        a[ch] = q.affine ? ps[ch] * inv : inv;
+        b[ch] = (q.affine ? pt[ch] : 0.0f) - mean * a[ch];
+    };
+    if (!q.train)
+        for (int64_t ch = 0; ch < c; ++ch) scale_shift(ch, pm[ch], pv[ch]);
+    const int nt = bn_threads(rows, c);
+    BnPartials part(q.train ? nt : 0, 1, c);
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
+        const float* xt = px + r0 * c;
+        if (q.train) {
+            nhwc_sum(xt, r1 - r0, c, nullptr, part.dsum(t, 0), part.fsum(t, 0));
+#pragma omp barrier
+#pragma omp single
+            for (int64_t ch = 0; ch < c; ++ch) m[ch] = (float)(part.total(0, ch) / count);
+            // (the single's implied barrier: every thread has the mean)
+            std::fill(part.dsum(t, 0), part.dsum(t, 0) + c, 0.0);
+#pragma omp barrier
+            nhwc_sum(xt, r1 - r0, c, m.data(), part.dsum(t, 0), part.fsum(t, 0));
+#pragma omp barrier
+#pragma omp single
+            for (int64_t ch = 0; ch < c; ++ch) {
+                const float v = (float)(part.total(0, ch) / count);
+                pm[ch] = m[ch];
+                pv[ch] = v;
+                scale_shift(ch, m[ch], v);
+            }
+        }
+        nhwc_apply(xt, po + r0 * c, r1 - r0, c, a.data(), b.data(), q.relu);
+    }
+}
+
+void bn_backward_nhwc(const BnGeom& q, const float* px, const float* pg, const float* pm,
+                      const float* pv, const float* ps, const float* pt, float* pi, float* pds,
+                      float* pdt, float e) {
+    const int64_t c = q.c, rows = q.n * q.l;
+    const double count = (double)rows;
+    std::vector<float> a(c), b(c), k1(c), k2(c), inv(c);
+    for (int64_t ch = 0; ch < c; ++ch) {
+        inv[ch] = 1.0f / std::sqrt(pv[ch] + e);
+        a[ch] = q.affine ? ps[ch] * inv[ch] : inv[ch];
+        b[ch] = (pt ? pt[ch] : 0.0f) - pm[ch] * a[ch];
+    }
+    const int nt = bn_threads(rows, c);
+    BnPartials part(nt, 2, c);
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
+        nhwc_grad_sums(px + r0 * c, pg + r0 * c, r1 - r0, c, pm, a.data(), b.data(), q.relu,
+                       part.dsum(t, 0), part.dsum(t, 1), part.fsum(t, 0), part.fsum(t, 1));
+#pragma omp barrier
+#pragma omp single
+        for (int64_t ch = 0; ch < c; ++ch) {
+            const double sg = part.total(0, ch), sgx = part.total(1, ch);
+            if (q.affine) {
+                pds[ch] = (float)(sgx * inv[ch]);
+                pdt[ch] = (float)sg;
+            }
+            k1[ch] = (float)(sg / count);
+            k2[ch] = (float)(sgx * inv[ch] * inv[ch] / count);
+        }
+        nhwc_grad_apply(px + r0 * c, pg + r0 * c, pi + r0 * c, r1 - r0, c, pm, a.data(),
+                        b.data(), k1.data(), k2.data(), q.relu);
+    }
+}
+
+// geometry: n, c, l, train, affine, relu, nhwc.  x and out are (n, c, l), or (n, l, c) with
+// nhwc.  Training writes the batch mean and biased variance to mean / var; inference reads them
+// (the running statistics).
 void bn_forward(py::array x, py::array out, py::array mean, py::array var, py::object scale,
                 py::object shift, std::vector<int64_t> geom, double eps) {
     const BnGeom q = bn_geom(geom, eps);
-    const float* px = data_of(x, "batch_norm input", {q.n, q.c, q.l}, false);
-    float* po = data_of(out, "batch_norm output", {q.n, q.c, q.l}, true);
+    const float* px = data_of(x, "batch_norm input", bn_shape(q), false);
+    float* po = data_of(out, "batch_norm output", bn_shape(q), true);
     float* pm = data_of(mean, "batch_norm mean", {q.c}, q.train);
     float* pv = data_of(var, "batch_norm var", {q.c}, q.train);
     const float *ps = nullptr, *pt = nullptr;
@@ -540,6 +775,11 @@ void bn_forward(py::array x, py::array out, py::array mean, py::array var, py::o
     }
     const float e = (float)eps;
     py::gil_scoped_release nogil;
+    use_process_threads();
+    if (q.nhwc) {
+        bn_forward_nhwc(q, px, po, pm, pv, ps, pt, e);
+        return;
+    }
     const int64_t n = q.n, c = q.c, l = q.l;
     const double count = (double)n * (double)l;
 #pragma omp parallel for schedule(static)
@@ -587,32 +827,21 @@ void bn_forward(py::array x, py::array out, py::array mean, py::array var, py::o
     }
 }
 
-// ``g`` where ``y`` > 0 (as a float: -0.0 and negatives masked), else 0: integer bit ops, so that
-// the loops vectorize at -O2 (a ?: there is a branch per element, 10x slower on random signs).
-inline float relu_masked(float g, float y) {
-    int32_t gb, yb;
-    std::memcpy(&gb, &g, 4);
-    std::memcpy(&yb, &y, 4);
-    gb &= -(int32_t)(yb > 0);
-    float r;
-    std::memcpy(&r, &gb, 4);
-    return r;
-}
-
 // Training-mode backward: grad_input, and (affine) the weight / bias gradients written (not
 // accumulated) to dscale / dshift.  With the fused ReLU, grad_output is masked where the forward's
 // output was 0 (recomputed from x, mean, var, weight and ``bias``).  grad_input may be
 // grad_output's own buffer (every element is read before it is written at the same index).
+// grad_output and grad_input have x's layout (nhwc or not).
 void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py::object scale,
                  py::array gin, py::object dscale, py::object dshift, std::vector<int64_t> geom,
                  double eps, py::object shift) {
     const BnGeom q = bn_geom(geom, eps);
     if (!q.train) throw py::value_error("batch_norm: native backward is for training mode");
-    const float* px = data_of(x, "batch_norm input", {q.n, q.c, q.l}, false);
-    const float* pg = data_of(gout, "batch_norm grad_output", {q.n, q.c, q.l}, false);
+    const float* px = data_of(x, "batch_norm input", bn_shape(q), false);
+    const float* pg = data_of(gout, "batch_norm grad_output", bn_shape(q), false);
     const float* pm = data_of(mean, "batch_norm mean", {q.c}, false);
     const float* pv = data_of(var, "batch_norm var", {q.c}, false);
-    float* pi = data_of(gin, "batch_norm grad_input", {q.n, q.c, q.l}, true);
+    float* pi = data_of(gin, "batch_norm grad_input", bn_shape(q), true);
     const float* ps = nullptr;
     float *pds = nullptr, *pdt = nullptr;
     if (q.affine) {
@@ -625,6 +854,11 @@ void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py:
     if (pi == px) throw py::value_error("batch_norm: grad_input must not alias the input");
     const float e = (float)eps;
     py::gil_scoped_release nogil;
+    use_process_threads();
+    if (q.nhwc) {
+        bn_backward_nhwc(q, px, pg, pm, pv, ps, pt, pi, pds, pdt, e);
+        return;
+    }
     const int64_t n = q.n, c = q.c, l = q.l;
     const double count = (double)n * (double)l;
 #pragma omp parallel for schedule(static)

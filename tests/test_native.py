@@ -335,9 +335,9 @@ for i in range(400):
         (nat.conv_forward, (arr(shape, np.float64), arr(shape), None, arr(shape), v)),
         (nat.pool_forward, (arr(shape), arr(shape), None, v[:3])),
         (nat.bn_forward, (arr(shape[:3]), arr(shape[:3]), arr(shape[:1]), arr(shape[:1]),
-                          None, None, v[:6], float(v[5]) / 3)),
+                          None, None, v[:7], float(v[5]) / 3)),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[:1]), arr(shape[:1]),
-                           None, arr(shape[:3]), None, None, v[:6], 1e-5)),
+                           None, arr(shape[:3]), None, None, v[:7], 1e-5)),
     ):
         calls += 1
         try:

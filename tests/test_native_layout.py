@@ -410,7 +410,7 @@ def arr(shape, dtype=np.float32):
     return np.zeros([max(0, s) for s in shape], dtype)
 for i in range(300):
     v = [int(t) for t in rng.integers(-2, 7, size=18)]
-    v[3:6] = [int(t) for t in rng.integers(-1, 3, size=3)]
+    v[3:7] = [int(t) for t in rng.integers(-1, 3, size=4)]
     shape = [int(t) for t in rng.integers(0, 7, size=4)]
     eps = float(rng.choice([1e-5, 0.0, -1.0, np.nan, np.inf]))
     ro = arr(shape[:3]); ro.flags.writeable = bool(rng.integers(0, 2))
@@ -420,19 +420,19 @@ for i in range(300):
                              arr(shape[:1]), v)),
         (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), v[:17] + [1])),
         (nat.bn_forward, (arr(shape[:3]), ro, arr(shape[1:2]), arr(shape[1:2]),
-                          None, None, v[:6], eps)),
+                          None, None, v[:7], eps)),
         (nat.bn_forward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                          arr(shape[1:2]), arr(shape[1:2]), shape[:3] + [1, 1, 1], 1e-5)),
+                          arr(shape[1:2]), arr(shape[1:2]), shape[:3] + [1, 1, 1, 0], 1e-5)),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           None, arr(shape[:3]), None, None, v[:6], 1e-5, None)),
-        (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           arr(shape[1:2]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           shape[:3] + [1, 1, 1], 1e-5, arr(shape[1:2], np.float64))),
+                           None, arr(shape[:3]), None, None, v[:7], 1e-5, None)),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
                            arr(shape[1:2]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           shape[:3] + [1, 1, 1], 1e-5, arr(shape[1:2]))),
+                           shape[:3] + [1, 1, 1, 0], 1e-5, arr(shape[1:2], np.float64))),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           None, arr(shape[:3]), None, None, shape[:3] + [1, 0, 1], 1e-5,
+                           arr(shape[1:2]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
+                           shape[:3] + [1, 1, 1, 0], 1e-5, arr(shape[1:2]))),
+        (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
+                           None, arr(shape[:3]), None, None, shape[:3] + [1, 0, 1, 0], 1e-5,
                            None)),
     ):
         calls += 1

@@ -3,13 +3,14 @@
 
 With the native backend (``workbench.nn.backend``) and float32 data, forward (training and
 inference) and the training-mode backward run the native kernel (``workbench._native``, plain
-loops over the NCHW planes: no normalized copy of the input is kept); the numpy code stays as
-the reference and the fallback."""
+loops over the NCHW planes, or over the rows of a channels-last input (see
+:mod:`workbench.nn.layout`), whose output and input gradient are then channels-last too: no
+normalized copy of the input is kept); the numpy code stays as the reference and the fallback."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from . import backend, layout
 from .convolution import check_int
 from .module import check_grad_output
 from .initializers import Ones, Zeros
@@ -64,8 +65,21 @@ class _BatchNorm(Module):
         raise NotImplementedError
 
     def _as_3d(self, x):
-        """``(N, C, L)`` view of a checked input (``L`` = 1 for ``(N, C)``)."""
+        """``(N, C, L)`` view of a checked input (``L`` = 1 for ``(N, C)``; a copy when the
+        input is channels-last)."""
         raise NotImplementedError
+
+    def _ncl(self, shape):
+        """The ``(N, C, L)`` shape ``_as_3d`` gives an input of ``shape``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _native_array(a, n, c, l, channels_last):
+        """The C-contiguous array the native kernel reads for ``a``: ``(N, L, C)`` memory of a
+        channels-last ``a``, else ``(N, C, L)`` (a copy only if ``a`` is neither)."""
+        if channels_last:
+            return layout.physical(a).reshape(n, l, c)
+        return np.ascontiguousarray(a.reshape(n, c, l))
 
     def _input(self, input):
         x = self._as_array(input, self._ndims, self._expected())
@@ -79,11 +93,12 @@ class _BatchNorm(Module):
         return v[None, :, None]
 
     # ------------------------------------------------------------------ the three verbs
-    def _native_forward(self, x, x3, input, relu=False):
+    def _native_forward(self, x, input, relu=False):
         """Forward with the native kernel (output, or None to take the numpy path); ``relu``
-        applies ``max(0, .)`` to the output in the same pass."""
-        n, c, l = x3.shape
-        native = backend.use_native(x.dtype, "batch_norm") if x3.size else None
+        applies ``max(0, .)`` to the output in the same pass.  A channels-last input gets a
+        channels-last output."""
+        n, c, l = self._ncl(x.shape)
+        native = backend.use_native(x.dtype, "batch_norm") if x.size else None
         scratch = self.__dict__.setdefault("_scratch", {})
         scratch["native_bn"] = None
         scratch["fused_relu"] = None
@@ -91,27 +106,32 @@ class _BatchNorm(Module):
             return None
         if self.train and n * l < 2:
             return None  # the numpy path raises the error
-        x3 = np.ascontiguousarray(x3)
-        out = self._buffer("output", x3.shape, x.dtype)
-        geometry = [n, c, l, int(self.train), int(self.affine), int(relu)]
+        channels_last = layout.is_channels_last(x)
+        x3 = self._native_array(x, n, c, l, channels_last)
+        if channels_last:
+            out = self._buffer("output", x.shape, x.dtype, channels_last=True)
+            out3 = layout.physical(out).reshape(n, l, c)
+        else:
+            out = out3 = self._buffer("output", (n, c, l), x.dtype)
+        geometry = [n, c, l, int(self.train), int(self.affine), int(relu), int(channels_last)]
         w, b = (self.weight, self.bias) if self.affine else (None, None)
         if self.train:
             mean = self._buffer("batch_mean", (c,), x.dtype)
             var = self._buffer("batch_var", (c,), x.dtype)
-            native.bn_forward(x3, out, mean, var, w, b, geometry, self.eps)
+            native.bn_forward(x3, out3, mean, var, w, b, geometry, self.eps)
             m, mom = n * l, self.momentum
             self.running_mean *= 1 - mom
             self.running_mean += mom * mean
             self.running_var *= 1 - mom
             self.running_var += mom * var * (m / (m - 1))  # unbiased, as Torch
         else:
-            native.bn_forward(x3, out, np.ascontiguousarray(self.running_mean, x.dtype),
+            native.bn_forward(x3, out3, np.ascontiguousarray(self.running_mean, x.dtype),
                               np.ascontiguousarray(self.running_var, x.dtype), w, b, geometry,
                               self.eps)
             self._invstd = (1.0 / np.sqrt(self.running_var + self.eps)).astype(x.dtype)
         self._pending_sums = None
         scratch["native_bn"] = geometry
-        return out.reshape(x.shape)
+        return out if channels_last else out.reshape(x.shape)
 
     def fused_forward(self, input, successor):
         """Forward of this layer and of ``successor`` in one native pass when ``successor`` is a
@@ -125,8 +145,7 @@ class _BatchNorm(Module):
                 or backend.use_native(input.dtype, "batch_norm") is None:
             return None
         x = self._input(input)
-        x3 = self._as_3d(x)
-        out = self._native_forward(x, x3, input, relu=True)
+        out = self._native_forward(x, input, relu=True)
         if out is None:
             return None
         self.__dict__["_scratch"]["fused_relu"] = successor
@@ -144,10 +163,10 @@ class _BatchNorm(Module):
 
     def update_output(self, input):
         x = self._input(input)
-        x3 = self._as_3d(x)
-        out = self._native_forward(x, x3, input)
+        out = self._native_forward(x, input)
         if out is not None:
             return out
+        x3 = self._as_3d(x)
         n, c, l = x3.shape
         xhat = self._buffer("xhat", x3.shape, x.dtype)
         if self.train:
@@ -198,20 +217,32 @@ class _BatchNorm(Module):
     def update_grad_input(self, input, grad_output):
         x = self._input(input)
         check_grad_output(self, grad_output)
-        g3 = self._as_3d(np.asarray(grad_output, dtype=x.dtype))
-        n, c, l = g3.shape
+        grad_output = np.asarray(grad_output, dtype=x.dtype)
+        n, c, l = self._ncl(x.shape)
         geometry = self.__dict__.get("_scratch", {}).get("native_bn")
         if geometry is not None and self.train and geometry[:5] == [n, c, l, 1, int(self.affine)]:
-            gi = self._grad_buffer("grad_input", g3.shape, x.dtype)
+            # in the input's memory format (the batch statistics do not depend on it)
+            channels_last = layout.is_channels_last(x)
+            geometry = geometry[:6] + [int(channels_last)]
+            if channels_last:
+                g = layout.like(grad_output, True, None if layout.is_channels_last(grad_output)
+                                else self._buffer("grad_output_cl", x.shape, x.dtype, True))
+                gi = self._grad_buffer("grad_input", x.shape, x.dtype, channels_last=True)
+                gi3 = layout.physical(gi).reshape(n, l, c)
+            else:
+                g = grad_output
+                gi = gi3 = self._grad_buffer("grad_input", (n, c, l), x.dtype)
             sums = (self._buffer("native_sum_g", (c,), x.dtype),
                     self._buffer("native_sum_gx", (c,), x.dtype)) if self.affine else (None, None)
             backend.native().bn_backward(
-                np.ascontiguousarray(self._as_3d(x)), np.ascontiguousarray(g3),
+                self._native_array(x, n, c, l, channels_last),
+                self._native_array(g, n, c, l, channels_last),
                 self._buffer("batch_mean", (c,), x.dtype), self._buffer("batch_var", (c,), x.dtype),
-                self.weight if self.affine else None, gi, sums[1], sums[0], geometry, self.eps,
+                self.weight if self.affine else None, gi3, sums[1], sums[0], geometry, self.eps,
                 self.bias if self.affine else None)
             self._pending_sums = sums if self.affine else None
-            return gi.reshape(x.shape)
+            return gi if channels_last else gi.reshape(x.shape)
+        g3 = self._as_3d(grad_output)
         if geometry is not None and not self.train:
             self._fill_xhat(x)  # the numpy eval-mode gradients read it
         scale = self._invstd * self.weight if self.affine else self._invstd
@@ -279,6 +310,9 @@ class BatchNormalization(_BatchNorm):
     def _as_3d(self, x):
         return x.reshape(x.shape[0], x.shape[1], 1)
 
+    def _ncl(self, shape):
+        return shape[0], shape[1], 1
+
 
 class SpatialBatchNormalization(_BatchNorm):
     """Batch normalization of each channel of ``(N, C, H, W)`` images (``BatchNorm2d``).
@@ -311,3 +345,8 @@ class SpatialBatchNormalization(_BatchNorm):
         if x.ndim == 3:
             return x.reshape(1, x.shape[0], x.shape[1] * x.shape[2])
         return x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+
+    def _ncl(self, shape):
+        if len(shape) == 3:
+            return 1, shape[0], shape[1] * shape[2]
+        return shape[0], shape[1], shape[2] * shape[3]
