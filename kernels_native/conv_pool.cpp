@@ -511,8 +511,9 @@ void pool_backward(py::array gout, py::array gin, py::object ws, std::vector<int
 //   the numpy code).
 // - channels-last (nhwc = 1): x is (n * l rows, c) with the channels innermost; the threads split
 //   the rows, each sums its rows per channel (vectorized over the channels) into its own
-//   partials, which are then added up.  Faster here than oneDNN's nhwc batch norm (see
-//   benchmarks/bench_bn_layout.py).
+//   partials, which are then added up.  On 1 thread the forward is as fast as oneDNN's nhwc
+//   batch norm, the backward 1.2-1.6x slower; oneDNN's batch mean / variance are less precise
+//   (up to 1e-5 relative error against double, these loops 6e-8) (benchmarks/bench_bn_layout.py).
 // Both read x two times for the statistics (the mean, then the sum of squared deviations: two
 // passes, float sums over short runs added up in double) and once more to write the output, and
 // fuse the ReLU that follows batch norm in ResNets (forward: max(0, .); backward: the gradient
@@ -569,92 +570,212 @@ inline float relu_masked(float g, float y) {
 // Rows per float partial sum before it is added to the double total.
 constexpr int64_t kBnBlock = 64;
 
-WBN_BN_CLONES void nhwc_sum(const float* x, int64_t rows, int64_t c, const float* m,
-                            double* acc, float* t) {
+// 16 channels as one vector (one AVX-512 register, two AVX2 or four SSE ones), loaded and stored
+// unaligned; the channels past the last multiple of 16 take scalar loops.
+typedef float BnVec __attribute__((vector_size(64)));
+typedef int32_t BnMask __attribute__((vector_size(64)));
+typedef float BnVecU __attribute__((vector_size(64), aligned(4), may_alias));
+constexpr int64_t kBnLanes = 16;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  // always inlined: no vector crosses a call (to the pop)
+inline __attribute__((always_inline)) BnVec bn_load(const float* p) { return *(const BnVecU*)p; }
+inline __attribute__((always_inline)) void bn_store(float* p, BnVec v) { *(BnVecU*)p = v; }
+// relu_masked on 16 lanes: g where y's bits, as int32, are > 0
+inline BnVec bn_relu_masked(BnVec g, BnVec y) { return (BnVec)((BnMask)g & ((BnMask)y > 0)); }
+// std::max(y, 0.0f) on 16 lanes (0 where y < 0; -0.0 and NaN kept)
+inline BnVec bn_relu(BnVec y) {
+    const BnVec zero = {};
+    return (BnVec)((BnMask)y & ~(y < zero));
+}
+
+// Per-channel sum of the rows (SQ false) or of their squared deviations from ``m`` (SQ true),
+// added to ``acc`` in double (float partial sums over kBnBlock rows).
+template <bool SQ>
+inline __attribute__((always_inline)) void nhwc_sum_t(const float* x, int64_t rows, int64_t c,
+                                                      const float* m, double* acc) {
+    const int64_t cv = c - c % kBnLanes;
     for (int64_t r0 = 0; r0 < rows; r0 += kBnBlock) {
         const int64_t r1 = std::min(rows, r0 + kBnBlock);
-        std::fill(t, t + c, 0.0f);
-        for (int64_t r = r0; r < r1; ++r) {
-            const float* p = x + r * c;
-            if (m) {
-#pragma omp simd
-                for (int64_t ch = 0; ch < c; ++ch) t[ch] += (p[ch] - m[ch]) * (p[ch] - m[ch]);
-            } else {
-#pragma omp simd
-                for (int64_t ch = 0; ch < c; ++ch) t[ch] += p[ch];
+        for (int64_t ch = 0; ch < cv; ch += kBnLanes) {
+            BnVec mv = {};
+            if (SQ) mv = bn_load(m + ch);
+            BnVec s0 = {}, s1 = {};
+            int64_t r = r0;
+            for (; r + 1 < r1; r += 2) {
+                const BnVec d0 = bn_load(x + r * c + ch) - mv;
+                const BnVec d1 = bn_load(x + (r + 1) * c + ch) - mv;
+                s0 += SQ ? d0 * d0 : d0;
+                s1 += SQ ? d1 * d1 : d1;
+            }
+            if (r < r1) {
+                const BnVec d0 = bn_load(x + r * c + ch) - mv;
+                s0 += SQ ? d0 * d0 : d0;
+            }
+            const BnVec s = s0 + s1;
+            for (int64_t k = 0; k < kBnLanes; ++k) acc[ch + k] += s[k];
+        }
+        for (int64_t ch = cv; ch < c; ++ch) {
+            const float mc = SQ ? m[ch] : 0.0f;
+            float s = 0;
+            for (int64_t r = r0; r < r1; ++r) {
+                const float d = x[r * c + ch] - mc;
+                s += SQ ? d * d : d;
+            }
+            acc[ch] += s;
+        }
+    }
+}
+
+WBN_BN_CLONES void nhwc_sum(const float* x, int64_t rows, int64_t c, const float* m,
+                            double* acc) {
+    if (m)
+        nhwc_sum_t<true>(x, rows, c, m, acc);
+    else
+        nhwc_sum_t<false>(x, rows, c, m, acc);
+}
+
+// out = x * a + b per channel, max(0, .) with RELU.  By blocks of rows, one 16-channel slice
+// at a time (its coefficients stay in registers; the block stays in L1 between slices).
+template <bool RELU>
+inline __attribute__((always_inline)) void nhwc_apply_t(const float* x, float* o, int64_t rows,
+                                                        int64_t c, const float* a,
+                                                        const float* b) {
+    const int64_t cv = c - c % kBnLanes;
+    for (int64_t r0 = 0; r0 < rows; r0 += kBnBlock) {
+        const int64_t r1 = std::min(rows, r0 + kBnBlock);
+        for (int64_t ch = 0; ch < cv; ch += kBnLanes) {
+            const BnVec av = bn_load(a + ch), bv = bn_load(b + ch);
+            for (int64_t r = r0; r < r1; ++r) {
+                const BnVec v = bn_load(x + r * c + ch) * av + bv;
+                bn_store(o + r * c + ch, RELU ? bn_relu(v) : v);
             }
         }
-        for (int64_t ch = 0; ch < c; ++ch) acc[ch] += t[ch];
+        if (cv < c)
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t ch = cv; ch < c; ++ch) {
+                    const float v = x[r * c + ch] * a[ch] + b[ch];
+                    o[r * c + ch] = RELU ? std::max(v, 0.0f) : v;
+                }
     }
 }
 
 WBN_BN_CLONES void nhwc_apply(const float* x, float* o, int64_t rows, int64_t c, const float* a,
                               const float* b, bool relu) {
-    for (int64_t r = 0; r < rows; ++r) {
-        const float* p = x + r * c;
-        float* y = o + r * c;
-        if (relu) {
-#pragma omp simd
-            for (int64_t ch = 0; ch < c; ++ch) y[ch] = std::max(p[ch] * a[ch] + b[ch], 0.0f);
-        } else {
-#pragma omp simd
-            for (int64_t ch = 0; ch < c; ++ch) y[ch] = p[ch] * a[ch] + b[ch];
-        }
-    }
+    if (relu)
+        nhwc_apply_t<true>(x, o, rows, c, a, b);
+    else
+        nhwc_apply_t<false>(x, o, rows, c, a, b);
 }
 
-// sum(g) and sum(g * (x - m)) per channel, g masked by the ReLU when ``relu``.
-WBN_BN_CLONES void nhwc_grad_sums(const float* x, const float* g, int64_t rows, int64_t c,
-                                  const float* m, const float* a, const float* b, bool relu,
-                                  double* acc_g, double* acc_gx, float* t, float* u) {
+// sum(g) and sum(g * (x - m)) per channel, g masked by the ReLU (output x * a + b > 0) with
+// RELU; added to acc_g / acc_gx in double (float partial sums over kBnBlock rows).
+template <bool RELU>
+inline __attribute__((always_inline)) void nhwc_grad_sums_t(
+    const float* x, const float* g, int64_t rows, int64_t c, const float* m, const float* a,
+    const float* b, double* acc_g, double* acc_gx) {
+    const int64_t cv = c - c % kBnLanes;
     for (int64_t r0 = 0; r0 < rows; r0 += kBnBlock) {
         const int64_t r1 = std::min(rows, r0 + kBnBlock);
-        std::fill(t, t + c, 0.0f);
-        std::fill(u, u + c, 0.0f);
-        for (int64_t r = r0; r < r1; ++r) {
-            const float *p = x + r * c, *q = g + r * c;
-            if (relu) {
-#pragma omp simd
-                for (int64_t ch = 0; ch < c; ++ch) {
-                    const float gj = relu_masked(q[ch], p[ch] * a[ch] + b[ch]);
-                    t[ch] += gj;
-                    u[ch] += gj * (p[ch] - m[ch]);
+        for (int64_t ch = 0; ch < cv; ch += kBnLanes) {
+            const BnVec mv = bn_load(m + ch);
+            BnVec av = {}, bv = {};
+            if (RELU) {
+                av = bn_load(a + ch);
+                bv = bn_load(b + ch);
+            }
+            BnVec t0 = {}, t1 = {}, u0 = {}, u1 = {};
+            int64_t r = r0;
+            for (; r + 1 < r1; r += 2) {
+                const BnVec p0 = bn_load(x + r * c + ch), p1 = bn_load(x + (r + 1) * c + ch);
+                BnVec g0 = bn_load(g + r * c + ch), g1 = bn_load(g + (r + 1) * c + ch);
+                if (RELU) {
+                    g0 = bn_relu_masked(g0, p0 * av + bv);
+                    g1 = bn_relu_masked(g1, p1 * av + bv);
                 }
-            } else {
-#pragma omp simd
-                for (int64_t ch = 0; ch < c; ++ch) {
-                    t[ch] += q[ch];
-                    u[ch] += q[ch] * (p[ch] - m[ch]);
-                }
+                t0 += g0;
+                t1 += g1;
+                u0 += g0 * (p0 - mv);
+                u1 += g1 * (p1 - mv);
+            }
+            if (r < r1) {
+                const BnVec p0 = bn_load(x + r * c + ch);
+                BnVec g0 = bn_load(g + r * c + ch);
+                if (RELU) g0 = bn_relu_masked(g0, p0 * av + bv);
+                t0 += g0;
+                u0 += g0 * (p0 - mv);
+            }
+            const BnVec t = t0 + t1, u = u0 + u1;
+            for (int64_t k = 0; k < kBnLanes; ++k) {
+                acc_g[ch + k] += t[k];
+                acc_gx[ch + k] += u[k];
             }
         }
-        for (int64_t ch = 0; ch < c; ++ch) {
-            acc_g[ch] += t[ch];
-            acc_gx[ch] += u[ch];
+        for (int64_t ch = cv; ch < c; ++ch) {
+            float t = 0, u = 0;
+            for (int64_t r = r0; r < r1; ++r) {
+                const float p = x[r * c + ch];
+                const float gj = RELU ? relu_masked(g[r * c + ch], p * a[ch] + b[ch])
+                                      : g[r * c + ch];
+                t += gj;
+                u += gj * (p - m[ch]);
+            }
+            acc_g[ch] += t;
+            acc_gx[ch] += u;
         }
     }
 }
 
-// grad_input = a * (g - k1 - (x - m) * k2); ``gi`` may be ``g`` (read before written).
+WBN_BN_CLONES void nhwc_grad_sums(const float* x, const float* g, int64_t rows, int64_t c,
+                                  const float* m, const float* a, const float* b, bool relu,
+                                  double* acc_g, double* acc_gx) {
+    if (relu)
+        nhwc_grad_sums_t<true>(x, g, rows, c, m, a, b, acc_g, acc_gx);
+    else
+        nhwc_grad_sums_t<false>(x, g, rows, c, m, a, b, acc_g, acc_gx);
+}
+
+// grad_input = a * (g - k1 - (x - m) * k2), g masked as above with RELU; ``gi`` may be ``g``
+// (each element read before it is written).  Blocked as nhwc_apply_t.
+template <bool RELU>
+inline __attribute__((always_inline)) void nhwc_grad_apply_t(
+    const float* x, const float* g, float* gi, int64_t rows, int64_t c, const float* m,
+    const float* a, const float* b, const float* k1, const float* k2) {
+    const int64_t cv = c - c % kBnLanes;
+    for (int64_t r0 = 0; r0 < rows; r0 += kBnBlock) {
+        const int64_t r1 = std::min(rows, r0 + kBnBlock);
+        for (int64_t ch = 0; ch < cv; ch += kBnLanes) {
+            const BnVec av = bn_load(a + ch), mv = bn_load(m + ch), k1v = bn_load(k1 + ch),
+                        k2v = bn_load(k2 + ch);
+            BnVec bv = {};
+            if (RELU) bv = bn_load(b + ch);
+            for (int64_t r = r0; r < r1; ++r) {
+                const BnVec pv = bn_load(x + r * c + ch);
+                BnVec gv = bn_load(g + r * c + ch);
+                if (RELU) gv = bn_relu_masked(gv, pv * av + bv);
+                bn_store(gi + r * c + ch, av * (gv - k1v - (pv - mv) * k2v));
+            }
+        }
+        if (cv < c)
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t ch = cv; ch < c; ++ch) {
+                    const float p = x[r * c + ch];
+                    const float gj = RELU ? relu_masked(g[r * c + ch], p * a[ch] + b[ch])
+                                          : g[r * c + ch];
+                    gi[r * c + ch] = a[ch] * (gj - k1[ch] - (p - m[ch]) * k2[ch]);
+                }
+    }
+}
+
 WBN_BN_CLONES void nhwc_grad_apply(const float* x, const float* g, float* gi, int64_t rows,
                                    int64_t c, const float* m, const float* a, const float* b,
                                    const float* k1, const float* k2, bool relu) {
-    for (int64_t r = 0; r < rows; ++r) {
-        const float *p = x + r * c, *q = g + r * c;
-        float* o = gi + r * c;
-        if (relu) {
-#pragma omp simd
-            for (int64_t ch = 0; ch < c; ++ch) {
-                const float gj = relu_masked(q[ch], p[ch] * a[ch] + b[ch]);
-                o[ch] = a[ch] * (gj - k1[ch] - (p[ch] - m[ch]) * k2[ch]);
-            }
-        } else {
-#pragma omp simd
-            for (int64_t ch = 0; ch < c; ++ch)
-                o[ch] = a[ch] * (q[ch] - k1[ch] - (p[ch] - m[ch]) * k2[ch]);
-        }
-    }
+    if (relu)
+        nhwc_grad_apply_t<true>(x, g, gi, rows, c, m, a, b, k1, k2);
+    else
+        nhwc_grad_apply_t<false>(x, g, gi, rows, c, m, a, b, k1, k2);
 }
+
+#pragma GCC diagnostic pop
 
 // Threads for ``rows`` rows of ``c`` floats: one per 16K floats at least.
 int bn_threads(int64_t rows, int64_t c) {
@@ -663,18 +784,15 @@ int bn_threads(int64_t rows, int64_t c) {
                                                        std::min(by_size, rows)));
 }
 
-// Per-thread partial sums: ``k`` vectors of c doubles and of c floats per thread, padded to 64
-// bytes so that two threads never write the same cache line.
+// Per-thread partial sums: ``k`` vectors of c doubles per thread, padded to 64 bytes so that two
+// threads never write the same cache line.
 struct BnPartials {
     int64_t stride;
     int nt, k;
     std::vector<double> d;
-    std::vector<float> f;
     BnPartials(int nt_, int k_, int64_t c)
-        : stride((c + 15) / 16 * 16), nt(nt_), k(k_), d((size_t)nt_ * k_ * stride, 0.0),
-          f((size_t)nt_ * k_ * stride, 0.0f) {}
+        : stride((c + 7) / 8 * 8), nt(nt_), k(k_), d((size_t)nt_ * k_ * stride, 0.0) {}
     double* dsum(int t, int i) { return d.data() + ((size_t)t * k + i) * stride; }
-    float* fsum(int t, int i) { return f.data() + ((size_t)t * k + i) * stride; }
     double total(int i, int64_t ch) {  // over every thread (the idle ones hold zeros)
         double s = 0;
         for (int t = 0; t < nt; ++t) s += dsum(t, i)[ch];
@@ -702,14 +820,14 @@ void bn_forward_nhwc(const BnGeom& q, const float* px, float* po, float* pm, flo
         const int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
         const float* xt = px + r0 * c;
         if (q.train) {
-            nhwc_sum(xt, r1 - r0, c, nullptr, part.dsum(t, 0), part.fsum(t, 0));
+            nhwc_sum(xt, r1 - r0, c, nullptr, part.dsum(t, 0));
 #pragma omp barrier
 #pragma omp single
             for (int64_t ch = 0; ch < c; ++ch) m[ch] = (float)(part.total(0, ch) / count);
             // (the single's implied barrier: every thread has the mean)
             std::fill(part.dsum(t, 0), part.dsum(t, 0) + c, 0.0);
 #pragma omp barrier
-            nhwc_sum(xt, r1 - r0, c, m.data(), part.dsum(t, 0), part.fsum(t, 0));
+            nhwc_sum(xt, r1 - r0, c, m.data(), part.dsum(t, 0));
 #pragma omp barrier
 #pragma omp single
             for (int64_t ch = 0; ch < c; ++ch) {
@@ -741,7 +859,7 @@ void bn_backward_nhwc(const BnGeom& q, const float* px, const float* pg, const f
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         const int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
         nhwc_grad_sums(px + r0 * c, pg + r0 * c, r1 - r0, c, pm, a.data(), b.data(), q.relu,
-                       part.dsum(t, 0), part.dsum(t, 1), part.fsum(t, 0), part.fsum(t, 1));
+                       part.dsum(t, 0), part.dsum(t, 1));
 #pragma omp barrier
 #pragma omp single
         for (int64_t ch = 0; ch < c; ++ch) {
