@@ -163,22 +163,62 @@ inline float* data_of(const py::array& a, const char* what,
     return const_cast<float*>(static_cast<const float*>(a.data()));
 }
 
-// A numpy-side memory (plain layout) and the primitive-side memory it is reordered to/from.
+// The strides of a layout with no blocking, as if plain: a plain layout's own, or those of a
+// layout whose only inner block spans a whole dimension (nChw16c with 16 channels is nhwc byte
+// for byte).  False for any other blocked layout.
+inline bool plain_strides(const memory::desc& md, memory::dims& strides) {
+    const memory::dims dims = md.get_dims(), padded = md.get_padded_dims();
+    if (dims != padded || md.get_format_kind() != memory::format_kind::blocked) return false;
+    strides = md.get_strides();
+    const int nblks = md.get_inner_nblks();
+    if (nblks == 0) return true;
+    if (nblks != 1) return false;
+    const int idx = (int)md.get_inner_idxs()[0];
+    if (md.get_inner_blks()[0] != dims[idx]) return false;
+    strides[idx] = 1;  // the block is innermost: its elements are adjacent
+    return true;
+}
+
+// Whether two layouts put every element at the same offset (size-1 dimensions ignored).
+inline bool same_bytes(const memory::desc& a, const memory::desc& b) {
+    if (a == b) return true;
+    if (a.get_dims() != b.get_dims() || a.get_data_type() != b.get_data_type()) return false;
+    memory::dims sa, sb;
+    if (!plain_strides(a, sa) || !plain_strides(b, sb)) return false;
+    const memory::dims d = a.get_dims();
+    for (size_t i = 0; i < d.size(); ++i)
+        if (d[i] > 1 && sa[i] != sb[i]) return false;
+    return true;
+}
+
+// A numpy-side memory (plain NCHW or NHWC) and the primitive-side memory it is reordered to /
+// from; no reorder (``same``) when the two layouts are the same bytes.
 struct Port {
     memory user, prim;
     std::unique_ptr<dnnl::reorder> to_prim, to_user;
     bool same = true;
     void init(const memory::desc& user_md, const memory::desc& prim_md, bool in, bool out) {
         user = memory(user_md, engine(), DNNL_MEMORY_NONE);
-        same = (user_md == prim_md);
-        prim = same ? user : memory(prim_md, engine());
+        same = same_bytes(user_md, prim_md);
+        prim = memory(prim_md, engine(), DNNL_MEMORY_NONE);
+        if (!same) prim = memory(prim_md, engine());
         if (!same && in) to_prim.reset(new dnnl::reorder(user, prim, scratch_attr()));
         if (!same && out) to_user.reset(new dnnl::reorder(prim, user, scratch_attr()));
     }
+    // Point the numpy side at ``p``; the memory the primitive reads (after the reorder when
+    // ``reorder_in``) or writes.
     memory& bind(float* p, dnnl::stream& s, bool reorder_in) {
         user.set_data_handle(p);
-        if (same) return user;
+        if (same) {
+            prim.set_data_handle(p);
+            return prim;
+        }
         if (reorder_in) run(*to_prim, s, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, prim}});
+        return prim;
+    }
+    memory& out(float* p) {
+        user.set_data_handle(p);
+        if (same) prim.set_data_handle(p);
         return prim;
     }
     void finish(dnnl::stream& s) {

@@ -53,16 +53,21 @@ void bind_slot(Port& p, size_t slot) {
 }
 
 // ------------------------------------------------------------------ convolution
+// The layer geometry, then: bias, fused ReLU, and the memory formats of the activations (1:
+// channels-last, an (N, H, W, C) array; 0: NCHW): ``src_cl`` of the input (and of grad_input),
+// ``dst_cl`` of the output (forward) or of grad_output (backward).
 struct ConvGeom {
     int64_t n, c, h, w, o, kh, kw, sh, sw, dh, dw, top, bottom, left, right, g;
     int64_t oh, ow;
-    bool bias, relu;
+    bool bias, relu, src_cl, dst_cl;
 };
 
 ConvGeom conv_geom(const std::vector<int64_t>& v) {
-    if (v.size() != 18) throw py::value_error("conv: geometry must have 18 ints");
+    if (v.size() != 20) throw py::value_error("conv: geometry must have 20 ints");
+    for (int i = 16; i < 20; ++i)
+        if (v[i] != 0 && v[i] != 1) throw py::value_error("conv: invalid geometry flags");
     ConvGeom q{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
-               v[13], v[14], v[15], 0, 0, v[16] != 0, v[17] != 0};
+               v[13], v[14], v[15], 0, 0, v[16] != 0, v[17] != 0, v[18] != 0, v[19] != 0};
     if (q.n < 1 || q.c < 1 || q.h < 1 || q.w < 1 || q.o < 1 || q.kh < 1 || q.kw < 1 ||
         q.sh < 1 || q.sw < 1 || q.dh < 1 || q.dw < 1 || q.top < 0 || q.bottom < 0 ||
         q.left < 0 || q.right < 0 || q.g < 1 || q.c % q.g || q.o % q.g)
@@ -73,6 +78,16 @@ ConvGeom conv_geom(const std::vector<int64_t>& v) {
         q.w + q.left + q.right < (q.kw - 1) * q.dw + 1 || q.oh < 1 || q.ow < 1)
         throw py::value_error("conv: kernel larger than the padded input");
     return q;
+}
+
+// The numpy shapes of the activations: (N, C, H, W), or (N, H, W, C) when channels-last.
+std::vector<py::ssize_t> src_shape(const ConvGeom& q) {
+    if (q.src_cl) return {q.n, q.h, q.w, q.c};
+    return {q.n, q.c, q.h, q.w};
+}
+std::vector<py::ssize_t> dst_shape(const ConvGeom& q) {
+    if (q.dst_cl) return {q.n, q.oh, q.ow, q.o};
+    return {q.n, q.o, q.oh, q.ow};
 }
 
 struct Conv {
@@ -97,25 +112,45 @@ struct Conv {
     }
     tag wtag() const { return q.g > 1 ? tag::goihw : tag::oihw; }
 
+    // The numpy-side layouts of the input and output (or grad_output) activations.
+    memory::desc src_user() const {
+        return memory::desc({q.n, q.c, q.h, q.w}, dt::f32, q.src_cl ? tag::nhwc : tag::nchw);
+    }
+    memory::desc dst_user() const {
+        return memory::desc({q.n, q.o, q.oh, q.ow}, dt::f32, q.dst_cl ? tag::nhwc : tag::nchw);
+    }
+    // The primitive-side layout asked for an activation: oneDNN's choice (``any``), except for a
+    // channels-last array, which the primitive reads or writes in place when ``fixed``.
+    static memory::desc want(const memory::desc& user, bool cl, bool fixed) {
+        return cl && fixed ? user : memory::desc(user.get_dims(), dt::f32, tag::any);
+    }
+
     explicit Conv(const ConvGeom& g) : q(g) {
         auto& e = engine();
-        memory::dims src{q.n, q.c, q.h, q.w}, dst{q.n, q.o, q.oh, q.ow}, wei = wdims();
-        memory::desc src_any(src, dt::f32, tag::any), dst_any(dst, dt::f32, tag::any),
-            wei_any(wei, dt::f32, tag::any), bias_md({q.o}, dt::f32, tag::x);
+        memory::dims wei = wdims();
+        memory::desc wei_any(wei, dt::f32, tag::any), bias_md({q.o}, dt::f32, tag::x);
         dnnl::primitive_attr attr = scratch_attr();
         if (q.relu) {
             dnnl::post_ops po;
             po.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
             attr.set_post_ops(po);
         }
-        fwd_pd = dnnl::convolution_forward::primitive_desc(
-            e, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any,
-            wei_any, q.bias ? bias_md : memory::desc(), dst_any, strides(), dil(), pl(), pr(),
-            attr);
+        // oneDNN's preferred layout first; if a channels-last activation would need a reorder
+        // (its choice is not the same bytes, e.g. nChw16c for 32 channels), the primitive on
+        // the channels-last layout itself: measured faster than blocked + reorders.
+        for (int fixed = 0; fixed < 2; ++fixed) {
+            fwd_pd = dnnl::convolution_forward::primitive_desc(
+                e, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                want(src_user(), q.src_cl, fixed), wei_any, q.bias ? bias_md : memory::desc(),
+                want(dst_user(), q.dst_cl, fixed), strides(), dil(), pl(), pr(), attr);
+            if ((!q.src_cl || same_bytes(src_user(), fwd_pd.src_desc())) &&
+                (!q.dst_cl || same_bytes(dst_user(), fwd_pd.dst_desc())))
+                break;
+        }
         fwd = dnnl::convolution_forward(fwd_pd);
-        f_src.init(memory::desc(src, dt::f32, tag::nchw), fwd_pd.src_desc(), true, false);
+        f_src.init(src_user(), fwd_pd.src_desc(), true, false);
         f_wei.init(memory::desc(wei, dt::f32, wtag()), fwd_pd.weights_desc(), true, false);
-        f_dst.init(memory::desc(dst, dt::f32, tag::nchw), fwd_pd.dst_desc(), false, true);
+        f_dst.init(dst_user(), fwd_pd.dst_desc(), false, true);
         use_arena(f_src);
         use_arena(f_dst);
         f_bias = memory(bias_md, e, DNNL_MEMORY_NONE);
@@ -127,28 +162,41 @@ struct Conv {
 
     void build_bwd() {
         auto& e = engine();
-        memory::dims src{q.n, q.c, q.h, q.w}, dst{q.n, q.o, q.oh, q.ow}, wei = wdims();
-        memory::desc src_any(src, dt::f32, tag::any), dst_any(dst, dt::f32, tag::any),
-            wei_any(wei, dt::f32, tag::any), bias_md({q.o}, dt::f32, tag::x);
+        memory::dims wei = wdims();
+        memory::desc wei_any(wei, dt::f32, tag::any), bias_md({q.o}, dt::f32, tag::x);
         // A few input channels padded to a 16-channel block waste most of the work (LeNet's
-        // first layer: 9 ms blocked vs ~1 ms plain): keep such a gradient in plain NCHW.
-        memory::desc dsrc_md = (q.c / q.g) < 8 ? memory::desc(src, dt::f32, tag::nchw) : src_any;
-        auto bd_pd = dnnl::convolution_backward_data::primitive_desc(
-            e, dnnl::algorithm::convolution_direct, dsrc_md, wei_any, dst_any, strides(), dil(),
-            pl(), pr(), fwd_pd, scratch_attr());
+        // first layer: 9 ms blocked vs ~1 ms plain): keep such a gradient in its plain layout.
+        const bool plain_dsrc = (q.c / q.g) < 8;
+        dnnl::convolution_backward_data::primitive_desc bd_pd;
+        for (int fixed = 0; fixed < 2; ++fixed) {
+            bd_pd = dnnl::convolution_backward_data::primitive_desc(
+                e, dnnl::algorithm::convolution_direct,
+                plain_dsrc ? src_user() : want(src_user(), q.src_cl, fixed), wei_any,
+                want(dst_user(), q.dst_cl, fixed), strides(), dil(), pl(), pr(), fwd_pd,
+                scratch_attr());
+            if ((!q.src_cl || same_bytes(src_user(), bd_pd.diff_src_desc())) &&
+                (!q.dst_cl || same_bytes(dst_user(), bd_pd.diff_dst_desc())))
+                break;
+        }
         bwd_data = dnnl::convolution_backward_data(bd_pd);
-        d_dst.init(memory::desc(dst, dt::f32, tag::nchw), bd_pd.diff_dst_desc(), true, false);
+        d_dst.init(dst_user(), bd_pd.diff_dst_desc(), true, false);
         d_wei.init(memory::desc(wei, dt::f32, wtag()), bd_pd.weights_desc(), true, false);
-        d_src.init(memory::desc(src, dt::f32, tag::nchw), bd_pd.diff_src_desc(), false, true);
+        d_src.init(src_user(), bd_pd.diff_src_desc(), false, true);
         use_arena(d_dst);
         use_arena(d_src);
-        auto bw_pd = dnnl::convolution_backward_weights::primitive_desc(
-            e, dnnl::algorithm::convolution_direct, src_any, wei_any,
-            q.bias ? bias_md : memory::desc(), dst_any, strides(), dil(), pl(), pr(), fwd_pd,
-            scratch_attr());
+        dnnl::convolution_backward_weights::primitive_desc bw_pd;
+        for (int fixed = 0; fixed < 2; ++fixed) {
+            bw_pd = dnnl::convolution_backward_weights::primitive_desc(
+                e, dnnl::algorithm::convolution_direct, want(src_user(), q.src_cl, fixed),
+                wei_any, q.bias ? bias_md : memory::desc(), want(dst_user(), q.dst_cl, fixed),
+                strides(), dil(), pl(), pr(), fwd_pd, scratch_attr());
+            if ((!q.src_cl || same_bytes(src_user(), bw_pd.src_desc())) &&
+                (!q.dst_cl || same_bytes(dst_user(), bw_pd.diff_dst_desc())))
+                break;
+        }
         bwd_wei = dnnl::convolution_backward_weights(bw_pd);
-        w_src.init(memory::desc(src, dt::f32, tag::nchw), bw_pd.src_desc(), true, false);
-        w_ddst.init(memory::desc(dst, dt::f32, tag::nchw), bw_pd.diff_dst_desc(), true, false);
+        w_src.init(src_user(), bw_pd.src_desc(), true, false);
+        w_ddst.init(dst_user(), bw_pd.diff_dst_desc(), true, false);
         w_dwei.init(memory::desc(wei, dt::f32, wtag()), bw_pd.diff_weights_desc(), false, true);
         use_arena(w_src);
         use_arena(w_ddst);
@@ -223,9 +271,9 @@ void conv_forward(py::array x, py::array w, py::object b, py::array out,
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
     const ConvGeom& q = ch.q;
-    float* px = data_of(x, "conv input", {q.n, q.c, q.h, q.w}, false);
+    float* px = data_of(x, "conv input", src_shape(q), false);
     float* pw = data_of(w, "conv weight", {q.o, q.c / q.g, q.kh, q.kw}, false);
-    float* po = data_of(out, "conv output", {q.n, q.o, q.oh, q.ow}, true);
+    float* po = data_of(out, "conv output", dst_shape(q), true);
     float* pb = nullptr;
     if (q.bias) pb = data_of(b.cast<py::array>(), "conv bias", {q.o}, false);
     py::gil_scoped_release nogil;
@@ -240,8 +288,7 @@ void conv_forward(py::array x, py::array w, py::object b, py::array out,
         args[DNNL_ARG_SRC] = cv.f_src.bind(px + start * q.c * q.h * q.w, s, true);
         args[DNNL_ARG_WEIGHTS] = cv.f_wei.bind(pw, s, !weights_ready[which]);
         weights_ready[which] = true;
-        cv.f_dst.user.set_data_handle(po + start * q.o * q.oh * q.ow);
-        args[DNNL_ARG_DST] = cv.f_dst.prim;
+        args[DNNL_ARG_DST] = cv.f_dst.out(po + start * q.o * q.oh * q.ow);
         if (q.bias) {
             cv.f_bias.set_data_handle(pb);
             args[DNNL_ARG_BIAS] = cv.f_bias;
@@ -266,8 +313,7 @@ void conv_backward_run(Conv& cv, dnnl::stream& s, float* px, float* pg, float* p
         bind_slot(cv.w_src, 1);
         args[DNNL_ARG_SRC] = cv.w_src.bind(px, s, true);
         args[DNNL_ARG_DIFF_DST] = cv.w_ddst.bind(pg, s, true);
-        cv.w_dwei.user.set_data_handle(cv.dwei_tmp.data());
-        args[DNNL_ARG_DIFF_WEIGHTS] = cv.w_dwei.prim;
+        args[DNNL_ARG_DIFF_WEIGHTS] = cv.w_dwei.out(cv.dwei_tmp.data());
         if (q.bias) args[DNNL_ARG_DIFF_BIAS] = cv.w_dbias;
         run(cv.bwd_wei, s, args);
         cv.w_dwei.finish(s);
@@ -278,14 +324,12 @@ void conv_backward_run(Conv& cv, dnnl::stream& s, float* px, float* pg, float* p
         bind_slot(cv.d_dst, 0);
         bind_slot(cv.d_src, 1);
         if (reuse) {
-            cv.d_dst.user.set_data_handle(pg);
-            args[DNNL_ARG_DIFF_DST] = cv.d_dst.prim;  // slot 0 holds it already
+            args[DNNL_ARG_DIFF_DST] = cv.d_dst.out(pg);  // slot 0 holds it already
         } else {
             args[DNNL_ARG_DIFF_DST] = cv.d_dst.bind(pg, s, true);
         }
         args[DNNL_ARG_WEIGHTS] = cv.d_wei.bind(pw, s, reorder_wei);
-        cv.d_src.user.set_data_handle(pi);
-        args[DNNL_ARG_DIFF_SRC] = cv.d_src.prim;
+        args[DNNL_ARG_DIFF_SRC] = cv.d_src.out(pi);
         run(cv.bwd_data, s, args);
         cv.d_src.finish(s);
     }
@@ -318,9 +362,9 @@ void conv_backward_data(py::array gout, py::array w, py::array gin, std::vector<
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
     const ConvGeom& q = ch.q;
-    float* pg = data_of(gout, "conv grad_output", {q.n, q.o, q.oh, q.ow}, false);
+    float* pg = data_of(gout, "conv grad_output", dst_shape(q), false);
     float* pw = data_of(w, "conv weight", {q.o, q.c / q.g, q.kh, q.kw}, false);
-    float* pi = data_of(gin, "conv grad_input", {q.n, q.c, q.h, q.w}, true);
+    float* pi = data_of(gin, "conv grad_input", src_shape(q), true);
     py::gil_scoped_release nogil;
     conv_backward_chunks(ch, nullptr, pg, pw, pi, nullptr, nullptr);
 }
@@ -330,8 +374,8 @@ void conv_backward_weights(py::array x, py::array gout, py::array gw, py::object
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
     const ConvGeom& q = ch.q;
-    float* px = data_of(x, "conv input", {q.n, q.c, q.h, q.w}, false);
-    float* pg = data_of(gout, "conv grad_output", {q.n, q.o, q.oh, q.ow}, false);
+    float* px = data_of(x, "conv input", src_shape(q), false);
+    float* pg = data_of(gout, "conv grad_output", dst_shape(q), false);
     float* pgw = data_of(gw, "conv grad_weight", {q.o, q.c / q.g, q.kh, q.kw}, true);
     float* pgb = nullptr;
     if (q.bias) pgb = data_of(gb.cast<py::array>(), "conv grad_bias", {q.o}, true);
@@ -345,10 +389,10 @@ void conv_backward(py::array x, py::array gout, py::array w, py::array gin, py::
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
     const ConvGeom& q = ch.q;
-    float* px = data_of(x, "conv input", {q.n, q.c, q.h, q.w}, false);
-    float* pg = data_of(gout, "conv grad_output", {q.n, q.o, q.oh, q.ow}, false);
+    float* px = data_of(x, "conv input", src_shape(q), false);
+    float* pg = data_of(gout, "conv grad_output", dst_shape(q), false);
     float* pw = data_of(w, "conv weight", {q.o, q.c / q.g, q.kh, q.kw}, false);
-    float* pi = data_of(gin, "conv grad_input", {q.n, q.c, q.h, q.w}, true);
+    float* pi = data_of(gin, "conv grad_input", src_shape(q), true);
     float* pgw = data_of(gw, "conv grad_weight", {q.o, q.c / q.g, q.kh, q.kw}, true);
     float* pgb = nullptr;
     if (q.bias) pgb = data_of(gb.cast<py::array>(), "conv grad_bias", {q.o}, true);
@@ -365,17 +409,28 @@ void set_conv_chunk_bytes(int64_t bytes) {
 }
 
 // ------------------------------------------------------------------ pooling
+// ``cl``: the activations and their gradients are channels-last ((N, H, W, C) arrays).
 struct PoolGeom {
     int64_t n, c, h, w, kh, kw, sh, sw, top, bottom, left, right, alg;
-    int64_t oh, ow;
+    int64_t oh, ow, cl;
 };
+
+std::vector<py::ssize_t> src_shape(const PoolGeom& q) {
+    if (q.cl) return {q.n, q.h, q.w, q.c};
+    return {q.n, q.c, q.h, q.w};
+}
+std::vector<py::ssize_t> dst_shape(const PoolGeom& q) {
+    if (q.cl) return {q.n, q.oh, q.ow, q.c};
+    return {q.n, q.c, q.oh, q.ow};
+}
 
 // The output size is given by Python (ceil mode, SAME...) and padding on the bottom / right is
 // extended so that oneDNN produces exactly that size.
 PoolGeom pool_geom(const std::vector<int64_t>& v) {
-    if (v.size() != 15) throw py::value_error("pool: geometry must have 15 ints");
+    if (v.size() != 16) throw py::value_error("pool: geometry must have 16 ints");
     PoolGeom q{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
-               v[13], v[14]};
+               v[13], v[14], v[15]};
+    if (q.cl != 0 && q.cl != 1) throw py::value_error("pool: invalid layout flag");
     if (q.n < 1 || q.c < 1 || q.h < 1 || q.w < 1 || q.kh < 1 || q.kw < 1 || q.sh < 1 ||
         q.sw < 1 || q.top < 0 || q.left < 0 || q.bottom < 0 || q.right < 0 || q.oh < 1 ||
         q.ow < 1 || q.alg < 0 || q.alg > 2 || q.top >= q.kh || q.left >= q.kw)
@@ -406,7 +461,8 @@ struct Pool {
     explicit Pool(const PoolGeom& g) : q(g) {
         auto& e = engine();
         memory::dims src{q.n, q.c, q.h, q.w}, dst{q.n, q.c, q.oh, q.ow};
-        memory::desc src_md(src, dt::f32, tag::nchw), dst_md(dst, dt::f32, tag::nchw);
+        const tag t = q.cl ? tag::nhwc : tag::nchw;
+        memory::desc src_md(src, dt::f32, t), dst_md(dst, dt::f32, t);
         memory::dims k{q.kh, q.kw}, s{q.sh, q.sw}, d{0, 0}, pl{q.top, q.left},
             pr{q.bottom, q.right};
         fwd_pd = dnnl::pooling_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
@@ -465,14 +521,13 @@ void pool_forward(py::array x, py::array out, py::object ws, std::vector<int64_t
     Pool& p = get_pool(geom);
     const PoolGeom& q = p.q;
     void* pws = workspace_of(p, ws);
-    float* px = data_of(x, "pool input", {q.n, q.c, q.h, q.w}, false);
-    float* po = data_of(out, "pool output", {q.n, q.c, q.oh, q.ow}, true);
+    float* px = data_of(x, "pool input", src_shape(q), false);
+    float* po = data_of(out, "pool output", dst_shape(q), true);
     py::gil_scoped_release nogil;
     dnnl::stream s(engine());
     std::unordered_map<int, memory> args;
     args[DNNL_ARG_SRC] = p.f_src.bind(px, s, true);
-    p.f_dst.user.set_data_handle(po);
-    args[DNNL_ARG_DST] = p.f_dst.prim;
+    args[DNNL_ARG_DST] = p.f_dst.out(po);
     if (q.alg == 0) {
         p.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = p.ws;
@@ -487,14 +542,13 @@ void pool_backward(py::array gout, py::array gin, py::object ws, std::vector<int
     Pool& p = get_pool(geom);
     const PoolGeom& q = p.q;
     void* pws = workspace_of(p, ws);
-    float* pg = data_of(gout, "pool grad_output", {q.n, q.c, q.oh, q.ow}, false);
-    float* pi = data_of(gin, "pool grad_input", {q.n, q.c, q.h, q.w}, true);
+    float* pg = data_of(gout, "pool grad_output", dst_shape(q), false);
+    float* pi = data_of(gin, "pool grad_input", src_shape(q), true);
     py::gil_scoped_release nogil;
     dnnl::stream s(engine());
     std::unordered_map<int, memory> args;
     args[DNNL_ARG_DIFF_DST] = p.b_ddst.bind(pg, s, true);
-    p.b_dsrc.user.set_data_handle(pi);
-    args[DNNL_ARG_DIFF_SRC] = p.b_dsrc.prim;
+    args[DNNL_ARG_DIFF_SRC] = p.b_dsrc.out(pi);
     if (q.alg == 0) {
         p.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = p.ws;

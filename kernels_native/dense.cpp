@@ -628,8 +628,7 @@ void lrn_forward(py::array x, py::array out, py::object ws, std::vector<int64_t>
     dnnl::stream s(engine());
     std::unordered_map<int, memory> args;
     args[DNNL_ARG_SRC] = l.f_src.bind(px, s, true);
-    l.f_dst.user.set_data_handle(po);
-    args[DNNL_ARG_DST] = l.f_dst.prim;
+    args[DNNL_ARG_DST] = l.f_dst.out(po);
     if (pws) {
         l.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = l.ws;
@@ -652,8 +651,7 @@ void lrn_backward(py::array x, py::array gout, py::array gin, py::object ws,
     std::unordered_map<int, memory> args;
     args[DNNL_ARG_SRC] = l.b_src.bind(px, s, true);
     args[DNNL_ARG_DIFF_DST] = l.b_ddst.bind(pg, s, true);
-    l.b_dsrc.user.set_data_handle(pi);
-    args[DNNL_ARG_DIFF_SRC] = l.b_dsrc.prim;
+    args[DNNL_ARG_DIFF_SRC] = l.b_dsrc.out(pi);
     if (pws) {
         l.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = l.ws;

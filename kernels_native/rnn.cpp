@@ -233,8 +233,7 @@ void rnn_forward(py::array x, py::array h0, py::object c0, py::array w_layer, py
     args[DNNL_ARG_WEIGHTS_ITER] = r.f_wi.bind(pwi, s, true);
     args[DNNL_ARG_SRC_ITER] = memory(r.s_md, e, ph0);
     args[DNNL_ARG_BIAS] = memory(r.b_md, e, pb);
-    r.f_y.user.set_data_handle(py_);
-    args[DNNL_ARG_DST_LAYER] = r.f_y.prim;
+    args[DNNL_ARG_DST_LAYER] = r.f_y.out(py_);
     args[DNNL_ARG_DST_ITER] = memory(r.s_md, e, phT);
     if (q.lstm()) {
         args[DNNL_ARG_SRC_ITER_C] = memory(r.s_md, e, pc0);
@@ -292,8 +291,7 @@ void rnn_backward(py::array x, py::array h0, py::object c0, py::array w_layer, p
     args[DNNL_ARG_WORKSPACE] = memory(md_of(r.fwd_pd, DNNL_ARG_WORKSPACE), e, pws);
     float* zeros = r.zeros_state.data();
     args[DNNL_ARG_DIFF_DST_ITER] = memory(r.s_md, e, zeros);
-    r.b_gx.user.set_data_handle(pgx);
-    args[DNNL_ARG_DIFF_SRC_LAYER] = r.b_gx.prim;
+    args[DNNL_ARG_DIFF_SRC_LAYER] = r.b_gx.out(pgx);
     args[DNNL_ARG_DIFF_SRC_ITER] = memory(r.s_md, e, pgh0);
     if (q.lstm()) {
         args[DNNL_ARG_SRC_ITER_C] = memory(r.s_md, e, pc0);
@@ -303,7 +301,7 @@ void rnn_backward(py::array x, py::array h0, py::object c0, py::array w_layer, p
     }
     // oneDNN accumulates into the weight gradients: start them at zero in its layout
     for (Port* p : {&r.b_gwl, &r.b_gwi}) {
-        p->user.set_data_handle(p == &r.b_gwl ? r.gwl_tmp.data() : r.gwi_tmp.data());
+        p->out(p == &r.b_gwl ? r.gwl_tmp.data() : r.gwi_tmp.data());
         std::memset(p->prim.get_data_handle(), 0, p->prim.get_desc().get_size());
     }
     std::fill(r.gb_tmp.begin(), r.gb_tmp.end(), 0.f);

@@ -324,14 +324,19 @@ calls = errors = 0
 def arr(shape, dtype=np.float32):
     return np.zeros([max(0, s) for s in shape], dtype)
 for i in range(400):
-    v = [int(t) for t in rng.integers(-2, 7, size=18)]
+    v = [int(t) for t in rng.integers(-2, 7, size=20)]
+    # the flags (bias, relu, src / dst channels-last): valid mostly, sometimes not
+    v[16:20] = [int(t) for t in rng.integers(0, 2, size=4)]
+    if rng.integers(0, 8) == 0:
+        v[int(rng.integers(16, 20))] = int(rng.choice([-1, 2]))
+    cl = int(rng.integers(0, 2))
     shape = [int(t) for t in rng.integers(0, 7, size=4)]
     for fn, args in (
         (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), v)),
         (nat.conv_backward_data, (arr(shape), arr(shape), arr(shape), v)),
         (nat.conv_backward_weights, (arr(shape), arr(shape), arr(shape), None, v)),
-        (nat.pool_forward, (arr(shape), arr(shape), None, v[:15])),
-        (nat.pool_backward, (arr(shape), arr(shape), arr([8], np.uint8), v[:15])),
+        (nat.pool_forward, (arr(shape), arr(shape), None, v[:15] + [cl])),
+        (nat.pool_backward, (arr(shape), arr(shape), arr([8], np.uint8), v[:15] + [cl])),
         (nat.conv_forward, (arr(shape, np.float64), arr(shape), None, arr(shape), v)),
         (nat.pool_forward, (arr(shape), arr(shape), None, v[:3])),
         (nat.bn_forward, (arr(shape[:3]), arr(shape[:3]), arr(shape[:1]), arr(shape[:1]),

@@ -409,8 +409,9 @@ calls = errors = 0
 def arr(shape, dtype=np.float32):
     return np.zeros([max(0, s) for s in shape], dtype)
 for i in range(300):
-    v = [int(t) for t in rng.integers(-2, 7, size=18)]
+    v = [int(t) for t in rng.integers(-2, 7, size=20)]
     v[3:7] = [int(t) for t in rng.integers(-1, 3, size=4)]
+    v[16:20] = [int(t) for t in rng.integers(0, 2, size=4)]
     shape = [int(t) for t in rng.integers(0, 7, size=4)]
     eps = float(rng.choice([1e-5, 0.0, -1.0, np.nan, np.inf]))
     ro = arr(shape[:3]); ro.flags.writeable = bool(rng.integers(0, 2))
@@ -418,7 +419,7 @@ for i in range(300):
         (nat.conv_backward, (arr(shape), arr(shape), arr(shape), arr(shape), arr(shape), None, v)),
         (nat.conv_backward, (arr(shape), arr(shape), arr(shape), arr(shape), arr(shape),
                              arr(shape[:1]), v)),
-        (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), v[:17] + [1])),
+        (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), v[:17] + [1, 0, 1])),
         (nat.bn_forward, (arr(shape[:3]), ro, arr(shape[1:2]), arr(shape[1:2]),
                           None, None, v[:7], eps)),
         (nat.bn_forward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),

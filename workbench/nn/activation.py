@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from . import backend, random
+from . import backend, layout, random
 from .initializers import ConstInitMethod, Ones, Xavier, Zeros
 from .module import Module, check_grad_output
 
@@ -38,12 +38,15 @@ class _Elementwise(Module):
     def _native_forward(self, x, out):
         """Run the native forward into ``out``; False when this input stays in numpy."""
         args = self._native_args()
-        if args is None or not self._NATIVE_FORWARD or x.size == 0 or not x.flags.c_contiguous:
+        if args is None or not self._NATIVE_FORWARD or x.size == 0:
             return False
+        px, po = layout.physical(x), layout.physical(out)
+        if px is None or po is None or px.shape != po.shape:
+            return False  # strided input, or output in another memory format: numpy
         nat = backend.use_native(x.dtype, "eltwise")
         if nat is None:
             return False
-        nat.eltwise_forward(x.reshape(-1), out.reshape(-1), *args)
+        nat.eltwise_forward(px.reshape(-1), po.reshape(-1), *args)
         return True
 
     def _native_backward(self, input, grad_output, gi):
@@ -53,14 +56,18 @@ class _Elementwise(Module):
         nat = backend.use_native(gi.dtype, "eltwise")
         if nat is None:
             return False
-        x = np.ascontiguousarray(input, dtype=gi.dtype).reshape(-1)
-        g = np.ascontiguousarray(grad_output, dtype=gi.dtype).reshape(-1)
-        nat.eltwise_backward(x, self.output.reshape(-1), g, gi.reshape(-1), *args)
+        cl = layout.is_channels_last(gi)  # the output's memory format (see _grad_like)
+
+        def flat(a):
+            a = np.asarray(a, dtype=gi.dtype)
+            return layout.native_array(layout.like(a, cl), cl).reshape(-1)
+        nat.eltwise_backward(flat(input), flat(self.output), flat(grad_output), flat(gi), *args)
         return True
 
     def _grad_like(self, input, grad_output):
         check_grad_output(self, grad_output)
-        return self._grad_buffer("grad_input", self.output.shape, self.output.dtype)
+        return self._grad_buffer("grad_input", self.output.shape, self.output.dtype,
+                                 channels_last=layout.is_channels_last(self.output))
 
 
 class ReLU(_Elementwise):
@@ -83,7 +90,7 @@ class ReLU(_Elementwise):
 
     def update_output(self, input):
         x = self._input(input)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         if not self._native_forward(x, out):
             np.maximum(x, 0, out=out)
         return out
@@ -108,7 +115,7 @@ class Tanh(_Elementwise):
 
     def update_output(self, input):
         x = self._input(input)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         if not self._native_forward(x, out):
             np.tanh(x, out=out)
         return out
@@ -134,7 +141,7 @@ class Sigmoid(_Elementwise):
 
     def update_output(self, input):
         x = self._input(input)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         if self._native_forward(x, out):
             return out
         e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
@@ -229,7 +236,7 @@ class SoftMax(_Normalizing):
 
     def update_output(self, input):
         x = self._input(input)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         if self._softmax_forward(x, out):
             return out
         return softmax(x, class_axis(x.ndim), out=out)
@@ -258,7 +265,7 @@ class LogSoftMax(_Normalizing):
 
     def update_output(self, input):
         x = self._input(input)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         if self._softmax_forward(x, out):
             return out
         return log_softmax(x, class_axis(x.ndim), out=out)
@@ -302,7 +309,7 @@ class _Pointwise(_Elementwise):
 
     def update_output(self, input):
         x = self._input(input)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         if not self._native_forward(x, out):
             self._forward(x, out)
         return out
@@ -685,7 +692,7 @@ class PReLU(Module):
             x = self._as_array(input, (1, 2, 3, 4), expected)
             if x.shape[class_axis(x.ndim)] != self.n_output_plane:
                 self._fail(expected, x)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         np.multiply(x, np.where(x > 0, 1, self._slopes(x)), out=out)
         return out
 
@@ -841,7 +848,7 @@ class SReLU(Module):
             self._fail(self._expected(), x)
         right = x >= self.t_right
         left = ~right & (x <= self.t_left)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         np.copyto(out, x)
         np.copyto(out, self.t_right + self.a_right * (x - self.t_right), where=right)
         np.copyto(out, self.t_left + self.a_left * (x - self.t_left), where=left)
@@ -995,7 +1002,7 @@ class SoftMin(_Normalizing):
 
     def update_output(self, input):
         x = self._input(input)
-        out = self._buffer("output", x.shape, x.dtype)
+        out = self._buffer_like("output", x)
         np.negative(x, out=out)
         return softmax(out, class_axis(x.ndim), out=out)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import ConfigError
+from . import layout
 from .module import GradPool, LayerError, Module, active_grad_pool, build_module, shape_of
 
 __all__ = ["Container", "Sequential", "Concat", "ConcatTable", "ParallelTable"]
@@ -167,7 +168,8 @@ class ConcatTable(_Branches):
             elif pool is not None and isinstance(total, np.ndarray) and \
                     isinstance(gi, np.ndarray) and total.shape == gi.shape and \
                     total.dtype == gi.dtype:
-                out = pool.take(total.shape, total.dtype)  # not total or gi: both are referenced
+                # not total or gi: both are referenced; in total's memory format (nn.layout)
+                out = pool.take(total.shape, total.dtype, layout.is_channels_last(total))
                 np.add(total, gi, out=out)
                 total = out
             else:

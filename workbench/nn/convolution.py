@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import backend
+from . import backend, layout
 from .initializers import RandomUniform
 from .module import Module, check_grad_output
 
@@ -238,7 +238,9 @@ class SpatialConvolution(Module):
     def _emit(self, key, result, input):
         """``result`` (batched NCHW) in the caller's layout: channels moved last for NHWC, the
         batch axis dropped for an unbatched input."""
-        if self.channels_last:
+        if self.channels_last and layout.is_channels_last(result):
+            result = result.transpose(0, 2, 3, 1)  # already NHWC memory: no copy
+        elif self.channels_last:
             shape = (result.shape[0],) + result.shape[2:] + (result.shape[1],)
             out = self._buffer(key + "_nhwc", shape, result.dtype)
             np.copyto(out, np.moveaxis(result, 1, -1))
@@ -275,21 +277,31 @@ class SpatialConvolution(Module):
             return self._im2col(x)
         return cached.reshape(n, c * kh * kw, oh * ow)
 
-    def _native_geometry(self, x, relu=False):
-        """The ints ``workbench._native`` takes for batched input ``x``."""
+    def _native_geometry(self, x, relu=False, src_cl=False, dst_cl=False):
+        """The ints ``workbench._native`` takes for batched input ``x``; ``src_cl`` / ``dst_cl``:
+        the input / output (or grad_output) arrays are channels-last (see ``layout``)."""
         n, c, h, w = x.shape
         _, _, (top, bottom, left, right) = self._geometry(h, w)
         return [n, c, h, w, self.n_output_plane, self.kernel_h, self.kernel_w, self.stride_h,
                 self.stride_w, self.dilation_h, self.dilation_w, top, bottom, left, right,
-                self.n_group, int(self.with_bias), int(relu)]
+                self.n_group, int(self.with_bias), int(relu), int(src_cl), int(dst_cl)]
+
+    def _native_output_cl(self, x):
+        """Whether the native forward writes channels-last: when the input is, or when the
+        output channels fill oneDNN's 16-channel blocks (see ``layout``)."""
+        return backend.use_native(None, "channels_last") is not None and (
+            layout.is_channels_last(x) or self.n_output_plane % 16 == 0)
 
     def _native_forward(self, x, relu=False):
-        """Native forward of batched NCHW ``x`` into the output buffer (ReLU fused if asked)."""
+        """Native forward of batched ``x`` into the output buffer (ReLU fused if asked)."""
         oh, ow, _ = self._geometry(x.shape[2], x.shape[3])
-        out = self._buffer("output", (x.shape[0], self.n_output_plane, oh, ow), x.dtype)
-        backend.native().conv_forward(np.ascontiguousarray(x), self.weight,
-                                      self.bias if self.with_bias else None, out,
-                                      self._native_geometry(x, relu))
+        src_cl, dst_cl = layout.is_channels_last(x), self._native_output_cl(x)
+        out = self._buffer("output", (x.shape[0], self.n_output_plane, oh, ow), x.dtype,
+                           channels_last=dst_cl)
+        backend.native().conv_forward(layout.native_array(x, src_cl), self.weight,
+                                      self.bias if self.with_bias else None,
+                                      layout.native_array(out, dst_cl),
+                                      self._native_geometry(x, relu, src_cl, dst_cl))
         return out
 
     def update_output(self, input):
@@ -315,7 +327,7 @@ class SpatialConvolution(Module):
         check_grad_output(self, grad_output)
         gout = np.asarray(grad_output, dtype=self.weight.dtype)
         if self.channels_last:
-            gout = np.ascontiguousarray(np.moveaxis(gout, -1, -3))
+            gout = np.moveaxis(gout, -1, -3)  # channels-last memory, if NHWC was contiguous
         return gout if gout.ndim == 4 else gout[None]
 
     def fused_forward(self, input, successor):
@@ -340,7 +352,8 @@ class SpatialConvolution(Module):
     def backward(self, input, grad_output):
         if self.__dict__.get("_scratch", {}).get("fused_relu") is not None:
             check_grad_output(self, grad_output)  # then apply the fused ReLU's gradient
-            gm = self._grad_buffer("grad_output_masked", self.output.shape, self.output.dtype)
+            gm = self._grad_buffer("grad_output_masked", self.output.shape, self.output.dtype,
+                                   channels_last=layout.is_channels_last(self.output))
             np.multiply(grad_output, self.output > 0, out=gm)
             grad_output = gm
         # Inside backward the native path computes both gradients in one call (grad_output is
@@ -359,20 +372,21 @@ class SpatialConvolution(Module):
     def update_grad_input(self, input, grad_output):
         x = self._input(input)
         gout = self._grad_output(input, grad_output)
-        gi = self._grad_buffer("grad_input", x.shape, x.dtype)
+        src_cl, go_cl = layout.is_channels_last(x), layout.is_channels_last(gout)
+        gi = self._grad_buffer("grad_input", x.shape, x.dtype, channels_last=src_cl)
         native = backend.use_native(x.dtype, "convolution") if x.size else None
         if not self.propagate_back:
             gi.fill(0)
         elif native is not None and self.__dict__.get("_in_backward") and not self._frozen \
                 and self._native_grads_ok():
-            native.conv_backward(np.ascontiguousarray(x), np.ascontiguousarray(gout),
-                                 self.weight, gi, self.grad_weight,
+            native.conv_backward(layout.native_array(x, src_cl), layout.native_array(gout, go_cl),
+                                 self.weight, layout.native_array(gi, src_cl), self.grad_weight,
                                  self.grad_bias if self.with_bias else None,
-                                 self._native_geometry(x))
+                                 self._native_geometry(x, False, src_cl, go_cl))
             self.__dict__["_params_done"] = True
         elif native is not None:
-            native.conv_backward_data(np.ascontiguousarray(gout), self.weight, gi,
-                                      self._native_geometry(x))
+            native.conv_backward_data(layout.native_array(gout, go_cl), self.weight, layout.native_array(gi, src_cl),
+                                      self._native_geometry(x, False, src_cl, go_cl))
         elif self.stride_h == self.stride_w == 1 and self.kernel_h * self.kernel_w > 1:
             self._grad_input_stride1(x, gout, gi)
         else:
@@ -458,10 +472,11 @@ class SpatialConvolution(Module):
         n, g = x.shape[0], self.n_group
         native = backend.use_native(x.dtype, "convolution") if x.size else None
         if native is not None and self._native_grads_ok():
-            native.conv_backward_weights(np.ascontiguousarray(x), np.ascontiguousarray(gout),
+            src_cl, go_cl = layout.is_channels_last(x), layout.is_channels_last(gout)
+            native.conv_backward_weights(layout.native_array(x, src_cl), layout.native_array(gout, go_cl),
                                          self.grad_weight,
                                          self.grad_bias if self.with_bias else None,
-                                         self._native_geometry(x))
+                                         self._native_geometry(x, False, src_cl, go_cl))
             return
         og = self.n_output_plane // g
         cols = self._forward_cols(x)

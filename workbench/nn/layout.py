@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["is_channels_last", "physical", "empty", "like", "match"]
+__all__ = ["is_channels_last", "physical", "native_array", "empty", "like", "match"]
 
 
 def is_channels_last(a) -> bool:
@@ -36,6 +36,13 @@ def physical(a):
     if is_channels_last(a):
         return a.transpose(0, 2, 3, 1)
     return None
+
+
+def native_array(a, channels_last):
+    """The C-contiguous array a native kernel takes for activation ``a``: its ``(N, H, W, C)``
+    memory when ``channels_last`` (``a`` must be), else ``a`` as a C-contiguous NCHW array (a
+    copy only if it is not one)."""
+    return a.transpose(0, 2, 3, 1) if channels_last else np.ascontiguousarray(a)
 
 
 def empty(shape, dtype, channels_last=False):

@@ -136,6 +136,11 @@ class Module(Configurable):
             buf = cache[key] = layout.empty(shape, dtype, channels_last)
         return buf
 
+    def _buffer_like(self, key, x):
+        """``_buffer(key, ...)`` of ``x``'s shape, dtype and memory format (plain or
+        channels-last, see :mod:`workbench.nn.layout`)."""
+        return self._buffer(key, x.shape, x.dtype, channels_last=layout.is_channels_last(x))
+
     def _grad_buffer(self, key, shape, dtype, channels_last=False):
         """A gradient buffer: from the active :class:`GradPool` during a pooled backward pass
         (see ``Sequential.backward``), else the layer's own ``_buffer(key, ...)``."""

@@ -15,7 +15,7 @@ import numpy as np
 
 import math
 
-from . import backend
+from . import backend, layout
 from .convnd import interior, offset_index, pad_into
 from .convolution import check_int, fill_border, offset_view, same_padding
 from .module import check_grad_output
@@ -142,7 +142,7 @@ class _Pooling(Module):
         if top >= kh or left >= kw:
             return None
         return [n, c, h, w, kh, kw, self.dh, self.dw, top, bottom_eff, left, right_eff, alg,
-                oh, ow]
+                oh, ow, int(layout.is_channels_last(x))]
 
     def _native_pool(self, x, geometry, alg):
         """Pool ``x`` natively into the output buffer; None if this case stays in numpy."""
@@ -152,11 +152,12 @@ class _Pooling(Module):
         geom = self._native_geometry(x, geometry, alg)
         if geom is None or (alg == 0 and not np.isfinite(np.add.reduce(x, axis=None))):
             return None  # oneDNN's max drops NaN; numpy propagates it, as Torch does
-        out = self._buffer("output", x.shape[:2] + tuple(geom[13:]), x.dtype)
+        cl = bool(geom[15])  # channels-last in, channels-last out
+        out = self._buffer("output", x.shape[:2] + tuple(geom[13:15]), x.dtype, channels_last=cl)
         ws = None
         if alg == 0:
             ws = self._buffer("workspace", (native.pool_workspace_size(geom),), np.uint8)
-        native.pool_forward(np.ascontiguousarray(x), out, ws, geom)
+        native.pool_forward(layout.native_array(x, cl), layout.native_array(out, cl), ws, geom)
         self.__dict__.setdefault("_scratch", {})["native_pooled"] = geom
         return out
 
@@ -166,10 +167,11 @@ class _Pooling(Module):
         geom = self._native_geometry(x, geometry, alg) if native is not None else None
         if geom is None or self.__dict__.get("_scratch", {}).get("native_pooled") != geom:
             return None  # max pooling needs the workspace of a native forward of this shape
-        gi = self._buffer("grad_input", x.shape, x.dtype)
+        cl = bool(geom[15])
+        gi = self._buffer("grad_input", x.shape, x.dtype, channels_last=cl)
         ws = self._buffer("workspace", (native.pool_workspace_size(geom),), np.uint8) \
             if alg == 0 else None
-        native.pool_backward(np.ascontiguousarray(g), gi, ws, geom)
+        native.pool_backward(layout.native_array(layout.like(g, cl), cl), layout.native_array(gi, cl), ws, geom)
         return gi
 
     def _grad_output(self, input, grad_output, dtype):

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from .._config import ConfigError
+from . import layout
 from .containers import Container, _indent
 from .module import DEFAULT_DTYPE, LayerError, Module, build_module, check_grad_output, shape_of
 from .shape import INTMAX, int_arg, keep
@@ -70,17 +71,26 @@ class CAddTable(Module):
             shape = None
         if shape is None:
             self._fail(self._EXPECTED, input)
-        out = self._buffer("output", shape, xs[0].dtype)
-        np.copyto(out, xs[0])
-        for x in xs[1:]:
+        # the first tensor's memory format (channels-last activations stay so, see nn.layout)
+        out = self._buffer("output", shape, xs[0].dtype, channels_last=shape == xs[0].shape
+                           and layout.is_channels_last(xs[0]))
+        if len(xs) > 1 and xs[0].shape == shape:
+            np.add(xs[0], xs[1], out=out)
+            rest = xs[2:]
+        else:
+            np.copyto(out, xs[0])
+            rest = xs[1:]
+        for x in rest:
             out += x
         return out
 
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
         grad_output, grads = np.asarray(grad_output), []
+        cl = layout.is_channels_last(grad_output)
         for i, x in enumerate(input):
-            g = self._grad_buffer(f"grad_input{i}", np.shape(x), self.output.dtype)
+            g = self._grad_buffer(f"grad_input{i}", np.shape(x), self.output.dtype,
+                                  channels_last=cl and np.shape(x) == grad_output.shape)
             g[...] = _unbroadcast(grad_output, np.shape(x))
             grads.append(g)
         return grads
