@@ -60,7 +60,10 @@ def wb_resnet20(classes=10):
                      .add(SpatialBatchNormalization(c_out)))
         return Sequential().add(ConcatTable().add(body).add(short)).add(CAddTable()).add(ReLU())
 
-    model = (Sequential().add(SpatialConvolution(3, 16, 3, 3, 1, 1, 1, 1, with_bias=False))
+    # propagate_back=False on the first layer, as BigDL's own ResNet does: nothing uses the
+    # image's gradient (PyTorch skips it too, the input does not require grad)
+    model = (Sequential().add(SpatialConvolution(3, 16, 3, 3, 1, 1, 1, 1, with_bias=False,
+                                                 propagate_back=False))
              .add(SpatialBatchNormalization(16)).add(ReLU()))
     c = 16
     for c_out, stride in ((16, 1), (32, 2), (64, 2)):

@@ -440,6 +440,21 @@ void eltwise_backward(py::array x, py::array y, py::array gout, py::array gin, i
     s.wait();
 }
 
+// out = max(a + b, 0): a residual sum and the ReLU after it (CAddTable -> ReLU) in one pass
+// over memory instead of two (a sum, then a ReLU).  Flat arrays of one size.
+void add_relu(py::array a, py::array b, py::array out) {
+    KernelLock guard;
+    auto shape = shape_vec(a);
+    if (shape.size() != 1) throw py::value_error("add_relu: expected flat arrays");
+    const float* pa = data_of(a, "add_relu a", shape, false);
+    const float* pb = data_of(b, "add_relu b", shape, false);
+    float* po = data_of(out, "add_relu out", shape, true);
+    const int64_t n = shape[0];
+    py::gil_scoped_release nogil;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) po[i] = std::max(pa[i] + pb[i], 0.0f);
+}
+
 // ------------------------------------------------------------------ softmax
 // x viewed as (outer, C, inner), normalized over C; log: LogSoftMax.
 struct Softmax {
@@ -737,6 +752,7 @@ void register_dense(py::module_& m) {
           py::arg("alpha"));
     m.def("eltwise_backward", &eltwise_backward, py::arg("x"), py::arg("y"),
           py::arg("grad_output"), py::arg("grad_input"), py::arg("kind"), py::arg("alpha"));
+    m.def("add_relu", &add_relu, py::arg("a"), py::arg("b"), py::arg("out"));
     m.def("softmax_forward", &softmax_forward, py::arg("x"), py::arg("out"), py::arg("geometry"));
     m.def("softmax_backward", &softmax_backward, py::arg("y"), py::arg("grad_output"),
           py::arg("grad_input"), py::arg("geometry"));

@@ -15,9 +15,10 @@ import math
 import numpy as np
 
 from .._config import ConfigError
-from . import layout
+from . import backend, layout
 from .containers import Container, _indent
-from .module import DEFAULT_DTYPE, LayerError, Module, build_module, check_grad_output, shape_of
+from .module import DEFAULT_DTYPE, LayerError, Module, active_grad_pool, build_module, \
+    check_grad_output, shape_of
 from .shape import INTMAX, int_arg, keep
 
 __all__ = ["CAddTable", "JoinTable", "CAveTable", "CSubTable", "CMulTable", "CDivTable",
@@ -64,6 +65,7 @@ class CAddTable(Module):
         self.inplace = bool(inplace)
 
     def update_output(self, input):
+        self.__dict__.setdefault("_scratch", {})["fused_relu"] = None
         xs = _table(self, input, self._EXPECTED)
         try:
             shape = np.broadcast_shapes(*(x.shape for x in xs))
@@ -83,6 +85,48 @@ class CAddTable(Module):
         for x in rest:
             out += x
         return out
+
+    def fused_forward(self, input, successor):
+        """The sum of two same-shape float32 tensors and the ``ReLU`` after it (a residual
+        block's end) in one native pass (``Sequential`` asks); None when they do not fuse.
+        Backward then masks the gradient once, here, and the ReLU passes it through."""
+        from .activation import ReLU
+        if type(successor) is not ReLU or type(self).update_output is not \
+                CAddTable.update_output or not isinstance(input, (list, tuple)) or \
+                len(input) != 2:
+            return None
+        a, b = input
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or \
+                a.dtype != np.float32 or b.dtype != np.float32 or a.shape != b.shape or \
+                not a.size:
+            return None
+        nat = backend.use_native(a.dtype, "eltwise")
+        pa, pb = layout.physical(a), layout.physical(b)
+        if nat is None or pa is None or pb is None or pa.shape != pb.shape:
+            return None  # another memory format on each side: the numpy path
+        out = self._buffer_like("output", a)
+        nat.add_relu(pa.reshape(-1), pb.reshape(-1), layout.physical(out).reshape(-1))
+        self.__dict__["_scratch"]["fused_relu"] = successor
+        self.output = successor.output = out
+        return out
+
+    def backward(self, input, grad_output):
+        if self.__dict__.get("_scratch", {}).get("fused_relu") is None:
+            return super().backward(input, grad_output)
+        check_grad_output(self, grad_output)
+        out = self.output
+        cl = layout.is_channels_last(out)
+        gm = self._grad_buffer("grad_masked", out.shape, out.dtype, channels_last=cl)
+        flat = [layout.native_array(a, cl).reshape(-1)
+                for a in (out, layout.like(np.asarray(grad_output, out.dtype), cl), gm)]
+        backend.native().eltwise_backward(flat[0], flat[0], flat[1], flat[2], 0, 0.0)
+        if active_grad_pool() is not None:
+            # inside a container's pooled backward both inputs get the one masked gradient
+            # (nothing writes into a grad_output): no copies
+            self.grad_input = [gm, gm]
+            return self.grad_input
+        self.grad_input = self.update_grad_input(input, gm)
+        return self.grad_input
 
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
