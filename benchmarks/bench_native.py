@@ -60,10 +60,7 @@ def wb_resnet20(classes=10):
                      .add(SpatialBatchNormalization(c_out)))
         return Sequential().add(ConcatTable().add(body).add(short)).add(CAddTable()).add(ReLU())
 
-    # propagate_back=False on the first layer, as BigDL's own ResNet does: nothing uses the
-    # image's gradient (PyTorch skips it too, the input does not require grad)
-    model = (Sequential().add(SpatialConvolution(3, 16, 3, 3, 1, 1, 1, 1, with_bias=False,
-                                                 propagate_back=False))
+    model = (Sequential().add(SpatialConvolution(3, 16, 3, 3, 1, 1, 1, 1, with_bias=False))
              .add(SpatialBatchNormalization(16)).add(ReLU()))
     c = 16
     for c_out, stride in ((16, 1), (32, 2), (64, 2)):
@@ -92,6 +89,7 @@ def wb_model(name):
 def run_workbench(name, mode, train, threads):
     import numpy as np
     from workbench.nn import ClassNLLCriterion, backend, random
+    from workbench.nn.module import input_grad_unused
     from workbench.optim import SGD
 
     backend.set_backend(mode)
@@ -121,7 +119,10 @@ def run_workbench(name, mode, train, threads):
         if train:
             crit.forward(out, y)
             g.fill(0)
-            model.backward(x, crit.backward(out, y))
+            # as the Optimizer's training loop: no gradient w.r.t. the data (PyTorch's input
+            # does not require one either)
+            with input_grad_unused():
+                model.backward(x, crit.backward(out, y))
             method.update(w, g)
 
     return _time(step, batch, iterations, warmup)
@@ -222,13 +223,18 @@ def _time(step, batch, iterations, warmup):
 
 # ---------------------------------------------------------------------- per-layer GFLOP/s
 def conv_layers(framework, threads, repeats=5):
-    """Forward GFLOP/s (median of ``repeats``) of each distinct ResNet-20 3x3 convolution."""
+    """Forward GFLOP/s (median of ``repeats``) of each distinct ResNet-20 3x3 convolution, its
+    input in the memory layout the layer gets inside ResNet-20: for workbench channels-last
+    after the first layer (the output of the native layers before it, see nn/layout.py), the
+    image NCHW; PyTorch NCHW, its default.  ``<name>_nchw_input``: workbench given an NCHW
+    input instead (the reorder to its layout included)."""
     import numpy as np
     out = {}
     for name, c_in, c_out, stride, size in RESNET_CONVS:
         o = (size + 2 - 3) // stride + 1
         flops = 2 * 128 * c_out * o * o * c_in * 9
         x = np.random.default_rng(0).standard_normal((128, c_in, size, size)).astype(np.float32)
+        runs = {}
         if framework == "torch":
             import torch
             torch.set_num_threads(threads)
@@ -238,22 +244,24 @@ def conv_layers(framework, threads, repeats=5):
             def run():
                 with torch.no_grad():
                     conv(tx)
+            runs[name] = run
         else:
-            from workbench.nn import SpatialConvolution, backend
+            from workbench.nn import SpatialConvolution, backend, layout
             backend.set_backend(framework)
             backend.set_num_threads(threads)
             conv = SpatialConvolution(c_in, c_out, 3, 3, stride, stride, 1, 1, with_bias=False)
-
-            def run():
-                conv.forward(x)
-        run()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+            in_network = layout.like(x, framework == "native" and c_in % 16 == 0)
+            runs[name] = lambda: conv.forward(in_network)
+            runs[name + "_nchw_input"] = lambda: conv.forward(x)
+        for key, run in runs.items():
             run()
-            times.append(time.perf_counter() - start)
-        out[name] = flops / statistics.median(times) / 1e9
-        out[name + "_best"] = flops / min(times) / 1e9
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            out[key] = flops / statistics.median(times) / 1e9
+            out[key + "_best"] = flops / min(times) / 1e9
     return out
 
 
@@ -358,7 +366,9 @@ def main():
             ours_best = max(r.get(name + "_best", 0) for r in per["native"])
             peer_best = max(r.get(name + "_best", 0) for r in per["torch"])
             cores_peak = peak_best * threads
+            nchw_input = median_of(per["native"], name + "_nchw_input")
             layers.append(dict(layer=name, threads=threads, native_gflops=ours,
+                               native_nchw_input_gflops=nchw_input,
                                torch_gflops=peer, ratio=ours / peer if ours and peer else None,
                                native_best_gflops=ours_best, torch_best_gflops=peer_best,
                                native_pct_of_peak=100 * ours / cores_peak if ours else None,

@@ -5,7 +5,8 @@ import numpy as np
 
 from .._config import ConfigError
 from . import layout
-from .module import GradPool, LayerError, Module, active_grad_pool, build_module, shape_of
+from .module import GradPool, LayerError, Module, active_grad_pool, build_module, \
+    input_grad_is_unused, shape_of
 
 __all__ = ["Container", "Sequential", "Concat", "ConcatTable", "ParallelTable"]
 
@@ -105,14 +106,25 @@ class Sequential(Container):
         # The outermost Sequential pools the gradient buffers of the pass (module.GradPool): a
         # child's grad_input is dropped once the child below has consumed it, so only the
         # container's own grad_input (the one returned) outlives the pass.
+        # Inside input_grad_unused() the root Sequential skips the gradient w.r.t. its input.
         if active_grad_pool() is not None:
             return self._backward(input, grad_output, True)
+        return self._pooled(input, grad_output, input_grad_is_unused())
+
+    def backward_params(self, input, grad_output):
+        """``backward`` with no gradient w.r.t. ``input``: the first child runs its own
+        ``backward_params`` (see ``Module.backward_params``); returns None."""
+        if active_grad_pool() is not None:
+            return self._backward(input, grad_output, True, True)
+        return self._pooled(input, grad_output, True)
+
+    def _pooled(self, input, grad_output, skip_first):
         # kept with the scratch buffers: never pickled (models ship to Spark executors)
         pool = self.__dict__.setdefault("_scratch", {}).setdefault("grad_pool", GradPool())
         with pool.active():
-            return self._backward(input, grad_output, True)
+            return self._backward(input, grad_output, True, skip_first)
 
-    def _backward(self, input, grad_output, release):
+    def _backward(self, input, grad_output, release, skip_first=False):
         grad = grad_output
         n = len(self._children)
         for i in range(n - 1, -1, -1):
@@ -120,6 +132,8 @@ class Sequential(Container):
             if i > 0 and self._children[i - 1].__dict__.get("_scratch", {}).get(
                     "fused_relu") is self._children[i]:
                 self._children[i].grad_input = grad  # fused: the child below masks it
+            elif i == 0 and skip_first:
+                grad = self._children[i].backward_params(below, grad)
             else:
                 grad = self._children[i].backward(below, grad)
             if release and i < n - 1:

@@ -349,13 +349,29 @@ class SpatialConvolution(Module):
         self.output = successor.output = out
         return out
 
-    def backward(self, input, grad_output):
+    def _masked(self, grad_output):
+        """grad_output through the fused ReLU (masked where the output is 0), if one is."""
         if self.__dict__.get("_scratch", {}).get("fused_relu") is not None:
             check_grad_output(self, grad_output)  # then apply the fused ReLU's gradient
             gm = self._grad_buffer("grad_output_masked", self.output.shape, self.output.dtype,
                                    channels_last=layout.is_channels_last(self.output))
             np.multiply(grad_output, self.output > 0, out=gm)
             grad_output = gm
+        return grad_output
+
+    def _input_grad_optional(self):
+        cls = SpatialConvolution
+        return type(self).update_grad_input is cls.update_grad_input and \
+            type(self).acc_grad_parameters is cls.acc_grad_parameters and \
+            type(self).backward is cls.backward
+
+    def backward_params(self, input, grad_output):
+        if not self._input_grad_optional():
+            return self.backward(input, grad_output)
+        return super().backward_params(input, self._masked(grad_output))
+
+    def backward(self, input, grad_output):
+        grad_output = self._masked(grad_output)
         # Inside backward the native path computes both gradients in one call (grad_output is
         # reordered to the primitive's layout once); acc_grad_parameters then has nothing to do.
         self.__dict__["_in_backward"] = True

@@ -96,6 +96,10 @@ class Linear(Module):
         np.matmul(grad_output, self.weight, out=gi)
         return gi
 
+    def _input_grad_optional(self):
+        return type(self).update_grad_input is Linear.update_grad_input and \
+            type(self).acc_grad_parameters is Linear.acc_grad_parameters
+
     def acc_grad_parameters(self, input, grad_output):
         x = np.asarray(input, dtype=self.weight.dtype)
         nat = self._native(x)

@@ -73,11 +73,32 @@ class Module(Configurable):
     def backward(self, input, grad_output):
         """Return the gradient w.r.t. ``input``; also accumulate parameter gradients."""
         self.grad_input = self.update_grad_input(input, grad_output)
+        self._accumulate(input, grad_output)
+        return self.grad_input
+
+    def _accumulate(self, input, grad_output):
         if self._param_names and not self._frozen:
             self.acc_grad_parameters(input, grad_output)
             for name, reg in self.__dict__.get("_regularizers", {}).items():
                 reg.accumulate(getattr(self, name), getattr(self, "grad_" + name))
-        return self.grad_input
+
+    def backward_params(self, input, grad_output):
+        """Backward when nothing will read the gradient w.r.t. ``input``: the first layer of a
+        model under training (``Sequential`` calls it inside :func:`input_grad_unused`, which
+        the Optimizers use).  A layer whose parameter gradients do not need the input gradient
+        computed first (``_input_grad_optional``: Linear, SpatialConvolution) accumulates only
+        them and returns None (``grad_input`` None), as PyTorch skips the gradient of an input
+        that does not require one; any other layer runs its full ``backward``."""
+        if not self._input_grad_optional():
+            return self.backward(input, grad_output)
+        check_grad_output(self, grad_output)
+        self._accumulate(input, grad_output)
+        self.grad_input = None
+        return None
+
+    def _input_grad_optional(self):
+        """Whether ``acc_grad_parameters`` stands alone (see ``backward_params``)."""
+        return False
 
     def _set_regularizer(self, name, regularizer):
         """Penalize parameter ``name`` with a ``Regularizer`` (None removes it)."""
@@ -588,6 +609,28 @@ class GradPool:
                     self._arrays[key] = kept
                 else:
                     del self._arrays[key]
+
+
+_input_grad = threading.local()
+
+
+@contextlib.contextmanager
+def input_grad_unused():
+    """Within this block, a root ``Sequential``'s ``backward`` does not compute the gradient
+    w.r.t. the model's input (its first layer runs ``backward_params``) and returns None.  The
+    training loops (``Optimizer``, the Spark trainer, the tuner) run their backward so: nothing
+    reads that gradient, and it is up to a fifth of an MLP's step."""
+    previous = getattr(_input_grad, "unused", False)
+    _input_grad.unused = True
+    try:
+        yield
+    finally:
+        _input_grad.unused = previous
+
+
+def input_grad_is_unused():
+    """True inside :func:`input_grad_unused` (in this thread)."""
+    return getattr(_input_grad, "unused", False)
 
 
 def active_grad_pool():

@@ -18,7 +18,7 @@ from .. import io
 from ..data.sample import samples_to_arrays
 from ..nn import random as nn_random
 from ..nn.criterion import Criterion
-from ..nn.module import Module
+from ..nn.module import Module, input_grad_unused
 from .events import (CheckpointEvent, FinishedEvent, IterationEvent, Listener, TrainingState,
                      ValidationEvent)
 from .methods import SGD, ConstantClipping, L2NormClipping, as_optim_method
@@ -288,7 +288,8 @@ class Optimizer:
             output = model.forward(xb)
             loss = criterion.forward(output, yb)
             grads.fill(0)
-            model.backward(xb, criterion.backward(output, yb))
+            with input_grad_unused():  # nothing reads the data's gradient
+                model.backward(xb, criterion.backward(output, yb))
             if not np.isfinite(loss) or not np.isfinite(grads.sum()):
                 what = f"loss is {loss}" if not np.isfinite(loss) else "a gradient is not finite"
                 raise TrainingError(
@@ -328,7 +329,8 @@ class Optimizer:
             output = self.model.forward(xb)
             value = self.criterion.forward(output, yb)
             grads.fill(0)
-            self.model.backward(xb, self.criterion.backward(output, yb))
+            with input_grad_unused():
+                self.model.backward(xb, self.criterion.backward(output, yb))
             return value, self.clip_gradients(grads)
         return feval
 

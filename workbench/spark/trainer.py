@@ -41,6 +41,7 @@ import warnings
 import numpy as np
 
 from ..nn import random as nn_random
+from ..nn.module import input_grad_unused
 from ..optim.events import IterationEvent, TrainingState
 from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
 from ..optim.optimizer import TrainingError, epoch_permutation
@@ -332,7 +333,8 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
             xb, yb = X[rows], Y[rows]
             output = model.forward(xb)
             loss = criterion.forward(output, yb)
-            model.backward(xb, criterion.backward(output, yb))
+            with input_grad_unused():  # nothing reads the data's gradient
+                model.backward(xb, criterion.backward(output, yb))
             scale = k / max(b, 1) if average else 1.0
             if scale != 1.0:
                 g *= g.dtype.type(scale)
