@@ -90,6 +90,21 @@ std::vector<py::ssize_t> dst_shape(const ConvGeom& q) {
     return {q.n, q.o, q.oh, q.ow};
 }
 
+// A primitive descriptor for oneDNN's preferred layouts (make(false)) unless a channels-last
+// activation would then need a reorder (``ok`` false): then the one on the channels-last layout
+// itself (make(true)), measured faster than blocked + reorders; but never a reference (plain
+// C++ loop) implementation when the first is a real one (e.g. a plain NCHW gradient of a
+// 3-channel input with a channels-last grad_output: 300 ms vs 4 ms + a reorder).
+template <class PD, class Make, class Ok>
+PD choose_pd(Make make, Ok ok) {
+    auto is_ref = [](const PD& pd) { return std::string(pd.impl_info_str()).rfind("ref", 0) == 0; };
+    PD first = make(false);
+    if (ok(first)) return first;
+    PD fixed = make(true);
+    if (is_ref(fixed) && !is_ref(first)) return first;
+    return fixed;
+}
+
 struct Conv {
     ConvGeom q;
     dnnl::convolution_forward::primitive_desc fwd_pd;
@@ -135,18 +150,19 @@ struct Conv {
             po.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
             attr.set_post_ops(po);
         }
-        // oneDNN's preferred layout first; if a channels-last activation would need a reorder
-        // (its choice is not the same bytes, e.g. nChw16c for 32 channels), the primitive on
-        // the channels-last layout itself: measured faster than blocked + reorders.
-        for (int fixed = 0; fixed < 2; ++fixed) {
-            fwd_pd = dnnl::convolution_forward::primitive_desc(
-                e, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                want(src_user(), q.src_cl, fixed), wei_any, q.bias ? bias_md : memory::desc(),
-                want(dst_user(), q.dst_cl, fixed), strides(), dil(), pl(), pr(), attr);
-            if ((!q.src_cl || same_bytes(src_user(), fwd_pd.src_desc())) &&
-                (!q.dst_cl || same_bytes(dst_user(), fwd_pd.dst_desc())))
-                break;
-        }
+        using FwdPD = dnnl::convolution_forward::primitive_desc;
+        fwd_pd = choose_pd<FwdPD>(
+            [&](bool fixed) {
+                return FwdPD(e, dnnl::prop_kind::forward_training,
+                             dnnl::algorithm::convolution_direct,
+                             want(src_user(), q.src_cl, fixed), wei_any,
+                             q.bias ? bias_md : memory::desc(), want(dst_user(), q.dst_cl, fixed),
+                             strides(), dil(), pl(), pr(), attr);
+            },
+            [&](const FwdPD& pd) {
+                return (!q.src_cl || same_bytes(src_user(), pd.src_desc())) &&
+                       (!q.dst_cl || same_bytes(dst_user(), pd.dst_desc()));
+            });
         fwd = dnnl::convolution_forward(fwd_pd);
         f_src.init(src_user(), fwd_pd.src_desc(), true, false);
         f_wei.init(memory::desc(wei, dt::f32, wtag()), fwd_pd.weights_desc(), true, false);
@@ -167,33 +183,36 @@ struct Conv {
         // A few input channels padded to a 16-channel block waste most of the work (LeNet's
         // first layer: 9 ms blocked vs ~1 ms plain): keep such a gradient in its plain layout.
         const bool plain_dsrc = (q.c / q.g) < 8;
-        dnnl::convolution_backward_data::primitive_desc bd_pd;
-        for (int fixed = 0; fixed < 2; ++fixed) {
-            bd_pd = dnnl::convolution_backward_data::primitive_desc(
-                e, dnnl::algorithm::convolution_direct,
-                plain_dsrc ? src_user() : want(src_user(), q.src_cl, fixed), wei_any,
-                want(dst_user(), q.dst_cl, fixed), strides(), dil(), pl(), pr(), fwd_pd,
-                scratch_attr());
-            if ((!q.src_cl || same_bytes(src_user(), bd_pd.diff_src_desc())) &&
-                (!q.dst_cl || same_bytes(dst_user(), bd_pd.diff_dst_desc())))
-                break;
-        }
+        using BdPD = dnnl::convolution_backward_data::primitive_desc;
+        BdPD bd_pd = choose_pd<BdPD>(
+            [&](bool fixed) {
+                return BdPD(e, dnnl::algorithm::convolution_direct,
+                            plain_dsrc ? src_user() : want(src_user(), q.src_cl, fixed), wei_any,
+                            want(dst_user(), q.dst_cl, fixed), strides(), dil(), pl(), pr(),
+                            fwd_pd, scratch_attr());
+            },
+            [&](const BdPD& pd) {
+                return (!q.src_cl || same_bytes(src_user(), pd.diff_src_desc())) &&
+                       (!q.dst_cl || same_bytes(dst_user(), pd.diff_dst_desc()));
+            });
         bwd_data = dnnl::convolution_backward_data(bd_pd);
         d_dst.init(dst_user(), bd_pd.diff_dst_desc(), true, false);
         d_wei.init(memory::desc(wei, dt::f32, wtag()), bd_pd.weights_desc(), true, false);
         d_src.init(src_user(), bd_pd.diff_src_desc(), false, true);
         use_arena(d_dst);
         use_arena(d_src);
-        dnnl::convolution_backward_weights::primitive_desc bw_pd;
-        for (int fixed = 0; fixed < 2; ++fixed) {
-            bw_pd = dnnl::convolution_backward_weights::primitive_desc(
-                e, dnnl::algorithm::convolution_direct, want(src_user(), q.src_cl, fixed),
-                wei_any, q.bias ? bias_md : memory::desc(), want(dst_user(), q.dst_cl, fixed),
-                strides(), dil(), pl(), pr(), fwd_pd, scratch_attr());
-            if ((!q.src_cl || same_bytes(src_user(), bw_pd.src_desc())) &&
-                (!q.dst_cl || same_bytes(dst_user(), bw_pd.diff_dst_desc())))
-                break;
-        }
+        using BwPD = dnnl::convolution_backward_weights::primitive_desc;
+        BwPD bw_pd = choose_pd<BwPD>(
+            [&](bool fixed) {
+                return BwPD(e, dnnl::algorithm::convolution_direct,
+                            want(src_user(), q.src_cl, fixed), wei_any,
+                            q.bias ? bias_md : memory::desc(), want(dst_user(), q.dst_cl, fixed),
+                            strides(), dil(), pl(), pr(), fwd_pd, scratch_attr());
+            },
+            [&](const BwPD& pd) {
+                return (!q.src_cl || same_bytes(src_user(), pd.src_desc())) &&
+                       (!q.dst_cl || same_bytes(dst_user(), pd.diff_dst_desc()));
+            });
         bwd_wei = dnnl::convolution_backward_weights(bw_pd);
         w_src.init(src_user(), bw_pd.src_desc(), true, false);
         w_ddst.init(dst_user(), bw_pd.diff_dst_desc(), true, false);
@@ -400,6 +419,21 @@ void conv_backward(py::array x, py::array gout, py::array w, py::array gin, py::
         throw py::value_error("conv_backward: outputs must not alias the inputs");
     py::gil_scoped_release nogil;
     conv_backward_chunks(ch, px, pg, pw, pi, pgw, pgb);
+}
+
+// The oneDNN implementations a convolution of this geometry runs (forward, backward data,
+// backward weights), e.g. "jit:avx512_core"; "ref..." would be a plain C++ loop.
+std::vector<std::string> conv_impls(std::vector<int64_t> geom) {
+    KernelLock guard;
+    Chunks ch = conv_chunks(geom);
+    Conv& cv = *ch.full;
+    if (!cv.have_bwd) cv.build_bwd();
+    auto impl = [](const dnnl::primitive& p) {
+        const char* name = nullptr;
+        dnnl_primitive_desc_query(p.get_primitive_desc(), dnnl_query_impl_info_str, 0, &name);
+        return std::string(name ? name : "");
+    };
+    return {impl(cv.fwd), impl(cv.bwd_data), impl(cv.bwd_wei)};
 }
 
 void set_conv_chunk_bytes(int64_t bytes) {
@@ -1098,6 +1132,8 @@ void register_conv_pool(py::module_& m) {
     m.def("conv_backward", &conv_backward, py::arg("x"), py::arg("grad_output"),
           py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"), py::arg("grad_bias"),
           py::arg("geometry"));
+    m.def("conv_impls", &conv_impls, py::arg("geometry"),
+          "oneDNN implementation names of (forward, backward data, backward weights).");
     m.def("set_conv_chunk_bytes", &set_conv_chunk_bytes, py::arg("bytes"),
           "Input + output bytes per batch chunk of the convolutions (0: whole batch; -1: "
           "automatic, 1 MB on one thread, whole batch on more).");

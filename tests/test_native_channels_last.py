@@ -249,3 +249,24 @@ def test_module_buffer_follows_the_asked_format():
     one = layer._buffer("u", (2, 16, 1, 1), np.float32, channels_last=True)
     assert layer._buffer("u", (2, 16, 1, 1), np.float32, channels_last=True) is one
     assert sys.getrefcount(a) >= 2
+
+
+# (c_in, c_out, k, stride, size): ResNet-20's convolutions, LeNet's, a grouped and a 1x1 one
+TYPICAL_CONVS = [(3, 16, 3, 1, 32), (16, 16, 3, 1, 32), (16, 32, 3, 2, 32), (16, 32, 1, 2, 32),
+                 (32, 32, 3, 1, 16), (32, 64, 3, 2, 16), (64, 64, 3, 1, 8), (1, 6, 5, 1, 28),
+                 (6, 12, 5, 1, 12), (16, 16, 1, 1, 8)]
+
+
+@pytest.mark.parametrize("c_in, c_out, k, stride, size", TYPICAL_CONVS)
+def test_no_reference_kernel_in_any_layout_mix(c_in, c_out, k, stride, size):
+    """oneDNN's reference convolutions are plain C++ loops (a mix of a plain NCHW gradient
+    and a channels-last grad_output once picked one: 75x slower).  Every layout mix the layers
+    can ask for must run a real (JIT) implementation in all three directions."""
+    nat = backend.native()
+    pad = k // 2
+    for src_cl in (0, 1):
+        for dst_cl in (0, 1):
+            geom = [8, c_in, size, size, c_out, k, k, stride, stride, 1, 1, pad, pad, pad, pad,
+                    1, 0, 0, src_cl, dst_cl]
+            impls = nat.conv_impls(geom)
+            assert len(impls) == 3 and not any(i.startswith("ref") for i in impls), (geom, impls)

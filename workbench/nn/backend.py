@@ -79,9 +79,15 @@ def _load():
     with _lock:
         if _state["loaded"]:
             return _state["module"]
-        # Passive OpenMP waits: on shared cores, spinning threads steal the core they wait for
-        # (2 threads fell to 0.2-0.45x of 1 thread with spinning, ~0.8x passive: notes/native.md).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # OpenMP waits: a thread that finished its share spins only briefly (GOMP_SPINCOUNT=300,
+        # a few microseconds) before sleeping.  Spinning long steals the core the other thread
+        # needs when the cores are shared (two 2-thread processes on 2 cores: LSTM LM steps
+        # 3.2 s with libgomp's default spin vs 0.17 s passive), while never spinning wakes the
+        # threads through the kernel at every parallel region (the LSTM's per-step regions on
+        # 2 threads: ~120-150 ms passive vs ~100 ms with this spin; two processes: 180 vs 166
+        # ms).  OMP_WAIT_POLICY or GOMP_SPINCOUNT set by the user wins.
+        if "OMP_WAIT_POLICY" not in os.environ:
+            os.environ.setdefault("GOMP_SPINCOUNT", "300")
         try:
             _preload_onednn()
             from .. import _native
