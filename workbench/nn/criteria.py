@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import backend
 from .activation import softmax
 from .criterion import Criterion, LabelError, class_labels
 from .module import DEFAULT_DTYPE, shape_of
@@ -162,8 +163,14 @@ class CrossEntropyCriterion(_ClassCriterion):
         x2 = x.reshape(-1, x.shape[-1])
         # d/dx of -sum_i c_i log softmax(x_i)[t_i], c = w / scale: c_i (softmax(x_i) - onehot)
         grad = np.empty_like(x2)
-        for i in range(0, len(x2), self._ROWS):
-            softmax(x2[i:i + self._ROWS], axis=1, out=grad[i:i + self._ROWS])
+        nat = backend.use_native(x2.dtype, "softmax") if x2.size else None
+        if nat is not None:  # oneDNN's softmax: one parallel pass (a language model's scores)
+            rows, classes = x2.shape
+            nat.softmax_forward(np.ascontiguousarray(x2).reshape(rows, classes, 1),
+                                grad.reshape(rows, classes, 1), [rows, classes, 1, 0])
+        else:
+            for i in range(0, len(x2), self._ROWS):
+                softmax(x2[i:i + self._ROWS], axis=1, out=grad[i:i + self._ROWS])
         c = (w / scale).astype(x.dtype)
         grad *= c[:, None]
         grad[np.arange(len(ids)), ids] -= c
