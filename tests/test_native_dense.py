@@ -324,3 +324,49 @@ def test_dense_layers_over_degenerate_shapes_raise_layer_errors_only(shape, k, o
             continue
         gi = layer.backward(x, np.ones_like(y))
         assert gi.shape == x.shape
+
+
+# ---------------------------------------------------------------------- cross-entropy
+@FEW
+@given(st.integers(1, 40), st.integers(2, 300), st.floats(0.1, 200.0), st.integers(0, 2**31 - 1))
+def test_cross_entropy_native_softmax_equals_numpy_and_torch(rows, classes, spread, seed):
+    """Forward on oneDNN's softmax (kept for backward) vs the numpy log-sum-exp; a large
+    ``spread`` drives some target probabilities below float32's range (exact fallback)."""
+    from workbench.nn import CrossEntropyCriterion
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, classes)) * spread).astype(np.float32)
+    t = rng.integers(0, classes, rows)
+    crit = CrossEntropyCriterion()
+    backend.set_backend("numpy")
+    loss0, grad0 = crit.forward(x, t), crit.backward(x, t).copy()
+    backend.set_backend("native")
+    loss, grad = crit.forward(x, t), crit.backward(x, t)
+    tx = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+    ref = F.cross_entropy(tx, torch.from_numpy(t))
+    ref.backward()
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, loss0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loss, ref.item(), rtol=1e-5, atol=1e-5)
+    _close(grad, grad0, "cross-entropy grad vs numpy")
+    _close(grad, tx.grad.numpy(), "cross-entropy grad vs torch")
+
+
+def test_cross_entropy_backward_of_other_scores_recomputes():
+    from workbench.nn import CrossEntropyCriterion
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 5)).astype(np.float32)
+    t = rng.integers(0, 5, 6)
+    crit = CrossEntropyCriterion()
+    crit.forward(a, t)
+    b = a * 3  # other scores: the softmax kept from forward must not be used
+    backend.set_backend("numpy")
+    expected = crit.backward(b, t).copy()
+    backend.set_backend("native")
+    crit.forward(a, t)
+    _close(crit.backward(b, t), expected, "backward of other scores")
+    # twice in a row after one forward: the second recomputes (the kept softmax is consumed)
+    crit.forward(a, t)
+    first = crit.backward(a, t).copy()
+    _close(crit.backward(a, t), first, "second backward")
+    x = np.full((2, 3), np.nan, np.float32)
+    assert np.isnan(crit.forward(x, np.array([0, 1])))

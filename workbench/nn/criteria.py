@@ -145,10 +145,32 @@ class CrossEntropyCriterion(_ClassCriterion):
     # language model's (N*T, vocab) scores are tens of MB).
     _ROWS = 64
 
+    @staticmethod
+    def _key(x2):
+        """Identifies the scores array a cached softmax belongs to (memory, shape, strides)."""
+        return (x2.__array_interface__["data"][0], x2.shape, x2.strides, x2.dtype.str)
+
     def update_output(self, input, target):
         x = _float_input(self, input, (1, 2), self._EXPECTED)
         ids, w, scale = self._labels(x, target)
         x2 = x.reshape(-1, x.shape[-1])
+        self.__dict__.pop("_probs", None)
+        nat = backend.use_native(x2.dtype, "softmax") if x2.size else None
+        if nat is not None:
+            # oneDNN's softmax, one parallel pass; kept for backward (as Torch7's
+            # CrossEntropyCriterion keeps its LogSoftMax output): the gradient is p - onehot
+            p = self._native_softmax(nat, x2)
+            picked = p[np.arange(len(ids)), ids]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logp = np.log(picked)
+            bad = ~np.isfinite(logp)  # a probability below float32's range (or NaN scores)
+            if bad.any():
+                rows = x2[bad]
+                m = np.max(rows, axis=1, keepdims=True)
+                lse = np.log(np.sum(np.exp(rows - m), axis=1)) + m[:, 0]
+                logp[bad] = rows[np.arange(len(rows)), ids[bad]] - lse
+            self._probs = (self._key(x2), p)
+            return -float(np.dot(w, logp)) / scale
         lse = np.empty(len(x2), dtype=x.dtype)
         for i in range(0, len(x2), self._ROWS):
             xi = x2[i:i + self._ROWS]
@@ -157,18 +179,27 @@ class CrossEntropyCriterion(_ClassCriterion):
         picked = x2[np.arange(len(ids)), ids] - lse  # log-probabilities of the targets
         return -float(np.dot(w, picked)) / scale
 
+    @staticmethod
+    def _native_softmax(nat, x2):
+        rows, classes = x2.shape
+        p = np.empty((rows, classes), x2.dtype)
+        nat.softmax_forward(np.ascontiguousarray(x2).reshape(rows, classes, 1),
+                            p.reshape(rows, classes, 1), [rows, classes, 1, 0])
+        return p
+
     def update_grad_input(self, input, target):
         x = _float_input(self, input, (1, 2), self._EXPECTED)
         ids, w, scale = self._labels(x, target)
         x2 = x.reshape(-1, x.shape[-1])
         # d/dx of -sum_i c_i log softmax(x_i)[t_i], c = w / scale: c_i (softmax(x_i) - onehot)
-        grad = np.empty_like(x2)
+        cached = self.__dict__.pop("_probs", None)
         nat = backend.use_native(x2.dtype, "softmax") if x2.size else None
-        if nat is not None:  # oneDNN's softmax: one parallel pass (a language model's scores)
-            rows, classes = x2.shape
-            nat.softmax_forward(np.ascontiguousarray(x2).reshape(rows, classes, 1),
-                                grad.reshape(rows, classes, 1), [rows, classes, 1, 0])
+        if cached is not None and cached[0] == self._key(x2):
+            grad = cached[1]  # forward's softmax of these scores
+        elif nat is not None:
+            grad = self._native_softmax(nat, x2)
         else:
+            grad = np.empty_like(x2)
             for i in range(0, len(x2), self._ROWS):
                 softmax(x2[i:i + self._ROWS], axis=1, out=grad[i:i + self._ROWS])
         c = (w / scale).astype(x.dtype)
