@@ -60,7 +60,7 @@ class _Elementwise(Module):
 
         def flat(a):
             a = np.asarray(a, dtype=gi.dtype)
-            return layout.native_array(layout.like(a, cl), cl).reshape(-1)
+            return layout.native_like(a, cl).reshape(-1)
         nat.eltwise_backward(flat(input), flat(self.output), flat(grad_output), flat(gi), *args)
         return True
 

@@ -395,13 +395,15 @@ class SpatialConvolution(Module):
             gi.fill(0)
         elif native is not None and self.__dict__.get("_in_backward") and not self._frozen \
                 and self._native_grads_ok():
-            native.conv_backward(layout.native_array(x, src_cl), layout.native_array(gout, go_cl),
-                                 self.weight, layout.native_array(gi, src_cl), self.grad_weight,
+            native.conv_backward(layout.native_array(x, src_cl),
+                                 layout.native_array(gout, go_cl), self.weight,
+                                 layout.native_array(gi, src_cl), self.grad_weight,
                                  self.grad_bias if self.with_bias else None,
                                  self._native_geometry(x, False, src_cl, go_cl))
             self.__dict__["_params_done"] = True
         elif native is not None:
-            native.conv_backward_data(layout.native_array(gout, go_cl), self.weight, layout.native_array(gi, src_cl),
+            native.conv_backward_data(layout.native_array(gout, go_cl), self.weight,
+                                      layout.native_array(gi, src_cl),
                                       self._native_geometry(x, False, src_cl, go_cl))
         elif self.stride_h == self.stride_w == 1 and self.kernel_h * self.kernel_w > 1:
             self._grad_input_stride1(x, gout, gi)
@@ -489,8 +491,8 @@ class SpatialConvolution(Module):
         native = backend.use_native(x.dtype, "convolution") if x.size else None
         if native is not None and self._native_grads_ok():
             src_cl, go_cl = layout.is_channels_last(x), layout.is_channels_last(gout)
-            native.conv_backward_weights(layout.native_array(x, src_cl), layout.native_array(gout, go_cl),
-                                         self.grad_weight,
+            native.conv_backward_weights(layout.native_array(x, src_cl),
+                                         layout.native_array(gout, go_cl), self.grad_weight,
                                          self.grad_bias if self.with_bias else None,
                                          self._native_geometry(x, False, src_cl, go_cl))
             return

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["is_channels_last", "physical", "native_array", "empty", "like", "match"]
+__all__ = ["is_channels_last", "physical", "native_array", "native_like", "empty", "like",
+           "match"]
 
 
 def is_channels_last(a) -> bool:
@@ -43,6 +44,12 @@ def native_array(a, channels_last):
     memory when ``channels_last`` (``a`` must be), else ``a`` as a C-contiguous NCHW array (a
     copy only if it is not one)."""
     return a.transpose(0, 2, 3, 1) if channels_last else np.ascontiguousarray(a)
+
+
+def native_like(a, channels_last):
+    """``native_array`` of ``a`` converted to the asked memory format first (a copy only when
+    ``a`` has the other one): for a gradient that may arrive in either format."""
+    return native_array(like(a, channels_last), channels_last)
 
 
 def empty(shape, dtype, channels_last=False):

@@ -171,7 +171,7 @@ class _Pooling(Module):
         gi = self._buffer("grad_input", x.shape, x.dtype, channels_last=cl)
         ws = self._buffer("workspace", (native.pool_workspace_size(geom),), np.uint8) \
             if alg == 0 else None
-        native.pool_backward(layout.native_array(layout.like(g, cl), cl), layout.native_array(gi, cl), ws, geom)
+        native.pool_backward(layout.native_like(g, cl), layout.native_array(gi, cl), ws, geom)
         return gi
 
     def _grad_output(self, input, grad_output, dtype):

@@ -117,8 +117,8 @@ class CAddTable(Module):
         out = self.output
         cl = layout.is_channels_last(out)
         gm = self._grad_buffer("grad_masked", out.shape, out.dtype, channels_last=cl)
-        flat = [layout.native_array(a, cl).reshape(-1)
-                for a in (out, layout.like(np.asarray(grad_output, out.dtype), cl), gm)]
+        flat = [layout.native_like(a, cl).reshape(-1)
+                for a in (out, np.asarray(grad_output, out.dtype), gm)]
         backend.native().eltwise_backward(flat[0], flat[0], flat[1], flat[2], 0, 0.0)
         if active_grad_pool() is not None:
             # inside a container's pooled backward both inputs get the one masked gradient
