@@ -1,10 +1,10 @@
 // Linear (GEMM), element-wise activations, SoftMax/LogSoftMax, cross-map LRN and LookupTable.
 //
-// Linear runs on a single-precision GEMM chosen per shape by measurement: oneDNN's dnnl_sgemm
-// always, plus the OpenBLAS that numpy ships and MKL (the optional `mkl` wheel) when Python has
-// loaded them with load_blas().  The first call of a GEMM shape (and thread count) times every
-// available provider on the real operands and keeps the fastest for the process
-// (gemm_choices() reports the timings).  The GEMMs write (forward, grad_input) or accumulate
+// Linear runs on a single-precision GEMM: oneDNN's dnnl_sgemm, or the OpenBLAS that numpy ships
+// where a rule written down here (rule_provider, measured offline by benchmarks/bench_gemm.py)
+// says so, or one provider forced by set_gemm_provider (MKL, from the optional `mkl` wheel, only
+// that way).  Nothing is chosen by timing in the user's process: same shapes, threads and CPU,
+// same code, same bits.  The GEMMs write (forward, grad_input) or accumulate
 // (beta = 1: grad_weight) straight into the numpy arrays: no temporaries; bias and ReLU are
 // applied in one pass over the output.
 //
@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <ctime>
 
 #include "common.hpp"
 
@@ -49,28 +48,40 @@ Blas& blas(int p) {
     return b[p];
 }
 
-// -1: measure per shape; else always this provider.
+// -1: the rule (rule_provider); else always this provider.
 int& forced_provider() {
     static int p = -1;
     return p;
 }
 
-struct GemmChoice {
-    int provider;
-    double seconds[NPROVIDERS];  // best of the timed runs, < 0: not available
-};
-
-std::map<std::vector<int64_t>, GemmChoice>& gemm_cache() {
-    static std::map<std::vector<int64_t>, GemmChoice> c;
+// The GEMMs run so far and the provider each got (for gemm_choices(); nothing reads it back).
+std::map<std::vector<int64_t>, int>& gemm_seen() {
+    static std::map<std::vector<int64_t>, int> c;
     return c;
 }
 
 bool available(int p) { return p == ONEDNN || blas(p).fn != nullptr; }
 
-// Candidates of the per-shape measurement.  With more than one thread, OpenBLAS (its own pthread
-// pool, next to oneDNN's OpenMP one) is left out: on 2 shared cores its threads spin against
-// the OpenMP ones and the MLP GEMMs measured 13-48 ms with it vs 0.06-4 ms without.
-bool candidate(int p) { return available(p) && (p != OPENBLAS || omp_get_max_threads() == 1); }
+// The three GEMMs of a Linear layer, named by what they compute.
+enum GemmKind { FORWARD = 0, GRAD_INPUT = 1, GRAD_WEIGHT = 2 };
+
+// Which provider runs a GEMM, by shape, thread count and CPU, never by a timing taken here: a
+// timing would let load on the machine change which code computes a layer, and so its rounding,
+// from one run (or Spark executor) to the next.  The rule was measured offline by
+// benchmarks/bench_gemm.py (results/gemm.json) on the CPUs it names:
+// - more than one thread: oneDNN.  OpenBLAS's own pthread pool spins against oneDNN's OpenMP
+//   threads (the MLP's GEMMs took 13-48 ms with it vs 0.06-4 ms without on 2 shared cores).
+// - one thread, AVX2 without AVX-512 (AMD Zen 3): numpy's OpenBLAS for the weight gradient
+//   (W += g^T x) of a layer with at least 2^15 weights: OpenBLAS took 0.48-1.03x oneDNN's
+//   transposed-A accumulate time on the 21 such shapes measured (median 0.82); oneDNN for
+//   everything else: smaller weight gradients (OpenBLAS 0.91-1.55x) and the forward and
+//   grad-input GEMMs (within about +-15% either way, with no pattern by shape).
+// - AVX-512: oneDNN (its avx512 sgemm; OpenBLAS not measured there).
+int rule_provider(GemmKind kind, int64_t batch, int64_t n_in, int64_t n_out, int threads) {
+    if (threads != 1 || !available(OPENBLAS) || __builtin_cpu_supports("avx512f")) return ONEDNN;
+    if (kind == GRAD_WEIGHT && n_in * n_out >= (1 << 15)) return OPENBLAS;
+    return ONEDNN;
+}
 
 void sgemm(int p, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -99,54 +110,17 @@ void sgemm(int p, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float
     }
 }
 
-// The provider for this GEMM: forced, cached, or measured now on the real operands (into a
-// scratch output, so that an accumulating GEMM does not accumulate the trials).
-int choose(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float beta, const float* C) {
-    int forced = forced_provider();
-    if (forced >= 0 && available(forced)) return forced;
-    std::vector<int64_t> key{ta, tb, M, N, K, beta != 0.0f, omp_get_max_threads()};
-    auto& cache = gemm_cache();
-    auto it = cache.find(key);
-    if (it != cache.end() && available(it->second.provider)) return it->second.provider;
-    int n_avail = 0;
-    for (int p = 0; p < NPROVIDERS; ++p) n_avail += candidate(p);
-    GemmChoice c{ONEDNN, {-1, -1, -1}};
-    if (n_avail > 1) {
-        std::vector<float> scratch(C, C + M * N);
-        // One thread: the calling thread's CPU time, which other processes on a shared machine
-        // hardly disturb; more threads: wall time.
-        const bool cpu_clock = omp_get_max_threads() == 1;
-        auto now = [cpu_clock]() {
-            timespec ts;
-            clock_gettime(cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-            return ts.tv_sec + 1e-9 * ts.tv_nsec;
-        };
-        for (int rep = 0; rep < 6; ++rep) {  // providers interleaved: load hits them alike
-            for (int p = 0; p < NPROVIDERS; ++p) {
-                if (!candidate(p)) continue;
-                const double t0 = now();
-                sgemm(p, ta, tb, M, N, K, A, lda, B, ldb, beta, scratch.data(), N);
-                const double s = now() - t0;
-                if (rep == 0) continue;  // warm-up (packing buffers, thread start)
-                if (c.seconds[p] < 0 || s < c.seconds[p]) c.seconds[p] = s;
-            }
-        }
-        int best = ONEDNN;
-        for (int p = 0; p < NPROVIDERS; ++p)
-            if (c.seconds[p] >= 0 && c.seconds[p] < c.seconds[best]) best = p;
-        // oneDNN unless another is clearly (> 5%) faster: near-ties would otherwise flip with
-        // noise between processes (e.g. Spark executors) and change the rounding of results
-        if (c.seconds[best] < 0.95 * c.seconds[ONEDNN]) c.provider = best;
-    }
-    if (cache.size() > 1024) cache.clear();
-    cache[key] = c;
-    return c.provider;
-}
-
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float beta, float* C) {
-    int p = choose(ta, tb, M, N, K, A, lda, B, ldb, beta, C);
+// C(M, N) (+)= op(A) op(B) for a Linear kernel of `kind` over (batch, n_in) -> (batch, n_out),
+// on the forced provider or the rule's.
+void gemm(GemmKind kind, int64_t batch, int64_t n_in, int64_t n_out, bool ta, bool tb,
+          int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+          int64_t ldb, float beta, float* C) {
+    const int threads = omp_get_max_threads();
+    int p = forced_provider();
+    if (p < 0 || !available(p)) p = rule_provider(kind, batch, n_in, n_out, threads);
+    auto& seen = gemm_seen();
+    if (seen.size() > 1024) seen.clear();
+    seen[{kind, batch, n_in, n_out, threads}] = p;
     sgemm(p, ta, tb, M, N, K, A, lda, B, ldb, beta, C, N);
 }
 
@@ -194,7 +168,6 @@ std::string load_blas(const std::string& kind, const std::string& path) {
     b.threads = -1;
     b.set_threads =
         p == MKL ? reinterpret_cast<mkl_threads_t>(dlsym(h, "MKL_Set_Num_Threads")) : nullptr;
-    gemm_cache().clear();  // a new candidate: measure again
     return symbol;
 }
 
@@ -222,27 +195,36 @@ py::list gemm_providers() {
     return out;
 }
 
+const char* kKindNames[3] = {"forward", "grad_input", "grad_weight"};
+
 py::list gemm_choices() {
     KernelLock guard;
     py::list out;
-    for (auto& kv : gemm_cache()) {
+    for (auto& kv : gemm_seen()) {
         const auto& k = kv.first;
         py::dict d;
-        d["transa"] = (bool)k[0];
-        d["transb"] = (bool)k[1];
-        d["m"] = k[2];
-        d["n"] = k[3];
-        d["k"] = k[4];
-        d["accumulate"] = (bool)k[5];
-        d["threads"] = k[6];
-        d["provider"] = kProviderNames[kv.second.provider];
-        py::dict t;
-        for (int p = 0; p < NPROVIDERS; ++p)
-            if (kv.second.seconds[p] >= 0) t[kProviderNames[p]] = kv.second.seconds[p];
-        d["seconds"] = t;
+        d["kernel"] = kKindNames[k[0]];
+        d["batch"] = k[1];
+        d["in"] = k[2];
+        d["out"] = k[3];
+        d["threads"] = k[4];
+        d["provider"] = kProviderNames[kv.second];
         out.append(d);
     }
     return out;
+}
+
+// What the rule picks for a Linear kernel (no forced provider), by name.
+std::string gemm_rule(const std::string& kernel, int64_t batch, int64_t n_in, int64_t n_out,
+                      int threads) {
+    for (int kind = 0; kind < 3; ++kind)
+        if (kernel == kKindNames[kind]) {
+            KernelLock guard;
+            return kProviderNames[rule_provider(static_cast<GemmKind>(kind), batch, n_in, n_out,
+                                                threads)];
+        }
+    throw py::value_error("gemm_rule: kernel must be forward, grad_input or grad_weight, got " +
+                          kernel);
 }
 
 // ------------------------------------------------------------------ Linear
@@ -271,7 +253,7 @@ void linear_forward(py::array x, py::array w, py::object b, py::array out, bool 
     float* pb =
         b.is_none() ? nullptr : data_of(as_array(b, "linear bias"), "linear bias", {o}, false);
     py::gil_scoped_release nogil;
-    gemm(false, true, n, o, k, px, k, pw, k, 0.0f, po);
+    gemm(FORWARD, n, k, o, false, true, n, o, k, px, k, pw, k, 0.0f, po);
     if (pb || relu) {
 #pragma omp parallel for if (n * o > 65536)
         for (int64_t i = 0; i < n; ++i) {
@@ -295,7 +277,7 @@ void linear_backward_data(py::array gout, py::array w, py::array gin) {
     float* pw = data_of(w, "linear weight", {o, k}, false);
     float* pi = data_of(gin, "linear grad_input", {n, k}, true);
     py::gil_scoped_release nogil;
-    gemm(false, false, n, k, o, pg, o, pw, k, 0.0f, pi);
+    gemm(GRAD_INPUT, n, k, o, false, false, n, k, o, pg, o, pw, k, 0.0f, pi);
 }
 
 // gw(O, K) += gout(N, O)^T x(N, K); gb(O) += column sums of gout.
@@ -312,7 +294,7 @@ void linear_backward_weights(py::array x, py::array gout, py::array gw, py::obje
                               : data_of(as_array(gb, "linear grad_bias"), "linear grad_bias",
                                         {o}, true);
     py::gil_scoped_release nogil;
-    gemm(true, false, o, k, n, pg, o, px, k, 1.0f, pgw);
+    gemm(GRAD_WEIGHT, n, k, o, true, false, o, k, n, pg, o, px, k, 1.0f, pgw);
     if (pgb) {
         // column sums, row by row (contiguous reads); double accumulators per column block
         const int64_t block = 256;
@@ -738,10 +720,14 @@ void register_dense(py::module_& m) {
     m.def("load_blas", &load_blas, py::arg("kind"), py::arg("path"),
           "Load cblas_sgemm from a shared library ('openblas' or 'mkl') as a GEMM candidate.");
     m.def("set_gemm_provider", &set_gemm_provider, py::arg("name"),
-          "'auto' (measure per shape) or a provider of gemm_providers().");
+          "'auto' (the rule: by shape, threads and CPU) or a provider of gemm_providers().");
     m.def("gemm_providers", &gemm_providers);
     m.def("gemm_choices", &gemm_choices,
-          "The measured GEMM shapes: provider chosen and best seconds of each candidate.");
+          "The Linear GEMMs run so far: kernel, batch, in, out, threads and the provider used.");
+    m.def("gemm_rule", &gemm_rule, py::arg("kernel"), py::arg("batch"), py::arg("n_in"),
+          py::arg("n_out"), py::arg("threads"),
+          "The provider the rule picks for a Linear kernel ('forward', 'grad_input', "
+          "'grad_weight').");
     m.def("linear_forward", &linear_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
           py::arg("out"), py::arg("relu") = false);
     m.def("linear_backward_data", &linear_backward_data, py::arg("grad_output"),
@@ -770,7 +756,7 @@ void register_dense(py::module_& m) {
           py::arg("grad_weight"), py::arg("pad"));
     static bool once = [] {
         cache_clearers().push_back([] {
-            gemm_cache().clear();
+            gemm_seen().clear();
             elt_cache().clear();
             softmax_cache().clear();
             lrn_cache().clear();

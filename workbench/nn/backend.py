@@ -29,8 +29,9 @@ _lock = threading.Lock()
 # Which native kernels the layers use, chosen by measurement on the target CPU (2-core AMD,
 # AVX-512; benchmarks/bench_native.py).  batch_norm runs hand-written loops over the NCHW planes
 # (oneDNN 3.2's generic "ncsp" batch-norm measured 0.4-1.0x the numpy code).
-# The dense kernels (Linear on the GEMM measured fastest per shape, see gemm.py; activations,
-# softmax, LRN, LookupTable) measured faster than numpy or equal with fewer temporaries.
+# The dense kernels (Linear on the GEMM a rule picks by shape, threads and CPU, see gemm.py;
+# activations, softmax, LRN, LookupTable) measured faster than numpy or equal with fewer
+# temporaries.
 # rnn: LSTM / GRU over a whole sequence (nn/recurrent_native.py).
 # channels_last: native convolutions write channels-last activations (nn/layout.py), which the
 # native layers after them keep: no NCHW <-> blocked reorders (ResNet-20 training: ~20% of the

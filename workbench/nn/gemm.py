@@ -1,15 +1,17 @@
-"""Which single-precision GEMM the native Linear kernels use, decided by measurement.
+"""Which single-precision GEMM the native Linear kernels use: a rule, never a timing.
 
-Candidates: oneDNN's ``dnnl_sgemm`` (always), the OpenBLAS that numpy ships (found among the
+Providers: oneDNN's ``dnnl_sgemm`` (always), the OpenBLAS that numpy ships (found among the
 libraries this process has loaded) and MKL when the optional ``mkl`` wheel is installed
-(``pip install bigdl-workbench[mkl]``; or ``WORKBENCH_MKL_LIB=/path/libmkl_rt.so``).  Nothing is
-chosen by vendor name: the first call of each GEMM shape (and thread count) times every
-candidate on its real operands and keeps the fastest (oneDNN unless another is more than 5%
-faster, so that near-ties do not flip between processes) for the rest of the process;
-:func:`gemm_choices` shows those measurements.  With more than one thread OpenBLAS is no
-candidate: its own thread pool spins against oneDNN's OpenMP threads (measured 10x slower on two
-shared cores).  ``set_gemm(name)`` / ``WORKBENCH_GEMM`` force one
-candidate (``"auto"``, the default, measures).
+(``pip install bigdl-workbench[mkl]``; or ``WORKBENCH_MKL_LIB=/path/libmkl_rt.so``).
+
+``"auto"`` (the default) follows a rule written down in the native module (``rule_provider`` in
+kernels_native/dense.cpp) from the Linear kernel (forward, grad-input, weight gradient), its
+shape, the thread count and the CPU's features; the rule was measured offline by
+``benchmarks/bench_gemm.py``.  It is never a timing taken in the user's process, since that
+would let the load on the machine decide which code computes a layer, and so its rounding: the
+same model, data, seed, thread count and CPU give the same bits in every run.
+:func:`gemm_rule` says what the rule picks, :func:`gemm_choices` what ran so far.
+``set_gemm(name)`` / ``WORKBENCH_GEMM`` force one provider (MKL is only ever used that way).
 
 The package never imports torch or mkl's Python modules: the libraries are opened with dlopen by
 the native module.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["GEMMS", "set_gemm", "get_gemm", "gemm_providers", "gemm_choices"]
+__all__ = ["GEMMS", "set_gemm", "get_gemm", "gemm_providers", "gemm_choices", "gemm_rule"]
 
 GEMMS = ("auto", "onednn", "openblas", "mkl")
 _lock = threading.Lock()
@@ -73,7 +75,7 @@ def _prepare(native):
                     native.load_blas(kind, path)
                     _state["errors"].pop(kind, None)
                     break
-                except ValueError as e:  # a broken install: measure without it
+                except ValueError as e:  # a broken install: run without it
                     _state["errors"][kind] = str(e)
         native.set_gemm_provider(_resolve(get_gemm(), native))
         _state["ready"] = native
@@ -96,8 +98,8 @@ def get_gemm() -> str:
 
 
 def set_gemm(name: str) -> str:
-    """Force a GEMM (``"onednn"``, ``"openblas"``, ``"mkl"``) or measure per shape
-    (``"auto"``); returns the previous setting.  Raises ValueError for one not available."""
+    """Force a GEMM (``"onednn"``, ``"openblas"``, ``"mkl"``) or follow the rule (``"auto"``);
+    returns the previous setting.  Raises ValueError for one not available."""
     if not isinstance(name, str) or name.lower() not in GEMMS:
         raise ValueError(f"set_gemm: must be one of {GEMMS}, got {name!r}")
     from .backend import native
@@ -120,8 +122,21 @@ def gemm_providers() -> list:
 
 
 def gemm_choices() -> list:
-    """One dict per GEMM shape measured so far: ``m, n, k, transa, transb, accumulate,
-    threads``, the ``provider`` chosen and the best ``seconds`` of each candidate."""
+    """One dict per Linear GEMM run so far: ``kernel`` (``"forward"``, ``"grad_input"``,
+    ``"grad_weight"``), ``batch``, ``in``, ``out``, ``threads`` and the ``provider`` it ran on."""
     from .backend import native
     mod = native()
     return [] if mod is None else list(mod.gemm_choices())
+
+
+def gemm_rule(kernel: str, batch: int, n_in: int, n_out: int, threads: int = 1) -> str:
+    """The provider the ``"auto"`` rule picks for a Linear ``kernel`` (``"forward"``,
+    ``"grad_input"``, ``"grad_weight"``) of a ``(batch, n_in) -> (batch, n_out)`` layer on
+    ``threads`` threads, on this CPU and with the providers loaded here; None without the
+    native module."""
+    from .backend import native
+    mod = native()
+    if mod is None:
+        return None
+    _prepare(mod)
+    return mod.gemm_rule(kernel, int(batch), int(n_in), int(n_out), int(threads))
