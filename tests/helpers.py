@@ -83,3 +83,21 @@ def check_criterion_gradients(criterion, input, target, eps=1e-6, rtol=1e-5, ato
             numeric[i] = (up - down) / (2 * eps)
         np.testing.assert_allclose(a, numeric, rtol=rtol, atol=atol,
                                    err_msg=f"{criterion.label()}: gradient of input")
+
+
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def close_f32(actual, desired, reduction=1, factor=4.0):
+    """Assert two float32 results of different kernel paths agree within float32 rounding.
+
+    Two correct paths differ by their rounding only: each output is a sum of ``reduction``
+    products (a dot product's length, a recurrence's ``input + hidden``), whose float32 error is
+    bounded by about ``reduction * eps`` of the magnitude of the terms.  The tolerance is
+    ``factor * reduction * eps`` relative to the largest value of ``desired`` (a wrong term or
+    sign is orders of magnitude beyond it).
+    """
+    desired = np.asarray(desired)
+    tol = factor * reduction * F32_EPS
+    scale = max(1.0, float(np.max(np.abs(desired)))) if desired.size else 1.0
+    np.testing.assert_allclose(actual, desired, rtol=tol, atol=tol * scale)
