@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from workbench import io, models
+from workbench import models
 from workbench.data import Sample, load_digits
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential, Tanh, random
 from workbench.optim import (SGD, Adam, EveryEpoch, Listener, Loss, MaxEpoch, MaxIteration,
