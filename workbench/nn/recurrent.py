@@ -617,7 +617,8 @@ class MultiRNNCell(Container, Cell):
         Container.__init__(self)
         if not isinstance(cells, (list, tuple)) or not cells or \
                 not all(isinstance(c, Cell) for c in cells):
-            raise ValueError(f"MultiRNNCell: cells must be a non-empty list of cells, got {cells!r}")
+            raise ValueError("MultiRNNCell: cells must be a non-empty list of cells, "
+                             f"got {cells!r}")
         shape = _probe_shape(cells[0])
         for below, above in zip(cells, cells[1:]):
             shape = below.output_shape(shape)

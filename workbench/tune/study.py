@@ -698,7 +698,8 @@ class Study:
                 else:
                     self._ostudy.tell(running.otrial, state=state)
             except Exception as e:  # noqa: BLE001 - never lose the study over bookkeeping
-                warnings.warn(f"tune: optuna could not record trial {record.number}: {e}", stacklevel=1)
+                warnings.warn(f"tune: optuna could not record trial {record.number}: {e}",
+                              stacklevel=1)
             self._trim_models()
         self._events.put(("end", record))
         self._drain_here()
