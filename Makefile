@@ -40,7 +40,9 @@ demo-local: $(VENV)/.demo
 	  { apt-get update -q </dev/null && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium </dev/null; }
 
+# ruff first (configured in pyproject.toml): a lint finding fails the target before any test runs.
 test: $(VENV)/.test /usr/bin/chromium
+	$(PY) -m ruff check .
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 benchmark: $(VENV)/.test

@@ -50,7 +50,8 @@ def compile_native(out_dir: Path, log=print) -> Path:
     target = out_dir / module_name()
     tmp = out_dir / (module_name() + ".tmp")
     cxx = os.environ.get("CXX", "g++")
-    flags = ["-O2", "-std=c++17", "-fPIC", "-fopenmp", "-fvisibility=hidden", "-DNDEBUG", "-Wno-psabi",
+    flags = ["-O2", "-std=c++17", "-fPIC", "-fopenmp", "-fvisibility=hidden", "-DNDEBUG",
+             "-Wno-psabi",
              "-I" + sysconfig.get_paths()["include"], "-I" + pybind11.get_include(),
              "-I" + str(header.parent)]
     with tempfile.TemporaryDirectory() as objdir:

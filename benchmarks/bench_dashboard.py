@@ -12,8 +12,8 @@ script, acting as the front end, receives them.  In each round the configuration
   history, run record).
 
 Throughput is records / wall-clock seconds of ``optimize()`` for LeNet-5 on the digits
-(batch 32, 20 epochs = 900 iterations per run), and records / CPU-seconds of the kernel process (all its
-threads, including the one that sends the widget messages; one BLAS thread), which other
+(batch 32, 20 epochs = 900 iterations per run), and records / CPU-seconds of the kernel process
+(all its threads, including the one that sends the widget messages; one BLAS thread), which other
 processes' load disturbs far less than wall-clock time on a shared machine.  We report medians
 over the rounds and the ratios.  The
 first-point latency is measured from the end of iteration 1 (the event's wall time, in the

@@ -241,7 +241,7 @@ def conv_layers(framework, threads, repeats=5):
             conv = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
             tx = torch.from_numpy(x)
 
-            def run():
+            def run(conv=conv, tx=tx):  # bound now, as the lambdas below
                 with torch.no_grad():
                     conv(tx)
             runs[name] = run
@@ -251,8 +251,8 @@ def conv_layers(framework, threads, repeats=5):
             backend.set_num_threads(threads)
             conv = SpatialConvolution(c_in, c_out, 3, 3, stride, stride, 1, 1, with_bias=False)
             in_network = layout.like(x, framework == "native" and c_in % 16 == 0)
-            runs[name] = lambda: conv.forward(in_network)
-            runs[name + "_nchw_input"] = lambda: conv.forward(x)
+            runs[name] = lambda conv=conv, x=in_network: conv.forward(x)
+            runs[name + "_nchw_input"] = lambda conv=conv, x=x: conv.forward(x)
         for key, run in runs.items():
             run()
             times = []

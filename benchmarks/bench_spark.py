@@ -282,7 +282,7 @@ def _torch_lenet_train(X, y, iterations, global_batch, warmup):
     times, first = [], None
     epoch, pos = 0, 0
     order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))
-    for it in range(iterations):
+    for _ in range(iterations):
         if pos + global_batch > n:
             epoch, pos = epoch + 1, 0
             order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))

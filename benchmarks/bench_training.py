@@ -126,17 +126,21 @@ def main():
             ours, peer = statistics.median(runs["workbench"]), statistics.median(runs["torch"])
             row = dict(model=model_name, batch=MODELS[model_name]["batch"], threads=threads,
                        workbench_records_per_s=round(ours, 1), torch_records_per_s=round(peer, 1),
-                       ratio=round(ours / peer, 3), workbench_runs=[round(r, 1) for r in runs["workbench"]],
+                       ratio=round(ours / peer, 3),
+                       workbench_runs=[round(r, 1) for r in runs["workbench"]],
                        torch_runs=[round(r, 1) for r in runs["torch"]])
             results.append(row)
-            print(f"{model_name:7s} b{row['batch']} {threads} thread(s): workbench {ours:9,.0f} rec/s"
+            print(f"{model_name:7s} b{row['batch']} {threads} thread(s): "
+                  f"workbench {ours:9,.0f} rec/s"
                   f"   torch {peer:9,.0f} rec/s   ratio {ours / peer:.2f}", flush=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(dict(benchmark="training throughput (records/s), median of repeats",
-                       date=time.strftime("%Y-%m-%d"), machine=platform.processor() or platform.machine(),
+                       date=time.strftime("%Y-%m-%d"),
+                       machine=platform.processor() or platform.machine(),
                        cpus=os.cpu_count(), torch=torch.__version__,
-                       repeats=args.repeats, iterations=args.iterations, results=results), f, indent=2)
+                       repeats=args.repeats, iterations=args.iterations, results=results),
+                  f, indent=2)
     print(f"wrote {args.out}")
 
 

@@ -151,9 +151,9 @@ def main(argv=None):
     run_tune(data, small, "median", 0, log_dir)
     for rep in range(args.repeats):
         seed = 100 + rep
-        order = [("hyperopt_sparktrials", lambda: run_hyperopt(spark, bc, args, seed)),
-                 ("tune_median", lambda: run_tune(data, args, "median", seed, log_dir)),
-                 ("tune_nopruner", lambda: run_tune(data, args, None, seed, log_dir))]
+        order = [("hyperopt_sparktrials", lambda seed=seed: run_hyperopt(spark, bc, args, seed)),
+                 ("tune_median", lambda seed=seed: run_tune(data, args, "median", seed, log_dir)),
+                 ("tune_nopruner", lambda seed=seed: run_tune(data, args, None, seed, log_dir))]
         if rep % 2:
             order.reverse()
         for name, fn in order:

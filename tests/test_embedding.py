@@ -178,7 +178,8 @@ def test_lookup_table_sparse_matches_torch_embedding_bag_and_gradients():
     with torch.no_grad():
         bag.weight.copy_(t64(layer.weight))
     offsets = torch.from_numpy(np.concatenate([[0], np.cumsum((IDS >= 0).sum(1))[:-1]]))
-    ty = bag(torch.from_numpy(IDS[rows, cols]), offsets, per_sample_weights=t64(WEIGHTS[rows, cols]))
+    ty = bag(torch.from_numpy(IDS[rows, cols]), offsets,
+             per_sample_weights=t64(WEIGHTS[rows, cols]))
     close(layer.forward([IDS, WEIGHTS]), ty.detach().numpy())
     for combiner in ("mean", "sqrtn"):
         check_module_gradients(FixedInput(LookupTableSparse(7, 3, combiner, 0.8),

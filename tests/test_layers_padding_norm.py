@@ -207,7 +207,9 @@ def test_lrn_gradients(layer, shape):
                                                   (7, 1.0, 0.75, 1.0)])
 def test_cross_map_lrn_matches_torch(size, alpha, beta, k):
     x = f32((2, 6, 3, 3), seed=19, scale=2)
-    fn = (lambda t: F.local_response_norm(t, size, alpha, beta, k))
+    def fn(t):
+        return F.local_response_norm(t, size, alpha, beta, k)
+
     torch_parity(SpatialCrossMapLRN(size, alpha, beta, k), fn, x)
     torch_parity(SpatialCrossMapLRN(size, alpha, beta, k, "NHWC"),
                  lambda t: fn(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1),

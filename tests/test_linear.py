@@ -38,7 +38,8 @@ def test_linear_matches_torch():
 
 def test_linear_bad_shape_names_layer_and_shapes():
     layer = Linear(784, 10).set_name("fc1")
-    with pytest.raises(LayerError, match=r"Linear\[fc1\]: expected input \(N, 784\), got \(128, 100\)"):
+    with pytest.raises(LayerError,
+                       match=r"Linear\[fc1\]: expected input \(N, 784\), got \(128, 100\)"):
         layer.forward(np.zeros((128, 100), np.float32))
 
 

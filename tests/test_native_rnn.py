@@ -190,7 +190,7 @@ def test_rnn_native_equals_numpy_and_torch(count_native, case, seed):
     cells = list(layer.cell._children) if len(kinds) > 1 else [layer.cell]
     expected = []
     it = iter(params)
-    for kind, cell in zip(kinds, cells):
+    for kind, _cell in zip(kinds, cells):
         ps = [next(it) for _ in range(4 if kind == "gru_ra" else 3)]
         expected += [p.grad.numpy().ravel() for p in ps]
     expected = np.concatenate(expected)

@@ -125,7 +125,11 @@ def test_kernel_interrupt_is_a_graceful_stop_and_a_second_one_breaks():
     assert signal.getsignal(signal.SIGINT) is before
     opt = make_optimizer(MaxEpoch(50))
     dash = Dashboard(opt)
-    twice = lambda e: (os.kill(os.getpid(), signal.SIGINT), os.kill(os.getpid(), signal.SIGINT))
+
+    def twice(e):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
     opt.add_listener(At(5, twice))
     with pytest.raises(KeyboardInterrupt):
         opt.optimize()

@@ -12,7 +12,6 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 
-from workbench.notebook.magics import WorkbenchMagics
 from workbench.server import tensorboard as tb_processes
 
 

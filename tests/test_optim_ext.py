@@ -13,14 +13,14 @@ from test_optim_methods import W0, _flat, _loss, _unflatten, assert_same_traject
     loss_and_grad, run_ours, run_torch
 
 from workbench import nn as wnn
-
-torch.set_num_threads(1)  # tiny problems: threads only add contention on shared cores
 from workbench._config import from_config
 from workbench.nn import Linear, MSECriterion, Sequential, Sigmoid, Tanh
 from workbench.optim import (AUC, LBFGS, NDCG, SGD, Adagrad, Adam, AdamW, Ftrl, HitRatio,
                              L1L2Regularizer, L1Regularizer, L2Regularizer, MaxIteration,
                              MeanAveragePrecision, MultiOptimMethod, OptimMethod, Optimizer,
                              StrongWolfeLineSearch, TreeNNAccuracy, ValidationMethod, evaluate)
+
+torch.set_num_threads(1)  # tiny problems: threads only add contention on shared cores
 
 
 # ---------------------------------------------------------------------- LBFGS

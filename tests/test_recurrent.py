@@ -27,7 +27,8 @@ def run(layer, x, g):
     y = np.array(layer.forward(x), copy=True)
     gx = layer.backward(x, g)
     gx = np.array(gx[0] if isinstance(gx, list) else gx, copy=True)
-    grads = {p: np.array(getattr(m, "grad_" + n), copy=True) for p, m, n in layer.named_parameters()}
+    grads = {p: np.array(getattr(m, "grad_" + n), copy=True)
+             for p, m, n in layer.named_parameters()}
     return y, gx, grads
 
 

@@ -26,7 +26,8 @@ def test_the_corpus_and_the_vocabulary():
     assert len(works) == 42 and "hamlet" in works and not any(w.endswith("_f") for w in works)
     text = load_shakespeare("macbeth")
     assert "Macbeth" in text and len(text) > 90_000
-    assert load_shakespeare(["hamlet", "macbeth"], max_chars=1000) == load_shakespeare("hamlet")[:1000]
+    assert (load_shakespeare(["hamlet", "macbeth"], max_chars=1000)
+            == load_shakespeare("hamlet")[:1000])
     vocab = CharVocabulary(text)
     ids = vocab.encode(text)
     assert ids.dtype == np.int64 and ids.max() == vocab.size - 1 == len(set(text)) - 1
@@ -79,4 +80,5 @@ def test_char_lstm_learns_shakespeare(tmp_path):
 
     path = str(tmp_path / "char_lstm.bigdl")
     io.save_model(model, path)
-    np.testing.assert_array_equal(io.load_model(path).forward(X_test[:4]), model.forward(X_test[:4]))
+    np.testing.assert_array_equal(io.load_model(path).forward(X_test[:4]),
+                                  model.forward(X_test[:4]))

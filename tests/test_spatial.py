@@ -250,7 +250,8 @@ def test_average_pooling_matches_torch(kw, kh, dw, dh, pw, ph, ceil, include, sh
     layer = SpatialAveragePooling(kw, kh, dw, dh, pw, ph, ceil_mode=ceil,
                                   count_include_pad=include)
     run_both(layer, lambda tx: F.avg_pool2d(tx, (kh, kw), (dh, dw), (ph, pw), ceil_mode=ceil,
-                                            count_include_pad=include), rand(*shape).astype(np.float32))
+                                            count_include_pad=include),
+             rand(*shape).astype(np.float32))
 
 
 def test_global_and_sum_pooling():
@@ -416,7 +417,8 @@ def test_reprs():
     assert repr(SpatialConvolution(4, 8, 3, 3, 2, 2, -1, -1, 2, with_bias=False)) == (
         "nn.SpatialConvolution(4 -> 8, 3x3, 2,2, SAME, n_group=2, without bias)")
     assert repr(SpatialMaxPooling(2, 2, 2, 2)) == "nn.SpatialMaxPooling(2x2, 2,2)"
-    assert repr(SpatialMaxPooling(3, 3, 2, 2, 1, 1).ceil()) == "nn.SpatialMaxPooling(3x3, 2,2, 1,1, ceil)"
+    assert (repr(SpatialMaxPooling(3, 3, 2, 2, 1, 1).ceil())
+            == "nn.SpatialMaxPooling(3x3, 2,2, 1,1, ceil)")
     assert repr(SpatialAveragePooling(2, 2)) == "nn.SpatialAveragePooling(2x2, 1,1)"
     assert repr(BatchNormalization(10)) == "nn.BatchNormalization(10)"
     assert repr(SpatialBatchNormalization(3, affine=False)) == (

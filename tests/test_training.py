@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from workbench import io, models
+from workbench import models
 from workbench.data import Sample, load_digits
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential, Tanh, random
 from workbench.optim import (SGD, Adam, EveryEpoch, Listener, Loss, MaxEpoch, MaxIteration,
@@ -49,7 +49,8 @@ def test_lenet5_reaches_97_percent_on_digits():
     (X, y), (Xt, yt) = load_digits(size=28)
     model = models.LeNet5(10)
     opt = Optimizer(model, (X, y), ClassNLLCriterion(), MaxEpoch(12), 32,
-                    SGD(learningrate=0.05, momentum=0.9, dampening=0.0, weightdecay=5e-4), seed=3, progress=False)
+                    SGD(learningrate=0.05, momentum=0.9, dampening=0.0, weightdecay=5e-4), seed=3,
+                    progress=False)
     opt.set_validation(256, (Xt, yt), EveryEpoch(), [Top1Accuracy()])
     trained = opt.optimize()
     accuracy = trained.evaluate((Xt, yt), 128, [Top1Accuracy()])[0].value
@@ -92,7 +93,8 @@ def test_training_reduces_loss_and_trains_in_place():
     model = mlp()
     crit = ClassNLLCriterion()
     before = crit.forward(model.forward(X), y)
-    trained = Optimizer(model, (X, y), crit, MaxEpoch(30), 16, Adam(0.01), progress=False).optimize()
+    trained = Optimizer(model, (X, y), crit, MaxEpoch(30), 16, Adam(0.01),
+                        progress=False).optimize()
     assert trained is model
     assert crit.forward(model.forward(X), y) < 0.5 * before
 

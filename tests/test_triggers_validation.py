@@ -171,7 +171,8 @@ def test_combined_triggers():
 
 
 @pytest.mark.parametrize("make,error,match", [
-    (lambda: SeveralIteration(0), ValueError, r"SeveralIteration: interval must be a positive int, got 0"),
+    (lambda: SeveralIteration(0), ValueError,
+     r"SeveralIteration: interval must be a positive int, got 0"),
     (lambda: MaxEpoch(1.5), ValueError, r"MaxEpoch: max_epoch .* got 1\.5"),
     (lambda: MaxIteration(True), ValueError, r"MaxIteration: max .* got True"),
     (lambda: MinLoss("low"), ValueError, r"MinLoss: min must be a number, got 'low'"),
@@ -198,7 +199,8 @@ def test_top1_accuracy():
     assert repr(r) == "Top1Accuracy: 0.5000 (count 4)"
     # 1-based labels, (N, 1) targets, float labels
     one_based = Top1Accuracy(zero_based_label=False)
-    assert one_based.batch(SCORES, (LABELS + 1).reshape(4, 1).astype(np.float32)).result() == (0.5, 4)
+    labels = (LABELS + 1).reshape(4, 1).astype(np.float32)
+    assert one_based.batch(SCORES, labels).result() == (0.5, 4)
     # a single record as (C,)
     assert Top1Accuracy()(SCORES[0], np.array([1])).result() == (1.0, 1)
     # one column: a probability thresholded at 0.5 against 0/1 labels
@@ -316,7 +318,8 @@ def test_evaluate_rejects_bad_input():
         evaluate(model, "data.csv")
     with pytest.raises(TypeError, match="val_methods must be validation methods"):
         evaluate(model, (X, y), 4, ["Top1Accuracy"])
-    with pytest.raises(LabelError, match=r"Top1Accuracy: label 3 at index 0 is out of range \[0, 2\]"):
+    with pytest.raises(LabelError,
+                       match=r"Top1Accuracy: label 3 at index 0 is out of range \[0, 2\]"):
         evaluate(model, (X, y + 3), 4)
     assert model.is_training()  # restored even after an error
 

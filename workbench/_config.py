@@ -37,7 +37,8 @@ def _to_json(value, where):
     if isinstance(value, np.ndarray):
         # Arrays passed to constructors (e.g. initial weights) travel with the weights file.
         return None
-    raise ConfigError(f"{where}: argument of type {type(value).__name__} cannot be saved in a config")
+    raise ConfigError(f"{where}: argument of type {type(value).__name__} "
+                      "cannot be saved in a config")
 
 
 def _from_json(value, base):

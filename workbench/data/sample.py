@@ -35,7 +35,9 @@ class Sample:
         return self.labels[0] if isinstance(self.labels, list) else self.labels
 
     def __repr__(self):
-        shape = lambda x: [np.shape(t) for t in x] if isinstance(x, list) else np.shape(x)
+        def shape(x):
+            return [np.shape(t) for t in x] if isinstance(x, list) else np.shape(x)
+
         return f"Sample(features={shape(self.features)}, labels={shape(self.labels)})"
 
 

@@ -1,7 +1,8 @@
 """LeNet-5 as in BigDL's ``models/lenet`` example."""
 from __future__ import annotations
 
-from ..nn import Linear, LogSoftMax, Reshape, Sequential, SpatialConvolution, SpatialMaxPooling, Tanh
+from ..nn import (Linear, LogSoftMax, Reshape, Sequential, SpatialConvolution, SpatialMaxPooling,
+                  Tanh)
 
 __all__ = ["LeNet5"]
 

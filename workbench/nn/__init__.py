@@ -2,9 +2,9 @@
 
 Everything a model is made of; BigDL's class names and argument order.
 """
-from . import random
-from .module import LayerError, Module
-from .criterion import Criterion, LabelError
+from . import random  # noqa: F401 - re-exported
+from .module import LayerError, Module  # noqa: F401 - re-exported
+from .criterion import Criterion, LabelError  # noqa: F401 - re-exported
 from .initializers import *  # noqa: F401,F403
 from .regularizers import *  # noqa: F401,F403
 from .containers import *  # noqa: F401,F403

@@ -147,7 +147,8 @@ class Sequential(Container):
 
     def __repr__(self):
         chain = " -> ".join(f"({i + 1})" for i in range(len(self._children)))
-        lines = ["nn.Sequential {", f"  [input -> {chain} -> output]" if chain else "  [input -> output]"]
+        lines = ["nn.Sequential {",
+                 f"  [input -> {chain} -> output]" if chain else "  [input -> output]"]
         lines += [f"  ({i + 1}): {self._child_repr(i)}" for i in range(len(self._children))]
         return "\n".join(lines) + "\n}"
 

@@ -178,4 +178,5 @@ class ConvLSTMPeephole(_LSTMCore):
 
     def extra_repr(self):
         return (f"{self.input_size} -> {self.output_size}, kernel {self.kernel_i}x{self.kernel_i}"
-                f"/{self.kernel_c}x{self.kernel_c}" + ("" if self.with_peephole else ", no peephole"))
+                f"/{self.kernel_c}x{self.kernel_c}"
+                + ("" if self.with_peephole else ", no peephole"))

@@ -49,7 +49,8 @@ class Criterion(Configurable):
     def _check_same_shape(self, input, target):
         if not hasattr(input, "shape") or not hasattr(target, "shape") or \
                 np.shape(input) != np.shape(target):
-            self._fail(f"expected target of the input's shape {shape_of(input)}, got {shape_of(target)}")
+            self._fail(f"expected target of the input's shape {shape_of(input)}, "
+                       f"got {shape_of(target)}")
 
     def __repr__(self):
         return f"nn.{type(self).__name__}"
@@ -71,7 +72,8 @@ def class_labels(criterion, input, target, n_classes, zero_based):
     if t.dtype.kind == "f":
         bad = ~np.isfinite(t) | (t != np.round(t))
         if bad.any():
-            raise LabelError(f"{criterion.label()}: labels must be whole class ids, got {t[bad][0].item()!r}")
+            raise LabelError(f"{criterion.label()}: labels must be whole class ids, "
+                             f"got {t[bad][0].item()!r}")
     elif t.dtype.kind not in "iub":
         raise LabelError(f"{criterion.label()}: labels must be numbers, got dtype {t.dtype}")
     ids = t.astype(np.int64) - (0 if zero_based else 1)
@@ -82,6 +84,6 @@ def class_labels(criterion, input, target, n_classes, zero_based):
         hint = "" if zero_based else ""
         if zero_based and t.min() >= 1 and t.max() == n_classes:
             hint = " (labels look 1-based: pass zero_based_label=False)"
-        raise LabelError(f"{criterion.label()}: label {t[first].item()!r} at index {first} is out of "
-                         f"range [{lo}, {hi}] for {n_classes} classes{hint}")
+        raise LabelError(f"{criterion.label()}: label {t[first].item()!r} at index {first} is "
+                         f"out of range [{lo}, {hi}] for {n_classes} classes{hint}")
     return ids

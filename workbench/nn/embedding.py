@@ -107,7 +107,8 @@ class LookupTable(DropsActivations, Module):
             pad = int(padding_value) - (0 if zero_based_index else 1)
         self._pad_row = pad if pad is not None and 0 <= pad < self.n_index else None
         if max_norm is not None and (not isinstance(max_norm, numbers.Real) or max_norm <= 0):
-            raise ValueError(f"LookupTable: max_norm must be a number > 0 or None, got {max_norm!r}")
+            raise ValueError("LookupTable: max_norm must be a number > 0 or None, "
+                             f"got {max_norm!r}")
         self.max_norm = None if max_norm is None or max_norm >= DOUBLEMAX else float(max_norm)
         if not isinstance(norm_type, numbers.Real) or norm_type <= 0:
             raise ValueError(f"LookupTable: norm_type must be a number > 0, got {norm_type!r}")
@@ -401,4 +402,5 @@ class SparseLinear(DropsActivations, Linear):
             self.grad_bias += g.sum(axis=0)
 
     def extra_repr(self):
-        return f"{self.input_size} -> {self.output_size}" + ("" if self.with_bias else ", without bias")
+        return (f"{self.input_size} -> {self.output_size}"
+                + ("" if self.with_bias else ", without bias"))

@@ -88,7 +88,8 @@ class Graph(Container):
         index = {id(n): i for i, n in enumerate(order)}
         for n in order:
             if not n.prev and not any(n is i for i in inputs):
-                raise ValueError(f"Graph: {n.module.label()} has no inputs and is not a graph input")
+                raise ValueError(f"Graph: {n.module.label()} has no inputs "
+                                 "and is not a graph input")
         if len({id(n.module) for n in order}) != len(order):
             raise ValueError("Graph: a layer instance is used in more than one node; "
                              "create a separate layer for each use")
@@ -105,7 +106,8 @@ class Graph(Container):
     def update_output(self, input):
         n_in = len(self._inputs)
         if n_in > 1 and (not isinstance(input, (list, tuple)) or len(input) != n_in):
-            raise LayerError(f"{self.label()}: expected a table of {n_in} inputs, got {shape_of(input)}")
+            raise LayerError(f"{self.label()}: expected a table of {n_in} inputs, "
+                             f"got {shape_of(input)}")
         feeds = {pos: (input[k] if n_in > 1 else input) for k, pos in enumerate(self._inputs)}
         values = [None] * len(self._nodes)
         for i, node in enumerate(self._nodes):

@@ -29,7 +29,8 @@ class RandomUniform(InitializationMethod):
 
     def __init__(self, lower=None, upper=None):
         if (lower is None) != (upper is None):
-            raise ValueError(f"RandomUniform: give both bounds or neither, got {lower!r}, {upper!r}")
+            raise ValueError("RandomUniform: give both bounds or neither, "
+                             f"got {lower!r}, {upper!r}")
         if lower is not None and float(lower) > float(upper):
             raise ValueError(f"RandomUniform: lower {lower!r} > upper {upper!r}")
         self.lower, self.upper = lower, upper

@@ -120,4 +120,5 @@ class Linear(Module):
                 self.grad_bias += grad_output.sum(axis=0)
 
     def extra_repr(self):
-        return f"{self.input_size} -> {self.output_size}" + ("" if self.with_bias else ", without bias")
+        return (f"{self.input_size} -> {self.output_size}"
+                + ("" if self.with_bias else ", without bias"))

@@ -272,12 +272,14 @@ class Module(Configurable):
         """BigDL: copy a list of arrays (as from ``get_weights``) into the parameters."""
         triples = list(self.named_parameters())
         if len(weights) != len(triples):
-            raise ValueError(f"{self.label()}: expected {len(triples)} weight arrays, got {len(weights)}")
+            raise ValueError(f"{self.label()}: expected {len(triples)} weight arrays, "
+                             f"got {len(weights)}")
         for (path, m, n), w in zip(triples, weights):
             target = getattr(m, n)
             w = np.asarray(w)
             if w.shape != target.shape:
-                raise ValueError(f"{self.label()}: weight {path} expects shape {target.shape}, got {w.shape}")
+                raise ValueError(f"{self.label()}: weight {path} expects shape {target.shape}, "
+                                 f"got {w.shape}")
             target[...] = w
         return self
 
@@ -485,7 +487,8 @@ def _features(data):
     if isinstance(data, np.ndarray):
         return data
     if isinstance(data, (list, tuple)) and data and hasattr(data[0], "features"):
-        return np.stack([s.features[0] if isinstance(s.features, list) else s.features for s in data])
+        return np.stack([s.features[0] if isinstance(s.features, list) else s.features
+                         for s in data])
     return np.asarray(data)
 
 

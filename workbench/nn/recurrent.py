@@ -617,7 +617,8 @@ class MultiRNNCell(Container, Cell):
         Container.__init__(self)
         if not isinstance(cells, (list, tuple)) or not cells or \
                 not all(isinstance(c, Cell) for c in cells):
-            raise ValueError(f"MultiRNNCell: cells must be a non-empty list of cells, got {cells!r}")
+            raise ValueError("MultiRNNCell: cells must be a non-empty list of cells, "
+                             f"got {cells!r}")
         shape = _probe_shape(cells[0])
         for below, above in zip(cells, cells[1:]):
             shape = below.output_shape(shape)
@@ -883,7 +884,7 @@ class Recurrent(_CellContainer):
             o, new, c = cell.step(pre[:, k], states)
             if mask is not None and not mask[:, k].all():
                 m = mask[:, k]
-                new = tree_map(lambda a, b: np.where(_rows(m, a), a, b), new, states)
+                new = tree_map(lambda a, b, m=m: np.where(_rows(m, a), a, b), new, states)
                 o = np.where(_rows(m, o), o, 0)
             out[:, k] = o
             states = new
@@ -907,9 +908,9 @@ class Recurrent(_CellContainer):
             if mask is not None and not mask[:, k].all():
                 m = mask[:, k]
                 g_out = np.where(_rows(m, g_out), g_out, 0)
-                g_cell = tree_map(lambda g: np.where(_rows(m, g), g, 0), g_states)
+                g_cell = tree_map(lambda g, m=m: np.where(_rows(m, g), g, 0), g_states)
                 gpre, gprev = cell.step_backward(caches[k], g_out, g_cell)
-                g_states = tree_map(lambda gp, g: gp + np.where(_rows(m, g), 0, g),
+                g_states = tree_map(lambda gp, g, m=m: gp + np.where(_rows(m, g), 0, g),
                                     gprev, g_states)
             else:
                 gpre, g_states = cell.step_backward(caches[k], g_out, g_states)

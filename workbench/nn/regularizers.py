@@ -19,12 +19,14 @@ class Regularizer(Configurable):
     def __init__(self, l1=0.0, l2=0.0):
         for name, value in (("l1", l1), ("l2", l2)):
             if not isinstance(value, (int, float, np.floating)) or value < 0:
-                raise ValueError(f"{type(self).__name__}: {name} must be a number >= 0, got {value!r}")
+                raise ValueError(f"{type(self).__name__}: {name} must be a number >= 0, "
+                                 f"got {value!r}")
         self.l1, self.l2 = float(l1), float(l2)
 
     def penalty(self, weight):
         """The value added to the loss by this parameter."""
-        return self.l1 * float(np.abs(weight).sum()) + 0.5 * self.l2 * float((weight * weight).sum())
+        return (self.l1 * float(np.abs(weight).sum())
+                + 0.5 * self.l2 * float((weight * weight).sum()))
 
     def accumulate(self, weight, grad, scale=1.0):
         """Add the penalty's gradient (times ``scale``) to ``grad`` in place."""

@@ -91,9 +91,11 @@ class Optimizer:
         if training_set is None:
             training_set = training_rdd
         if not isinstance(model, Module):
-            raise TypeError(f"Optimizer: model must be a workbench Module, got {type(model).__name__}")
+            raise TypeError("Optimizer: model must be a workbench Module, "
+                            f"got {type(model).__name__}")
         if not isinstance(criterion, Criterion):
-            raise TypeError(f"Optimizer: criterion must be a Criterion, got {type(criterion).__name__}")
+            raise TypeError("Optimizer: criterion must be a Criterion, "
+                            f"got {type(criterion).__name__}")
         if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"Optimizer: batch_size must be a positive int, got {batch_size!r}")
         optim_method = as_optim_method(model, SGD() if optim_method is None else optim_method)

@@ -134,7 +134,8 @@ class MultiStep(LearningRateSchedule):
                              f"positive ints, got {step_sizes!r}")
         sizes = [check_int("MultiStep", "each of step_sizes", s) for s in step_sizes]
         if any(b <= a for a, b in zip(sizes, sizes[1:])):
-            raise ValueError(f"MultiStep: step_sizes must be strictly increasing, got {step_sizes!r}")
+            raise ValueError("MultiStep: step_sizes must be strictly increasing, "
+                             f"got {step_sizes!r}")
         self.step_sizes = sizes
         self.gamma = check_number("MultiStep", "gamma", gamma, low=0, low_open=True)
 

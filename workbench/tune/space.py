@@ -73,7 +73,8 @@ class Uniform(Distribution):
     kind = "uniform"
 
     def __init__(self, low, high):
-        self.low, self.high = float(_number(low, "uniform: low")), float(_number(high, "uniform: high"))
+        self.low = float(_number(low, "uniform: low"))
+        self.high = float(_number(high, "uniform: high"))
         if not self.low < self.high:
             raise ValueError(f"uniform: low must be < high, got {low!r}, {high!r}")
 

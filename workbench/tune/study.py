@@ -345,7 +345,7 @@ class _Running:
                     prune = study._pruner is not None and self.otrial.should_prune()
                 except Exception as e:  # noqa: BLE001 - a bad value must not kill the study
                     warnings.warn(f"tune: trial {record.number}: could not report "
-                                  f"{value!r} at epoch {epoch}: {e}")
+                                  f"{value!r} at epoch {epoch}: {e}", stacklevel=1)
                     prune = False
                 action = "prune" if prune else "continue"
                 if prune:
@@ -698,7 +698,8 @@ class Study:
                 else:
                     self._ostudy.tell(running.otrial, state=state)
             except Exception as e:  # noqa: BLE001 - never lose the study over bookkeeping
-                warnings.warn(f"tune: optuna could not record trial {record.number}: {e}")
+                warnings.warn(f"tune: optuna could not record trial {record.number}: {e}",
+                              stacklevel=1)
             self._trim_models()
         self._events.put(("end", record))
         self._drain_here()
@@ -804,7 +805,7 @@ class Study:
                 self._writer.event(ev)
             except Exception:  # noqa: BLE001 - a full disk must not end the study
                 warnings.warn("tune: could not write the study's files:\n"
-                              + traceback.format_exc())
+                              + traceback.format_exc(), stacklevel=1)
             self._stop_if_requested()
         if kind == "start":
             self._call("on_trial_start", ev[1])
@@ -828,7 +829,7 @@ class Study:
                 fn(*args)
             except Exception:  # noqa: BLE001 - a listener must not end the study
                 warnings.warn(f"tune: listener {type(listener).__name__}.{name} failed:\n"
-                              + traceback.format_exc())
+                              + traceback.format_exc(), stacklevel=1)
 
     def to_json(self, status=None):
         """The study.json document the JupyterLab sidebar reads (see the README)."""
