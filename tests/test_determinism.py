@@ -108,3 +108,31 @@ def test_spark_training_gives_the_same_bits_for_the_same_partitioning(sc, tmp_pa
     # another partitioning sums the gradient in another order: equal within rounding only
     three = _spark_lenet(sc, X, y, 3, MaxEpoch(3))
     assert np.linalg.norm(three - first) <= 1e-5 * np.linalg.norm(first)
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(300)
+def test_where_spark_stretches_end_changes_no_bit_with_dropout_and_batch_norm(sc):
+    from workbench.data import Sample
+    from workbench.nn import (BatchNormalization, ClassNLLCriterion, Dropout, Linear,
+                              LogSoftMax, ReLU, Sequential, random)
+    from workbench.optim import SGD, MaxIteration, Optimizer
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((240, 12)).astype(np.float32)
+    y = (X[:, :3].sum(axis=1) > 0).astype(np.int64)
+    rdd = sc.parallelize([Sample.from_ndarray(a, b) for a, b in zip(X, y)], 2)
+
+    def run(stretch):
+        random.set_seed(8)
+        model = (Sequential().add(Linear(12, 32)).add(BatchNormalization(32)).add(ReLU())
+                 .add(Dropout(0.3)).add(Linear(32, 2)).add(LogSoftMax()))
+        Optimizer(model, rdd, ClassNLLCriterion(), MaxIteration(12), 30,
+                  SGD(0.1, momentum=0.9, dampening=0.0), seed=2, progress=False,
+                  max_stretch_iterations=stretch).optimize()
+        bn = model[1]
+        return (model.get_parameters()[0].copy(), bn.running_mean.copy(),
+                bn.running_var.copy())
+
+    one_stretch, short_stretches = run(100), run(5)
+    for a, b in zip(one_stretch, short_stretches):
+        assert a.tobytes() == b.tobytes(), np.abs(a - b).max()

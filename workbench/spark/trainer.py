@@ -25,6 +25,10 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
 - At the end of a stretch the tasks return the weights and their optimizer-state slices: the
   driver puts them back together into ``optimizer.model`` / ``optimizer.optim_method``.  That is
   also the snapshot a failed stretch restarts from (up to ``max_retries`` times).
+- Where a stretch ends (also after ``snapshot_interval`` seconds, a timing) never changes the
+  numbers: each replica's random numbers (dropout) are seeded per iteration from
+  ``(seed, iteration, rank)``, and each replica keeps its own buffers (batch-norm running
+  statistics) from one stretch to the next; the driver's model gets their average.
 """
 from __future__ import annotations
 
@@ -281,7 +285,8 @@ def _train_task(plan, payload, iterator):
 def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method, gradclip, X,
                 Y, starts, ends, local):
     n, batch_size, seed = plan["n"], plan["batch_size"], plan["seed"]
-    nn_random.set_seed(int(seed) * 1_000_003 + plan["iteration"] * 7919 + rank)
+    if plan.get("replica_buffers") is not None:  # this replica's own, from the last stretch
+        _set_buffers(model, plan["replica_buffers"][rank])
     w, g = model.get_parameters()
     lo, hi = slices(w.size, n_tasks)[rank]
     method = _slice_method(full_method, lo, hi)
@@ -307,6 +312,9 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
         return epoch_permutation(seed, epoch, n)
 
     order = permutation(epoch)
+    # the buffers (batch-norm running statistics) before this iteration's forward: the forward
+    # of an iteration that the driver then stops (or that diverges) must leave no trace
+    before = _BufferCopy(model)
     stats = dict(compute=0.0, sync=0.0, wait=0.0, straggle=0.0, iterations=0, records=0)
     status, diverged = "stopped", None
     while True:
@@ -314,6 +322,8 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
             epoch, rie, finished = epoch + 1, 0, False
             order = permutation(epoch)
         t0 = time.perf_counter()
+        nn_random.set_seed(_iteration_seed(seed, iteration, rank))
+        before.save()
         end = min(rie + batch_size, n)
         nominal = end - rie
         if balanced:
@@ -352,6 +362,7 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
         header = ring.allreduce_small([loss_part, k, bad_loss, bad_grad, stop])
         t_header = time.perf_counter()
         if header[4] > 0:
+            before.restore()
             break
         if header[1] != b:
             raise RuntimeError(f"task {rank}: the tasks hold {int(header[1])} of the {b} records "
@@ -361,6 +372,7 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
             status = "diverged"
             diverged = dict(iteration=iteration + 1, epoch=epoch, loss=global_loss,
                             what="loss" if header[2] > 0 else "gradient")
+            before.restore()
             break
         method.state["epoch"] = epoch
         lr = learning_rate() if rank == 0 else None
@@ -396,6 +408,37 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
     if rank == 0:
         result["weights"] = w.copy()
     return result
+
+
+class _BufferCopy:
+    """A copy of a model's buffers, saved and restored in place (no allocation per save)."""
+
+    def __init__(self, model):
+        self.refs = list(model.named_buffers())
+        self.saved = {p: np.array(getattr(m, n), copy=True) for p, m, n in self.refs}
+
+    def save(self):
+        for p, m, n in self.refs:
+            value = getattr(m, n)
+            if isinstance(value, np.ndarray) and value.shape == self.saved[p].shape:
+                np.copyto(self.saved[p], value)
+            else:
+                self.saved[p] = np.array(value, copy=True)
+
+    def restore(self):
+        for p, m, n in self.refs:
+            current = getattr(m, n)
+            if isinstance(current, np.ndarray) and current.shape == self.saved[p].shape:
+                current[...] = self.saved[p]
+            else:
+                setattr(m, n, self.saved[p].copy())
+
+
+def _iteration_seed(seed, iteration, rank):
+    """The seed of a replica's random numbers in an iteration: a function of the run's seed, the
+    iteration and the rank only, so where a stretch begins changes nothing."""
+    return int(np.random.SeedSequence([int(seed), int(iteration), int(rank)])
+               .generate_state(1, np.uint64)[0])
 
 
 def _inject(fault, rank, iteration):
@@ -457,6 +500,7 @@ class SparkTrainer:
         self.task_pids = {}
         self.stats = []
         self.last_error = None
+        self.replica_buffers = None  # each task's buffers after the last stretch, by rank
         if not is_spark_data(optimizer.training_set):
             raise TypeError("SparkTrainer: the training set must be an RDD or a DataFrame")
 
@@ -510,6 +554,7 @@ class SparkTrainer:
                 raise TrainingError(f"gradient clipping {clip!r} is not supported on Spark")
         data = self.training_data()
         state.records_per_epoch = data.n
+        self.replica_buffers = None  # a new run starts every replica from the model's buffers
         snapshot = Snapshot.take(opt)
         if opt.end_trigger(state) or opt.stop_requested:
             return
@@ -622,6 +667,8 @@ class SparkTrainer:
                     seed=opt.seed, compression=self.compression, iteration=state.iteration,
                     epoch=state.epoch, records_in_epoch=state.records_in_epoch,
                     epoch_finished=state.epoch_finished, fault=fault,
+                    replica_buffers=(self.replica_buffers if self.replica_buffers is not None
+                                     and len(self.replica_buffers) == n_tasks else None),
                     task_counts=self._task_counts(data, n_tasks) if self.balanced else None)
         group = f"workbench-train-{token}"
         job = _Job(sc, rdd, plan, payload, group)
@@ -764,10 +811,11 @@ class SparkTrainer:
 
     def _apply(self, results):
         """Put the stretch's weights, buffers and optim-state slices back into the driver's
-        model and optim method."""
+        model and optim method; keep each replica's buffers for the next stretch."""
         opt = self.opt
         w, _ = opt.model.get_parameters()
         w[...] = results[0]["weights"]
+        self.replica_buffers = [r["buffers"] for r in results]
         buffers = {}
         for p, value in results[0]["buffers"].items():
             values = [r["buffers"][p] for r in results]
