@@ -352,3 +352,33 @@ def test_balanced_batches_use_every_record_once_per_epoch(sc, sizes):
                        shares, atol=0.02)
     assert [e[1] for e in rec.events if e[0] == "iteration"] == list(range(1, 15))
     assert model.evaluate((X, y), 64, [Top1Accuracy()])[0].value > 0.6
+
+
+@pytest.mark.parametrize("kind", ["mean-criterion", "sum-criterion"])
+def test_reported_loss_and_gradient_include_penalties_as_locally(sc, kind):
+    """Tasks hold uneven shares of each batch: per-record penalties add up, whole-batch terms
+    (the weight regularizer, an averaged L1Penalty) count once; the reported loss is the
+    objective's, and the weights follow its gradient exactly as in the local loop."""
+    from penalized import WeightsRecorder, objective, penalized_mlp
+    from workbench.optim.optimizer import epoch_permutation
+    average = kind == "mean-criterion"
+    l1, size_average = (0.02, False) if average else (3.0, True)
+    X, y = problem()
+    runs = {}
+    for where in ("local", "spark"):
+        model = penalized_mlp(l1=l1, size_average=size_average)
+        rec = WeightsRecorder()
+        data = (X, y) if where == "local" else samples_rdd(sc, X, y, 2)
+        Optimizer(model, data, ClassNLLCriterion(size_average=average), MaxIteration(8), 37,
+                  SGD(0.05 if average else 0.002), seed=3, progress=False,
+                  **({} if where == "local" else {"max_stretch_iterations": 3})
+                  ).add_listener(rec).optimize()
+        runs[where] = (model, rec)
+    (local, local_rec), (model, rec) = runs["local"], runs["spark"]
+    idx = epoch_permutation(3, 1, len(X))[:37]
+    criterion_loss, full = objective(local_rec.before[0], X[idx], y[idx], l1, size_average,
+                                     average)
+    assert full - criterion_loss > 0.05 * abs(criterion_loss)
+    assert rec.losses[0] == pytest.approx(full, rel=1e-5)
+    np.testing.assert_allclose(rec.losses, local_rec.losses, rtol=2e-5)
+    assert rel_err(model, local) <= 1e-5

@@ -41,10 +41,10 @@ import warnings
 import numpy as np
 
 from ..nn import random as nn_random
-from ..nn.module import input_grad_unused
+from ..nn.module import batch_share, input_grad_unused
 from ..optim.events import IterationEvent, TrainingState
 from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
-from ..optim.optimizer import TrainingError, epoch_permutation
+from ..optim.optimizer import TrainingError, epoch_permutation, objective
 from .comm import COMPRESSIONS, CommError, Ring, connect, listen, recv_msg, send_msg, slices
 from .data import DataSet, is_spark_data
 from .engine import is_local, task_slots
@@ -331,14 +331,21 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
         loss_part = 0.0
         if k:
             xb, yb = X[rows], Y[rows]
-            output = model.forward(xb)
-            loss = criterion.forward(output, yb)
-            with input_grad_unused():  # nothing reads the data's gradient
-                model.backward(xb, criterion.backward(output, yb))
-            scale = k / max(b, 1) if average else 1.0
-            if scale != 1.0:
-                g *= g.dtype.type(scale)
-            loss_part = loss * scale
+            # This task's share of the batch: the criterion's mean is weighted by it (a sum
+            # criterion adds up as it is), per-record penalties add up as they are, and
+            # whole-batch terms (weight regularizers, averaged penalties) are weighted by the
+            # share inside the passes, so the sum over tasks is the local loop's objective.
+            share = k / max(b, 1)
+            scale = share if average else 1.0
+            with batch_share(share):
+                output = model.forward(xb)
+                loss = criterion.forward(output, yb)
+                grad_output = criterion.backward(output, yb)
+                if scale != 1.0:
+                    grad_output = _scaled(grad_output, scale)
+                with input_grad_unused():  # nothing reads the data's gradient
+                    model.backward(xb, grad_output)
+                loss_part = objective(model, float(loss) * scale, share)
         bad_loss = 0.0 if np.isfinite(loss_part) else 1.0
         bad_grad = 0.0 if np.isfinite(g.sum()) else 1.0
         t1 = time.perf_counter()
@@ -396,6 +403,13 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
     if rank == 0:
         result["weights"] = w.copy()
     return result
+
+
+def _scaled(grad, scale):
+    """``grad`` (an array or a table of arrays) times ``scale``, in new arrays."""
+    if isinstance(grad, (list, tuple)):
+        return type(grad)(_scaled(a, scale) for a in grad)
+    return grad * grad.dtype.type(scale)
 
 
 def _inject(fault, rank, iteration):
