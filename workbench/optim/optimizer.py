@@ -245,6 +245,20 @@ class Optimizer:
     def stop_requested(self):
         return self._stop.is_set()
 
+    def sync_parameters(self):
+        """Make ``self.model``'s weights those the last iteration produced, and return it.
+
+        The local loop trains ``self.model`` itself: nothing to do.  On Spark the tasks train
+        copies during a stretch of iterations and the driver's model changes when a stretch
+        ends; called from an ``on_iteration`` listener, this fetches the iteration's weights
+        from the tasks (and its gradient, if a listener has ``needs_parameters = True``).
+        Listeners that read the weights during training (TensorBoard's parameter histograms)
+        call it."""
+        sync = getattr(self._runner, "sync_parameters", None)
+        if sync is not None:
+            sync()
+        return self.model
+
     # ------------------------------------------------------------------ events
     def emit(self, name, event):
         for listener in list(self.listeners):
