@@ -223,7 +223,8 @@ def test_reported_loss_is_the_function_whose_gradient_the_update_follows():
         up, down = w0.copy(), w0.copy()
         up[j] += eps
         down[j] -= eps
-        numeric[j] = (objective(up, X[idx], y[idx])[1] - objective(down, X[idx], y[idx])[1]) / (2 * eps)
+        numeric[j] = (objective(up, X[idx], y[idx])[1] -
+                      objective(down, X[idx], y[idx])[1]) / (2 * eps)
     assert rec.losses[0] == pytest.approx(objective(w0, X[idx], y[idx])[1], rel=1e-5)
     np.testing.assert_allclose(applied, numeric, atol=2e-6 + 1e-4 * np.abs(numeric).max())
     # the penalties' gradient is a visible part of it
