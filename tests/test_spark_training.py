@@ -352,3 +352,81 @@ def test_balanced_batches_use_every_record_once_per_epoch(sc, sizes):
                        shares, atol=0.02)
     assert [e[1] for e in rec.events if e[0] == "iteration"] == list(range(1, 15))
     assert model.evaluate((X, y), 64, [Top1Accuracy()])[0].value > 0.6
+
+
+@pytest.mark.parametrize("kind", ["mean-criterion", "sum-criterion"])
+def test_reported_loss_and_gradient_include_penalties_as_locally(sc, kind):
+    """Tasks hold uneven shares of each batch: per-record penalties add up, whole-batch terms
+    (the weight regularizer, an averaged L1Penalty) count once; the reported loss is the
+    objective's, and the weights follow its gradient exactly as in the local loop."""
+    from penalized import WeightsRecorder, objective, penalized_mlp
+    from workbench.optim.optimizer import epoch_permutation
+    average = kind == "mean-criterion"
+    l1, size_average = (0.02, False) if average else (3.0, True)
+    X, y = problem()
+    runs = {}
+    for where in ("local", "spark"):
+        model = penalized_mlp(l1=l1, size_average=size_average)
+        rec = WeightsRecorder()
+        data = (X, y) if where == "local" else samples_rdd(sc, X, y, 2)
+        Optimizer(model, data, ClassNLLCriterion(size_average=average), MaxIteration(8), 37,
+                  SGD(0.05 if average else 0.002), seed=3, progress=False,
+                  **({} if where == "local" else {"max_stretch_iterations": 3})
+                  ).add_listener(rec).optimize()
+        runs[where] = (model, rec)
+    (local, local_rec), (model, rec) = runs["local"], runs["spark"]
+    idx = epoch_permutation(3, 1, len(X))[:37]
+    criterion_loss, full = objective(local_rec.before[0], X[idx], y[idx], l1, size_average,
+                                     average)
+    assert full - criterion_loss > 0.05 * abs(criterion_loss)
+    assert rec.losses[0] == pytest.approx(full, rel=1e-5)
+    np.testing.assert_allclose(rec.losses, local_rec.losses, rtol=2e-5)
+    assert rel_err(model, local) <= 1e-5
+
+
+def test_parameter_histograms_hold_the_weights_of_their_iteration(sc, tmp_path):
+    """TensorBoard's "Parameters" histograms at step i show the weights iteration i produced
+    and the gradient its update applied, inside a stretch as at its end: the same as the local
+    loop's (read back with TensorBoard's own reader)."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    X, y = problem()
+    method = lambda: SGD(0.1, momentum=0.9, dampening=0.0, weightdecay=1e-3)  # noqa: E731
+    models_, dirs = {}, {}
+    for where in ("local", "spark"):
+        model = mlp()
+        for i, layer in enumerate(model.modules()):
+            layer.set_name(f"layer{i}")  # the same tags in both runs
+        data = (X, y) if where == "local" else samples_rdd(sc, X, y, 2)
+        opt = Optimizer(model, data, ClassNLLCriterion(), MaxIteration(10), 37, method(), seed=3,
+                        progress=False,
+                        **({} if where == "local" else {"max_stretch_iterations": 4}))
+        summary = TrainSummary(str(tmp_path / where), "app")
+        summary.set_summary_trigger("Parameters", SeveralIteration(1))
+        opt.set_train_summary(summary).optimize()
+        models_[where], dirs[where] = model, summary.get_summary_dir()
+    runs = {}
+    for where, directory in dirs.items():
+        acc = ea.EventAccumulator(directory, size_guidance={ea.HISTOGRAMS: 0})
+        acc.Reload()
+        runs[where] = {tag: {e.step: e.histogram_value for e in acc.Histograms(tag)}
+                       for tag in acc.Tags()["histograms"]}
+    local, spark = runs["local"], runs["spark"]
+    assert sorted(spark) == sorted(local) and len(spark) == 8  # 4 parameters, 4 gradients
+    for tag in local:
+        assert sorted(spark[tag]) == list(range(1, 11))
+        for step, a in local[tag].items():
+            b = spark[tag][step]
+            scale = np.sqrt(a.sum_squares / a.num)
+            assert b.num == a.num
+            assert b.min == pytest.approx(a.min, abs=2e-5 * scale)
+            assert b.max == pytest.approx(a.max, abs=2e-5 * scale)
+            assert b.sum == pytest.approx(a.sum, abs=2e-5 * scale * a.num)
+            assert b.sum_squares == pytest.approx(a.sum_squares, rel=5e-5)
+    # the weights change every iteration, and the last histograms are the final weights
+    for _, module, name in models_["spark"].named_parameters():
+        hist = spark[f"Parameters/{module.name()}/{name}"]
+        assert len({round(h.sum_squares, 9) for h in hist.values()}) == 10
+        final = np.asarray(getattr(module, name), dtype=np.float64)
+        assert hist[10].sum_squares == pytest.approx(float(final.ravel() @ final.ravel()),
+                                                     rel=1e-6)
+        assert hist[10].min == pytest.approx(float(final.min()), rel=1e-6)

@@ -186,3 +186,55 @@ def test_console_progress_prints_epochs():
     text = out.getvalue()
     assert "epoch 1 [" in text and "epoch 2 [" in text and "64/64" in text
     assert "validation after iteration 4: Top1Accuracy" in text
+
+
+# ---------------------------------------------------------------------- the reported objective
+def test_reported_loss_includes_activity_penalties_and_weight_regularizers():
+    from penalized import WeightsRecorder, objective, penalized_mlp
+    from workbench.optim.optimizer import epoch_permutation
+    X, y = small_problem()
+    model = penalized_mlp()
+    rec = WeightsRecorder()
+    opt = Optimizer(model, (X, y), ClassNLLCriterion(), MaxIteration(5), 20, SGD(0.1), seed=7,
+                    progress=False)
+    opt.add_listener(rec).optimize()
+    order = epoch_permutation(7, 1, len(X))
+    for i, reported in enumerate(rec.losses):
+        idx = order[20 * i:20 * (i + 1)]
+        criterion_loss, full = objective(rec.before[i], X[idx], y[idx])
+        assert full - criterion_loss > 0.05  # the penalties are not negligible here
+        assert reported == pytest.approx(full, rel=1e-5)
+
+
+def test_reported_loss_is_the_function_whose_gradient_the_update_follows():
+    """Central differences of the reported objective (numpy, float64) against the gradient
+    plain SGD applied: ``(w_before - w_after) / lr``."""
+    from penalized import WeightsRecorder, objective, penalized_mlp
+    from workbench.optim.optimizer import epoch_permutation
+    X, y = small_problem()
+    model = penalized_mlp()
+    rec = WeightsRecorder()
+    Optimizer(model, (X, y), ClassNLLCriterion(), MaxIteration(1), 24, SGD(1.0), seed=2,
+              progress=False).add_listener(rec).optimize()
+    idx = epoch_permutation(2, 1, len(X))[:24]
+    w0 = rec.before[0].astype(np.float64)
+    applied = (w0 - rec.before[1].astype(np.float64)) / 1.0
+    eps = 1e-6
+    numeric = np.empty_like(w0)
+    for j in range(w0.size):
+        up, down = w0.copy(), w0.copy()
+        up[j] += eps
+        down[j] -= eps
+        numeric[j] = (objective(up, X[idx], y[idx])[1] -
+                      objective(down, X[idx], y[idx])[1]) / (2 * eps)
+    assert rec.losses[0] == pytest.approx(objective(w0, X[idx], y[idx])[1], rel=1e-5)
+    np.testing.assert_allclose(applied, numeric, atol=2e-6 + 1e-4 * np.abs(numeric).max())
+    # the penalties' gradient is a visible part of it
+    criterion_only = np.empty_like(w0)
+    for j in range(w0.size):
+        up, down = w0.copy(), w0.copy()
+        up[j] += eps
+        down[j] -= eps
+        criterion_only[j] = (objective(up, X[idx], y[idx])[0] -
+                             objective(down, X[idx], y[idx])[0]) / (2 * eps)
+    assert np.abs(applied - criterion_only).max() > 100 * (2e-6 + 1e-4 * np.abs(numeric).max())

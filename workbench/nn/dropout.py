@@ -9,7 +9,7 @@ import numpy as np
 
 from . import random
 from .activation import ANY_NDIM
-from .module import check_grad_output
+from .module import check_grad_output, current_batch_share
 from .module import Module
 
 __all__ = ["Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -312,8 +312,10 @@ class GaussianSampler(Module):
 
 class _Penalty(Module):
     """The identity forward, plus a penalty of the activations: ``self.loss`` holds its value
-    after each forward (add it to the criterion's loss to report the full objective) and the
-    backward adds its gradient to ``grad_output``."""
+    after each forward (``Module.penalty_loss`` sums them, and the Optimizer reports the
+    criterion's loss plus that sum) and the backward adds its gradient to ``grad_output``."""
+
+    adds_penalty = True
 
     def update_output(self, input):
         x = self._as_array(input, ANY_NDIM, "a tensor")
@@ -356,7 +358,11 @@ class L1Penalty(_Penalty):
         self.loss = 0.0
 
     def _m(self, x):
-        return self.l1weight / x.size if self.size_average and x.size else self.l1weight
+        if not self.size_average or not x.size:
+            return self.l1weight
+        # averaged over the elements of the whole batch: a pass over part of the batch (a
+        # Spark task's share) weighs its mean by that share, so the tasks' sum is the mean
+        return self.l1weight / x.size * current_batch_share()
 
     def _penalty(self, x):
         return self._m(x) * float(np.abs(x).sum())

@@ -79,8 +79,9 @@ class Module(Configurable):
     def _accumulate(self, input, grad_output):
         if self._param_names and not self._frozen:
             self.acc_grad_parameters(input, grad_output)
+            share = current_batch_share()
             for name, reg in self.__dict__.get("_regularizers", {}).items():
-                reg.accumulate(getattr(self, name), getattr(self, "grad_" + name))
+                reg.accumulate(getattr(self, name), getattr(self, "grad_" + name), share)
 
     def backward_params(self, input, grad_output):
         """Backward when nothing will read the gradient w.r.t. ``input``: the first layer of a
@@ -112,9 +113,18 @@ class Module(Configurable):
             regs[name] = regularizer
 
     def regularization_loss(self):
-        """Sum of every regularizer's penalty in the model (add it to report the full loss)."""
-        return sum(reg.penalty(getattr(m, n)) for m in self.modules()
+        """Sum of the weight regularizers' penalties (``wRegularizer`` / ``bRegularizer``) of
+        the trainable layers: the part of the objective whose gradient ``backward`` adds to the
+        parameters' (a frozen layer gets no such gradient, and its penalty is left out)."""
+        return sum(reg.penalty(getattr(m, n)) for m in self.modules() if not m._frozen
                    for n, reg in m.__dict__.get("_regularizers", {}).items())
+
+    def penalty_loss(self):
+        """Sum of the activity penalties of the last ``forward`` (``L1Penalty``,
+        ``ActivityRegularization``, ``NegativeEntropyPenalty``): the part of the objective whose
+        gradient those layers add in ``backward``.  The Optimizer reports
+        ``criterion loss + penalty_loss() + regularization_loss()`` (Keras's total loss)."""
+        return sum(float(m.loss) for m in self.modules() if getattr(m, "adds_penalty", False))
 
     def update_output(self, input):
         raise NotImplementedError(f"{type(self).__name__} does not implement update_output")
@@ -615,6 +625,31 @@ class GradPool:
 
 
 _input_grad = threading.local()
+_share = threading.local()
+
+
+@contextlib.contextmanager
+def batch_share(fraction):
+    """Within this block the forward and backward passes see a part of a larger mini-batch:
+    ``fraction`` (records here / records in the whole batch) of it.  The distributed trainer
+    runs each task's pass so, and sums the tasks' losses and gradients: terms that belong to the
+    whole batch once (weight regularizers, averaged activity penalties) are weighted by
+    ``fraction`` so that the sum counts them once.
+
+    Args:
+        fraction: this pass's share of the batch, in ``[0, 1]``.
+    """
+    previous = getattr(_share, "fraction", 1.0)
+    _share.fraction = float(fraction)
+    try:
+        yield
+    finally:
+        _share.fraction = previous
+
+
+def current_batch_share():
+    """The ``fraction`` of the enclosing :func:`batch_share` block (1 outside one)."""
+    return getattr(_share, "fraction", 1.0)
 
 
 @contextlib.contextmanager

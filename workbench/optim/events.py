@@ -80,7 +80,15 @@ class FinishedEvent:
 
 
 class Listener:
-    """Base class for training listeners; override the events you need."""
+    """Base class for training listeners; override the events you need.
+
+    Attributes:
+        needs_parameters: True if ``on_iteration`` reads the model's gradients through
+            ``optimizer.sync_parameters()`` (the Spark tasks then keep each update's gradient
+            to send it on request; the weights come in any case).
+    """
+
+    needs_parameters = False
 
     def on_start(self, optimizer):
         """Training is about to start (``optimizer.model`` is the model being trained)."""

@@ -27,7 +27,7 @@ from .triggers import MaxEpoch
 from .validation import evaluate
 
 __all__ = ["Optimizer", "TrainingError", "register_distributed_trainer", "load_checkpoint",
-           "epoch_permutation"]
+           "epoch_permutation", "objective"]
 
 CHECKPOINT_FORMAT = "workbench-checkpoint"
 _distributed = []
@@ -48,6 +48,24 @@ def epoch_permutation(seed, epoch, n):
     """The order of the ``n`` records in ``epoch``: a function of the seed and the epoch only,
     so the Spark tasks compute the same global batches as the local loop."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def objective(model, criterion_loss, share=1.0):
+    """The loss the training loops report and minimize: the criterion's loss plus the activity
+    penalties of the last forward (``L1Penalty``, ``ActivityRegularization``, ...) plus the
+    weight regularizers' penalties (``wRegularizer`` ...), as Keras's total loss.  Their
+    gradients are the ones ``backward`` adds, so the reported loss is the function whose
+    gradient the update follows.  (BigDL reports the criterion's loss alone.)
+
+    Args:
+        model: the model that ran the forward.
+        criterion_loss: the criterion's loss of that forward.
+        share: the part of the batch this forward saw (a Spark task's; see
+            ``workbench.nn.module.batch_share``): the weight penalty is counted in that part.
+    """
+    loss = float(criterion_loss) + model.penalty_loss()
+    reg = model.regularization_loss()
+    return loss + share * float(reg) if reg else loss
 
 
 def _as_arrays(data, what):
@@ -229,6 +247,20 @@ class Optimizer:
     def stop_requested(self):
         return self._stop.is_set()
 
+    def sync_parameters(self):
+        """Make ``self.model``'s weights those the last iteration produced, and return it.
+
+        The local loop trains ``self.model`` itself: nothing to do.  On Spark the tasks train
+        copies during a stretch of iterations and the driver's model changes when a stretch
+        ends; called from an ``on_iteration`` listener, this fetches the iteration's weights
+        from the tasks (and its gradient, if a listener has ``needs_parameters = True``).
+        Listeners that read the weights during training (TensorBoard's parameter histograms)
+        call it."""
+        sync = getattr(self._runner, "sync_parameters", None)
+        if sync is not None:
+            sync()
+        return self.model
+
     # ------------------------------------------------------------------ events
     def emit(self, name, event):
         for listener in list(self.listeners):
@@ -288,7 +320,7 @@ class Optimizer:
             idx = order[state.records_in_epoch:state.records_in_epoch + self.batch_size]
             xb, yb = X[idx], y[idx]
             output = model.forward(xb)
-            loss = criterion.forward(output, yb)
+            loss = objective(model, criterion.forward(output, yb))
             grads.fill(0)
             with input_grad_unused():  # nothing reads the data's gradient
                 model.backward(xb, criterion.backward(output, yb))
@@ -329,7 +361,7 @@ class Optimizer:
             if w is not weights:
                 np.copyto(weights, w)
             output = self.model.forward(xb)
-            value = self.criterion.forward(output, yb)
+            value = objective(self.model, self.criterion.forward(output, yb))
             grads.fill(0)
             with input_grad_unused():
                 self.model.backward(xb, self.criterion.backward(output, yb))

@@ -21,7 +21,9 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
   per-submodule methods via ``MultiOptimMethod.for_slice``, apply to the slice); an all-gather
   of the weights.  Task 0 sends the iteration's metrics to the driver, which emits the events
   (listeners run on the driver's main thread, as in the local loop), evaluates the triggers and
-  answers "go on" or "stop" before the next iteration's update.
+  answers "go on" or "stop" before the next iteration's update.  Before it answers, a listener
+  may ask for the iteration's weights and gradient (``sync_parameters``: TensorBoard's
+  parameter histograms): task 0 sends them, the gradient all-gathered from the tasks' slices.
 - At the end of a stretch the tasks return the weights and their optimizer-state slices: the
   driver puts them back together into ``optimizer.model`` / ``optimizer.optim_method``.  That is
   also the snapshot a failed stretch restarts from (up to ``max_retries`` times).
@@ -45,11 +47,12 @@ import warnings
 import numpy as np
 
 from ..nn import random as nn_random
-from ..nn.module import input_grad_unused
+from ..nn.module import batch_share, input_grad_unused
 from ..optim.events import IterationEvent, TrainingState
 from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
-from ..optim.optimizer import TrainingError, epoch_permutation
-from .comm import COMPRESSIONS, CommError, Ring, connect, listen, recv_msg, send_msg, slices
+from ..optim.optimizer import TrainingError, epoch_permutation, objective
+from .comm import (COMPRESSIONS, CommError, Ring, connect, listen, recv_exact, recv_msg,
+                   send_all, send_msg, slices)
 from .data import DataSet, is_spark_data
 from .engine import is_local, task_slots
 
@@ -295,6 +298,8 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
     average = getattr(criterion, "size_average", True)
     compression = plan["compression"]
     fault = plan.get("fault")
+    # this task's slice of the gradient of the last update, kept when a driver listener may ask
+    applied = np.zeros_like(g_slice) if plan.get("keep_gradient") else None
     model.training()
 
     epoch, rie, finished = plan["epoch"], plan["records_in_epoch"], plan["epoch_finished"]
@@ -341,25 +346,50 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
         loss_part = 0.0
         if k:
             xb, yb = X[rows], Y[rows]
-            output = model.forward(xb)
-            loss = criterion.forward(output, yb)
-            with input_grad_unused():  # nothing reads the data's gradient
-                model.backward(xb, criterion.backward(output, yb))
-            scale = k / max(b, 1) if average else 1.0
-            if scale != 1.0:
-                g *= g.dtype.type(scale)
-            loss_part = loss * scale
+            # This task's share of the batch: the criterion's mean is weighted by it (a sum
+            # criterion adds up as it is), per-record penalties add up as they are, and
+            # whole-batch terms (weight regularizers, averaged penalties) are weighted by the
+            # share inside the passes, so the sum over tasks is the local loop's objective.
+            share = k / max(b, 1)
+            scale = share if average else 1.0
+            with batch_share(share):
+                output = model.forward(xb)
+                loss = criterion.forward(output, yb)
+                grad_output = criterion.backward(output, yb)
+                if scale != 1.0:
+                    grad_output = _scaled(grad_output, scale)
+                with input_grad_unused():  # nothing reads the data's gradient
+                    model.backward(xb, grad_output)
+                loss_part = objective(model, float(loss) * scale, share)
         bad_loss = 0.0 if np.isfinite(loss_part) else 1.0
         bad_grad = 0.0 if np.isfinite(g.sum()) else 1.0
         t1 = time.perf_counter()
         stop = 0.0
-        if rank == 0 and iteration > first:
-            decision = recv_msg(driver)
-            stop = 1.0 if decision.get("stop") else 0.0
-        t2 = time.perf_counter()
-        if fault and fault.get("iteration") == iteration + 1 and fault.get("rank", 0) == rank:
-            _inject(fault, rank, iteration + 1)
-        header = ring.allreduce_small([loss_part, k, bad_loss, bad_grad, stop])
+        while True:
+            # Task 0 waits for the driver's answer to the last iteration; meanwhile the
+            # driver's listeners may ask for that iteration's weights (and gradient): every
+            # task then takes part in sending them, and task 0 waits again.
+            wanted = 0.0
+            if rank == 0 and iteration > first:
+                decision = recv_msg(driver)
+                stop = 1.0 if decision.get("stop") else 0.0
+                wanted = 1.0 if decision.get("parameters") else 0.0
+            t2 = time.perf_counter()
+            if fault and fault.get("iteration") == iteration + 1 and fault.get("rank", 0) == rank:
+                _inject(fault, rank, iteration + 1)
+            header = ring.allreduce_small([loss_part, k, bad_loss, bad_grad, stop, wanted])
+            if header[5] == 0:
+                break
+            if applied is not None:  # the whole gradient of the last update, from the slices
+                full = np.zeros_like(g)
+                full[lo:hi] = applied
+                ring.all_gather(full)
+            if rank == 0:
+                send_msg(driver, {"parameters": int(w.nbytes),
+                                  "gradient": 0 if applied is None else int(full.nbytes)})
+                send_all(driver, memoryview(w).cast("B"))
+                if applied is not None:
+                    send_all(driver, memoryview(full).cast("B"))
         t_header = time.perf_counter()
         if header[4] > 0:
             before.restore()
@@ -380,6 +410,8 @@ def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method
         if gradclip:
             _clip(gradclip, ring, g_slice)
         method.update(w_slice, g_slice)
+        if applied is not None:  # as the local loop's model holds it after the update
+            np.copyto(applied, g_slice)
         method.state["loss"] = global_loss
         if rank == 0:
             learning_rate.updated()
@@ -441,6 +473,13 @@ def _iteration_seed(seed, iteration, rank):
                .generate_state(1, np.uint64)[0])
 
 
+def _scaled(grad, scale):
+    """``grad`` (an array or a table of arrays) times ``scale``, in new arrays."""
+    if isinstance(grad, (list, tuple)):
+        return type(grad)(_scaled(a, scale) for a in grad)
+    return grad * grad.dtype.type(scale)
+
+
 def _inject(fault, rank, iteration):
     """The test hook of ``fault_injection``: fail this task the way the test asks."""
     mode = fault.get("mode", "raise")
@@ -494,6 +533,7 @@ class SparkTrainer:
         self.balanced = bool(opts.get("balanced_batches", False))
         self._train = None
         self._val = {}
+        self._link, self._synced = None, False  # task 0's connection while it waits
         self.retries = 0
         self.stretches = 0
         self.repeated_iterations = 0
@@ -669,6 +709,8 @@ class SparkTrainer:
                     epoch_finished=state.epoch_finished, fault=fault,
                     replica_buffers=(self.replica_buffers if self.replica_buffers is not None
                                      and len(self.replica_buffers) == n_tasks else None),
+                    keep_gradient=any(getattr(x, "needs_parameters", False)
+                                      for x in opt.listeners),
                     task_counts=self._task_counts(data, n_tasks) if self.balanced else None)
         group = f"workbench-train-{token}"
         job = _Job(sc, rdd, plan, payload, group)
@@ -770,9 +812,13 @@ class SparkTrainer:
                 continue
             iterations += 1
             _advance(state, msg, n)
-            opt.emit("on_iteration", IterationEvent(
-                state.epoch, state.iteration, state.loss, msg["b"] / max(msg["dt"], 1e-9),
-                msg["lr"], msg["b"], time.time(), state))
+            self._link, self._synced = lead, False  # task 0 now waits: sync_parameters works
+            try:
+                opt.emit("on_iteration", IterationEvent(
+                    state.epoch, state.iteration, state.loss, msg["b"] / max(msg["dt"], 1e-9),
+                    msg["lr"], msg["b"], time.time(), state))
+            finally:
+                self._link = None
             if outcome is None:
                 outcome = self._decide(iterations, started)
                 send_msg(lead, {"stop": outcome is not None})
@@ -793,6 +839,35 @@ class SparkTrainer:
             raise StretchFailed("the tasks stopped without being asked to")
         outcome.results = results
         return outcome
+
+    def sync_parameters(self):
+        """Bring the current weights into the driver's model while a stretch runs.
+
+        Called from an ``on_iteration`` listener (``Optimizer.sync_parameters``): task 0 holds
+        the weights that iteration produced and waits for the driver's answer, so the driver
+        asks it for them and writes them into ``optimizer.model``.  The gradients come too
+        (the summed, clipped gradient of that update) when a listener declared
+        ``needs_parameters`` before the stretch started.  Elsewhere (between stretches, or
+        twice for one iteration) the driver's model is already current and nothing is sent.
+
+        Returns:
+            True if weights were fetched.
+        """
+        link = getattr(self, "_link", None)
+        if link is None or self._synced:
+            return False
+        send_msg(link, {"parameters": True})
+        head = recv_msg(link)
+        if "error" in head:
+            raise StretchFailed(head["error"], head.get("fatal", False))
+        w, g = self.opt.model.get_parameters()
+        if head.get("parameters") != w.nbytes or head.get("gradient") not in (0, g.nbytes):
+            raise StretchFailed(f"task 0 sent {head} for weights of {w.nbytes} bytes")
+        recv_exact(link, memoryview(w).cast("B"))
+        if head["gradient"]:
+            recv_exact(link, memoryview(g).cast("B"))
+        self._synced = True
+        return True
 
     def _decide(self, iterations, started):
         """After an iteration: None to go on, else the ``_Outcome`` that ends the stretch

@@ -133,8 +133,15 @@ class TrainSummary(_Summary):
     Every iteration writes ``Loss``, ``Throughput`` (records/s) and ``LearningRate`` at
     step = iteration.  ``set_summary_trigger("Parameters", trigger)`` also writes a histogram of
     every parameter (``Parameters/<layer name>/<param>``) and of its gradient
-    (``.../grad_<param>``) whenever ``trigger(state)`` is true.  Pass it to
+    (``.../grad_<param>``) whenever ``trigger(state)`` is true: the weights that iteration
+    produced and the gradient its update applied, also on Spark (where they are fetched from
+    the tasks through ``Optimizer.sync_parameters``).  Pass it to
     ``Optimizer.set_train_summary``.
+
+    Args:
+        log_dir: the root of the logs; events go to ``<log_dir>/<app_name>/train``.
+        app_name: the run's name.
+        flush_secs: how often the event file is flushed (seconds).
     """
 
     folder = "train"
@@ -158,6 +165,11 @@ class TrainSummary(_Summary):
         self._triggers[name] = trigger
         return self
 
+    @property
+    def needs_parameters(self):
+        """Whether the "Parameters" histograms are on (see ``Listener.needs_parameters``)."""
+        return self._triggers["Parameters"] is not None
+
     def get_summary_trigger(self, name):
         return self._triggers.get(name)
 
@@ -169,6 +181,7 @@ class TrainSummary(_Summary):
 
     def on_start(self, optimizer):
         self.model = getattr(optimizer, "model", self.model)
+        self._sync = getattr(optimizer, "sync_parameters", None)
 
     def on_iteration(self, event):
         from tensorboard.compat.proto.event_pb2 import Event
@@ -181,6 +194,8 @@ class TrainSummary(_Summary):
             self._write(Event(wall_time=event.wall_time, step=int(event.iteration),
                               summary=Summary(value=entries)))
         if self.model is not None and self._fires("Parameters", state):
+            if getattr(self, "_sync", None) is not None:
+                self._sync()  # on Spark the weights of this iteration are on the tasks
             self._write(_histogram_event(self._parameters(), event.iteration, event.wall_time))
 
     def _parameters(self):
