@@ -1,7 +1,87 @@
-"""Shared test utilities: finite-difference gradient checks in float64."""
+"""Shared test utilities: finite-difference gradient checks in float64, tolerances for
+comparing two float32 kernel paths, and waiting on a condition (never on a fixed delay)."""
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
+
+F32_EPS = float(np.finfo(np.float32).eps)  # 2**-23: the spacing of float32 numbers at 1.0
+
+
+def float32_tolerance(reduction_length=1, factor=4.0):
+    """``rtol`` for comparing two float32 results of the same computation by different kernel
+    paths (native vs numpy, NCHW vs channels-last, two GEMM providers, batched vs per-sample,
+    another SIMD width): equal in exact arithmetic, they differ only in rounding.
+
+    Each path rounds every operation to float32 (relative error ``eps / 2`` each); the paths
+    differ in the order of their sums.  A sum of ``n`` terms accumulated in two different orders
+    (blocked, pairwise, vectorised or sequential) differs by about ``sqrt(n) * eps`` relative to
+    the magnitude of the terms for rounding errors of random sign; ``factor`` (4 by default)
+    covers the few element-wise operations around the reduction (bias, activation, the
+    normalisation of a softmax) and the tail of the distribution.  For ``n = 1000`` that is
+    ``4 * 32 * 1.2e-7 = 1.5e-5``: far below any real bug (a wrong sign, a missing term, a
+    transposed weight change results by 1e-2 or more).
+
+    Use it with an ``atol`` of the same relative size times the magnitude of the terms (see
+    :func:`assert_close_f32`), since a result that cancels to about zero keeps the absolute
+    rounding of its terms.
+    """
+    return factor * math.sqrt(max(int(reduction_length), 1)) * F32_EPS
+
+
+def assert_close_f32(actual, desired, reduction_length=1, scale=None, factor=4.0, err_msg=""):
+    """``assert_allclose`` with the float32 rounding tolerance of :func:`float32_tolerance`.
+
+    ``scale`` is the magnitude of the terms that were summed (default: the largest ``|desired|``,
+    at least 1), which sets the absolute tolerance for results that cancel towards zero.
+    """
+    desired = np.asarray(desired)
+    rtol = float32_tolerance(reduction_length, factor)
+    if scale is None:
+        scale = max(1.0, float(np.max(np.abs(desired)))) if desired.size else 1.0
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=err_msg)
+
+
+def assert_same_classes(classes, scores, reduction_length=1, factor=4.0):
+    """``classes`` (from one kernel path) equal the argmax of ``scores`` (from another, e.g.
+    batched differently) wherever that argmax is decided beyond float32 rounding.
+
+    A row whose two best scores are closer than the rounding tolerance may pick either of them
+    on either path; every other row must agree exactly.  Returns how many rows were undecided
+    (0 in practice: such near ties are rare), so the caller can bound a count that depends on
+    the classes, such as an accuracy.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    classes = np.asarray(classes).reshape(-1)
+    if scores.ndim == 1:
+        scores = scores[:, None]
+    expected = np.argmax(scores, axis=1)
+    top2 = np.sort(scores, axis=1)[:, -2:] if scores.shape[1] > 1 else np.repeat(scores, 2, 1)
+    scale = np.maximum(1.0, np.abs(scores).max(axis=1))
+    undecided = (top2[:, 1] - top2[:, 0]) <= float32_tolerance(reduction_length, factor) * scale
+    undecided &= scores.shape[1] > 1
+    differ = (classes != expected) & ~undecided
+    assert not differ.any(), (f"classes differ from the argmax of the scores in rows "
+                              f"{np.flatnonzero(differ)[:20].tolist()}")
+    return int(undecided.sum())
+
+
+def wait_until(predicate, timeout=120.0, interval=0.05, message="condition"):
+    """Poll ``predicate()`` until it returns something truthy (returned) or fail after
+    ``timeout`` seconds.  The deadline is generous on purpose: it only bounds a hang, the
+    test's claim is the condition itself (a loaded machine may take many times longer).
+    ``message`` may be a function, called for the failure message (to show the last state)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            what = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
 
 
 def _flat_views(x):
@@ -84,20 +164,3 @@ def check_criterion_gradients(criterion, input, target, eps=1e-6, rtol=1e-5, ato
         np.testing.assert_allclose(a, numeric, rtol=rtol, atol=atol,
                                    err_msg=f"{criterion.label()}: gradient of input")
 
-
-F32_EPS = float(np.finfo(np.float32).eps)
-
-
-def close_f32(actual, desired, reduction=1, factor=4.0):
-    """Assert two float32 results of different kernel paths agree within float32 rounding.
-
-    Two correct paths differ by their rounding only: each output is a sum of ``reduction``
-    products (a dot product's length, a recurrence's ``input + hidden``), whose float32 error is
-    bounded by about ``reduction * eps`` of the magnitude of the terms.  The tolerance is
-    ``factor * reduction * eps`` relative to the largest value of ``desired`` (a wrong term or
-    sign is orders of magnitude beyond it).
-    """
-    desired = np.asarray(desired)
-    tol = factor * reduction * F32_EPS
-    scale = max(1.0, float(np.max(np.abs(desired)))) if desired.size else 1.0
-    np.testing.assert_allclose(actual, desired, rtol=tol, atol=tol * scale)

@@ -42,7 +42,7 @@ def jupyterlab(base_dir, root):
          "--LabApp.expose_app_in_browser=True", "--allow-root"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    deadline = time.time() + 300  # bounds a hang only: a loaded machine starts it slowly
     while True:
         try:
             urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
@@ -91,7 +91,7 @@ def open_notebook(page, lab, path):
         """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
                   const k = w && w.sessionContext && w.sessionContext.session
                              && w.sessionContext.session.kernel;
-                  return k && k.status === 'idle'; }""", timeout=90_000)
+                  return k && k.status === 'idle'; }""", timeout=300_000)
     close_toasts(page)
 
 

@@ -3,7 +3,6 @@ import io as _io
 import json
 import os
 import pickle
-import time
 import tracemalloc
 import zipfile
 
@@ -364,13 +363,13 @@ def test_absurd_layer_sizes_are_rejected_without_allocating(tmp_path, layers):
         ("meta.json", meta_bytes({"kind": "workbench-model", "model": model})),
         ("arrays.npz", arrays)])
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         rejected(path, "Linear", "values")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - start < 2
+    # no wall-time bound (it flakes on a loaded machine): numpy reports its buffers to
+    # tracemalloc, so even a lazily zeroed (calloc) array of the declared size shows in the peak
     assert peak < 20 * 2 ** 20, f"allocated {peak} bytes"
 
 

@@ -103,15 +103,25 @@ def test_stop_from_another_thread_ends_within_one_iteration():
     opt = make_optimizer(MaxEpoch(100000), n=256, batch=4)
     dash = Dashboard(opt)
     slow = At(0, None)
-    slow.on_iteration = lambda e: time.sleep(0.002)
+    slow.on_iteration = lambda e: time.sleep(0.002)  # lets the other thread take the GIL
     opt.add_listener(slow)
-    stopper = threading.Timer(0.3, lambda: dash._on_frontend_msg(dash, {"type": "stop"}, []))
+    # the other thread presses Stop once training is under way (an event, not a delay: on a
+    # busy machine a fixed 0.3 s could pass before the first iteration)
+    training = threading.Event()
+    opt.add_listener(At(3, lambda e: training.set()))
+
+    def press_stop():
+        training.wait(600)  # if training never got there, stop anyway and fail below
+        dash._on_frontend_msg(dash, {"type": "stop"}, [])
+
+    stopper = threading.Thread(target=press_stop, daemon=True)
     stopper.start()
     opt.optimize()
-    stopper.join()
+    stopper.join(60)
+    assert training.is_set() and not stopper.is_alive()
     assert dash.status == "stopped"
-    assert dash.stop_requested_at is not None and dash.stop_requested_at > 0
-    assert dash.stopped_at - dash.stop_requested_at <= 1
+    assert dash.stop_requested_at is not None and dash.stop_requested_at >= 3
+    assert 0 <= dash.stopped_at - dash.stop_requested_at <= 1
 
 
 def test_kernel_interrupt_is_a_graceful_stop_and_a_second_one_breaks():

@@ -12,6 +12,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 
+from helpers import wait_until
 from workbench.server import tensorboard as tb_processes
 
 
@@ -119,8 +120,13 @@ def test_tensorboard_pane_starts_serves_and_stops(ip, runs, capsys):
     (logdir, process), = [(k, v) for k, v in running.items() if k.endswith("tbrun")]
     out = capsys.readouterr().out
     assert "TensorBoardPane('tbrun', port" in out
-    with urllib.request.urlopen(f"http://127.0.0.1:{process.port}/data/runs", timeout=10) as r:
-        assert "train" in json.loads(r.read())
+    # TensorBoard answers HTTP before its first scan of the log dir may have finished (a
+    # background thread, slow on a busy machine): wait for the run to be listed
+    def runs_listed():
+        with urllib.request.urlopen(f"http://127.0.0.1:{process.port}/data/runs",
+                                    timeout=60) as r:
+            return "train" in json.loads(r.read())
+    wait_until(runs_listed, message="TensorBoard to list the train run")
     ip.run_line_magic("bigdl_tensorboard", "--stop tbrun")
     assert "stopped tbrun" in capsys.readouterr().out
     assert not process.alive and logdir not in tb_processes.running()
@@ -134,7 +140,7 @@ def test_tensorboard_dies_with_the_kernel(tmp_path):
     code = textwrap.dedent(f"""
         import time
         from workbench.server import tensorboard
-        tb = tensorboard.start({str(tmp_path / 'logs')!r})
+        tb = tensorboard.start({str(tmp_path / 'logs')!r}, timeout=300)
         print(tb.process.pid, flush=True)
         time.sleep(600)
     """)
@@ -143,7 +149,7 @@ def test_tensorboard_dies_with_the_kernel(tmp_path):
     os.kill(pid, 0)  # TensorBoard is up
     kernel.send_signal(signal.SIGKILL)
     kernel.wait()
-    deadline = time.time() + 20
+    deadline = time.time() + 120  # generous: the claim is that it dies, not how soon
     while time.time() < deadline:
         try:
             os.kill(pid, 0)

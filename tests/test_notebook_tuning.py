@@ -203,7 +203,8 @@ def test_updates_are_throttled_with_a_trailing_update(runs):
                         interval=3600)
     board.run()
     wait_for(lambda: board.trials and board.trials[0]["status"] == "running")
-    sent = board.updates_sent
+    with board._lock:  # the update that showed "running" has finished counting itself
+        sent = board.updates_sent
     wait_for(lambda: board.study.trials and len(board.study.trials[0].reports) >= 20)
     assert board.updates_sent == sent    # 20 reports, no update within the interval
     board.stop()

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import check_module_gradients, close_f32
+from helpers import assert_close_f32, check_module_gradients
 from workbench import io
 from workbench.nn import (GRU, LSTM, BiRecurrent, CAddTable, Container, ConvLSTMPeephole, JoinTable,
                           L2Regularizer, LayerError, Linear, LSTMPeephole, MultiRNNCell,
@@ -423,7 +423,7 @@ def test_dropout_only_while_training_and_regularizers_once_per_sequence():
     # training-mode forward (oneDNN's forward_training primitive on the native backend, which
     # keeps a workspace) rounds differently from the inference one, within float32 rounding
     plain.training()
-    close_f32(dropped.forward(x), plain.forward(x), reduction=D + H)
+    assert_close_f32(dropped.forward(x), plain.forward(x), reduction_length=D + H)
     dropped.training()
     y = dropped.forward(x)
     assert not np.allclose(y, plain.forward(x))

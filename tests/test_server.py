@@ -12,6 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from helpers import wait_until
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential
 from workbench.optim import SGD, EveryEpoch, MaxEpoch, Optimizer, Top1Accuracy
 from workbench.server.registry import RunRecorder
@@ -61,7 +62,7 @@ def server(tmp_path_factory):
          f"--port={port}", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
          "--allow-root"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + 300  # bounds a hang only: a loaded machine starts it slowly
     while True:
         try:
             urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
@@ -158,8 +159,15 @@ def test_tensorboard_for_a_run_through_the_proxy(server):
     assert tb["path"] == f"proxy/{tb['port']}/"
     again = call(server, "/workbench/api/runs/recorded/tensorboard", "POST")[1]
     assert again["port"] == tb["port"]  # reused, not a second process
-    status, runs = call(server, f"/{tb['path']}data/runs")  # through jupyter-server-proxy
-    assert status == 200 and set(runs) == {"train", "validation"}
+    # through jupyter-server-proxy; TensorBoard answers before its first scan of the log dir
+    # may have finished (a background thread, slow on a busy machine): wait for both runs
+    listed_runs = []
+
+    def both_runs_listed():
+        status, runs = call(server, f"/{tb['path']}data/runs")
+        listed_runs.append((status, runs))
+        return status == 200 and set(runs) == {"train", "validation"}
+    wait_until(both_runs_listed, message=lambda: f"both runs through the proxy: {listed_runs[-1]}")
     status, page = call(server, f"/{tb['path']}", raw=True)
     assert status == 200 and "tb-relative-root" in page
     status, body = call(server, f"/{tb['path']}data/runs", token=None, raw=True)

@@ -33,9 +33,10 @@ def run_all(fn, n):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(300)  # bounds a hang only; a loaded machine may be slow
     if errors:
         raise errors[0]
+    assert not any(t.is_alive() for t in threads), "a rank did not finish"
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
@@ -107,7 +108,13 @@ def test_slices_cover_the_vector():
 
 
 def test_a_silent_peer_times_out_instead_of_hanging():
-    rings = make_rings(2, timeout=0.5)
+    # connected with a generous timeout (the two threads may be slow to meet on a busy machine),
+    # then the short one every socket of a ring keeps for the exchanges
+    rings = make_rings(2, timeout=30)
+    for ring in rings:
+        ring.timeout = 0.5
+        for sock in (ring.next_sock, ring.prev_sock):
+            sock.settimeout(0.5)
     with pytest.raises(CommError, match="timed out"):
         rings[0].allreduce(np.ones(10, dtype=np.float32))  # rank 1 never joins
     for ring in rings:

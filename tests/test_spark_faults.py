@@ -100,7 +100,11 @@ def test_a_killed_python_worker_is_survived(digits, clean):
 
 
 def test_a_hanging_task_times_out_and_is_restarted(digits, clean):
-    model, opt, rec = train(digits[0], comm_timeout=3,
+    # comm_timeout also bounds every healthy wait of a task: connecting the ring while its peer
+    # still unpacks its partition, an allreduce while the peer computes.  3 s was within reach
+    # of those on a loaded machine (a spurious second retry); 15 s is far from them and still
+    # ends the hung task's stretch long before the test's timeout
+    model, opt, rec = train(digits[0], comm_timeout=15,
                             fault_injection={"iteration": 10, "rank": 1, "mode": "hang"})
     check_recovered(model, opt, rec, clean, digits)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import workbench.spark as wspark
+from helpers import assert_same_classes
 from workbench import models
 from workbench.data import Sample, load_digits
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential, Tanh, random
@@ -237,21 +238,26 @@ def test_distributed_predict_and_evaluate_match_local(spark):
     rdd = samples_rdd(spark.sparkContext, X, y, 3)
     df = spark.createDataFrame([(x.tolist(), int(t)) for x, t in zip(X, y)],
                                ["features", "label"]).repartition(1)
-    np.testing.assert_allclose(model.predict(rdd, batch_size=16), model.predict(X), atol=1e-6)
-    np.testing.assert_array_equal(model.predict_class(rdd), model.predict_class(X))
-    np.testing.assert_array_equal(model.predict_class(df), model.predict_class(X))
+    scores = model.predict(X)
+    np.testing.assert_allclose(model.predict(rdd, batch_size=16), scores, atol=1e-6)
+    # batched otherwise on Spark (per partition), the scores differ in float32 rounding: the
+    # classes agree wherever the local argmax is decided beyond rounding (every row, unless a
+    # near tie; a wrong row or a shifted order fails)
+    ties = assert_same_classes(model.predict_class(rdd), scores, reduction_length=16)
+    assert_same_classes(model.predict_class(df), scores, reduction_length=16)
     local = model.evaluate((X, y), 32, [Top1Accuracy(), Loss()])
     for data in (rdd, df):
         dist = model.evaluate(data, 32, [Top1Accuracy(), Loss()])
         assert [r.name for r in dist] == ["Top1Accuracy", "Loss"]
-        assert dist[0].count == 150 and dist[0].value == local[0].value
+        # equal accuracies, up to the rows a near tie may flip (none in practice)
+        assert dist[0].count == 150 and abs(dist[0].value - local[0].value) * 150 <= ties
         assert dist[1].value == pytest.approx(local[1].value, rel=1e-6)
     # an unlabeled RDD of feature arrays, and the module-level functions with column names
     features = spark.sparkContext.parallelize(list(X), 2)
     np.testing.assert_allclose(model.predict(features), model.predict(X), atol=1e-6)
     renamed = df.withColumnRenamed("features", "x").withColumnRenamed("label", "t")
     r = wspark.evaluate(model, renamed, 64, [Top1Accuracy()], features_col="x", label_col="t")
-    assert r[0].value == local[0].value
+    assert abs(r[0].value - local[0].value) * 150 <= ties
 
 
 def test_unknown_option_is_rejected(sc):

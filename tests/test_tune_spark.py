@@ -1,7 +1,6 @@
 """workbench.tune on Spark (local[2]): concurrent one-task trials, data shipped once per
 worker, failures, stop, pruning through the driver link, and the tutorial task's quality."""
 import os
-import time
 
 import pytest
 
@@ -12,11 +11,23 @@ pytestmark = pytest.mark.spark
 
 
 def test_trials_two_at_a_time_in_worker_processes_data_loaded_once_per_worker(sc, tmp_path):
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+
     def objective(params, trial):
+        import os as _os
         import time as _time
 
         import workbench.tune.spark as ts
-        _time.sleep(1.0)
+        if trial.number < 2:
+            # the first two trials wait for each other (a barrier, not a delay that a slow
+            # worker start could outlast): they can only both get past it by running at once
+            (arrived / str(trial.number)).touch()
+            deadline = _time.monotonic() + 300
+            while len(_os.listdir(arrived)) < 2 and _time.monotonic() < deadline:
+                _time.sleep(0.05)
+        else:
+            _time.sleep(0.3)  # the others overlap too, so a third one at once would show
         trial.report(1.0, 1)
         # the value: how many times this worker process loaded a study payload so far
         return float(ts._LOADS)
@@ -30,6 +41,7 @@ def test_trials_two_at_a_time_in_worker_processes_data_loaded_once_per_worker(sc
     intervals = sorted((t.start, t.end) for t in trials)
     # concurrency: at every trial's start, how many trials are running
     running = [sum(1 for s, e in intervals if s <= s0 < e) for s0, _ in intervals]
+    assert sorted(os.listdir(arrived)) == ["0", "1"]
     assert max(running) == 2          # two at a time (parallelism 2) ...
     assert any(r == 2 for r in running[:2])  # ... from the start: the first two overlap
     workers = {t.worker for t in trials}
@@ -45,7 +57,7 @@ def test_trials_two_at_a_time_in_worker_processes_data_loaded_once_per_worker(sc
     assert max(sum(1 for t in trials if t.worker == w) for w in workers) >= 2, workers
 
 
-def test_failed_trial_stop_and_pruning_on_spark(sc):
+def test_failed_trial_stop_and_pruning_on_spark(sc, tmp_path):
     (X, y), (Xv, yv) = load_digits(size=8)
 
     def build(params):
@@ -82,12 +94,24 @@ def test_failed_trial_stop_and_pruning_on_spark(sc):
     acc = result.best_model.evaluate((Xv, yv), 256, [Top1Accuracy()])[0].value
     assert acc == pytest.approx(result.best_value)
 
-    # stop: from a listener, during the second wave
+    # stop: from a listener, during the second wave.  Trial 0 is quick, the others slow; trial
+    # 0 starts its epochs only once trial 1 has reported (a file it leaves), so trial 1 is
+    # surely running when trial 0 ends, however late a busy machine started its worker
+    marker = tmp_path / "trial1-reported"
+    epochs = 400
+
     def slow(params, trial):
+        import os as _os
         import time as _time
-        for epoch in range(1, 40):
+        if trial.number == 0:
+            deadline = _time.monotonic() + 300
+            while not _os.path.exists(marker) and _time.monotonic() < deadline:
+                _time.sleep(0.05)
+        for epoch in range(1, 40 if trial.number == 0 else epochs):
             _time.sleep(0.02 if trial.number == 0 else 0.2)
             trial.report(params["x"], epoch)
+            if trial.number == 1:
+                open(marker, "w").close()
         return params["x"]
 
     study = tune.Study(slow, {"x": tune.uniform(0, 1)}, algo="random", n_trials=8,
@@ -98,15 +122,15 @@ def test_failed_trial_stop_and_pruning_on_spark(sc):
             study.stop()
 
     study.add_listener(StopAfterFirst())
-    t0 = time.time()
     result = study.run()
     assert result.stopped
-    statuses = [t.status for t in result.trials]
-    assert "completed" in statuses and "stopped" in statuses
+    by_number = {t.number: t for t in result.trials}
+    assert by_number[0].status == "completed" and len(by_number[0].reports) == 39
+    assert by_number[1].status == "stopped"
     assert len(result.trials) < 8
-    assert all(len(t.reports) < 39 for t in result.trials if t.status == "stopped"), \
+    # the running trials end at their next report, long before their last epoch
+    assert all(len(t.reports) < epochs - 1 for t in result.trials if t.status == "stopped"), \
         [(t.number, t.status, len(t.reports), t.start, t.end) for t in result.trials]
-    assert time.time() - t0 < 60
 
 
 def test_pruning_keeps_the_best_on_the_tutorial_task(sc):

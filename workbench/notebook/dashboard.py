@@ -245,12 +245,16 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
     def stop(self, via="stop()"):
         """What the Stop button does: ask the optimizer to stop after this iteration."""
         if self.optimizer is not None:
-            if self.stop_requested_at is None:
-                self.stop_via = via
-                # iterations completed when the request arrived: training ends after at most
-                # the one in progress
-                self.stop_requested_at = self.optimizer.state.iteration
+            first = self.stop_requested_at is None
+            # the flag first, then the count: read the other way round, the training thread
+            # could finish more iterations in between (a busy machine, the GIL) than the one
+            # in progress, and "stopped within one iteration" would not hold
             self.optimizer.stop()
+            if first:
+                self.stop_via = via
+                # iterations completed when the request took effect: training ends after at
+                # most the one in progress
+                self.stop_requested_at = self.optimizer.state.iteration
         self._stop_requested = True
 
     def _on_frontend_msg(self, _widget, content, _buffers):
