@@ -3,14 +3,28 @@ import sys
 
 import pytest
 
-try:  # torch is the test-only oracle; its default threading crawls on tiny ops on shared cores
-    import torch
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover - torch is in the test extra
-    pass
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+import oracle  # noqa: E402  (PyTorch, imported on first use by tests marked `oracle`)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    oracle.current_test = item
+    try:
+        yield
+    finally:
+        oracle.current_test = None
+
+
+def pytest_terminal_summary(terminalreporter):
+    ran = [r.nodeid for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
+           if r.when == "call" and "oracle" in r.keywords]
+    unused = sorted(set(ran) - oracle.reached)
+    if unused:
+        terminalreporter.write_line(f"{len(unused)} tests marked oracle never reached PyTorch: "
+                                    + " ".join(unused[:20]) + (" ..." if len(unused) > 20 else ""))
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
+from oracle import torch
 
 from helpers import check_module_gradients
 from workbench.nn import Module, random

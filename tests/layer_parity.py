@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
+from oracle import torch
 
 from workbench.nn import Module
 from workbench.nn.module import build_module

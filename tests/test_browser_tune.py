@@ -12,6 +12,8 @@ import pytest
 from lab_harness import (cell_index, cell_output_text, chromium, close_toasts, jupyterlab,
                          open_notebook, run_cell, run_new_cell, screenshots_dir)
 
+pytestmark = pytest.mark.browser  # the default row only (Chromium + Playwright)
+
 NOTEBOOK = "tune_board.ipynb"
 SETUP = """\
 %load_ext workbench

@@ -18,6 +18,8 @@ import pytest
 from lab_harness import (TOKEN, cell_index, cell_output_text, chromium, close_toasts,
                          jupyterlab, run_cell, screenshots_dir)
 
+pytestmark = pytest.mark.browser  # the default row only (Chromium + Playwright)
+
 NOTEBOOK = "02_bigdl_train_magic.ipynb"
 # The tutorial trains 12 epochs, which the native kernels finish in a couple of seconds: too
 # fast to press Stop during it.  The browser test's copy asks for many more epochs.

@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from helpers import check_module_gradients
 from workbench.nn import (L1L2Regularizer, L2Regularizer, LayerError, LocallyConnected2D, Module,
@@ -69,6 +68,7 @@ def test_conv_regularizers_add_their_gradient():
     assert rebuilt._regularizers["weight"].l1 == 0.1 and rebuilt._regularizers["bias"].l2 == 0.3
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("stride, pad", [(1, 1), (2, 0), (2, -1)])
 def test_conv_nhwc_matches_torch(stride, pad):
     layer = SpatialConvolution(3, 4, 3, 2, stride, stride, pad, pad, data_format="NHWC")
@@ -96,6 +96,7 @@ def test_conv_nhwc_gradients_unbatched_and_config():
         layer.set_name("c").forward(np.zeros((1, 2, 4, 4)))
 
 
+@pytest.mark.oracle
 def test_conv_pointwise_strided_matches_torch():
     layer = SpatialConvolution(3, 2, 1, 1, 2, 2)  # 1x1, stride 2: no padding, no overlap
     parity(layer, lambda tx, w, b: F.conv2d(tx, w, b, 2), rand(2, 3, 5, 6).astype(np.float32))
@@ -151,6 +152,7 @@ def test_gradients_unbatched(make, shape):
 
 
 # ---------------------------------------------------------------------- parity with PyTorch
+@pytest.mark.oracle
 @pytest.mark.parametrize("kw, kh, dw, dh, pw, ph, dil_w, dil_h", [
     (3, 3, 1, 1, 2, 2, 2, 2),
     (3, 2, 2, 1, 1, 2, 2, 3),
@@ -172,12 +174,14 @@ def test_dilated_bigdl_example():
     np.testing.assert_allclose(gi[0], np.tile([[0.1, 0.2], [0.3, 0.4]], (2, 2)))
 
 
+@pytest.mark.oracle
 def test_share_matches_torch():
     layer = SpatialShareConvolution(4, 6, 3, 2, 2, 1, 1, 1, 2)
     parity(layer, lambda tx, w, b: F.conv2d(tx, w, b, (1, 2), (1, 1), 1, 2),
            rand(2, 4, 6, 7).astype(np.float32))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("cin, cout, kw, kh, dw, dh, pw, ph, aw, ah, groups", [
     (2, 3, 2, 2, 1, 1, 0, 0, 0, 0, 1),
     (4, 6, 3, 2, 2, 3, 1, 0, 1, 2, 2),
@@ -190,6 +194,7 @@ def test_full_matches_torch(cin, cout, kw, kh, dw, dh, pw, ph, aw, ah, groups):
            rand(2, cin, 3, 4).astype(np.float32))
 
 
+@pytest.mark.oracle
 def test_full_size_tensor_sets_output_size():
     layer = SpatialFullConvolution(2, 3, 3, 3, 2, 2, 1, 1)
     x = rand(2, 2, 4, 4).astype(np.float32)
@@ -205,6 +210,7 @@ def test_full_size_tensor_sets_output_size():
         layer.forward([x, np.zeros((9, 7))])
 
 
+@pytest.mark.oracle
 def test_separable_matches_torch():
     layer = SpatialSeparableConvolution(3, 5, 2, 3, 2, 2, 1, 1, 0)
 
@@ -216,6 +222,7 @@ def test_separable_matches_torch():
            ("depth_weight", "point_weight", "bias"))
 
 
+@pytest.mark.oracle
 def test_separable_nhwc_matches_torch():
     layer = SpatialSeparableConvolution(2, 3, 1, 3, 3, 1, 1, 1, 1, False, "NHWC")
 
@@ -241,6 +248,7 @@ def _locally_connected_2d(layer):
     return fn
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("kw, kh, sw, sh, pw, ph", [(3, 2, 2, 1, 1, 0), (2, 2, 1, 1, 0, 0)])
 def test_locally_connected_2d_matches_torch(kw, kh, sw, sh, pw, ph):
     layer = LocallyConnected2D(3, 6, 5, 4, kw, kh, sw, sh, pw, ph)

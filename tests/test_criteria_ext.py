@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from helpers import check_criterion_gradients
 import workbench.nn as nn
@@ -241,14 +240,15 @@ def assert_parity(crit, x, target, torch_loss, rtol=1e-5, atol=1e-6):
         np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
 
 
-def T(a, dtype=torch.float32):
-    return torch.as_tensor(np.asarray(a), dtype=dtype)
+def T(a, dtype=None):
+    return torch.as_tensor(np.asarray(a), dtype=torch.float32 if dtype is None else dtype)
 
 
 def red(size_average):
     return "mean" if size_average else "sum"
 
 
+@pytest.mark.oracle
 def test_categorical_cross_entropy_matches_torch():
     p, y = simplex_rows((8, 5), 200), one_hot(labels(8, 5, 201), 5)
     assert_parity(CategoricalCrossEntropy(), p, y,
@@ -265,6 +265,7 @@ def test_categorical_cross_entropy_equals_bigdl_cross_entropy_of_log_for_one_hot
                                ce.backward(np.log(p), ids) / p, rtol=1e-10)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("weights", [None, [0.5, 1.0, 2.0, 1.0, 3.0]])
 @pytest.mark.parametrize("size_average", [True, False])
 def test_multilabel_soft_margin_matches_torch(weights, size_average):
@@ -277,6 +278,7 @@ def test_multilabel_soft_margin_matches_torch(weights, size_average):
                                                               reduction=red(size_average)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("p", [1, 2])
 @pytest.mark.parametrize("weights", [None, [1.0, 2.0, 0.5, 1.5]])
 @pytest.mark.parametrize("size_average", [True, False])
@@ -298,6 +300,7 @@ def test_multi_margin_one_based_labels():
         one.forward(x, np.zeros(6))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average", [True, False])
 def test_multilabel_margin_matches_torch(size_average):
     x = normal((4, 5), 208)
@@ -313,6 +316,7 @@ def test_multilabel_margin_one_based_labels_end_at_zero():
     np.testing.assert_array_equal(zero.backward(x, MLM_TARGET), one.backward(x, MLM_TARGET + 1))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average", [True, False])
 def test_soft_margin_matches_torch(size_average):
     x, y = 3 * normal((5, 3), 210), signs(15, 211).reshape(5, 3)
@@ -320,6 +324,7 @@ def test_soft_margin_matches_torch(size_average):
                   lambda t: F.soft_margin_loss(t, T(y), reduction=red(size_average)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("margin, size_average, squared", [(1.0, True, False),
                                                            (0.5, False, True)])
 def test_margin_matches_formula(margin, size_average, squared):
@@ -332,6 +337,7 @@ def test_margin_matches_formula(margin, size_average, squared):
     assert_parity(MarginCriterion(margin, size_average, squared), x, y, ref)
 
 
+@pytest.mark.oracle
 def test_class_simplex_is_a_regular_simplex_and_mse_to_its_vertex():
     c = 5
     crit = ClassSimplexCriterion(c)
@@ -347,6 +353,7 @@ def test_class_simplex_is_a_regular_simplex_and_mse_to_its_vertex():
     assert repr(crit) == "nn.ClassSimplexCriterion(5)"
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("ignore, mode", [(None, "VALID"), (1, "VALID"), (1, "FULL"),
                                           (0, "BATCH_SIZE"), (None, "NONE")])
 def test_softmax_with_matches_torch(ignore, mode):
@@ -369,6 +376,7 @@ def test_softmax_with_one_based_labels_and_plain_batches():
     assert np.isclose(one.forward(x, y1), nn.CrossEntropyCriterion().forward(x[keep], y[keep]))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average", [True, False])
 def test_abs_matches_torch(size_average):
     x, y = normal((5, 3), 220), normal((5, 3), 221)
@@ -376,6 +384,7 @@ def test_abs_matches_torch(size_average):
                   lambda t: F.l1_loss(t, T(y), reduction=red(size_average)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average", [True, False])
 def test_smooth_l1_matches_torch(size_average):
     x, y = 2 * normal((5, 3), 222), normal((5, 3), 223)
@@ -383,6 +392,7 @@ def test_smooth_l1_matches_torch(size_average):
                   lambda t: F.smooth_l1_loss(t, T(y), reduction=red(size_average)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("sigma, num", [(1.0, 0), (2.0, 0), (0.7, 6)])
 def test_smooth_l1_with_weights_matches_torch(sigma, num):
     x, gt = 2 * normal((4, 3), 224), normal((4, 3), 225)
@@ -399,6 +409,7 @@ def test_smooth_l1_with_weights_matches_torch(sigma, num):
     assert np.isclose(crit.forward(x, gt), SmoothL1Criterion(False).forward(x, gt) / 4)
 
 
+@pytest.mark.oracle
 def test_mean_absolute_percentage_matches_keras_formula():
     x, y = normal((5, 3), 228), normal((5, 3), 229)
     y[0, 0] = 0.0            # clipped to 1e-7
@@ -408,6 +419,7 @@ def test_mean_absolute_percentage_matches_keras_formula():
                   rtol=1e-5, atol=1e-2)
 
 
+@pytest.mark.oracle
 def test_mean_squared_logarithmic_matches_keras_formula():
     x, y = uniform((5, 3), 230, -0.5, 3), uniform((5, 3), 231, 0, 3)
     assert (x < 1e-7).any()    # clipped inputs get a zero gradient, as in keras
@@ -416,18 +428,21 @@ def test_mean_squared_logarithmic_matches_keras_formula():
                                         - torch.log(torch.clamp(t, min=1e-7) + 1)) ** 2))
 
 
+@pytest.mark.oracle
 def test_poisson_matches_torch():
     x, y = uniform((5, 3), 232, 0.1, 4), rng(233).integers(0, 6, (5, 3)) * 1.0
     assert_parity(PoissonCriterion(), x, y,
                   lambda t: F.poisson_nll_loss(t, T(y), log_input=False, eps=1e-7))
 
 
+@pytest.mark.oracle
 def test_l1_cost_matches_formula_and_ignores_target():
     x = normal((4, 3), 234)
     assert_parity(L1Cost(), x, None, lambda t: t.abs().sum())
     assert L1Cost().forward(x, np.zeros(7)) == L1Cost().forward(x, None)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("margin, size_average", [(0.0, True), (0.3, False), (-0.4, True)])
 def test_cosine_embedding_matches_torch(margin, size_average):
     x1, x2, y = normal((8, 5), 235), normal((8, 5), 236), signs(8, 237)
@@ -436,6 +451,7 @@ def test_cosine_embedding_matches_torch(margin, size_average):
                                                     reduction=red(size_average)))
 
 
+@pytest.mark.oracle
 def test_cosine_distance_matches_torch():
     x, y = normal((6, 5), 238), normal((6, 5), 239)
     assert_parity(CosineDistanceCriterion(), x, y,
@@ -446,6 +462,7 @@ def test_cosine_distance_matches_torch():
     assert np.isclose(loss, 1 - 35 / 55)
 
 
+@pytest.mark.oracle
 def test_cosine_proximity_matches_formula():
     x, y = normal((4, 5), 240), normal((4, 5), 241)
     x[1] = 0.0             # a zero row: the norm is floored at 1e-12 (as Keras / BigDL)
@@ -454,6 +471,7 @@ def test_cosine_proximity_matches_formula():
                                         * F.normalize(T(y), dim=-1, eps=1e-6)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("margin, size_average", [(1.0, True), (1.5, False)])
 def test_hinge_embedding_matches_torch(margin, size_average):
     x, y = uniform((5, 3), 242, 0, 2.5), signs(15, 243).reshape(5, 3)
@@ -461,6 +479,7 @@ def test_hinge_embedding_matches_torch(margin, size_average):
                   lambda t: F.hinge_embedding_loss(t, T(y), margin, reduction=red(size_average)))
 
 
+@pytest.mark.oracle
 def test_l1_hinge_embedding_matches_formula_and_bigdl_example():
     x1, x2, y = normal((4, 3), 244), normal((4, 3), 245), np.array([1.0, -1, -1, 1])
 
@@ -473,6 +492,7 @@ def test_l1_hinge_embedding_matches_formula_and_bigdl_example():
     assert np.isclose(loss, 5.148)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("margin, size_average", [(1.0, True), (0.2, False)])
 def test_margin_ranking_matches_torch(margin, size_average):
     x1, x2, y = normal((7,), 246), normal((7,), 247), signs(7, 248)
@@ -481,6 +501,7 @@ def test_margin_ranking_matches_torch(margin, size_average):
                                                   reduction=red(size_average)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average", [False, True])
 def test_dot_product_matches_formula(size_average):
     x, y = normal((4, 3), 249), normal((4, 3), 250)
@@ -488,6 +509,7 @@ def test_dot_product_matches_formula(size_average):
                   lambda t: (t * T(y)).sum() / (4 if size_average else 1))
 
 
+@pytest.mark.oracle
 @pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")
 @pytest.mark.parametrize("size_average", [True, False])
 def test_dist_kl_div_matches_torch(size_average):
@@ -497,6 +519,7 @@ def test_dist_kl_div_matches_torch(size_average):
                   lambda t: F.kl_div(t, T(y), reduction=red(size_average)))
 
 
+@pytest.mark.oracle
 def test_kullback_leibler_divergence_matches_keras_formula():
     x, y = simplex_rows((4, 5), 253), simplex_rows((4, 5), 254)
     assert_parity(KullbackLeiblerDivergenceCriterion(), x, y,
@@ -504,6 +527,7 @@ def test_kullback_leibler_divergence_matches_keras_formula():
                                                        / torch.clamp(t, 1e-8, 1))) / 4)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average", [True, False])
 def test_kld_matches_formula(size_average):
     mean, log_var = normal((4, 3), 255), normal((4, 3), 256)
@@ -512,6 +536,7 @@ def test_kld_matches_formula(size_average):
                   / (4 if size_average else 1))
 
 
+@pytest.mark.oracle
 def test_gaussian_matches_torch_gaussian_nll():
     mean, log_var, x = normal((4, 3), 257), normal((4, 3), 258), normal((4, 3), 259)
     assert_parity(GaussianCriterion(), [mean, log_var], x,
@@ -520,6 +545,7 @@ def test_gaussian_matches_torch_gaussian_nll():
                   atol=1e-5)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average, eps", [(True, 1.0), (False, 0.1)])
 def test_dice_coefficient_matches_formula(size_average, eps):
     x, y = uniform((3, 2, 4), 260), (uniform((3, 2, 4), 261) > 0.5) * 1.0
@@ -531,6 +557,7 @@ def test_dice_coefficient_matches_formula(size_average, eps):
     assert_parity(DiceCoefficientCriterion(size_average, eps), x, y, ref)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average", [False, True])
 def test_pg_matches_formula(size_average):
     p = simplex_rows((4, 5), 262)
@@ -543,6 +570,7 @@ def test_pg_matches_formula(size_average):
     assert PGCriterion(sizeAverage=True).size_average
 
 
+@pytest.mark.oracle
 def test_multi_and_parallel_match_torch():
     x, y = normal((4, 3), 265), normal((4, 3), 266)
     assert_parity(MultiCriterion().add(MSECriterion()).add(AbsCriterion(), 0.5), x, y,
@@ -553,6 +581,7 @@ def test_multi_and_parallel_match_torch():
                   lambda t: 0.5 * F.mse_loss(t[0], T(y)) + 2 * F.nll_loss(t[1], T(ids, torch.long)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size_average", [False, True])
 def test_time_distributed_matches_torch(size_average):
     x, y = log_probs((3, 4, 5), 269), labels(12, 5, 270).reshape(3, 4)
@@ -561,6 +590,7 @@ def test_time_distributed_matches_torch(size_average):
                   .mean(0).sum() / (4 if size_average else 1))
 
 
+@pytest.mark.oracle
 def test_time_distributed_mask_matches_torch_ignore_index():
     x = log_probs((3, 4, 5), 271)
     y = np.array([[2, 0, -1, -1], [4, 4, 1, -1], [-1, 3, 3, 0]])
@@ -580,6 +610,7 @@ def test_time_distributed_mask_matches_torch_ignore_index():
     assert not TimeDistributedMaskCriterion(ClassNLLCriterion()).backward(x, all_padded).any()
 
 
+@pytest.mark.oracle
 def test_transformer_matches_torch_and_leaves_transformer_params_alone():
     x, y = normal((4, 3), 272), normal((4, 3), 273)
     assert_parity(TransformerCriterion(MSECriterion(), Tanh(), Tanh()), x, y,

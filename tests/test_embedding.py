@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from helpers import check_module_gradients
 from workbench import io
@@ -31,6 +30,7 @@ def test_lookup_table_gradients_float64():
     assert not layer.backward(ids, np.ones((2, 3, 3))).any()  # indices get no gradient
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("options", [
     dict(),
     dict(padding_value=2),
@@ -153,6 +153,7 @@ def reference(weight, combiner, weights=None, max_norm=-1.0):
     return torch.stack(rows)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("max_norm", [-1.0, 1.0])
@@ -171,6 +172,7 @@ def test_lookup_table_sparse_matches_torch(combiner, weighted, max_norm):
         close(layer.grad_weight, tw.grad.numpy())
 
 
+@pytest.mark.oracle
 def test_lookup_table_sparse_matches_torch_embedding_bag_and_gradients():
     layer = LookupTableSparse(7, 3, "sum").double()
     rows, cols = np.nonzero(IDS >= 0)
@@ -217,6 +219,7 @@ def test_lookup_table_sparse_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------------- SparseLinear
+@pytest.mark.oracle
 def test_sparse_linear_matches_torch_linear():
     dense = np.where(normal((5, 8), 3) > 0.6, normal((5, 8), 4), 0.0)
     layer = SparseLinear(8, 3, True, 6, 3).double()

@@ -5,8 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from helpers import check_module_gradients
 from layer_parity import assert_config_round_trip, assert_parity, f32, normal
@@ -106,6 +105,7 @@ def test_transformer_encoder_layer_gradients(norm_first):
 
 # ---------------------------------------------------------------------- PyTorch parity (float32)
 
+@pytest.mark.oracle
 def test_bilinear_matches_torch():
     layer = Bilinear(3, 4, 2)
     tl = torch.nn.Bilinear(3, 4, 2)
@@ -116,6 +116,7 @@ def test_bilinear_matches_torch():
                   params=lambda: [(layer.grad_weight, tl.weight), (layer.grad_bias, tl.bias)])
 
 
+@pytest.mark.oracle
 def test_maxout_matches_torch():
     layer = Maxout(4, 3, 2)
     tl = torch.nn.Linear(4, 6)
@@ -126,6 +127,7 @@ def test_maxout_matches_torch():
                   params=lambda: [(layer.grad_weight, tl.weight), (layer.grad_bias, tl.bias)])
 
 
+@pytest.mark.oracle
 def test_highway_matches_torch():
     layer = Highway(4, activation=ReLU())
     gate, trans = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
@@ -144,6 +146,7 @@ def test_highway_matches_torch():
                                   (layer.transform.grad_bias, trans.bias)])
 
 
+@pytest.mark.oracle
 def test_cosine_and_euclidean_match_torch():
     cos = Cosine(4, 3)
     w = t(cos.weight).requires_grad_()
@@ -155,6 +158,7 @@ def test_cosine_and_euclidean_match_torch():
                   params=lambda: [(euc.grad_weight, w2)])
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("layer, fn", [
     (CosineDistance(), lambda v: F.cosine_similarity(v[0], v[1], dim=1)),
     (DotProduct(), lambda v: (v[0] * v[1]).sum(1)),
@@ -166,6 +170,7 @@ def test_row_pairs_match_torch(layer, fn):
     assert_parity(layer, fn, [f32((4, 5), 7), f32((4, 5), 8)])
 
 
+@pytest.mark.oracle
 def test_matrix_products_match_torch():
     a, b = f32((2, 3, 4), 9), f32((2, 4, 5), 10)
     assert_parity(MM(), lambda v: torch.bmm(v[0], v[1]), [a, b])
@@ -195,6 +200,7 @@ def _mha_grads(layer, mha):
             (layer.value.grad_weight, v), (layer.output_layer.grad_weight, mha.out_proj.weight)]
 
 
+@pytest.mark.oracle
 def test_attention_matches_torch_multihead_attention():
     layer = Attention(8, 2)
     mha = _torch_mha(layer)
@@ -203,6 +209,7 @@ def test_attention_matches_torch_multihead_attention():
                   params=lambda: _mha_grads(layer, mha), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.oracle
 def test_cross_attention_with_bias_matches_torch():
     layer = Attention(8, 4)
     mha = _torch_mha(layer)
@@ -214,6 +221,7 @@ def test_cross_attention_with_bias_matches_torch():
                   [x, y, bias], params=lambda: _mha_grads(layer, mha), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_transformer_encoder_layer_matches_torch(norm_first):
     layer = TransformerEncoderLayer(8, 2, 16, norm_first=norm_first)

@@ -10,8 +10,7 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from helpers import check_module_gradients
 from layer_checks import check_penalty_gradients, config_round_trip, f32, normal, torch_parity
@@ -38,6 +37,7 @@ class _Densify(Module):
 
 
 # ---------------------------------------------------------------------- NegativeEntropyPenalty
+@pytest.mark.oracle
 def test_negative_entropy_penalty_gradient_and_torch_loss():
     layer = NegativeEntropyPenalty(0.3)
     p = torch.softmax(torch.from_numpy(f32((3, 5), seed=1)), dim=1).numpy()
@@ -63,6 +63,7 @@ def test_negative_entropy_penalty_errors_and_config():
 
 
 # ---------------------------------------------------------------------- CrossProduct
+@pytest.mark.oracle
 def test_cross_product_matches_torch_pairwise_dots():
     xs = [f32((4, 3), seed=s) for s in range(4)]
 
@@ -90,6 +91,7 @@ def test_cross_product_errors_and_config():
 
 
 # ---------------------------------------------------------------------- ExpandSize
+@pytest.mark.oracle
 def test_expand_size_matches_torch_expand():
     x = f32((3, 1, 4, 1), seed=4)
     torch_parity(ExpandSize([3, 5, -1, 2]), lambda t: t.expand(3, 5, 4, 2), x)
@@ -106,6 +108,7 @@ def test_expand_size_errors_and_config():
 
 
 # ---------------------------------------------------------------------- TableOperation
+@pytest.mark.oracle
 def test_table_operation_expands_the_smaller_input():
     a, b = f32((3, 4), seed=6), f32((1, 4), seed=7)
     torch_parity(TableOperation(CMulTable()), lambda x, y: x * y, [a, b])
@@ -126,6 +129,7 @@ def test_table_operation_errors_and_config():
 
 
 # ---------------------------------------------------------------------- BifurcateSplitTable
+@pytest.mark.oracle
 def test_bifurcate_split_table_matches_torch_split():
     x = f32((2, 5, 3), seed=40)
 
@@ -153,6 +157,7 @@ def test_bifurcate_split_table_errors_and_config():
 
 
 # ---------------------------------------------------------------------- FeedForwardNetwork
+@pytest.mark.oracle
 def test_feed_forward_network_matches_torch():
     layer = FeedForwardNetwork(4, 6, 0.1)
     layer.evaluate()   # no dropout: deterministic
@@ -195,6 +200,7 @@ def test_feed_forward_network_errors_and_config():
 
 
 # ---------------------------------------------------------------------- SpatialConvolutionMap
+@pytest.mark.oracle
 def test_spatial_convolution_map_matches_torch_masked_conv():
     table = [[1, 1], [2, 1], [2, 2], [3, 2], [1, 3]]
     layer = SpatialConvolutionMap(table, 3, 2, 2, 1, 1, 0)
@@ -230,6 +236,7 @@ def test_spatial_convolution_map_tables_errors_and_config():
 
 
 # ---------------------------------------------------------------------- ConvLSTMPeephole3D
+@pytest.mark.oracle
 def test_conv_lstm_peephole_3d_matches_torch_conv3d():
     cell = ConvLSTMPeephole3D(2, 2, 3, 3).double()
     x, g = normal((2, 2, 2, 3, 3, 3), 20), normal((2, 2, 2, 3, 3, 3), 21)
@@ -313,6 +320,7 @@ ROIS = np.array([[0, 0, 0, 7, 5], [1, 6, 2, 7, 5], [1, 3, 1, 6, 4], [0, 3, 3, 3,
 # (with spatial_scale 0.5, x1 = -1.5 rounds up to -1 as Java's Math.round does)
 
 
+@pytest.mark.oracle
 def test_roi_pooling_matches_the_fast_rcnn_formula():
     data = f32((2, 3, 6, 8), seed=23)
     for pw, ph, scale in ((2, 3, 1.0), (3, 2, 0.5), (4, 4, 1.0)):
@@ -505,6 +513,7 @@ def torch_transformer_lm(model, ids):
     return out, leaves
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("share", [False, True])
 def test_transformer_matches_torch(share):
     model = Transformer(7, 4, 2, 6, 2, 0.1, 0.1, 0.1, with_share_weights_linear=share).double()

@@ -4,7 +4,7 @@ random draws fixed), PyTorch parity where the operation is deterministic given i
 BigDL semantics, config round trips and errors naming the layer."""
 import numpy as np
 import pytest
-import torch
+from oracle import torch
 
 from layer_checks import (Reseeded, check_module_gradients, check_penalty_gradients,
                           config_round_trip, f32, normal)
@@ -105,6 +105,7 @@ def test_gaussian_sampler_gradients_with_fixed_noise():
                            [normal((3, 4), seed=9), normal((3, 4), seed=10)])
 
 
+@pytest.mark.oracle
 def test_gaussian_sampler_matches_torch_given_its_noise():
     mean, log_var = f32((4, 5), seed=11), f32((4, 5), seed=12)
     sampler = GaussianSampler()
@@ -134,6 +135,7 @@ def _torch_penalized(layer, torch_penalty, x, g):
     np.testing.assert_allclose(layer.backward(x, g), t.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("layer, penalty", [
     (L1Penalty(2), lambda t: 2 * t.abs().sum()),
     (L1Penalty(3, size_average=True), lambda t: 3 * t.abs().mean()),

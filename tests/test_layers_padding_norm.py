@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from layer_checks import (away_from, check_module_gradients, config_round_trip, f32, normal,
                           torch_parity)
@@ -59,6 +58,7 @@ def test_padding_gradients(layer, shape, fn):
     check_module_gradients(layer.double(), normal(shape, seed=1))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("layer, shape, fn", PADDING, ids=[repr(c[0]) for c in PADDING])
 def test_padding_matches_torch(layer, shape, fn):
     torch_parity(layer.float(), fn, f32(shape, seed=2))
@@ -138,6 +138,7 @@ def test_layer_normalization_gradients(shape):
     check_module_gradients(_randomized(LayerNormalization(4).double()), normal(shape, seed=11))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("shape", [(5, 6), (2, 3, 6)])
 def test_layer_normalization_matches_torch(shape):
     layer = _randomized(LayerNormalization(6))
@@ -155,6 +156,7 @@ def test_normalize_gradients(p, shape):
     check_module_gradients(Normalize(p).double(), x)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("p", NORMS)
 @pytest.mark.parametrize("shape, dim", [((4, 6), 1), ((6,), 0), ((2, 3, 2, 2), 1)])
 def test_normalize_matches_torch(p, shape, dim):
@@ -176,6 +178,7 @@ def test_normalize_scale_gradients(size, shape):
     check_module_gradients(layer, normal(shape, seed=15))
 
 
+@pytest.mark.oracle
 def test_normalize_scale_matches_torch():
     layer = _randomized(NormalizeScale(2.0, 1.0, [1, 3, 1, 1]))
     torch_parity(layer, lambda t, w: F.normalize(t, 2, 1) * w, f32((2, 3, 4, 4), seed=16),
@@ -203,6 +206,7 @@ def test_lrn_gradients(layer, shape):
     check_module_gradients(layer.double(), normal(shape, seed=18, scale=1.5))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size, alpha, beta, k", [(5, 1.0, 0.75, 1.0), (3, 2e-2, 0.5, 2.0),
                                                   (7, 1.0, 0.75, 1.0)])
 def test_cross_map_lrn_matches_torch(size, alpha, beta, k):
@@ -216,6 +220,7 @@ def test_cross_map_lrn_matches_torch(size, alpha, beta, k):
                  np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("size, alpha, beta", [(5, 1.0, 0.75), (3, 0.3, 0.5)])
 def test_within_channel_lrn_matches_torch_composition(size, alpha, beta):
     pad = (size - 1) // 2
@@ -283,6 +288,7 @@ def test_local_contrast_gradients(cls, kernel):
     check_module_gradients(cls(1, kernel).double(), normal((1, 4, 4), seed=22))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("kernel", KERNELS, ids=_kernel_id)
 def test_local_contrast_matches_torch(kernel):
     k = np.ones((9, 9)) if kernel is None else kernel

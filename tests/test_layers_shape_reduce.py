@@ -2,7 +2,7 @@
 config, errors."""
 import numpy as np
 import pytest
-import torch
+from oracle import torch
 
 from helpers import check_module_gradients
 from layer_parity import assert_config_round_trip, assert_parity, f32, normal, with_fixed
@@ -91,6 +91,7 @@ def test_index_gradients(dimension, zero_based):
 
 # ---------------------------------------------------------------------- PyTorch parity (float32)
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("layer, fn, shape", [
     (InferReshape([4, 0, 3, -1]), lambda t: t.reshape(4, 5, 3, 14), (4, 5, 6, 7)),
     (InferReshape([-1, 6], True), lambda t: t.reshape(2, 2, 6), (2, 3, 4)),
@@ -120,6 +121,7 @@ def test_matches_torch(layer, fn, shape):
     assert_parity(layer, fn, f32(shape, seed=5))
 
 
+@pytest.mark.oracle
 def test_index_matches_torch():
     x, idx = f32((4, 3), 6), np.array([3, 0, 3, 1])
     assert_parity(Index(1), lambda t: torch.index_select(t[0], 0, t[1]), [x, idx])
@@ -127,6 +129,7 @@ def test_index_matches_torch():
                   [x, np.array([1, 3])])
 
 
+@pytest.mark.oracle
 def test_masking_matches_torch():
     x = f32((3, 4, 2), 7)
     x[0, 1] = 1.5

@@ -1,7 +1,7 @@
 """Table layers: gradients (float64), PyTorch parity, BigDL semantics, config, errors."""
 import numpy as np
 import pytest
-import torch
+from oracle import torch
 
 from helpers import check_module_gradients
 from layer_parity import (assert_config_round_trip, assert_parity, f32, normal,
@@ -119,6 +119,7 @@ def test_bottle_gradients(shape):
 
 # ---------------------------------------------------------------------- PyTorch parity (float32)
 
+@pytest.mark.oracle
 def test_elementwise_tables_match_torch():
     xs = [f32((3, 4), i) for i in range(3)]
     assert_parity(CAveTable(), lambda t: (t[0] + t[1] + t[2]) / 3, xs)
@@ -133,6 +134,7 @@ def test_elementwise_tables_match_torch():
     assert_parity(CDivTable(), lambda t: t[0] / t[1], div, rtol=1e-4)
 
 
+@pytest.mark.oracle
 def test_split_and_pack_match_torch():
     x = f32((2, 3, 4), 8)
     assert_parity(SplitTable(2), lambda t: torch.unbind(t, 1), x)
@@ -142,6 +144,7 @@ def test_split_and_pack_match_torch():
     assert_parity(Pack(3), lambda t: torch.stack(t, 2), xs)
 
 
+@pytest.mark.oracle
 def test_mixturetable_matches_torch():
     gater = torch.softmax(torch.from_numpy(f32((4, 3), 10)), 1).numpy()
     experts = [f32((4, 5), 11 + i) for i in range(3)]
@@ -151,11 +154,13 @@ def test_mixturetable_matches_torch():
     assert_parity(MixtureTable(), lambda t: (t[0][:, :, None] * t[1]).sum(1), [gater, stacked])
 
 
+@pytest.mark.oracle
 def test_maskedselect_matches_torch():
     x, mask = f32((3, 4), 15), (f32((3, 4), 16) > 0).astype(np.float32)
     assert_parity(MaskedSelect(), lambda t: torch.masked_select(t[0], t[1] != 0), [x, mask])
 
 
+@pytest.mark.oracle
 def test_maptable_matches_torch_linear_on_each_element():
     layer = MapTable(Linear(3, 2))
     lin = torch.nn.Linear(3, 2)
@@ -168,6 +173,7 @@ def test_maptable_matches_torch_linear_on_each_element():
                                   (layer[0].grad_bias, lin.bias)])
 
 
+@pytest.mark.oracle
 def test_bottle_matches_torch_linear_on_3d_input():
     layer = Bottle(Linear(4, 3))
     lin = torch.nn.Linear(4, 3)

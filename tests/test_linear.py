@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-import torch
+from oracle import torch
 
 from helpers import check_module_gradients
 from workbench.nn import LayerError, Linear
@@ -17,6 +17,7 @@ def test_linear_gradients_single_row():
     check_module_gradients(layer, np.random.default_rng(1).standard_normal(5))
 
 
+@pytest.mark.oracle
 def test_linear_matches_torch():
     layer = Linear(6, 4)
     ref = torch.nn.Linear(6, 4)

@@ -14,8 +14,7 @@ from importlib import metadata
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 import hypothesis  # noqa: E402,F401  (test extra)
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
@@ -90,6 +89,7 @@ def _conv_layer(c, o, g, kh, kw, sh, sw, ph, pw, dh, dw, bias):
     return layer
 
 
+@pytest.mark.oracle
 @needs_native
 @SETTINGS
 @given(conv_cases(), st.integers(0, 2**31 - 1))
@@ -161,6 +161,7 @@ def pool_cases(draw):
     return n, c, h, w, kh, kw, sh, sw, ph, pw, kind, ceil
 
 
+@pytest.mark.oracle
 @needs_native
 @SETTINGS
 @given(pool_cases(), st.integers(0, 2**31 - 1))
@@ -213,6 +214,7 @@ def native_batch_norm():
     backend.set_kernel("batch_norm", previous)
 
 
+@pytest.mark.oracle
 @needs_native
 @pytest.mark.usefixtures("native_batch_norm")
 @SETTINGS

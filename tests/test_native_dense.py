@@ -11,8 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,6 +49,7 @@ def _compare(results, oracle, what):
 
 
 # ---------------------------------------------------------------------- Linear
+@pytest.mark.oracle
 @SETTINGS
 @given(st.integers(1, 7), st.integers(1, 40), st.integers(1, 40), st.booleans(), st.booleans(),
        st.sampled_from(["auto", "onednn", "openblas"]), st.integers(0, 2**31 - 1))
@@ -152,18 +152,19 @@ def test_gemm_rule_is_a_function_of_shape_threads_and_cpu():
 
 # ---------------------------------------------------------------------- element-wise
 ACTIVATIONS = {
-    "relu": (lambda: ReLU(), torch.relu),
+    "relu": (lambda: ReLU(), lambda t: torch.relu(t)),
     "leaky_relu": (lambda: LeakyReLU(0.2), lambda t: F.leaky_relu(t, 0.2)),
-    "tanh": (lambda: Tanh(), torch.tanh),
-    "sigmoid": (lambda: Sigmoid(), torch.sigmoid),
+    "tanh": (lambda: Tanh(), lambda t: torch.tanh(t)),
+    "sigmoid": (lambda: Sigmoid(), lambda t: torch.sigmoid(t)),
     "elu": (lambda: ELU(0.7), lambda t: F.elu(t, 0.7)),
-    "silu": (lambda: SiLU(), F.silu),
-    "gelu": (lambda: GELU(), F.gelu),
+    "silu": (lambda: SiLU(), lambda t: F.silu(t)),
+    "gelu": (lambda: GELU(), lambda t: F.gelu(t)),
     "gelu_tanh": (lambda: GELU("tanh"), lambda t: F.gelu(t, approximate="tanh")),
     "softplus": (lambda: SoftPlus(2.0), lambda t: F.softplus(t, 2.0)),
 }
 
 
+@pytest.mark.oracle
 @SETTINGS
 @given(st.sampled_from(sorted(ACTIVATIONS)), st.lists(st.integers(1, 6), min_size=0, max_size=4),
        st.floats(0.1, 8), st.integers(0, 2**31 - 1))
@@ -188,6 +189,7 @@ def test_activation_on_a_non_contiguous_view_and_float64_stays_correct(monkeypat
 
 
 # ---------------------------------------------------------------------- softmax
+@pytest.mark.oracle
 @SETTINGS
 @given(st.booleans(), st.integers(1, 4), st.integers(1, 5), st.integers(1, 12),
        st.integers(1, 4), st.floats(0.1, 30), st.integers(0, 2**31 - 1))
@@ -205,6 +207,7 @@ def test_softmax_native_equals_numpy_and_torch(log, ndim, n, c, hw, spread, seed
 
 
 # ---------------------------------------------------------------------- LRN
+@pytest.mark.oracle
 @FEW
 @given(st.integers(1, 3), st.integers(1, 9), st.integers(1, 5), st.integers(1, 5),
        st.sampled_from([1, 3, 5, 7]), st.floats(1e-4, 2), st.floats(0.25, 1.5),
@@ -221,6 +224,7 @@ def test_cross_map_lrn_native_equals_numpy_and_torch(n, c, h, w, size, alpha, be
 
 
 # ---------------------------------------------------------------------- LookupTable
+@pytest.mark.oracle
 @SETTINGS
 @given(st.integers(1, 30), st.integers(1, 17), st.lists(st.integers(1, 6), min_size=1,
        max_size=2), st.booleans(), st.integers(0, 2**31 - 1))
@@ -352,6 +356,7 @@ def test_dense_layers_over_degenerate_shapes_raise_layer_errors_only(shape, k, o
 
 
 # ---------------------------------------------------------------------- cross-entropy
+@pytest.mark.oracle
 @FEW
 @given(st.integers(1, 40), st.integers(2, 300), st.floats(0.1, 200.0), st.integers(0, 2**31 - 1))
 def test_cross_entropy_native_softmax_equals_numpy_and_torch(rows, classes, spread, seed):

@@ -14,8 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -70,6 +69,7 @@ def _fused(model):
 
 
 # ---------------------------------------------------------------------- batch norm (+ ReLU)
+@pytest.mark.oracle
 @SETTINGS
 @given(st.integers(1, 5), st.integers(1, 6), st.integers(0, 5), st.integers(0, 5),
        st.booleans(), st.booleans(), st.booleans(), st.sampled_from([1e-5, 1e-3]),
@@ -158,6 +158,7 @@ def conv_cases(draw):
     return n, c, o, g, k, s, p, h, w, draw(st.booleans()), draw(st.booleans())
 
 
+@pytest.mark.oracle
 @SETTINGS
 @given(conv_cases(), st.integers(0, 2**31 - 1))
 def test_conv_fused_relu_equals_numpy_and_torch(case, seed):
@@ -284,6 +285,7 @@ def _torch_resnet(model, x, gout):
     return [y.detach().numpy(), tx.grad.numpy()] + [p.grad.numpy() for p in params]
 
 
+@pytest.mark.oracle
 @settings(max_examples=6, deadline=None, derandomize=True, database=None)
 @given(st.integers(1, 4), st.integers(1, 3), st.integers(3, 9), st.integers(0, 2**31 - 1))
 def test_resnet_blocks_with_pooled_gradients_equal_numpy_and_torch(n, c4, size, seed):

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+from oracle import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_native import SETTINGS, _close, _never_called
@@ -146,6 +146,7 @@ def rnn_cases(draw):
             hs, draw(st.booleans()), draw(st.booleans()))
 
 
+@pytest.mark.oracle
 @FAST
 @given(rnn_cases(), st.integers(0, 2**31 - 1))
 def test_rnn_native_equals_numpy_and_torch(count_native, case, seed):
@@ -419,6 +420,7 @@ def test_native_rnn_entry_points_fuzz_raise_never_crash():
 
 
 # ---------------------------------------------------------------------- the LM's criterion
+@pytest.mark.oracle
 @pytest.mark.parametrize("weighted, inner_average, average", [
     (False, True, True), (False, True, False), (False, False, True), (True, False, False),
     (True, True, True)])  # the last: weighted means per step, computed step by step

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from oracle import torch
 from sklearn.metrics import roc_auc_score
 from test_optim_methods import W0, _flat, _loss, _unflatten, assert_same_trajectory, \
     loss_and_grad, run_ours, run_torch
@@ -19,8 +19,6 @@ from workbench.optim import (AUC, LBFGS, NDCG, SGD, Adagrad, Adam, AdamW, Ftrl, 
                              L1L2Regularizer, L1Regularizer, L2Regularizer, MaxIteration,
                              MeanAveragePrecision, MultiOptimMethod, OptimMethod, Optimizer,
                              StrongWolfeLineSearch, TreeNNAccuracy, ValidationMethod, evaluate)
-
-torch.set_num_threads(1)  # tiny problems: threads only add contention on shared cores
 
 
 # ---------------------------------------------------------------------- LBFGS
@@ -51,6 +49,7 @@ WOLFE = FIXED_STEP + [  # long first steps make the line search bracket and zoom
 CASES = [(None, *c) for c in FIXED_STEP] + [("strong_wolfe", *c) for c in WOLFE]
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("line_search,ours,theirs,steps", CASES)
 def test_lbfgs_matches_torch(line_search, ours, theirs, steps):
     # tolerances so small that only max_iter / max_eval stop the runs (the optimality and
@@ -69,6 +68,7 @@ def test_lbfgs_matches_torch(line_search, ours, theirs, steps):
     assert method.state["neval"] == steps and losses[-1] < losses[0]
 
 
+@pytest.mark.oracle
 def test_the_line_search_brackets_and_zooms():
     """With a far too long first step the search must shrink it and still satisfy Wolfe."""
     ls = StrongWolfeLineSearch()
@@ -84,6 +84,7 @@ def test_the_line_search_brackets_and_zooms():
     np.testing.assert_allclose(g_new, loss_and_grad(x)[1], rtol=1e-12)
 
 
+@pytest.mark.oracle
 def test_lbfgs_state_round_trip_continues_exactly():
     make = lambda: LBFGS(max_iter=4, ncorrection=3, linesearch="strong_wolfe")  # noqa: E731
     full = W0.copy()
@@ -105,6 +106,7 @@ def test_lbfgs_state_round_trip_continues_exactly():
     assert restored.get_state()[1] == {} and "n_iter" not in restored.state
 
 
+@pytest.mark.oracle
 def test_lbfgs_update_is_one_fixed_step():
     a, b = LBFGS(), LBFGS(max_iter=1)
     wa, wb = W0.copy(), W0.copy()
@@ -167,6 +169,7 @@ def assert_model_equals(model, params, rtol=1e-9):
         np.testing.assert_allclose(a, b.detach().numpy(), rtol=rtol, atol=1e-12)
 
 
+@pytest.mark.oracle
 def test_lbfgs_in_the_training_loop_matches_torch():
     """Each iteration runs LBFGS on the mini-batch, re-evaluating it through the model."""
     model = two_layer()
@@ -236,6 +239,7 @@ def test_ftrl_matches_the_formula(kw):
         assert 0 < np.count_nonzero(w == 0) < w.size  # L1 makes weights exactly zero
 
 
+@pytest.mark.oracle
 def test_ftrl_trains_and_slices_like_the_whole_vector():
     whole, a, b = (Ftrl(0.5, l1_regularization_strength=1e-4) for _ in range(3))
     w_whole, w_split = W0.copy(), W0.copy()
@@ -249,6 +253,7 @@ def test_ftrl_trains_and_slices_like_the_whole_vector():
     assert loss_and_grad(w_whole)[0] < loss_and_grad(W0)[0]
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("ours,theirs,per_step", [
     (dict(learningrate=0.01), dict(lr=0.01), None),
     (dict(learningrate=0.02, weightdecay=0.1, beta1=0.8, beta2=0.99, epsilon=1e-6),
@@ -288,6 +293,7 @@ def test_new_methods_config_round_trip():
 
 
 # ---------------------------------------------------------------------- per-submodule methods
+@pytest.mark.oracle
 def test_per_submodule_methods_match_torch_param_groups():
     model = two_layer()
     params = torch_train(model, lambda p: _Both(
@@ -349,6 +355,7 @@ def _multi():
                              "b": Adam(0.01)}, {"a": [0, 40], "b": [40, 75]}, 75)
 
 
+@pytest.mark.oracle
 def test_multi_optim_method_state_round_trip_and_slices():
     full = _drive_multi(_multi(), W0.copy(), 8)
     first = _multi()
@@ -409,6 +416,7 @@ def _clamp(lo, hi):
     return clip
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("setup,before_step", [
     (lambda o: o.set_gradclip_l2norm(0.05), _clip_norm(0.05)),
     (lambda o: o.set_gradclip_const(-0.01, 0.01), _clamp(-0.01, 0.01)),
@@ -434,6 +442,7 @@ def test_bad_clipping_arguments():
 
 
 # ---------------------------------------------------------------------- regularizers
+@pytest.mark.oracle
 def test_l2_regularizer_trains_like_weight_decay_on_its_layer():
     model = two_layer(wRegularizer=L2Regularizer(0.3), bRegularizer=L2Regularizer(0.3))
     params = torch_train(model, lambda p: _Both(
@@ -442,6 +451,7 @@ def test_l2_regularizer_trains_like_weight_decay_on_its_layer():
     assert_model_equals(model, params, rtol=1e-12)
 
 
+@pytest.mark.oracle
 def test_l1_regularizer_adds_the_sign_of_the_weights():
     X, y = regression_data()
     plain, penalized = two_layer(), two_layer(wRegularizer=L1Regularizer(0.05))

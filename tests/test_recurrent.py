@@ -1,8 +1,7 @@
 """Recurrent layers: BPTT gradients, PyTorch parity, masking, state API, configs, errors."""
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from helpers import assert_close_f32, check_module_gradients
 from workbench import io
@@ -136,6 +135,7 @@ def torch_rnn(ref, x, g, params, names):
 RNN_NAMES = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
 
 
+@pytest.mark.oracle
 def test_rnn_cell_matches_torch_rnn():
     for act in ("tanh", "relu"):
         cell = RnnCell(D, H, act).double()
@@ -151,6 +151,7 @@ def test_rnn_cell_matches_torch_rnn():
             close(grads[ours], theirs)
 
 
+@pytest.mark.oracle
 def test_lstm_matches_torch_lstm():
     cell = LSTM(D, H).double()
     x, g = normal((N, T, D), 12), normal((N, T, H), 13)
@@ -171,6 +172,7 @@ def test_lstm_matches_torch_lstm():
     close(grads["0.bias"], ref.bias_ih_l0.grad.numpy())
 
 
+@pytest.mark.oracle
 def test_gru_reset_after_matches_torch_gru():
     cell = GRU(D, H, reset_after=True).double()
     x, g = normal((N, T, D), 14), normal((N, T, H), 15)
@@ -192,6 +194,7 @@ def test_gru_reset_after_matches_torch_gru():
     close(grads["0.recurrent_bias"], ref.bias_hh_l0.grad.numpy())
 
 
+@pytest.mark.oracle
 def test_bigdl_gru_matches_its_formula_in_torch():
     """BigDL's GRU resets h before the recurrent product: n = tanh(W_n x + b_n + U_n (r h))."""
     cell = GRU(D, H).double()
@@ -216,6 +219,7 @@ def test_bigdl_gru_matches_its_formula_in_torch():
         close(grads[ours], theirs)
 
 
+@pytest.mark.oracle
 def test_lstm_peephole_matches_its_formula_in_torch():
     cell = LSTMPeephole(D, H).double()
     x, g = normal((N, T, D), 18), normal((N, T, H), 19)
@@ -242,6 +246,7 @@ def test_lstm_peephole_matches_its_formula_in_torch():
         close(grads[ours], theirs)
 
 
+@pytest.mark.oracle
 def test_conv_lstm_peephole_matches_torch_convolutions():
     cell = ConvLSTMPeephole(2, 3, 3, 3).double()
     x, g = normal((2, 3, 2, 5, 5), 20), normal((2, 3, 3, 5, 5), 21)
@@ -270,6 +275,7 @@ def test_conv_lstm_peephole_matches_torch_convolutions():
         close(grads[ours], theirs)
 
 
+@pytest.mark.oracle
 def test_birecurrent_concat_and_multirnncell_match_torch_lstm():
     x, g = normal((N, T, D), 22), normal((N, T, 2 * H), 23)
     bi = BiRecurrent(JoinTable(3)).add(LSTM(D, H)).double()
@@ -309,6 +315,7 @@ def test_birecurrent_concat_and_multirnncell_match_torch_lstm():
     close(grads["0.1.recurrent_weight"], ref.weight_hh_l1.grad.numpy())
 
 
+@pytest.mark.oracle
 def test_time_distributed_matches_torch_linear():
     layer = TimeDistributed(Linear(D, 2)).double()
     x, g = normal((N, T, D), 25), normal((N, T, 2), 26)
@@ -321,6 +328,7 @@ def test_time_distributed_matches_torch_linear():
     close(grads["0.bias"], tg[1])
 
 
+@pytest.mark.oracle
 def test_recurrent_decoder_feeds_outputs_back():
     cell = LSTM(D, D).double()
     dec = RecurrentDecoder(4).add(cell)

@@ -2,8 +2,7 @@
 configs."""
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from helpers import check_module_gradients
 from workbench.nn import (BatchNormalization, LayerError, Module, SpatialAveragePooling,
@@ -141,6 +140,7 @@ CONV_PARITY = [
 ]
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("cin, cout, kw, kh, sw, sh, pw, ph, groups, shape", CONV_PARITY)
 def test_conv_matches_torch(cin, cout, kw, kh, sw, sh, pw, ph, groups, shape):
     layer = SpatialConvolution(cin, cout, kw, kh, sw, sh, pw, ph, groups)
@@ -160,6 +160,7 @@ def test_conv_matches_torch(cin, cout, kw, kh, sw, sh, pw, ph, groups, shape):
     np.testing.assert_allclose(layer.grad_bias, tb.grad.numpy(), rtol=RTOL, atol=1e-4)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv_backward_in_chunks_matches_torch(monkeypatch, stride):
     import workbench.nn.convolution as convolution
@@ -218,6 +219,7 @@ MAXPOOL_PARITY = [
 ]
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("kw, kh, dw, dh, pw, ph, ceil, shape", MAXPOOL_PARITY)
 def test_max_pooling_matches_torch(kw, kh, dw, dh, pw, ph, ceil, shape):
     layer = SpatialMaxPooling(kw, kh, dw, dh, pw, ph, to_ceil=ceil)
@@ -225,6 +227,7 @@ def test_max_pooling_matches_torch(kw, kh, dw, dh, pw, ph, ceil, shape):
     run_both(layer, lambda tx: F.max_pool2d(tx, (kh, kw), (dh, dw), (ph, pw), ceil_mode=ceil), x)
 
 
+@pytest.mark.oracle
 def test_max_pooling_ties_and_nan_like_torch():
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 1, 1] = np.nan
@@ -245,6 +248,7 @@ AVGPOOL_PARITY = [
 ]
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("kw, kh, dw, dh, pw, ph, ceil, include, shape", AVGPOOL_PARITY)
 def test_average_pooling_matches_torch(kw, kh, dw, dh, pw, ph, ceil, include, shape):
     layer = SpatialAveragePooling(kw, kh, dw, dh, pw, ph, ceil_mode=ceil,
@@ -254,6 +258,7 @@ def test_average_pooling_matches_torch(kw, kh, dw, dh, pw, ph, ceil, include, sh
              rand(*shape).astype(np.float32))
 
 
+@pytest.mark.oracle
 def test_global_and_sum_pooling():
     x = rand(2, 3, 4, 5).astype(np.float32)
     y = SpatialAveragePooling(2, 2, global_pooling=True).forward(x)
@@ -263,6 +268,7 @@ def test_global_and_sum_pooling():
                                atol=1e-6)
 
 
+@pytest.mark.oracle
 def test_pooling_same_padding_sizes():
     x = distinct(1, 2, 7, 6).astype(np.float32)
     assert SpatialMaxPooling(3, 3, 2, 2, -1, -1).forward(x).shape == (1, 2, 4, 3)
@@ -271,11 +277,12 @@ def test_pooling_same_padding_sizes():
     np.testing.assert_array_equal(y, ref)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("make, torch_cls, shape", [
-    (lambda: BatchNormalization(5), torch.nn.BatchNorm1d, (8, 5)),
+    (lambda: BatchNormalization(5), lambda n: torch.nn.BatchNorm1d(n), (8, 5)),
     (lambda: BatchNormalization(4, eps=1e-3, momentum=0.3), lambda n: torch.nn.BatchNorm1d(
         n, eps=1e-3, momentum=0.3), (6, 4)),
-    (lambda: SpatialBatchNormalization(3), torch.nn.BatchNorm2d, (4, 3, 5, 6)),
+    (lambda: SpatialBatchNormalization(3), lambda n: torch.nn.BatchNorm2d(n), (4, 3, 5, 6)),
     (lambda: SpatialBatchNormalization(3, affine=False), lambda n: torch.nn.BatchNorm2d(
         n, affine=False), (4, 3, 2, 3)),
 ])

@@ -4,8 +4,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from oracle import F, torch
 
 from helpers import check_module_gradients
 from workbench.nn import (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
@@ -86,6 +85,7 @@ def test_gradients(case):
 
 
 # ---------------------------------------------------------------------- parity with PyTorch
+@pytest.mark.oracle
 @pytest.mark.parametrize("kernel, stride", [(3, 1), (3, 2), (1, 1)])
 def test_temporal_conv_matches_torch(kernel, stride):
     layer = TemporalConvolution(4, 5, kernel, stride)
@@ -97,6 +97,7 @@ def test_temporal_conv_matches_torch(kernel, stride):
     parity(layer, conv, rand(3, 9, 4).astype(np.float32))
 
 
+@pytest.mark.oracle
 def test_locally_connected_1d_matches_torch():
     layer = LocallyConnected1D(9, 3, 4, 3, 2)
 
@@ -108,6 +109,7 @@ def test_locally_connected_1d_matches_torch():
     assert layer.weight.shape == (4, 4, 9) and layer.bias.shape == (4, 4)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("k, d", [(2, 2), (3, 2), (3, 1)])
 def test_temporal_max_pooling_matches_torch(k, d):
     x = distinct(2, 9, 4).astype(np.float32)
@@ -115,6 +117,7 @@ def test_temporal_max_pooling_matches_torch(k, d):
            lambda tx: F.max_pool1d(tx.transpose(1, 2), k, d).transpose(1, 2), x)
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("args, stride, pad", [
     ((3, 2, 2), (2, 1, 1), (1, 0, 1)),     # (k_t, k_w, k_h) -> torch (t, h, w)
     ((1, 3, 2), (1, 2, 1), (0, 1, 1)),
@@ -127,6 +130,7 @@ def test_volumetric_conv_matches_torch(args, stride, pad):
            rand(2, 2, 5, 4, 6).astype(np.float32))
 
 
+@pytest.mark.oracle
 def test_volumetric_conv_same_padding_matches_torch():
     # k (t, h, w) = (3, 3, 2), stride 2 on (5, 7, 6): outputs (3, 4, 3), padding (1, 1), (1, 1),
     # (0, 0); on (4, 6, 5) one pixel of padding on each axis, and it goes after
@@ -138,6 +142,7 @@ def test_volumetric_conv_same_padding_matches_torch():
            rand(1, 2, 4, 6, 5).astype(np.float32))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("groups, adj", [(1, (0, 0, 0)), (2, (1, 0, 1))])
 def test_volumetric_full_matches_torch(groups, adj):
     at, aw, ah = adj
@@ -147,6 +152,7 @@ def test_volumetric_full_matches_torch(groups, adj):
            rand(2, 4, 3, 4, 3).astype(np.float32))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("layer, fn", [
     (lambda: VolumetricMaxPooling(2, 2, 2, 2, 2, 2),
      lambda tx: F.max_pool3d(tx, 2)),
@@ -162,6 +168,7 @@ def test_volumetric_pooling_matches_torch(layer, fn):
     parity(layer(), fn, distinct(2, 3, 5, 6, 7).astype(np.float32))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("layer, fn, shape", [
     (GlobalAveragePooling1D, lambda tx: tx.mean(1), (2, 5, 3)),
     (GlobalMaxPooling1D, lambda tx: tx.amax(1), (2, 5, 3)),
