@@ -120,12 +120,14 @@ class StopControls:
         """Let the Stop click reach the kernel while the training cell runs.
 
         JupyterLab >= 4.4 sends widget messages on a kernel subshell, which runs while the main
-        shell is busy; but ipykernel 7 routes a comm's incoming messages to the subshell of the
-        last message the kernel *published* on it (so that a cell awaiting a widget's reply
-        gets it), which for the dashboard is the busy training cell.  Nothing in the kernel
-        awaits replies from this widget, so its messages go where the front end sent them.
-        Without subshells (other front ends, older kernels) the button falls back to
-        interrupting the kernel, which the dashboard also turns into a graceful stop.
+        shell is busy.  ipykernel 7.3 (the newest on Python 3.10) delivers them there; from 7.4
+        ipykernel routes a comm's incoming messages to the subshell of the last message the
+        kernel *published* on it (so that a cell awaiting a widget's reply gets it), which for
+        the dashboard is the busy training cell.  Nothing in the kernel awaits replies from this
+        widget, so where that routing exists (the private ``_reply_subshell_for``) its messages
+        go where the front end sent them.  Without subshells (other front ends) the button falls
+        back to interrupting the kernel, which the dashboard also turns into a graceful stop.
+        ``tests/test_notebook_kernel.py`` runs both paths against a real kernel.
         """
         comm = getattr(self, "comm", None)
         if comm is not None and hasattr(comm, "_reply_subshell_for"):
