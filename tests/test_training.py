@@ -219,22 +219,19 @@ def test_reported_loss_is_the_function_whose_gradient_the_update_follows():
     idx = epoch_permutation(2, 1, len(X))[:24]
     w0 = rec.before[0].astype(np.float64)
     applied = (w0 - rec.before[1].astype(np.float64)) / 1.0
-    eps = 1e-6
-    numeric = np.empty_like(w0)
-    for j in range(w0.size):
-        up, down = w0.copy(), w0.copy()
-        up[j] += eps
-        down[j] -= eps
-        numeric[j] = (objective(up, X[idx], y[idx])[1] -
-                      objective(down, X[idx], y[idx])[1]) / (2 * eps)
+    def central_differences(term, eps=1e-6):
+        grad = np.empty_like(w0)
+        for j in range(w0.size):
+            up, down = w0.copy(), w0.copy()
+            up[j] += eps
+            down[j] -= eps
+            grad[j] = (objective(up, X[idx], y[idx])[term] -
+                       objective(down, X[idx], y[idx])[term]) / (2 * eps)
+        return grad
+
+    numeric = central_differences(1)
     assert rec.losses[0] == pytest.approx(objective(w0, X[idx], y[idx])[1], rel=1e-5)
     np.testing.assert_allclose(applied, numeric, atol=2e-6 + 1e-4 * np.abs(numeric).max())
     # the penalties' gradient is a visible part of it
-    criterion_only = np.empty_like(w0)
-    for j in range(w0.size):
-        up, down = w0.copy(), w0.copy()
-        up[j] += eps
-        down[j] -= eps
-        criterion_only[j] = (objective(up, X[idx], y[idx])[0] -
-                             objective(down, X[idx], y[idx])[0]) / (2 * eps)
+    criterion_only = central_differences(0)
     assert np.abs(applied - criterion_only).max() > 100 * (2e-6 + 1e-4 * np.abs(numeric).max())
