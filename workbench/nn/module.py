@@ -369,9 +369,10 @@ class Module(Configurable):
         batch_size, val_methods)`` evaluates the model on a data set instead (see
         ``workbench.optim.evaluate``)."""
         if args or kwargs:
-            if _evaluator is None:
-                raise RuntimeError("import workbench.optim to evaluate a model on data")
-            return _evaluator(self, *args, **kwargs)
+            # BigDL's Module.evaluate(data, ...) is the optim layer's evaluation (validation
+            # methods live there): imported when called, never at import time
+            from ..optim.validation import evaluate
+            return evaluate(self, *args, **kwargs)
         for m in self.modules():
             m.train = False
         return self
@@ -437,10 +438,12 @@ class Module(Configurable):
     # ------------------------------------------------------------------ inference helpers
     def predict(self, data, batch_size=256):
         """Outputs for every row of ``data`` (an array or a list of ``Sample``), in inference
-        mode, batch by batch.  Spark RDDs/DataFrames are handled by ``workbench.spark``."""
-        handler = _data_handlers.get("predict")
-        if handler is not None and handler.accepts(data):
-            return handler(self, data, batch_size)
+        mode, batch by batch.  An RDD or DataFrame is predicted on Spark
+        (``workbench.distributed``)."""
+        from ..distributed import engine_for
+        engine = engine_for(data)
+        if engine is not None:
+            return engine.predict(self, data, batch_size)
         x = _features(data)
         was_training = self.train
         self.evaluate()
@@ -507,21 +510,6 @@ def build_module(config):
     if not isinstance(config, dict):
         raise ConfigError(f"module config must be a dict, got {type(config).__name__}")
     return Module.from_config(config)
-
-
-_evaluator = None
-_data_handlers: dict = {}
-
-
-def register_evaluator(fn):
-    """Used by ``workbench.optim`` so that ``model.evaluate(data, ...)`` works."""
-    global _evaluator
-    _evaluator = fn
-
-
-def register_data_handler(kind, handler):
-    """Used by ``workbench.spark`` so that ``predict`` accepts RDDs and DataFrames."""
-    _data_handlers[kind] = handler
 
 
 # ---------------------------------------------------------------------- allocation budget

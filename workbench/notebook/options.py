@@ -349,7 +349,7 @@ def _is_spark(value):
 
 def spark_available():
     try:
-        import workbench.spark  # noqa: F401
+        import pyspark  # noqa: F401
     except ImportError:
         return False
     return True

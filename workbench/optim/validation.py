@@ -19,8 +19,9 @@ import numbers
 import numpy as np
 
 from .._config import Configurable
+from ..distributed import engine_for
 from ..nn.criterion import Criterion, class_labels
-from ..nn.module import Module, _data_handlers, register_evaluator, shape_of
+from ..nn.module import Module, shape_of
 
 __all__ = ["ValidationMethod", "ValidationResult", "Top1Accuracy", "Top5Accuracy", "Loss", "MAE",
            "HitRatio", "NDCG", "AUC", "MeanAveragePrecision", "TreeNNAccuracy", "evaluate"]
@@ -521,8 +522,8 @@ def _as_xy(data):
         X, y = data
         X = [np.asarray(x) for x in X] if isinstance(X, (list, tuple)) else np.asarray(X)
         return X, np.asarray(y) if not isinstance(y, (list, tuple)) else [np.asarray(t) for t in y]
-    raise TypeError("evaluate: data must be (X, y) arrays or a list of Samples (import "
-                    f"workbench.spark for RDDs and DataFrames), got {type(data).__name__}")
+    raise TypeError("evaluate: data must be (X, y) arrays, a list of Samples, an RDD of "
+                    f"Samples or a DataFrame, got {type(data).__name__}")
 
 
 def _length(x):
@@ -555,9 +556,9 @@ def evaluate(model, data, batch_size=256, val_methods=None):
     if not methods or bad:
         raise TypeError("evaluate: val_methods must be validation methods (e.g. Top1Accuracy()), "
                         f"got {bad[0] if bad else methods!r}")
-    handler = _data_handlers.get("evaluate")
-    if handler is not None and handler.accepts(data):
-        return handler(model, data, int(batch_size), methods)
+    engine = engine_for(data)
+    if engine is not None:
+        return engine.evaluate(model, data, int(batch_size), methods)
 
     X, y = _as_xy(data)
     n = _length(X)
@@ -582,6 +583,3 @@ def evaluate(model, data, batch_size=256, val_methods=None):
         if was_training:
             model.training()
     return totals
-
-
-register_evaluator(evaluate)

@@ -1,6 +1,6 @@
 """Distributed ``predict`` / ``predict_class`` / ``evaluate`` over RDDs and DataFrames.
 
-Once ``workbench.spark`` is imported, ``model.predict(rdd_or_df)``, ``model.predict_class(...)``
+``model.predict(rdd_or_df)``, ``model.predict_class(...)``
 and ``model.evaluate(df, batch_size, [Top1Accuracy()])`` run as Spark jobs: the model is
 broadcast, every partition runs it batch by batch in inference mode, and
 
@@ -17,8 +17,8 @@ import pickle
 
 import numpy as np
 
-from ..nn.module import Module, register_data_handler
-from .data import DataSet, is_spark_data
+from ..nn.module import Module
+from .data import DataSet
 
 __all__ = ["predict", "predict_class", "evaluate", "predict_dataset", "evaluate_dataset"]
 
@@ -131,21 +131,3 @@ def evaluate(model, data, batch_size=256, val_methods=None, features_col="featur
     finally:
         ds.unpersist()
 
-
-class _PredictHandler:
-    accepts = staticmethod(is_spark_data)
-
-    def __call__(self, model, data, batch_size):
-        return predict(model, data, batch_size)
-
-
-class _EvaluateHandler:
-    accepts = staticmethod(is_spark_data)
-
-    def __call__(self, model, data, batch_size, methods):
-        return evaluate(model, data, batch_size, methods)
-
-
-def register():
-    register_data_handler("predict", _PredictHandler())
-    register_data_handler("evaluate", _EvaluateHandler())

@@ -434,7 +434,6 @@ def _native_active():
 def _distributed_data(data):
     """For distributed trials: ``(X, y)`` arrays in ``data`` become cached RDDs of Samples."""
     from pyspark import SparkContext
-    import workbench.spark  # noqa: F401 - registers the Spark trainer
     from ..data.sample import Sample
     sc = SparkContext._active_spark_context
     if sc is None:
