@@ -36,6 +36,27 @@ class TrainingState:
     records_in_epoch: int = 0
     records_per_epoch: int = 0
 
+    # The one epoch bookkeeping: the local loop, each Spark task and the Spark driver count
+    # iterations with these two calls, so their counters agree by construction.
+    def start_iteration(self):
+        """Roll over into the next epoch if the last iteration completed one; returns True
+        when a new epoch begins (its record order must then be drawn)."""
+        if not self.epoch_finished:
+            return False
+        self.epoch += 1
+        self.records_in_epoch = 0
+        self.epoch_finished = False
+        return True
+
+    def finish_iteration(self, records, loss):
+        """Count an iteration that trained on ``records`` records (the nominal size of its
+        global batch) with training loss ``loss``."""
+        self.iteration += 1
+        self.records += int(records)
+        self.records_in_epoch += int(records)
+        self.epoch_finished = self.records_in_epoch >= self.records_per_epoch
+        self.loss = loss
+
 
 @dataclass
 class IterationEvent:

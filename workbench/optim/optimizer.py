@@ -1,9 +1,10 @@
 """``Optimizer``: BigDL's training entry point, and the local (in-process) training loop.
 
 ``Optimizer(model, training_set, criterion, end_trigger, batch_size, optim_method)`` trains on
-in-memory arrays here; an RDD or DataFrame is handed to the distributed trainer that
-``workbench.spark`` registers.  The loop emits events to listeners (console progress,
-TensorBoard summaries, dashboards) and knows nothing else about them.
+in-memory arrays here, one ``loop.IterationStep`` per iteration; an RDD or DataFrame is handed
+to the distributed engine (``workbench.distributed.engine_for``: ``workbench.spark``'s
+trainer), which runs the same step in its tasks.  The loop emits events to listeners (console
+progress, TensorBoard summaries, dashboards) and knows nothing else about them.
 """
 from __future__ import annotations
 
@@ -16,56 +17,21 @@ import numpy as np
 
 from .. import io
 from ..data.sample import samples_to_arrays
+from ..distributed import engine_for
 from ..nn import random as nn_random
 from ..nn.criterion import Criterion
-from ..nn.module import Module, input_grad_unused
+from ..nn.module import Module
 from .events import (CheckpointEvent, FinishedEvent, IterationEvent, Listener, TrainingState,
                      ValidationEvent)
 from .methods import SGD, ConstantClipping, L2NormClipping, as_optim_method
+from .loop import Divergence, IterationStep, TrainingError, epoch_permutation, objective
 from .progress import ConsoleProgress
 from .triggers import MaxEpoch
 from .validation import evaluate
 
-__all__ = ["Optimizer", "TrainingError", "register_distributed_trainer", "load_checkpoint",
-           "epoch_permutation", "objective"]
+__all__ = ["Optimizer", "TrainingError", "load_checkpoint", "epoch_permutation", "objective"]
 
 CHECKPOINT_FORMAT = "workbench-checkpoint"
-_distributed = []
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss became NaN/inf); the model keeps its last good
-    weights."""
-
-
-def register_distributed_trainer(accepts, factory):
-    """Used by ``workbench.spark``: ``factory(optimizer)`` returns a runner whose ``run()``
-    trains on the data sets that ``accepts(data)`` recognizes."""
-    _distributed.append((accepts, factory))
-
-
-def epoch_permutation(seed, epoch, n):
-    """The order of the ``n`` records in ``epoch``: a function of the seed and the epoch only,
-    so the Spark tasks compute the same global batches as the local loop."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def objective(model, criterion_loss, share=1.0):
-    """The loss the training loops report and minimize: the criterion's loss plus the activity
-    penalties of the last forward (``L1Penalty``, ``ActivityRegularization``, ...) plus the
-    weight regularizers' penalties (``wRegularizer`` ...), as Keras's total loss.  Their
-    gradients are the ones ``backward`` adds, so the reported loss is the function whose
-    gradient the update follows.  (BigDL reports the criterion's loss alone.)
-
-    Args:
-        model: the model that ran the forward.
-        criterion_loss: the criterion's loss of that forward.
-        share: the part of the batch this forward saw (a Spark task's; see
-            ``workbench.nn.module.batch_share``): the weight penalty is counted in that part.
-    """
-    loss = float(criterion_loss) + model.penalty_loss()
-    reg = model.regularization_loss()
-    return loss + share * float(reg) if reg else loss
 
 
 def _as_arrays(data, what):
@@ -89,9 +55,8 @@ class Optimizer:
 
     Args:
         model: the ``Module`` to train (trained in place and returned by ``optimize``).
-        training_set: ``(X, y)`` numpy arrays, a list of ``Sample``, or (with
-            ``workbench.spark``) an RDD of Samples or a DataFrame.  BigDL's ``training_rdd``
-            keyword also works.
+        training_set: ``(X, y)`` numpy arrays, a list of ``Sample``, or an RDD of Samples or
+            a DataFrame (trained on Spark).  BigDL's ``training_rdd`` keyword also works.
         criterion: the loss, e.g. ``ClassNLLCriterion()``.
         end_trigger: when to stop (default ``MaxEpoch(1)``, as in BigDL).
         batch_size: global mini-batch size (default 32).
@@ -132,12 +97,12 @@ class Optimizer:
         self.training_set = training_set
         self._arrays = _as_arrays(training_set, "training_set")
         if self._arrays is None:
-            factory = next((f for accepts, f in _distributed if accepts(training_set)), None)
-            if factory is None:
-                raise TypeError("Optimizer: training_set must be (X, y) arrays or a list of "
-                                "Samples (import workbench.spark for RDDs and DataFrames), got "
+            engine = engine_for(training_set)
+            if engine is None:
+                raise TypeError("Optimizer: training_set must be (X, y) arrays, a list of "
+                                "Samples, an RDD of Samples or a DataFrame, got "
                                 f"{type(training_set).__name__}")
-            self._runner = factory(self)
+            self._runner = engine.SparkTrainer(self)
         elif distributed:
             raise TypeError(f"Optimizer: unexpected arguments {sorted(distributed)}")
 
@@ -300,56 +265,37 @@ class Optimizer:
         return epoch_permutation(self.seed, epoch, n)
 
     def _train_local(self):
-        model, criterion, method, state = self.model, self.criterion, self.optim_method, self.state
+        model, method, state = self.model, self.optim_method, self.state
         X, y = self._arrays
-        dtype = model.dtype
-        if X.dtype != dtype:
-            X = X.astype(dtype)
+        if X.dtype != model.dtype:
+            X = X.astype(model.dtype)
         n = len(X)
         state.records_per_epoch = n
-        weights, grads = model.get_parameters()
+        step = IterationStep(model, self.criterion)
         model.training()
         order = self.epoch_permutation(state.epoch, n)
         while not self.end_trigger(state) and not self._stop.is_set():
-            if state.epoch_finished:
-                state.epoch += 1
-                state.records_in_epoch = 0
-                state.epoch_finished = False
+            if state.start_iteration():
                 order = self.epoch_permutation(state.epoch, n)
             start = time.perf_counter()
             idx = order[state.records_in_epoch:state.records_in_epoch + self.batch_size]
             xb, yb = X[idx], y[idx]
-            output = model.forward(xb)
-            loss = objective(model, criterion.forward(output, yb))
-            grads.fill(0)
-            with input_grad_unused():  # nothing reads the data's gradient
-                model.backward(xb, criterion.backward(output, yb))
-            if not np.isfinite(loss) or not np.isfinite(grads.sum()):
-                what = f"loss is {loss}" if not np.isfinite(loss) else "a gradient is not finite"
-                raise TrainingError(
-                    f"training diverged at iteration {state.iteration + 1} (epoch {state.epoch}): "
-                    f"{what}; the model keeps the weights of iteration {state.iteration} — lower "
-                    "the learning rate or check the data")
-            method.state["epoch"] = state.epoch
-            lr = method.get_learning_rate()
-            self.clip_gradients(grads)
-            if method.needs_closure:
-                method.optimize(self._batch_feval(xb, yb, loss, weights, grads), weights)
-            else:
-                method.update(weights, grads)
-            method.state["loss"] = loss
+            loss = step.gradient(xb, yb)
+            bad_loss, bad_gradient = step.non_finite(loss)
+            if bad_loss or bad_gradient:
+                raise Divergence(state.iteration + 1, state.epoch, loss,
+                                 "loss" if bad_loss else "gradient").error()
+            closure = self._batch_feval(step, xb, yb, loss) if method.needs_closure else None
+            lr = step.update(method, step.weights, step.grads, state.epoch, loss,
+                             clip=self.clip_gradients, closure=closure)
             elapsed = time.perf_counter() - start
-            state.iteration += 1
-            state.records += len(idx)
-            state.records_in_epoch += len(idx)
-            state.epoch_finished = state.records_in_epoch >= n
-            state.loss = loss
+            state.finish_iteration(len(idx), loss)
             self.emit("on_iteration", IterationEvent(state.epoch, state.iteration, loss,
                                                      len(idx) / max(elapsed, 1e-9), lr, len(idx),
                                                      time.time(), state))
             self.after_iteration()
 
-    def _batch_feval(self, xb, yb, loss, weights, grads):
+    def _batch_feval(self, step, xb, yb, loss):
         """``feval(w) -> (loss, grad)`` on this mini-batch for methods that evaluate several
         points (LBFGS); its first call returns the loss and gradient already computed."""
         first = [True]
@@ -357,15 +303,11 @@ class Optimizer:
         def feval(w):
             if first[0]:
                 first[0] = False
-                return loss, grads
-            if w is not weights:
-                np.copyto(weights, w)
-            output = self.model.forward(xb)
-            value = objective(self.model, self.criterion.forward(output, yb))
-            grads.fill(0)
-            with input_grad_unused():
-                self.model.backward(xb, self.criterion.backward(output, yb))
-            return value, self.clip_gradients(grads)
+                return loss, step.grads
+            if w is not step.weights:
+                np.copyto(step.weights, w)
+            value = step.gradient(xb, yb)
+            return value, self.clip_gradients(step.grads)
         return feval
 
     def after_iteration(self, validate=None, checkpoint=None):

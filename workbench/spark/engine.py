@@ -13,7 +13,8 @@ import os
 import sys
 import time
 
-__all__ = ["get_spark", "init_engine", "stop_spark", "task_slots", "is_local"]
+__all__ = ["get_spark", "init_engine", "stop_spark", "task_slots", "is_local",
+           "job_error_message"]
 
 # Conf for sessions that workbench starts itself (never forced on an existing session).
 DEFAULT_CONF = {
@@ -115,3 +116,25 @@ def task_slots(sc, wait=0.0):
         if slots > 0 or time.monotonic() >= deadline:
             return slots
         time.sleep(0.5)
+
+
+def job_error_message(e):
+    """The useful line of a failed Spark job's exception, for a person to read.
+
+    Spark wraps a Python task's exception in JVM stack traces; the Python traceback inside
+    ends with the exception's own ``Type: message`` line, the first line after the frames.
+    That line (of the innermost traceback, the root cause) is returned; failing that, the first
+    line naming an error.  Only for messages: what failed is classified by the tasks'
+    ``TaskFailure`` records (``spark.protocol``), never by this text.
+    """
+    lines = [ln.rstrip() for ln in str(e).splitlines()]
+    for i, line in enumerate(lines):
+        if line.strip() == "Traceback (most recent call last):":
+            for after in lines[i + 1:]:
+                if after and not after[0].isspace():
+                    return after.strip()[:500]
+    named = [ln.strip() for ln in lines if "Error" in ln or "Exception" in ln]
+    if named:
+        return named[0][:500]
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    return lines[0][:500] if lines else type(e).__name__

@@ -47,14 +47,15 @@ import warnings
 import numpy as np
 
 from ..nn import random as nn_random
-from ..nn.module import batch_share, input_grad_unused
 from ..optim.events import IterationEvent, TrainingState
+from ..optim.loop import Divergence, IterationStep, TrainingError, epoch_permutation
 from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
-from ..optim.optimizer import TrainingError, epoch_permutation, objective
-from .comm import (COMPRESSIONS, CommError, Ring, connect, listen, recv_exact, recv_msg,
-                   send_all, send_msg, slices)
+from .comm import COMPRESSIONS, CommError, Ring, connect, listen, recv_exact, send_all, slices
 from .data import DataSet, is_spark_data
-from .engine import is_local, task_slots
+from .engine import is_local, job_error_message, task_slots
+from .protocol import (Addresses, Decision, FaultInjection, Hello, Iteration, IterationHeader,
+                       Parameters, SendParameters, StretchEnd, StretchPlan, TaskFailure,
+                       receive, send)
 
 __all__ = ["SparkTrainer", "StretchFailed", "TRAINER_OPTIONS"]
 
@@ -124,40 +125,98 @@ def _set_buffers(model, buffers):
 
 
 # ====================================================================== executor side
-def _task_data(blocks, offsets, dtype, feature_shape):
-    """Concatenate a task's blocks; return ``(X, y, starts, ends, local_starts)``: the global
-    index ranges this task holds and where each begins in ``X``."""
-    blocks = sorted(((p, s, X, y) for p, s, X, y in blocks), key=lambda b: (b[0], b[1]))
-    xs, ys, starts, ends, local = [], [], [], [], []
-    row = 0
-    for part, start, X, y in blocks:
-        g0 = int(offsets[part]) + int(start)
-        starts.append(g0)
-        ends.append(g0 + len(X))
-        local.append(row)
-        row += len(X)
-        xs.append(X)
-        ys.append(y)
-    if xs:
-        X = xs[0] if len(xs) == 1 else np.concatenate(xs)
-        y = ys[0] if len(ys) == 1 else np.concatenate(ys)
-    else:
-        X = np.empty((0,) + tuple(feature_shape), dtype=dtype)
-        y = np.empty((0,), dtype=np.int64)
-    if X.dtype != dtype:
-        X = X.astype(dtype)
-    return X, y, np.array(starts, np.int64), np.array(ends, np.int64), np.array(local, np.int64)
+@dataclasses.dataclass
+class _TaskRecords:
+    """The records one task holds, concatenated, and the global index ranges they cover.
+
+    Attributes:
+        X, Y: features and labels, one row per record.
+        starts, ends: the global index range ``[start, end)`` of each block.
+        local: the row of ``X`` where each block begins.
+    """
+    X: np.ndarray
+    Y: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    local: np.ndarray
+
+    @classmethod
+    def gather(cls, blocks, offsets, dtype, feature_shape):
+        """From the task's ``(partition, start, X, y)`` blocks, in global order."""
+        blocks = sorted(((p, s, X, y) for p, s, X, y in blocks), key=lambda b: (b[0], b[1]))
+        xs, ys, starts, ends, local = [], [], [], [], []
+        row = 0
+        for part, start, X, y in blocks:
+            g0 = int(offsets[part]) + int(start)
+            starts.append(g0)
+            ends.append(g0 + len(X))
+            local.append(row)
+            row += len(X)
+            xs.append(X)
+            ys.append(y)
+        if xs:
+            X = xs[0] if len(xs) == 1 else np.concatenate(xs)
+            y = ys[0] if len(ys) == 1 else np.concatenate(ys)
+        else:
+            X = np.empty((0,) + tuple(feature_shape), dtype=dtype)
+            y = np.empty((0,), dtype=np.int64)
+        if X.dtype != dtype:
+            X = X.astype(dtype)
+        return cls(X, y, np.array(starts, np.int64), np.array(ends, np.int64),
+                   np.array(local, np.int64))
+
+    def __len__(self):
+        return len(self.X)
+
+    def rows(self, idx):
+        """Rows of ``X`` that hold the global indices ``idx`` (in ``idx`` order)."""
+        starts, ends, local = self.starts, self.ends, self.local
+        if starts.size == 0:
+            return idx[:0]
+        j = np.searchsorted(starts, idx, side="right") - 1
+        ok = j >= 0
+        jj = np.where(ok, j, 0)
+        ok &= idx < ends[jj]
+        return (local[jj] + idx - starts[jj])[ok]
 
 
-def _members(idx, starts, ends, local):
-    """Rows of this task's ``X`` that hold the global indices ``idx`` (in ``idx`` order)."""
-    if starts.size == 0:
-        return idx[:0]
-    j = np.searchsorted(starts, idx, side="right") - 1
-    ok = j >= 0
-    jj = np.where(ok, j, 0)
-    ok &= idx < ends[jj]
-    return (local[jj] + idx - starts[jj])[ok]
+class _Batches:
+    """Which of a task's rows each iteration trains on.
+
+    Exact batches (the default): the local loop's global batch, ``permutation(seed, epoch)``
+    positions ``[records_in_epoch, +batch_size)``; the task takes the members it holds.
+    Balanced batches: every task takes its proportional share of those positions from its own
+    records, in an order of its own (all tasks know everyone's share: the same total)."""
+
+    def __init__(self, plan, rank, records):
+        self.plan, self.rank, self.records = plan, rank, records
+        self.counts = None
+        if plan.balanced:
+            self.counts = np.asarray(plan.task_counts, dtype=np.int64)
+            if self.counts[rank] != len(records):
+                raise RuntimeError(f"task {rank} holds {len(records)} records, the plan says "
+                                   f"{self.counts[rank]}")
+        self.order = None
+
+    def draw(self, epoch):
+        """The record order of ``epoch``."""
+        plan = self.plan
+        if self.counts is not None:
+            self.order = np.random.default_rng(
+                [plan.seed, epoch, self.rank, plan.tasks]).permutation(len(self.records))
+        else:
+            self.order = epoch_permutation(plan.seed, epoch, plan.records)
+
+    def rows(self, records_in_epoch):
+        """``(rows, b, nominal)``: this task's rows of the iteration starting at that position
+        of the epoch, the records the tasks hold of it together, and its nominal size."""
+        n = self.plan.records
+        end = min(records_in_epoch + self.plan.batch_size, n)
+        nominal = end - records_in_epoch
+        if self.counts is None:
+            return self.records.rows(self.order[records_in_epoch:end]), nominal, nominal
+        lo, hi = (records_in_epoch * self.counts) // n, (end * self.counts) // n
+        return self.order[lo[self.rank]:hi[self.rank]], int((hi - lo).sum()), nominal
 
 
 # Errors that the same data and model would raise again: not worth a retry.
@@ -195,17 +254,17 @@ def _gather_state(method, results):
     """The full optim state ``(document, arrays)`` from the tasks' slices (in rank order)."""
     arrays = {}
     for r in results:
-        for key, value in r["optim"][1].items():
+        for key, value in r.optim[1].items():
             arrays.setdefault(key, []).append(value)
     arrays = {k: np.concatenate(v) for k, v in arrays.items()}
-    doc = results[0]["optim"][0]
+    doc = results[0].optim[0]
     if isinstance(method, MultiOptimMethod):
         # each sub-method's counters and schedule from a task that actually ran it
         doc = dict(doc, methods=dict(doc["methods"]))
         for name in method.optim_methods:
-            owner = next((r for r in results if name in r["covers"]), None)
+            owner = next((r for r in results if name in r.covers), None)
             if owner is not None:
-                doc["methods"][name] = owner["optim"][0]["methods"][name]
+                doc["methods"][name] = owner.optim[0]["methods"][name]
     return doc, arrays
 
 
@@ -244,37 +303,46 @@ def _clip(gradclip, ring, g_slice):
             clip(g_slice)
 
 
+@dataclasses.dataclass
+class _TaskResult:
+    """What a task returns at the end of its stretch (collected by the driver)."""
+    rank: int
+    slice: tuple
+    optim: tuple          # (document, arrays) of this task's slice of the optimizer state
+    covers: list | None   # the sub-methods of a MultiOptimMethod this slice ran
+    stats: dict           # seconds of compute / wait / straggle / sync, iterations, records
+    buffers: dict         # this replica's buffers (batch-norm running statistics)
+    pid: int
+    weights: np.ndarray | None = None  # task 0 only
+
+
 def _train_task(plan, payload, iterator):
     """One replica: runs inside a barrier task for one stretch (see the module docstring)."""
     from pyspark import BarrierTaskContext
 
     ctx = BarrierTaskContext.get()
-    rank, n_tasks = ctx.partitionId(), plan["tasks"]
-    timeout = plan["timeout"]
-    if plan["local"]:
+    rank = ctx.partitionId()
+    if plan.local:
         bind, host = "127.0.0.1", "127.0.0.1"
     else:
         bind, host = "0.0.0.0", ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
     server = listen(bind)
-    driver = connect(plan["driver"][0], plan["driver"][1], timeout)
+    driver = connect(plan.driver[0], plan.driver[1], plan.timeout)
     ring = None
     try:
-        send_msg(driver, {"token": plan["token"], "rank": rank, "host": host,
-                          "port": server.getsockname()[1], "pid": os.getpid(),
-                          "attempt": ctx.attemptNumber()})
+        send(driver, Hello(plan.token, rank, host, server.getsockname()[1], os.getpid(),
+                           ctx.attemptNumber()))
         model, criterion, method, gradclip = pickle.loads(payload.value)
-        X, Y, starts, ends, local = _task_data(iterator, plan["offsets"], model.dtype,
-                                               plan["feature_shape"])
-        reply = recv_msg(driver)
-        ring = Ring.connect(rank, [tuple(a) for a in reply["addresses"]], server,
-                            plan["token"], timeout)
-        return [_train_loop(plan, rank, n_tasks, ring, driver, model, criterion, method,
-                            gradclip, X, Y, starts, ends, local)]
+        records = _TaskRecords.gather(iterator, plan.offsets, model.dtype, plan.feature_shape)
+        reply = receive(driver, Addresses)
+        ring = Ring.connect(rank, [tuple(a) for a in reply.addresses], server, plan.token,
+                            plan.timeout)
+        return [_Replica(plan, ring, driver, model, criterion, method, gradclip).train(records)]
     except BaseException as e:
         if not isinstance(e, CommError):  # the root cause: tell the driver before dying
             try:
-                send_msg(driver, {"error": f"task {rank}: {type(e).__name__}: {e}",
-                                  "fatal": isinstance(e, _DETERMINISTIC)})
+                send(driver, TaskFailure(f"task {rank}: {type(e).__name__}: {e}",
+                                         fatal=isinstance(e, _DETERMINISTIC)))
             except Exception:
                 pass
         raise
@@ -285,161 +353,157 @@ def _train_task(plan, payload, iterator):
         driver.close()
 
 
-def _train_loop(plan, rank, n_tasks, ring, driver, model, criterion, full_method, gradclip, X,
-                Y, starts, ends, local):
-    n, batch_size, seed = plan["n"], plan["batch_size"], plan["seed"]
-    if plan.get("replica_buffers") is not None:  # this replica's own, from the last stretch
-        _set_buffers(model, plan["replica_buffers"][rank])
-    w, g = model.get_parameters()
-    lo, hi = slices(w.size, n_tasks)[rank]
-    method = _slice_method(full_method, lo, hi)
-    learning_rate = _LearningRate(full_method, method) if rank == 0 else None
-    w_slice, g_slice = w[lo:hi], g[lo:hi]
-    average = getattr(criterion, "size_average", True)
-    compression = plan["compression"]
-    fault = plan.get("fault")
-    # this task's slice of the gradient of the last update, kept when a driver listener may ask
-    applied = np.zeros_like(g_slice) if plan.get("keep_gradient") else None
-    model.training()
+class _Replica:
+    """One task's model replica for a stretch: the iteration of ``optim.loop`` with the
+    all-reduce between its gradient and its update (see the module docstring).
 
-    epoch, rie, finished = plan["epoch"], plan["records_in_epoch"], plan["epoch_finished"]
-    iteration = first = plan["iteration"]
-    balanced = plan.get("task_counts") is not None
-    if balanced:
-        counts = np.asarray(plan["task_counts"], dtype=np.int64)
-        if counts[rank] != len(X):
-            raise RuntimeError(f"task {rank} holds {len(X)} records, the plan says "
-                               f"{counts[rank]}")
+    Args:
+        plan: the ``StretchPlan``.
+        ring: this task's ``Ring`` (its rank and the number of tasks).
+        driver: the connection to the driver (only task 0 talks on it during the loop).
+        model, criterion, method, gradclip: the replica's copies (``method`` is the whole
+            optim method; the replica updates its slice).
+    """
 
-    def permutation(epoch):
-        if balanced:  # this task's own records, in an order of its own
-            return np.random.default_rng([seed, epoch, rank, n_tasks]).permutation(len(X))
-        return epoch_permutation(seed, epoch, n)
+    def __init__(self, plan, ring, driver, model, criterion, method, gradclip):
+        self.plan, self.ring, self.driver = plan, ring, driver
+        self.rank = ring.rank
+        self.model, self.full_method, self.gradclip = model, method, gradclip
+        if plan.replica_buffers is not None:  # this replica's own, from the last stretch
+            _set_buffers(model, plan.replica_buffers[self.rank])
+        self.step = IterationStep(model, criterion)
+        w = self.step.weights
+        self.lo, self.hi = slices(w.size, ring.size)[self.rank]
+        self.method = _slice_method(method, self.lo, self.hi)
+        self.learning_rate = _LearningRate(method, self.method) if self.rank == 0 else None
+        # this task's slice of the gradient of the last update, kept when a driver listener
+        # may ask for it
+        self.applied = (np.zeros_like(self.step.grads[self.lo:self.hi])
+                        if plan.keep_gradient else None)
+        self.stats = dict(compute=0.0, sync=0.0, wait=0.0, straggle=0.0, iterations=0,
+                          records=0)
 
-    order = permutation(epoch)
-    # the buffers (batch-norm running statistics) before this iteration's forward: the forward
-    # of an iteration that the driver then stops (or that diverges) must leave no trace
-    before = _BufferCopy(model)
-    stats = dict(compute=0.0, sync=0.0, wait=0.0, straggle=0.0, iterations=0, records=0)
-    status, diverged = "stopped", None
-    while True:
-        if finished:
-            epoch, rie, finished = epoch + 1, 0, False
-            order = permutation(epoch)
-        t0 = time.perf_counter()
-        nn_random.set_seed(_iteration_seed(seed, iteration, rank))
-        before.save()
-        end = min(rie + batch_size, n)
-        nominal = end - rie
-        if balanced:
-            # every task takes its proportional share of positions [rie, end) of the epoch
-            # from its own records (all tasks compute everyone's share: the same b)
-            lo_t, hi_t = (rie * counts) // n, (end * counts) // n
-            b = int((hi_t - lo_t).sum())
-            rows = order[lo_t[rank]:hi_t[rank]]
-        else:
-            idx = order[rie:end]
-            b = nominal
-            rows = _members(idx, starts, ends, local)
-        k = len(rows)
-        g.fill(0)
-        loss_part = 0.0
-        if k:
-            xb, yb = X[rows], Y[rows]
-            # This task's share of the batch: the criterion's mean is weighted by it (a sum
-            # criterion adds up as it is), per-record penalties add up as they are, and
-            # whole-batch terms (weight regularizers, averaged penalties) are weighted by the
-            # share inside the passes, so the sum over tasks is the local loop's objective.
-            share = k / max(b, 1)
-            scale = share if average else 1.0
-            with batch_share(share):
-                output = model.forward(xb)
-                loss = criterion.forward(output, yb)
-                grad_output = criterion.backward(output, yb)
-                if scale != 1.0:
-                    grad_output = _scaled(grad_output, scale)
-                with input_grad_unused():  # nothing reads the data's gradient
-                    model.backward(xb, grad_output)
-                loss_part = objective(model, float(loss) * scale, share)
-        bad_loss = 0.0 if np.isfinite(loss_part) else 1.0
-        bad_grad = 0.0 if np.isfinite(g.sum()) else 1.0
-        t1 = time.perf_counter()
-        stop = 0.0
+    def train(self, records):
+        """Iterate until the driver says stop or an iteration diverges; the task's result."""
+        plan, rank, ring, step, stats = self.plan, self.rank, self.ring, self.step, self.stats
+        model = self.model
+        w, g = step.weights, step.grads
+        w_slice, g_slice = w[self.lo:self.hi], g[self.lo:self.hi]
+        clip = (lambda gs: _clip(self.gradclip, ring, gs)) if self.gradclip else None
+        rate = self.learning_rate if rank == 0 else _no_rate
+        state = dataclasses.replace(plan.start, records_per_epoch=plan.records)
+        first = state.iteration
+        batches = _Batches(plan, rank, records)
+        batches.draw(state.epoch)
+        model.training()
+        # the buffers (batch-norm running statistics) before this iteration's forward: the
+        # forward of an iteration that the driver then stops (or that diverges) must leave no
+        # trace
+        before = _BufferCopy(model)
+        status, divergence = "stopped", None
         while True:
-            # Task 0 waits for the driver's answer to the last iteration; meanwhile the
-            # driver's listeners may ask for that iteration's weights (and gradient): every
-            # task then takes part in sending them, and task 0 waits again.
-            wanted = 0.0
-            if rank == 0 and iteration > first:
-                decision = recv_msg(driver)
-                stop = 1.0 if decision.get("stop") else 0.0
-                wanted = 1.0 if decision.get("parameters") else 0.0
-            t2 = time.perf_counter()
-            if fault and fault.get("iteration") == iteration + 1 and fault.get("rank", 0) == rank:
-                _inject(fault, rank, iteration + 1)
-            header = ring.allreduce_small([loss_part, k, bad_loss, bad_grad, stop, wanted])
-            if header[5] == 0:
+            if state.start_iteration():
+                batches.draw(state.epoch)
+            t0 = time.perf_counter()
+            nn_random.set_seed(_iteration_seed(plan.seed, state.iteration, rank))
+            before.save()
+            rows, b, nominal = batches.rows(state.records_in_epoch)
+            header = IterationHeader()
+            if len(rows):
+                header.loss = step.gradient(records.X[rows], records.Y[rows],
+                                            share=len(rows) / max(b, 1))
+                bad_loss, bad_gradient = step.non_finite(header.loss)
+                header.records = len(rows)
+                header.bad_loss, header.bad_gradient = float(bad_loss), float(bad_gradient)
+            else:
+                g.fill(0)
+            t1 = time.perf_counter()
+            header, t2 = self._exchange(header, state.iteration, first)
+            t_header = time.perf_counter()
+            if header.stop > 0:
+                before.restore()
                 break
-            if applied is not None:  # the whole gradient of the last update, from the slices
-                full = np.zeros_like(g)
-                full[lo:hi] = applied
-                ring.all_gather(full)
+            if header.records != b:
+                raise RuntimeError(f"task {rank}: the tasks hold {int(header.records)} of the "
+                                   f"{b} records of iteration {state.iteration + 1}; the data "
+                                   "changed under training")
+            if header.bad_loss > 0 or header.bad_gradient > 0:
+                status = "diverged"
+                divergence = Divergence(state.iteration + 1, state.epoch, header.loss,
+                                        "loss" if header.bad_loss > 0 else "gradient")
+                before.restore()
+                break
+            ring.reduce_scatter(g, plan.compression)
+            lr = step.update(self.method, w_slice, g_slice, state.epoch, header.loss,
+                             clip=clip, learning_rate=rate)
+            if self.applied is not None:  # as the local loop's model holds it after the update
+                np.copyto(self.applied, g_slice)
             if rank == 0:
-                send_msg(driver, {"parameters": int(w.nbytes),
-                                  "gradient": 0 if applied is None else int(full.nbytes)})
-                send_all(driver, memoryview(w).cast("B"))
-                if applied is not None:
-                    send_all(driver, memoryview(full).cast("B"))
-        t_header = time.perf_counter()
-        if header[4] > 0:
-            before.restore()
-            break
-        if header[1] != b:
-            raise RuntimeError(f"task {rank}: the tasks hold {int(header[1])} of the {b} records "
-                               f"of iteration {iteration + 1}; the data changed under training")
-        global_loss = float(header[0])
-        if header[2] > 0 or header[3] > 0:
-            status = "diverged"
-            diverged = dict(iteration=iteration + 1, epoch=epoch, loss=global_loss,
-                            what="loss" if header[2] > 0 else "gradient")
-            before.restore()
-            break
-        method.state["epoch"] = epoch
-        lr = learning_rate() if rank == 0 else None
-        ring.reduce_scatter(g, compression)
-        if gradclip:
-            _clip(gradclip, ring, g_slice)
-        method.update(w_slice, g_slice)
-        if applied is not None:  # as the local loop's model holds it after the update
-            np.copyto(applied, g_slice)
-        method.state["loss"] = global_loss
+                self.learning_rate.updated()
+            ring.all_gather(w)
+            t3 = time.perf_counter()
+            state.finish_iteration(nominal, header.loss)
+            stats["compute"] += t1 - t0
+            stats["wait"] += t2 - t1           # for the driver's go/stop (task 0)
+            stats["straggle"] += t_header - t2  # the header exchange: waiting for slower tasks
+            stats["sync"] += t3 - t_header      # reduce-scatter, slice update, all-gather
+            stats["iterations"] += 1
+            stats["records"] += len(rows)
+            if rank == 0:
+                send(self.driver, Iteration(state.iteration, state.epoch, header.loss, nominal,
+                                            lr, t3 - t0))
         if rank == 0:
-            learning_rate.updated()
-        ring.all_gather(w)
-        t3 = time.perf_counter()
-        iteration += 1
-        rie += nominal
-        finished = rie >= n
-        stats["compute"] += t1 - t0
-        stats["wait"] += t2 - t1           # for the driver's go/stop (task 0)
-        stats["straggle"] += t_header - t2  # the header exchange: waiting for slower tasks
-        stats["sync"] += t3 - t_header      # reduce-scatter, slice update, all-gather
-        stats["iterations"] += 1
-        stats["records"] += k
-        if rank == 0:
-            send_msg(driver, {"i": iteration, "e": epoch, "loss": global_loss, "b": nominal,
-                              "lr": lr, "dt": t3 - t0})
-    if rank == 0:
-        send_msg(driver, {"end": status, "diverged": diverged})
-    doc, arrays = method.get_state()
-    result = {"rank": rank, "slice": (lo, hi), "optim": (doc, arrays), "status": status,
-              "covers": _covered(full_method, lo, hi),
-              "diverged": diverged, "stats": stats, "pid": os.getpid(),
-              "buffers": {p: np.array(getattr(m, nm), copy=True)
-                          for p, m, nm in model.named_buffers()}}
-    if rank == 0:
-        result["weights"] = w.copy()
-    return result
+            send(self.driver, StretchEnd(status, divergence))
+        return _TaskResult(
+            rank=rank, slice=(self.lo, self.hi), optim=self.method.get_state(),
+            covers=_covered(self.full_method, self.lo, self.hi), stats=stats,
+            buffers={p: np.array(getattr(m, nm), copy=True)
+                     for p, m, nm in model.named_buffers()},
+            pid=os.getpid(), weights=w.copy() if rank == 0 else None)
+
+    def _exchange(self, header, iteration, first):
+        """Sum ``header`` over the tasks, with task 0's part of the driver's answer to the
+        last iteration; returns the sum and when the driver's answer came.
+
+        Task 0 waits for the driver's answer; meanwhile the driver's listeners may ask for
+        that iteration's weights (and gradient): every task then takes part in sending them,
+        and task 0 waits again."""
+        plan, rank = self.plan, self.rank
+        while True:
+            header.stop = header.send_parameters = 0.0
+            if rank == 0 and iteration > first:
+                answer = receive(self.driver, Decision, SendParameters)
+                if isinstance(answer, TaskFailure):  # pragma: no cover - the driver never sends one
+                    raise CommError(answer.message)
+                header.stop = float(isinstance(answer, Decision) and answer.stop)
+                header.send_parameters = float(isinstance(answer, SendParameters))
+            answered = time.perf_counter()
+            fault = plan.fault
+            if fault is not None and fault.iteration == iteration + 1 and fault.rank == rank:
+                _inject(fault, rank, iteration + 1)
+            total = header.allreduce(self.ring)
+            if total.send_parameters == 0:
+                return total, answered
+            self._send_parameters()
+
+    def _send_parameters(self):
+        """The weights (and the whole gradient of the last update, gathered from the tasks'
+        slices) to the driver, which asked for them through task 0."""
+        w = self.step.weights
+        full = None
+        if self.applied is not None:
+            full = np.zeros_like(self.step.grads)
+            full[self.lo:self.hi] = self.applied
+            self.ring.all_gather(full)
+        if self.rank == 0:
+            send(self.driver, Parameters(int(w.nbytes), 0 if full is None else int(full.nbytes)))
+            send_all(self.driver, memoryview(w).cast("B"))
+            if full is not None:
+                send_all(self.driver, memoryview(full).cast("B"))
+
+
+def _no_rate():
+    return None
 
 
 class _BufferCopy:
@@ -473,29 +537,22 @@ def _iteration_seed(seed, iteration, rank):
                .generate_state(1, np.uint64)[0])
 
 
-def _scaled(grad, scale):
-    """``grad`` (an array or a table of arrays) times ``scale``, in new arrays."""
-    if isinstance(grad, (list, tuple)):
-        return type(grad)(_scaled(a, scale) for a in grad)
-    return grad * grad.dtype.type(scale)
-
-
 def _inject(fault, rank, iteration):
     """The test hook of ``fault_injection``: fail this task the way the test asks."""
-    mode = fault.get("mode", "raise")
-    if mode == "exit":
+    if fault.mode == "exit":
         os._exit(3)
-    if mode == "hang":
-        time.sleep(float(fault.get("seconds", 3600)))
+    if fault.mode == "hang":
+        time.sleep(float(fault.seconds))
     raise RuntimeError(f"injected failure in task {rank} at iteration {iteration}")
 
 
 # ====================================================================== driver side
 @dataclasses.dataclass
 class _Outcome:
+    """How a stretch ended, and the tasks' results (``_TaskResult`` in rank order)."""
     reason: str              # "due" | "ended" | "limit" | "diverged"
     due: tuple = (False, False)
-    diverged: dict | None = None
+    divergence: Divergence | None = None
     results: list = dataclasses.field(default_factory=list)
 
 
@@ -529,7 +586,7 @@ class SparkTrainer:
         self.snapshot_interval = float(opts.get("snapshot_interval", 300.0))
         self.timeout = float(opts.get("comm_timeout", 300.0))
         self.rendezvous_timeout = float(opts.get("rendezvous_timeout", 120.0))
-        self.fault = opts.get("fault_injection")
+        self.fault = FaultInjection.from_option(opts.get("fault_injection"))
         self.balanced = bool(opts.get("balanced_batches", False))
         self._train = None
         self._val = {}
@@ -623,21 +680,15 @@ class SparkTrainer:
                               f"{snapshot.state.iteration} (retry {self.retries} of "
                               f"{self.max_retries})", RuntimeWarning, stacklevel=2)
                 snapshot.restore(opt)
-                if fault and not fault.get("repeat"):
+                if fault is not None and not fault.repeat:
                     fault = None  # an injected fault fires once unless told to repeat
                 continue
-            if fault and state.iteration >= fault.get("iteration", 0):
+            if fault is not None and state.iteration >= fault.iteration:
                 fault = None
             self._apply(outcome.results)
             snapshot = Snapshot.take(opt)
             if outcome.reason == "diverged":
-                d = outcome.diverged
-                what = (f"loss is {d['loss']}" if d["what"] == "loss"
-                        else "a gradient is not finite")
-                raise TrainingError(
-                    f"training diverged at iteration {d['iteration']} (epoch {d['epoch']}): "
-                    f"{what}; the model keeps the weights of iteration {d['iteration'] - 1} — "
-                    "lower the learning rate or check the data")
+                raise outcome.divergence.error()
             if outcome.reason == "due":
                 opt.after_iteration(*outcome.due)
                 if opt.end_trigger(state) or opt.stop_requested:
@@ -701,17 +752,15 @@ class SparkTrainer:
         payload = sc.broadcast(pickle.dumps(
             (opt.model, opt.criterion, opt.optim_method, list(getattr(opt, "gradclip", []))),
             protocol=pickle.HIGHEST_PROTOCOL))
-        plan = dict(token=token, tasks=n_tasks, driver=(driver_host, server.getsockname()[1]),
-                    local=local, timeout=self.timeout, n=data.n, offsets=data.offsets,
-                    feature_shape=data.feature_shape, batch_size=opt.batch_size,
-                    seed=opt.seed, compression=self.compression, iteration=state.iteration,
-                    epoch=state.epoch, records_in_epoch=state.records_in_epoch,
-                    epoch_finished=state.epoch_finished, fault=fault,
-                    replica_buffers=(self.replica_buffers if self.replica_buffers is not None
-                                     and len(self.replica_buffers) == n_tasks else None),
-                    keep_gradient=any(getattr(x, "needs_parameters", False)
-                                      for x in opt.listeners),
-                    task_counts=self._task_counts(data, n_tasks) if self.balanced else None)
+        plan = StretchPlan(
+            token=token, tasks=n_tasks, driver=(driver_host, server.getsockname()[1]),
+            local=local, timeout=self.timeout, records=data.n, offsets=list(data.offsets),
+            feature_shape=tuple(data.feature_shape), batch_size=opt.batch_size, seed=opt.seed,
+            compression=self.compression, start=dataclasses.replace(state), fault=fault,
+            replica_buffers=(self.replica_buffers if self.replica_buffers is not None
+                             and len(self.replica_buffers) == n_tasks else None),
+            keep_gradient=any(getattr(x, "needs_parameters", False) for x in opt.listeners),
+            task_counts=self._task_counts(data, n_tasks) if self.balanced else None)
         group = f"workbench-train-{token}"
         job = _Job(sc, rdd, plan, payload, group)
         conns = {}
@@ -754,27 +803,26 @@ class SparkTrainer:
                 continue
             conn.settimeout(self.timeout)
             try:
-                hello = recv_msg(conn, limit=4096)
+                hello = receive(conn, Hello, limit=4096)
             except (CommError, ValueError):
                 conn.close()
                 continue
-            if hello.get("token") != token or not 0 <= hello.get("rank", -1) < n_tasks:
+            if not isinstance(hello, Hello) or hello.token != token or \
+                    not 0 <= hello.rank < n_tasks:
                 conn.close()
                 continue
-            rank = hello["rank"]
-            if rank in conns:
-                conns[rank].close()
-            conns[rank], hellos[rank] = conn, hello
-        self.task_pids = {r: h["pid"] for r, h in hellos.items()}
-        addresses = [[hellos[r]["host"], hellos[r]["port"]] for r in range(n_tasks)]
+            if hello.rank in conns:
+                conns[hello.rank].close()
+            conns[hello.rank], hellos[hello.rank] = conn, hello
+        self.task_pids = {r: h.pid for r, h in hellos.items()}
+        addresses = [[hellos[r].host, hellos[r].port] for r in range(n_tasks)]
         for conn in conns.values():
-            send_msg(conn, {"addresses": addresses})
+            send(conn, Addresses(addresses))
         return conns
 
     def _follow(self, job, conns, n_tasks):
         """Receive task 0's metrics, emit events, decide go/stop; collect the stage result."""
         opt, state = self.opt, self.opt.state
-        n = state.records_per_epoch
         lead = conns[0]
         sel = selectors.DefaultSelector()
         # Only task 0 talks; the others' connections stay open until the stage ends.
@@ -799,31 +847,32 @@ class SparkTrainer:
                     raise StretchFailed(f"no progress from the tasks for {self.timeout + 30:.0f}s")
                 continue
             try:
-                msg = recv_msg(lead)
+                msg = receive(lead, Iteration, StretchEnd)
             except CommError as e:
                 job.join(self.timeout)
                 raise StretchFailed(job.error or f"task 0 went away: {e}") from None
             last = time.monotonic()
-            if "error" in msg:
+            if isinstance(msg, TaskFailure):
                 job.join(self.timeout)
-                raise StretchFailed(msg["error"], msg.get("fatal", False))
-            if "end" in msg:
+                raise StretchFailed(msg.message, msg.fatal)
+            if isinstance(msg, StretchEnd):
                 end_msg = msg
                 continue
             iterations += 1
-            _advance(state, msg, n)
+            _advance(state, msg)
             self._link, self._synced = lead, False  # task 0 now waits: sync_parameters works
             try:
                 opt.emit("on_iteration", IterationEvent(
-                    state.epoch, state.iteration, state.loss, msg["b"] / max(msg["dt"], 1e-9),
-                    msg["lr"], msg["b"], time.time(), state))
+                    state.epoch, state.iteration, state.loss,
+                    msg.records / max(msg.seconds, 1e-9), msg.lr, msg.records, time.time(),
+                    state))
             finally:
                 self._link = None
             if outcome is None:
                 outcome = self._decide(iterations, started)
-                send_msg(lead, {"stop": outcome is not None})
+                send(lead, Decision(stop=outcome is not None))
             else:  # pragma: no cover - tasks stop at the first "stop"
-                send_msg(lead, {"stop": True})
+                send(lead, Decision(stop=True))
         sel.close()
         job.join(self.timeout + 30)
         if not job.done():
@@ -831,10 +880,10 @@ class SparkTrainer:
             raise StretchFailed("the training stage did not finish after its last iteration")
         if job.error is not None:
             raise StretchFailed(job.error)
-        results = sorted(job.result, key=lambda r: r["rank"])
-        self.stats.append([r["stats"] for r in results])
-        if end_msg["end"] == "diverged":
-            return _Outcome("diverged", diverged=end_msg["diverged"], results=results)
+        results = sorted(job.result, key=lambda r: r.rank)
+        self.stats.append([r.stats for r in results])
+        if end_msg.status == "diverged":
+            return _Outcome("diverged", divergence=end_msg.divergence, results=results)
         if outcome is None:  # pragma: no cover - tasks stop only when told
             raise StretchFailed("the tasks stopped without being asked to")
         outcome.results = results
@@ -856,15 +905,15 @@ class SparkTrainer:
         link = getattr(self, "_link", None)
         if link is None or self._synced:
             return False
-        send_msg(link, {"parameters": True})
-        head = recv_msg(link)
-        if "error" in head:
-            raise StretchFailed(head["error"], head.get("fatal", False))
+        send(link, SendParameters())
+        head = receive(link, Parameters)
+        if isinstance(head, TaskFailure):
+            raise StretchFailed(head.message, head.fatal)
         w, g = self.opt.model.get_parameters()
-        if head.get("parameters") != w.nbytes or head.get("gradient") not in (0, g.nbytes):
+        if head.weights != w.nbytes or head.gradient not in (0, g.nbytes):
             raise StretchFailed(f"task 0 sent {head} for weights of {w.nbytes} bytes")
         recv_exact(link, memoryview(w).cast("B"))
-        if head["gradient"]:
+        if head.gradient:
             recv_exact(link, memoryview(g).cast("B"))
         self._synced = True
         return True
@@ -889,11 +938,11 @@ class SparkTrainer:
         model and optim method; keep each replica's buffers for the next stretch."""
         opt = self.opt
         w, _ = opt.model.get_parameters()
-        w[...] = results[0]["weights"]
-        self.replica_buffers = [r["buffers"] for r in results]
+        w[...] = results[0].weights
+        self.replica_buffers = [r.buffers for r in results]
         buffers = {}
-        for p, value in results[0]["buffers"].items():
-            values = [r["buffers"][p] for r in results]
+        for p, value in results[0].buffers.items():
+            values = [r.buffers[p] for r in results]
             if isinstance(value, np.ndarray) and value.dtype.kind == "f":
                 # replicas keep their own running statistics: average them
                 buffers[p] = np.mean(values, axis=0).astype(value.dtype)
@@ -913,29 +962,22 @@ def _root_cause(conns, fallback):
         try:
             conn.settimeout(0.2)
             while True:
-                msg = recv_msg(conn)
-                if "error" in msg:
-                    return StretchFailed(msg["error"], msg.get("fatal", False))
+                msg = receive(conn)
+                if isinstance(msg, TaskFailure):
+                    return StretchFailed(msg.message, msg.fatal)
         except (CommError, OSError, ValueError):
             continue
     return fallback
 
 
-def _advance(state, msg, n):
-    """Mirror the local loop's counters for an iteration that task 0 reported."""
-    if state.epoch_finished:
-        state.epoch += 1
-        state.records_in_epoch = 0
-        state.epoch_finished = False
-    b = int(msg["b"])
-    state.iteration += 1
-    state.records += b
-    state.records_in_epoch += b
-    state.epoch_finished = state.records_in_epoch >= n
-    state.loss = float(msg["loss"])
-    if state.iteration != msg["i"] or state.epoch != msg["e"]:
-        raise StretchFailed(f"the tasks are at iteration {msg['i']} (epoch {msg['e']}) but the "
-                            f"driver expected {state.iteration} (epoch {state.epoch})")
+def _advance(state, msg):
+    """Count on the driver the iteration that task 0 reported (``TrainingState``'s epoch
+    bookkeeping, as the tasks count it)."""
+    state.start_iteration()
+    state.finish_iteration(msg.records, float(msg.loss))
+    if state.iteration != msg.iteration or state.epoch != msg.epoch:
+        raise StretchFailed(f"the tasks are at iteration {msg.iteration} (epoch {msg.epoch}) but "
+                            f"the driver expected {state.iteration} (epoch {state.epoch})")
 
 
 def _int_option(opts, name, default, low=0):
@@ -948,20 +990,6 @@ def _int_option(opts, name, default, low=0):
 def _first_line(e):
     text = str(e).strip().splitlines()
     return text[0][:300] if text else type(e).__name__
-
-
-def _spark_error(e):
-    """The useful part of a Spark job failure: the Python exception of the task, if any."""
-    text = str(e)
-    for marker in ("RuntimeError: injected", "CommError:", "SparkDataError:", "TrainingError:"):
-        i = text.find(marker)
-        if i >= 0:
-            return text[i:].splitlines()[0]
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    for ln in lines:
-        if "Error" in ln or "Exception" in ln:
-            return ln.strip()[:500]
-    return lines[0][:500] if lines else type(e).__name__
 
 
 class _Job:
@@ -980,7 +1008,7 @@ class _Job:
                 sc.setJobGroup(group, "workbench training stretch", interruptOnCancel=True)
                 self.result = rdd.barrier().mapPartitions(task).collect()
             except BaseException as e:
-                self.error = _spark_error(e)
+                self.error = job_error_message(e)
                 self.trace = traceback.format_exc()
             finally:
                 self._done.set()

@@ -98,7 +98,6 @@ class SparkExecutor:
 
     def __init__(self, study):
         from pyspark import SparkContext
-        import workbench.spark  # noqa: F401 - makes Optimizer accept RDDs inside objectives
         self.study = study
         self.sc = SparkContext._active_spark_context
         if self.sc is None:
@@ -121,7 +120,7 @@ class SparkExecutor:
 
     def run_trial(self, running):
         from ..spark.comm import listen
-        from ..spark.trainer import _spark_error
+        from ..spark.engine import job_error_message
         study, record = self.study, running.record
         server = listen(self.bind, backlog=4)
         token = secrets.token_hex(16)
@@ -146,7 +145,7 @@ class SparkExecutor:
             if study._stop.is_set():
                 out = {"stopped": True}
             else:
-                out = {"error": _spark_error(e)}
+                out = {"error": job_error_message(e)}
         finally:
             with self._lock:
                 self._groups.discard(group)
