@@ -4,10 +4,10 @@ functions, thresholds, and GELU / SiLU (beyond BigDL)."""
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
+from .._checks import int_list, non_negative, real
 from . import backend, layout, random
 from .initializers import ConstInitMethod, Ones, Xavier, Zeros
 from .module import Module, check_grad_output
@@ -283,20 +283,6 @@ class LogSoftMax(_Normalizing):
 
 
 # ---------------------------------------------------------------------- argument checks
-
-def real(cls, arg, value):
-    """``value`` as a float, else a ValueError quoting it (bools are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise ValueError(f"{cls}: {arg} must be a number, got {value!r}")
-    return float(value)
-
-
-def non_negative(cls, arg, value):
-    v = real(cls, arg, value)
-    if v < 0:
-        raise ValueError(f"{cls}: {arg} must be >= 0, got {value!r}")
-    return v
-
 
 def _g(x):
     """A number for ``repr``: ``0.5``, ``-1``, ``1e-06``."""
@@ -756,14 +742,6 @@ class RReLU(_Pointwise):
         return f"{_g(self.lower)}, {_g(self.upper)}"
 
 
-def _shape_arg(cls, arg, value):
-    ok = (isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value))
-    if not ok:
-        raise ValueError(f"{cls}: {arg} must be a non-empty list of positive ints, got {value!r}")
-    return tuple(int(v) for v in value)
-
-
 def _fans(shape):
     """BigDL's fan-in / fan-out of a parameter of ``shape`` (its ``VariableFormat``s)."""
     if len(shape) == 2:
@@ -803,7 +781,7 @@ class SReLU(Module):
 
     def __init__(self, input_shape, share_axes=None):
         super().__init__()
-        self.input_shape = _shape_arg("SReLU", "input_shape", input_shape)
+        self.input_shape = int_list("SReLU", "input_shape", input_shape)
         shared = () if share_axes is None else share_axes
         if isinstance(shared, (int, np.integer)):
             shared = (shared,)

@@ -8,10 +8,10 @@ attention weights.  With the projections copied in, it computes what
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
+from .._checks import int_arg, probability
 from . import random
 from .activation import ReLU, softmax
 from .containers import Sequential
@@ -21,7 +21,7 @@ from .initializers import Xavier, Zeros
 from .linear import Linear
 from .local_norm import LayerNormalization
 from .module import check_grad_output
-from .shape import int_arg, keep
+from .shape import keep
 from .table import Bottle, _unbroadcast
 
 __all__ = ["Attention", "TransformerEncoderLayer"]
@@ -30,12 +30,6 @@ __all__ = ["Attention", "TransformerEncoderLayer"]
 def _dense(n_in, n_out, with_bias):
     """BigDL's ``TransformerOperation.dense``: a Linear with Xavier weights and zero bias."""
     return Linear(n_in, n_out, with_bias).set_init_method(Xavier(), Zeros())
-
-
-def _probability(cls, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"{cls}: {name} must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 class Attention(_Composite):
@@ -72,7 +66,7 @@ class Attention(_Composite):
         if self.hidden_size % self.num_heads:
             raise ValueError(f"Attention: hidden_size ({hidden_size!r}) must be a multiple of "
                              f"num_heads ({num_heads!r})")
-        self.attention_dropout = _probability("Attention", "attention_dropout", attention_dropout)
+        self.attention_dropout = probability("Attention", "attention_dropout", attention_dropout)
         self.depth = self.hidden_size // self.num_heads
         h = self.hidden_size
         self.query, self.key, self.value, self.output_layer = (
@@ -206,7 +200,7 @@ class TransformerEncoderLayer(_Composite):
         super().__init__()
         self.filter_size = int_arg("TransformerEncoderLayer", "filter_size", filter_size,
                                    lambda v: v > 0, "a positive int")
-        self.ffn_dropout = _probability("TransformerEncoderLayer", "ffn_dropout", ffn_dropout)
+        self.ffn_dropout = probability("TransformerEncoderLayer", "ffn_dropout", ffn_dropout)
         self.norm_first = bool(norm_first)
         self.attention = Attention(hidden_size, num_heads, attention_dropout)
         self.hidden_size, self.num_heads = self.attention.hidden_size, self.attention.num_heads

@@ -7,11 +7,10 @@ BigDL's class names, argument order and keywords; semantics from BigDL's Scala s
 """
 from __future__ import annotations
 
-import math
-import numbers
 
 import numpy as np
 
+from .._checks import check_int, finite_real
 from .. import _config
 from .containers import Container
 from .dropout import _Penalty
@@ -23,22 +22,6 @@ from .table import _table, _unbroadcast, check_grad
 __all__ = ["NegativeEntropyPenalty", "CrossProduct", "ExpandSize", "TableOperation",
            "BifurcateSplitTable", "DenseToSparse", "SparseJoinTable"]
 
-
-def _int(cls, arg, value, minimum=1):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{cls}: {arg} must be {what}, got {value!r}")
-    return int(value)
-
-
-def _real(cls, arg, value, minimum=None, strict=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and minimum is not None:
-        ok = value > minimum if strict else value >= minimum
-    if not ok:
-        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
-        raise ValueError(f"{cls}: {arg} must be a finite number{bound}, got {value!r}")
-    return float(value)
 
 # ---------------------------------------------------------------------- penalty
 class NegativeEntropyPenalty(_Penalty):
@@ -55,7 +38,7 @@ class NegativeEntropyPenalty(_Penalty):
 
     def __init__(self, beta=0.01):
         super().__init__()
-        self.beta = _real("NegativeEntropyPenalty", "beta", beta)
+        self.beta = finite_real("NegativeEntropyPenalty", "beta", beta)
         self.loss = 0.0
 
     def _penalty(self, x):
@@ -92,8 +75,8 @@ class CrossProduct(Module):
 
     def __init__(self, numTensor=0, embeddingSize=0):
         super().__init__()
-        self.num_tensor = _int("CrossProduct", "numTensor", numTensor, minimum=0)
-        self.embedding_size = _int("CrossProduct", "embeddingSize", embeddingSize, minimum=0)
+        self.num_tensor = check_int("CrossProduct", "numTensor", numTensor, minimum=0)
+        self.embedding_size = check_int("CrossProduct", "embeddingSize", embeddingSize, minimum=0)
 
     def _expected(self):
         k = self.num_tensor or "K"

@@ -7,7 +7,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .initializers import RandomUniform
-from .recurrent import _LSTMCore, activation_name, check_size
+from .._checks import positive_int
+from .recurrent import _LSTMCore, activation_name
 
 __all__ = ["ConvLSTMPeephole"]
 
@@ -85,11 +86,11 @@ class ConvLSTMPeephole(_LSTMCore):
                  bRegularizer=None, cRegularizer=None, with_peephole=True):
         super().__init__()
         cls = type(self).__name__
-        self.input_size = check_size(cls, "input_size", input_size)
-        self.hidden_size = self.output_size = check_size(cls, "output_size", output_size)
-        self.kernel_i = check_size(cls, "kernel_i", kernel_i)
-        self.kernel_c = check_size(cls, "kernel_c", kernel_c)
-        self.stride = check_size(cls, "stride", stride)
+        self.input_size = positive_int(cls, "input_size", input_size)
+        self.hidden_size = self.output_size = positive_int(cls, "output_size", output_size)
+        self.kernel_i = positive_int(cls, "kernel_i", kernel_i)
+        self.kernel_c = positive_int(cls, "kernel_c", kernel_c)
+        self.stride = positive_int(cls, "stride", stride)
         if not isinstance(padding, (int, np.integer)) or isinstance(padding, bool) or padding < -1:
             raise ValueError(f"{cls}: padding must be an int >= 0 or -1 (SAME), got {padding!r}")
         self.padding = int(padding)

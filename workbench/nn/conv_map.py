@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bigdl_extra import _int
+from .._checks import check_int
 from .conv_lstm import ConvLSTMPeephole, _out_size
 from .convnd import col2im_add, window_view
 from .initializers import RandomUniform
@@ -86,10 +86,10 @@ class SpatialConvolutionMap(Module):
         self._init_args["conn_table"] = self.conn_table.tolist()  # a list survives the config
         self.n_input_plane = int(self.conn_table[:, 0].max())
         self.n_output_plane = int(self.conn_table[:, 1].max())
-        self.kw, self.kh = _int(cls, "kw", kw), _int(cls, "kh", kh)
-        self.dw, self.dh = _int(cls, "dw", dw), _int(cls, "dh", dh)
-        self.pad_w = _int(cls, "pad_w", pad_w, minimum=0)
-        self.pad_h = _int(cls, "pad_h", pad_h, minimum=0)
+        self.kw, self.kh = check_int(cls, "kw", kw), check_int(cls, "kh", kh)
+        self.dw, self.dh = check_int(cls, "dw", dw), check_int(cls, "dh", dh)
+        self.pad_w = check_int(cls, "pad_w", pad_w, minimum=0)
+        self.pad_h = check_int(cls, "pad_h", pad_h, minimum=0)
         k = len(self.conn_table)
         self._in_onehot = np.eye(self.n_input_plane)[self.conn_table[:, 0] - 1]    # (K, C)
         self._out_onehot = np.eye(self.n_output_plane)[self.conn_table[:, 1] - 1]  # (K, O)

@@ -15,7 +15,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .convolution import check_int, same_padding, set_initial
+from .._checks import check_int
+from .convolution import same_padding, set_initial
 from .initializers import RandomUniform
 from .module import Module, check_grad_output
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .._checks import check_int
 from . import backend, layout
 from .initializers import RandomUniform
 from .module import Module, check_grad_output
@@ -24,17 +25,6 @@ __all__ = ["SpatialConvolution"]
 
 # Backward works on this many bytes of scratch at a time (about an L2 cache).
 CHUNK_BYTES = 2 << 20
-
-
-def check_int(cls, arg, value, minimum=1, allow=()):
-    """``value`` as an int >= ``minimum`` (or one of ``allow``), else a ValueError quoting it."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or (value < minimum and value not in allow):
-        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        if allow:
-            what += " or " + " or ".join(map(str, allow))
-        raise ValueError(f"{cls}: {arg} must be {what}, got {value!r}")
-    return int(value)
 
 
 def same_padding(size, kernel, stride):

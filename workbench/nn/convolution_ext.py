@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from .convnd import _ConvolutionND, _FullConvolutionND, check_ints
-from .convolution import SpatialConvolution, check_data_format, check_int, set_initial
+from .._checks import check_int
+from .convolution import SpatialConvolution, check_data_format, set_initial
 from .initializers import RandomUniform, Zeros
 from .module import Module
 

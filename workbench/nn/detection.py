@@ -9,7 +9,7 @@ import numbers
 import numpy as np
 
 from .activation import softmax
-from .bigdl_extra import _int, _real
+from .._checks import check_int, finite_real
 from .module import DEFAULT_DTYPE, LayerError, Module, check_grad_output, shape_of
 from .shape import keep
 from .table import check_grad
@@ -43,9 +43,10 @@ class RoiPooling(Module):
 
     def __init__(self, pooled_w, pooled_h, spatial_scale):
         super().__init__()
-        self.pooled_w = _int("RoiPooling", "pooled_w", pooled_w)
-        self.pooled_h = _int("RoiPooling", "pooled_h", pooled_h)
-        self.spatial_scale = _real("RoiPooling", "spatial_scale", spatial_scale, 0, strict=True)
+        self.pooled_w = check_int("RoiPooling", "pooled_w", pooled_w)
+        self.pooled_h = check_int("RoiPooling", "pooled_h", pooled_h)
+        self.spatial_scale = finite_real("RoiPooling", "spatial_scale", spatial_scale, 0,
+                                         strict=True)
 
     def update_output(self, input):
         expected = "a table [features (N, C, H, W), rois (R, 5)]"
@@ -162,11 +163,11 @@ class PriorBox(Module):
         self.variances = floats("variances", variances) or [0.1]
         if len(self.variances) not in (1, 4):
             raise ValueError(f"{cls}: variances must hold 1 or 4 values, got {variances!r}")
-        self.offset = _real(cls, "offset", offset)
-        self.img_h = _int(cls, "img_h", img_size or img_h, minimum=0)
-        self.img_w = _int(cls, "img_w", img_size or img_w, minimum=0)
-        self.step_h = _real(cls, "step_h", step or step_h, minimum=0)
-        self.step_w = _real(cls, "step_w", step or step_w, minimum=0)
+        self.offset = finite_real(cls, "offset", offset)
+        self.img_h = check_int(cls, "img_h", img_size or img_h, minimum=0)
+        self.img_w = check_int(cls, "img_w", img_size or img_w, minimum=0)
+        self.step_h = finite_real(cls, "step_h", step or step_h, minimum=0)
+        self.step_w = finite_real(cls, "step_w", step or step_w, minimum=0)
         self.num_priors = len(self.aspect_ratios) * len(self.min_sizes) + len(self.max_sizes)
 
     def update_output(self, input):
@@ -290,17 +291,17 @@ class DetectionOutputSSD(Module):
                  variance_encoded_in_target=False, conf_post_process=True):
         super().__init__()
         cls = "DetectionOutputSSD"
-        self.n_classes = _int(cls, "n_classes", n_classes)
+        self.n_classes = check_int(cls, "n_classes", n_classes)
         self.share_location = bool(share_location)
-        self.bg_label = _int(cls, "bg_label", bg_label, minimum=-1)
-        self.nms_thresh = _real(cls, "nms_thresh", nms_thresh, minimum=0)
+        self.bg_label = check_int(cls, "bg_label", bg_label, minimum=-1)
+        self.nms_thresh = finite_real(cls, "nms_thresh", nms_thresh, minimum=0)
         for arg, value in (("nms_topk", nms_topk), ("keep_top_k", keep_top_k)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
                     value < -1 or value == 0:
                 raise ValueError(f"{cls}: {arg} must be a positive int or -1 (all), got "
                                  f"{value!r}")
         self.nms_topk, self.keep_top_k = int(nms_topk), int(keep_top_k)
-        self.conf_thresh = _real(cls, "conf_thresh", conf_thresh)
+        self.conf_thresh = finite_real(cls, "conf_thresh", conf_thresh)
         self.variance_encoded_in_target = bool(variance_encoded_in_target)
         self.conf_post_process = bool(conf_post_process)
 
@@ -415,8 +416,9 @@ class Proposal(Module):
                  rpn_pre_nms_topn_train=12000, rpn_post_nms_topn_train=2000):
         super().__init__()
         cls = "Proposal"
-        self.pre_nms_topn = _int(cls, "pre_nms_topn", pre_nms_topn)
-        self.rpn_pre_nms_topn_train = _int(cls, "rpn_pre_nms_topn_train", rpn_pre_nms_topn_train)
+        self.pre_nms_topn = check_int(cls, "pre_nms_topn", pre_nms_topn)
+        self.rpn_pre_nms_topn_train = check_int(cls, "rpn_pre_nms_topn_train",
+                                                rpn_pre_nms_topn_train)
         for arg, value in (("post_nms_topn", post_nms_topn),
                            ("rpn_post_nms_topn_train", rpn_post_nms_topn_train)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):

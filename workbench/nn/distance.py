@@ -9,21 +9,18 @@ import numbers
 
 import numpy as np
 
+from .._checks import positive_int
 from .._config import _REGISTRY
 from .containers import Container
 from .initializers import RandomUniform
 from .linear import Linear
 from .module import Module, check_grad_output
-from .shape import int_arg, keep
+from .shape import keep
 
 __all__ = ["Bilinear", "Maxout", "Highway", "Cosine", "Euclidean", "CosineDistance",
            "PairwiseDistance", "DotProduct", "MM", "MV"]
 
 _TINY = 1e-300  # guards divisions by a norm that is exactly 0 (whose gradient is taken as 0)
-
-
-def _size(cls, name, value):
-    return int_arg(cls, name, value, lambda v: v > 0, "a positive int")
 
 
 class _Composite(Container):
@@ -90,9 +87,9 @@ class Bilinear(Module):
     def __init__(self, input_size1, input_size2, output_size, bias_res=True, wRegularizer=None,
                  bRegularizer=None):
         super().__init__()
-        self.input_size1 = _size("Bilinear", "input_size1", input_size1)
-        self.input_size2 = _size("Bilinear", "input_size2", input_size2)
-        self.output_size = _size("Bilinear", "output_size", output_size)
+        self.input_size1 = positive_int("Bilinear", "input_size1", input_size1)
+        self.input_size2 = positive_int("Bilinear", "input_size2", input_size2)
+        self.output_size = positive_int("Bilinear", "output_size", output_size)
         self.bias_res = bool(bias_res)
         self.weight_init_method = RandomUniform()
         self.bias_init_method = RandomUniform()
@@ -171,9 +168,9 @@ class Maxout(Module):
     def __init__(self, input_size, output_size, maxout_number, with_bias=True,
                  w_regularizer=None, b_regularizer=None, init_weight=None, init_bias=None):
         super().__init__()
-        self.input_size = _size("Maxout", "input_size", input_size)
-        self.output_size = _size("Maxout", "output_size", output_size)
-        self.maxout_number = _size("Maxout", "maxout_number", maxout_number)
+        self.input_size = positive_int("Maxout", "input_size", input_size)
+        self.output_size = positive_int("Maxout", "output_size", output_size)
+        self.maxout_number = positive_int("Maxout", "maxout_number", maxout_number)
         self.with_bias = bool(with_bias)
         rows = self.maxout_number * self.output_size
         self.weight_init_method = RandomUniform()
@@ -273,7 +270,7 @@ class Highway(_Composite):
     def __init__(self, size, with_bias=True, activation=None, wRegularizer=None,
                  bRegularizer=None):
         super().__init__()
-        self.size = _size("Highway", "size", size)
+        self.size = positive_int("Highway", "size", size)
         self.with_bias = bool(with_bias)
         self.activation = _activation(activation)
         self.gate = Linear(self.size, self.size, self.with_bias, wRegularizer, bRegularizer)
@@ -335,8 +332,8 @@ class Cosine(Module):
 
     def __init__(self, input_size, output_size):
         super().__init__()
-        self.input_size = _size("Cosine", "input_size", input_size)
-        self.output_size = _size("Cosine", "output_size", output_size)
+        self.input_size = positive_int("Cosine", "input_size", input_size)
+        self.output_size = positive_int("Cosine", "output_size", output_size)
         self.weight_init_method = RandomUniform()
         self._add_parameter("weight", (self.output_size, self.input_size))
         self.reset()
@@ -405,8 +402,8 @@ class Euclidean(Module):
 
     def __init__(self, input_size, output_size, fast_backward=True):
         super().__init__()
-        self.input_size = _size("Euclidean", "input_size", input_size)
-        self.output_size = _size("Euclidean", "output_size", output_size)
+        self.input_size = positive_int("Euclidean", "input_size", input_size)
+        self.output_size = positive_int("Euclidean", "output_size", output_size)
         self.fast_backward = bool(fast_backward)
         self.weight_init_method = RandomUniform()
         self._add_parameter("weight", (self.input_size, self.output_size))

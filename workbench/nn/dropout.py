@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 
+from .._checks import probability
 from . import random
 from .activation import ANY_NDIM
 from .module import check_grad_output, current_batch_share
@@ -72,12 +73,6 @@ class Dropout(Module):
         return f"{self.p:g}"
 
 
-def _probability(cls, arg, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"{cls}: {arg} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
 class _FeatureDropout(Module):
     """Drops whole feature maps: one Bernoulli draw per (sample, channel), shared by every
     position of the map.  As BigDL, kept maps are not rescaled while training and inference
@@ -88,7 +83,7 @@ class _FeatureDropout(Module):
     def __init__(self, init_p=0.5, data_format="NCHW"):
         super().__init__()
         cls = type(self).__name__
-        self.p = _probability(cls, "init_p", init_p)
+        self.p = probability(cls, "init_p", init_p)
         if not isinstance(data_format, str) or data_format.upper() not in self._data_formats:
             raise ValueError(f"{cls}: data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
         self.data_format = data_format.upper()
@@ -214,7 +209,7 @@ class GaussianDropout(Module):
 
     def __init__(self, rate):
         super().__init__()
-        self.rate = _probability("GaussianDropout", "rate", rate)
+        self.rate = probability("GaussianDropout", "rate", rate)
 
     def update_output(self, input):
         x = self._as_array(input, ANY_NDIM, "a tensor")

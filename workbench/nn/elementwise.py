@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from .activation import ANY_NDIM, _g, _Pointwise, _shape_arg, real
+from .._checks import int_list, positive_int, real
+from .activation import ANY_NDIM, _g, _Pointwise
 from .initializers import RandomUniform
 from .module import Module, check_grad_output
 
@@ -199,12 +200,6 @@ class MulConstant(_Pointwise):
 
 # ---------------------------------------------------------------------- learned
 
-def _positive_int(cls, arg, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{cls}: {arg} must be a positive int, got {value!r}")
-    return int(value)
-
-
 class Add(Module):
     """Adds a learned bias of ``input_size`` values to every sample.
 
@@ -219,7 +214,7 @@ class Add(Module):
 
     def __init__(self, input_size):
         super().__init__()
-        self.input_size = _positive_int("Add", "input_size", input_size)
+        self.input_size = positive_int("Add", "input_size", input_size)
         self.bias_init_method = RandomUniform()
         self._add_parameter("bias", (self.input_size,))
         self.reset()
@@ -269,7 +264,7 @@ class _Expanding(Module):
     def _init_size(self, size):
         if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
             size = [size]
-        self.size = _shape_arg(type(self).__name__, "size", size)
+        self.size = int_list(type(self).__name__, "size", size)
 
     def _expected(self):
         shape = ", ".join(map(str, self.size))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import positive_int
 from . import backend
 from .gemm import _prepare
 from .initializers import RandomUniform
@@ -31,11 +32,9 @@ class Linear(Module):
     def __init__(self, input_size, output_size, with_bias=True, wRegularizer=None,
                  bRegularizer=None, init_weight=None, init_bias=None):
         super().__init__()
-        for arg, value in (("input_size", input_size), ("output_size", output_size)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{type(self).__name__}: {arg} must be a positive int, "
-                                 f"got {value!r}")
-        self.input_size, self.output_size = int(input_size), int(output_size)
+        cls = type(self).__name__
+        self.input_size = positive_int(cls, "input_size", input_size)
+        self.output_size = positive_int(cls, "output_size", output_size)
         self.with_bias = bool(with_bias)
         self.weight_init_method = RandomUniform()
         self.bias_init_method = RandomUniform()

@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from . import backend
-from .activation import _g, real
+from .._checks import positive_int, real
+from .activation import _g
 from .elementwise import _Expanding
 from .initializers import Ones, Zeros
 from .module import Module, check_grad_output
@@ -22,14 +23,8 @@ __all__ = ["LayerNormalization", "Normalize", "NormalizeScale", "SpatialCrossMap
 DOUBLEMAX = 1.7976931348623157e308  # BigDL's spelling of an infinite p
 
 
-def _positive_int(cls, arg, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{cls}: {arg} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _odd_size(cls, size):
-    size = _positive_int(cls, "size", size)
+    size = positive_int(cls, "size", size)
     if size % 2 == 0:
         raise ValueError(f"{cls}: size must be odd, got {size!r}")
     return size
@@ -54,7 +49,7 @@ class LayerNormalization(Module):
 
     def __init__(self, hidden_size):
         super().__init__()
-        self.hidden_size = _positive_int("LayerNormalization", "hidden_size", hidden_size)
+        self.hidden_size = positive_int("LayerNormalization", "hidden_size", hidden_size)
         self.weight_init_method, self.bias_init_method = Ones(), Zeros()
         self._add_parameter("weight", (self.hidden_size,))
         self._add_parameter("bias", (self.hidden_size,))
@@ -451,7 +446,7 @@ class _LocalContrast(Module):
 
     def _init_kernel(self, n_input_plane, kernel):
         cls = self._cls
-        self.n_input_plane = _positive_int(cls, "n_input_plane", n_input_plane)
+        self.n_input_plane = positive_int(cls, "n_input_plane", n_input_plane)
         k = np.ones((9, 9)) if kernel is None else np.array(kernel, dtype=np.float64)
         if k.ndim not in (1, 2) or k.size == 0 or any(d % 2 == 0 for d in k.shape):
             raise ValueError(f"{cls}: kernel must be a 1-D or 2-D array with odd sizes, got "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend, layout
-from .convolution import check_int
+from .._checks import check_int
 from .module import check_grad_output
 from .initializers import Ones, Zeros
 from .module import LayerError, Module, shape_of

@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation import ANY_NDIM, real
+from .._checks import check_int, int_list, real
+from .activation import ANY_NDIM
 from .module import Module, check_grad_output
 
 __all__ = ["SpatialZeroPadding", "Padding", "Cropping2D", "Cropping3D", "UpSampling1D",
            "UpSampling2D", "UpSampling3D", "ResizeBilinear"]
-
-
-def _int(cls, arg, value, minimum=None):
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or (minimum is not None and value < minimum):
-        what = "an int" if minimum is None else (
-            "a positive int" if minimum == 1 else f"an int >= {minimum}")
-        raise ValueError(f"{cls}: {arg} must be {what}, got {value!r}")
-    return int(value)
-
-
-def _ints(cls, arg, value, n, minimum):
-    ok = (isinstance(value, (list, tuple)) and len(value) == n and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum
-        for v in value))
-    if not ok:
-        what = "positive ints" if minimum == 1 else f"ints >= {minimum}"
-        raise ValueError(f"{cls}: {arg} must be a list of {n} {what}, got {value!r}")
-    return tuple(int(v) for v in value)
 
 
 def _format(cls, arg, value, allowed):
@@ -105,7 +87,7 @@ class SpatialZeroPadding(_Reframe):
     def __init__(self, pad_left, pad_right, pad_top, pad_bottom):
         super().__init__()
         self.pad_left, self.pad_right, self.pad_top, self.pad_bottom = (
-            _int("SpatialZeroPadding", arg, v) for arg, v in (
+            check_int("SpatialZeroPadding", arg, v, None) for arg, v in (
                 ("pad_left", pad_left), ("pad_right", pad_right), ("pad_top", pad_top),
                 ("pad_bottom", pad_bottom)))
 
@@ -137,8 +119,8 @@ class Cropping2D(_Reframe):
 
     def __init__(self, heightCrop, widthCrop, data_format="NCHW"):  # noqa: N803
         super().__init__()
-        self.height_crop = _ints("Cropping2D", "heightCrop", heightCrop, 2, 0)
-        self.width_crop = _ints("Cropping2D", "widthCrop", widthCrop, 2, 0)
+        self.height_crop = int_list("Cropping2D", "heightCrop", heightCrop, 2, 0)
+        self.width_crop = int_list("Cropping2D", "widthCrop", widthCrop, 2, 0)
         self.data_format = _format("Cropping2D", "data_format", data_format, ("NCHW", "NHWC"))
 
     def _expected(self):
@@ -169,7 +151,7 @@ class Cropping3D(_Reframe):
 
     def __init__(self, dim1Crop, dim2Crop, dim3Crop, data_format="channel_first"):  # noqa: N803
         super().__init__()
-        self.crops = tuple(_ints("Cropping3D", arg, v, 2, 0) for arg, v in (
+        self.crops = tuple(int_list("Cropping3D", arg, v, 2, 0) for arg, v in (
             ("dim1Crop", dim1Crop), ("dim2Crop", dim2Crop), ("dim3Crop", dim3Crop)))
         if data_format not in ("channel_first", "channel_last"):
             raise ValueError("Cropping3D: data_format must be 'channel_first' or 'channel_last', "
@@ -209,11 +191,11 @@ class Padding(Module):
 
     def __init__(self, dim, pad, n_input_dim, value=0.0, n_index=1):
         super().__init__()
-        self.dim = _int("Padding", "dim", dim, 1)
-        self.pad = _int("Padding", "pad", pad)
-        self.n_input_dim = _int("Padding", "n_input_dim", n_input_dim, 1)
+        self.dim = check_int("Padding", "dim", dim, 1)
+        self.pad = check_int("Padding", "pad", pad, None)
+        self.n_input_dim = check_int("Padding", "n_input_dim", n_input_dim, 1)
         self.value = real("Padding", "value", value)
-        self.n_index = _int("Padding", "n_index", n_index, 1)
+        self.n_index = check_int("Padding", "n_index", n_index, 1)
 
     def _plan(self, x):
         axis = self.dim if x.ndim != self.n_input_dim else self.dim - 1
@@ -301,7 +283,7 @@ class UpSampling1D(_Repeat):
 
     def __init__(self, length):
         super().__init__()
-        self.length = _int("UpSampling1D", "length", length, 1)
+        self.length = check_int("UpSampling1D", "length", length, 1)
 
     def _checked(self, input):
         return self._as_array(input, (3,), "(N, T, F)")
@@ -326,7 +308,7 @@ class UpSampling2D(_Repeat):
 
     def __init__(self, size, data_format="nchw"):
         super().__init__()
-        self.size = _ints("UpSampling2D", "size", size, 2, 1)
+        self.size = int_list("UpSampling2D", "size", size, 2, 1)
         self.data_format = _format("UpSampling2D", "data_format", data_format, ("NCHW", "NHWC"))
 
     def _checked(self, input):
@@ -353,7 +335,7 @@ class UpSampling3D(_Repeat):
 
     def __init__(self, size):
         super().__init__()
-        self.size = _ints("UpSampling3D", "size", size, 3, 1)
+        self.size = int_list("UpSampling3D", "size", size, 3, 1)
 
     def _checked(self, input):
         return self._as_array(input, (5,), "(N, C, D, H, W)")
@@ -403,8 +385,8 @@ class ResizeBilinear(Module):
 
     def __init__(self, output_height, output_width, align_corner=False, data_format="NCHW"):
         super().__init__()
-        self.output_height = _int("ResizeBilinear", "output_height", output_height, 1)
-        self.output_width = _int("ResizeBilinear", "output_width", output_width, 1)
+        self.output_height = check_int("ResizeBilinear", "output_height", output_height, 1)
+        self.output_width = check_int("ResizeBilinear", "output_width", output_width, 1)
         self.align_corner = bool(align_corner)
         self.data_format = _format("ResizeBilinear", "data_format", data_format,
                                    ("NCHW", "NHWC"))

@@ -17,7 +17,8 @@ import math
 
 from . import backend, layout
 from .convnd import interior, offset_index, pad_into
-from .convolution import check_int, fill_border, offset_view, same_padding
+from .._checks import check_int
+from .convolution import fill_border, offset_view, same_padding
 from .module import check_grad_output
 from .module import Module
 

@@ -23,10 +23,10 @@ masking).  A padded step leaves the state unchanged, outputs zeros and gets a ze
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
+from .._checks import positive_int, probability
 from .._config import ConfigError
 from . import random, recurrent_native
 from .containers import Container, _indent
@@ -67,18 +67,6 @@ def activation_name(cls, arg, value, default):
         raise ValueError(f"{cls}: {arg} must be one of {sorted(_ACTIVATIONS)} or a Tanh(), "
                          f"Sigmoid(), ReLU() or HardSigmoid() layer, got {value!r}")
     return name
-
-
-def check_size(cls, arg, value):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{cls}: {arg} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def check_p(cls, p):
-    if not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0 <= p < 1:
-        raise ValueError(f"{cls}: p must be a number in [0, 1), got {p!r}")
-    return float(p)
 
 
 # ---------------------------------------------------------------------- nested state helpers
@@ -134,9 +122,9 @@ class Cell(DropsActivations, Module):
 
     def _setup(self, input_size, hidden_size, p=0.0):
         cls = type(self).__name__
-        self.input_size = check_size(cls, "input_size", input_size)
-        self.hidden_size = check_size(cls, "hidden_size", hidden_size)
-        self.p = check_p(cls, p)
+        self.input_size = positive_int(cls, "input_size", input_size)
+        self.hidden_size = positive_int(cls, "hidden_size", hidden_size)
+        self.p = probability(cls, "p", p)
         self.weight_init_method = RandomUniform()
         self.bias_init_method = RandomUniform()
 
@@ -1117,7 +1105,7 @@ class RecurrentDecoder(_CellContainer):
 
     def __init__(self, output_length):
         super().__init__()
-        self.output_length = check_size("RecurrentDecoder", "output_length", output_length)
+        self.output_length = positive_int("RecurrentDecoder", "output_length", output_length)
         self._init_state = None
         self._last_states = None
         self.grad_hidden_state = None

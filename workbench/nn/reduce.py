@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .module import Module, check_grad_output
-from .shape import INTMIN, batch_axis, int_arg, keep
+from .._checks import int_arg
+from .shape import INTMIN, batch_axis, keep
 
 __all__ = ["Max", "Min", "Sum", "Mean"]
 

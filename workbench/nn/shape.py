@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .._checks import int_arg
 from .module import DEFAULT_DTYPE, LayerError, Module, check_grad_output, shape_of
 
 __all__ = ["View", "Reshape", "Identity", "InferReshape", "Squeeze", "Unsqueeze", "Transpose",
@@ -20,14 +21,6 @@ __all__ = ["View", "Reshape", "Identity", "InferReshape", "Squeeze", "Unsqueeze"
 
 INTMAX = 2 ** 31 - 1   # BigDL's "not given" defaults (Scala Int.MaxValue / Int.MinValue)
 INTMIN = -2 ** 31
-
-
-def int_arg(cls, name, value, ok=None, rule="an int"):
-    """``value`` as an int, or a ValueError quoting it unless it is an int with ``ok(value)``."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
-            (ok is not None and not ok(int(value))):
-        raise ValueError(f"{cls}: {name} must be {rule}, got {value!r}")
-    return int(value)
 
 
 def _sizes(cls, arg, value, allow_minus_one):

@@ -19,7 +19,8 @@ from . import backend, layout
 from .containers import Container, _indent
 from .module import DEFAULT_DTYPE, LayerError, Module, active_grad_pool, build_module, \
     check_grad_output, shape_of
-from .shape import INTMAX, int_arg, keep
+from .._checks import int_arg
+from .shape import INTMAX, keep
 
 __all__ = ["CAddTable", "JoinTable", "CAveTable", "CSubTable", "CMulTable", "CDivTable",
            "CMaxTable", "CMinTable", "SplitTable", "Pack", "SelectTable", "NarrowTable",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .convolution import check_int, set_initial
+from .._checks import check_int
+from .convolution import set_initial
 from .initializers import RandomUniform
 from .module import Module, check_grad_output
 from .pooling import _PoolingND

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from . import random
 from .activation import ANY_NDIM
 from .attention import Attention
-from .bigdl_extra import _int, _real
+from .._checks import check_int, finite_real, probability
 from .distance import _Composite
 from .embedding import LookupTable
 from .initializers import Xavier, Zeros
@@ -41,9 +40,9 @@ class FeedForwardNetwork(Module):
     def __init__(self, hidden_size, filter_size, relu_dropout):
         super().__init__()
         cls = "FeedForwardNetwork"
-        self.hidden_size = _int(cls, "hidden_size", hidden_size)
-        self.filter_size = _int(cls, "filter_size", filter_size)
-        self.relu_dropout = _real(cls, "relu_dropout", relu_dropout, minimum=0)
+        self.hidden_size = check_int(cls, "hidden_size", hidden_size)
+        self.filter_size = check_int(cls, "filter_size", filter_size)
+        self.relu_dropout = finite_real(cls, "relu_dropout", relu_dropout, minimum=0)
         if self.relu_dropout >= 1:
             raise ValueError(f"{cls}: relu_dropout must be in [0, 1), got {relu_dropout!r}")
         self.weight_init_method = Xavier()
@@ -118,12 +117,6 @@ def position_encoding(length, channels):
     return signal
 
 
-def _probability(cls, arg, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"{cls}: {arg} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
 class Transformer(_Composite):
     """The Transformer language model of BigDL (``Transformer`` with ``LanguageModel`` type,
     after TensorFlow's official Transformer): a stack of pre-normalized decoder blocks with
@@ -169,14 +162,14 @@ class Transformer(_Composite):
                  with_share_weights_linear=False):
         super().__init__()
         cls = "Transformer"
-        self.vocab_size = _int(cls, "vocab_size", vocab_size)
-        self.hidden_size = _int(cls, "hidden_size", hidden_size)
-        self.num_heads = _int(cls, "num_heads", num_heads)
-        self.filter_size = _int(cls, "filter_size", filter_size)
-        self.num_hidden_layers = _int(cls, "num_hidden_layers", num_hidden_layers)
-        self.postprocess_dropout = _probability(cls, "postprocess_dropout", postprocess_dropout)
-        self.attention_dropout = _probability(cls, "attention_dropout", attention_dropout)
-        self.relu_dropout = _probability(cls, "relu_dropout", relu_dropout)
+        self.vocab_size = check_int(cls, "vocab_size", vocab_size)
+        self.hidden_size = check_int(cls, "hidden_size", hidden_size)
+        self.num_heads = check_int(cls, "num_heads", num_heads)
+        self.filter_size = check_int(cls, "filter_size", filter_size)
+        self.num_hidden_layers = check_int(cls, "num_hidden_layers", num_hidden_layers)
+        self.postprocess_dropout = probability(cls, "postprocess_dropout", postprocess_dropout)
+        self.attention_dropout = probability(cls, "attention_dropout", attention_dropout)
+        self.relu_dropout = probability(cls, "relu_dropout", relu_dropout)
         if padding_value is not None and (isinstance(padding_value, bool) or not isinstance(
                 padding_value, (int, np.integer))):
             raise ValueError(f"{cls}: padding_value must be an int id or None, got "
