@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
-from .._checks import int_list, non_negative, real
-from . import backend, layout, random
-from .initializers import ConstInitMethod, Ones, Xavier, Zeros
-from .module import Module, check_grad_output
+from ..._checks import int_list, non_negative, real
+from .. import backend, layout, random
+from ..initializers import ConstInitMethod, Ones, Xavier, Zeros
+from ..module import Module, check_grad_output
 
 __all__ = ["ReLU", "Tanh", "Sigmoid", "SoftMax", "LogSoftMax",
            "ReLU6", "HardSigmoid", "LogSigmoid", "SoftMin", "SoftPlus", "SoftSign", "SoftShrink",
@@ -284,12 +284,12 @@ class LogSoftMax(_Normalizing):
 
 # ---------------------------------------------------------------------- argument checks
 
-def _g(x):
+def repr_number(x):
     """A number for ``repr``: ``0.5``, ``-1``, ``1e-06``."""
     return f"{x:g}"
 
 
-class _Pointwise(_Elementwise):
+class Pointwise(_Elementwise):
     """``y = f(x)`` element by element; subclasses fill ``out`` in ``_forward(x, out)`` and
     ``gi`` in ``_backward(x, y, grad_output, gi)``."""
 
@@ -324,7 +324,7 @@ def _stable_sigmoid(x, out):
 
 # ---------------------------------------------------------------------- saturating / piecewise
 
-class HardTanh(_Pointwise):
+class HardTanh(Pointwise):
     """``y = max_value`` above ``max_value``, ``min_value`` below ``min_value``, else ``x``.
 
     Args:
@@ -353,7 +353,7 @@ class HardTanh(_Pointwise):
         np.multiply(g, (x > self.min_value) & (x < self.max_value), out=gi)
 
     def extra_repr(self):
-        return f"{_g(self.min_value)}, {_g(self.max_value)}"
+        return f"{repr_number(self.min_value)}, {repr_number(self.max_value)}"
 
 
 class Clamp(HardTanh):
@@ -385,7 +385,7 @@ class ReLU6(HardTanh):
         return ""
 
 
-class HardSigmoid(_Pointwise):
+class HardSigmoid(Pointwise):
     """BigDL's hard sigmoid: ``0`` below -2.5, ``1`` above 2.5, ``0.2 x + 0.5`` between.
 
     (PyTorch's ``hardsigmoid`` uses a slope of 1/6 instead; this is Keras' and BigDL's.)
@@ -402,7 +402,7 @@ class HardSigmoid(_Pointwise):
         np.multiply(g, 0.2 * ((x > -2.5) & (x < 2.5)), out=gi)
 
 
-class LogSigmoid(_Pointwise):
+class LogSigmoid(Pointwise):
     """``y = log(1 / (1 + exp(-x)))``, computed without overflow.
 
     Input shape: any.  Output shape: same as input.
@@ -417,7 +417,7 @@ class LogSigmoid(_Pointwise):
         gi *= g
 
 
-class SoftPlus(_Pointwise):
+class SoftPlus(Pointwise):
     """``y = log(1 + exp(beta * x)) / beta``, computed without overflow.
 
     Args:
@@ -445,10 +445,10 @@ class SoftPlus(_Pointwise):
         gi *= g
 
     def extra_repr(self):
-        return _g(self.beta)
+        return repr_number(self.beta)
 
 
-class SoftSign(_Pointwise):
+class SoftSign(Pointwise):
     """``y = x / (1 + |x|)``.
 
     Input shape: any.  Output shape: same as input.
@@ -466,7 +466,7 @@ class SoftSign(_Pointwise):
         np.divide(g, gi, out=gi)
 
 
-class SoftShrink(_Pointwise):
+class SoftShrink(Pointwise):
     """``y = x - lambda`` above ``lambda``, ``x + lambda`` below ``-lambda``, else 0.
 
     Args:
@@ -487,7 +487,7 @@ class SoftShrink(_Pointwise):
         np.multiply(g, np.abs(x) > self.the_lambda, out=gi)
 
     def extra_repr(self):
-        return _g(self.the_lambda)
+        return repr_number(self.the_lambda)
 
 
 class HardShrink(SoftShrink):
@@ -503,7 +503,7 @@ class HardShrink(SoftShrink):
         np.multiply(x, np.abs(x) > self.the_lambda, out=out)
 
 
-class TanhShrink(_Pointwise):
+class TanhShrink(Pointwise):
     """``y = x - tanh(x)``.
 
     Input shape: any.  Output shape: same as input.
@@ -519,7 +519,7 @@ class TanhShrink(_Pointwise):
         gi *= g
 
 
-class Threshold(_Pointwise):
+class Threshold(Pointwise):
     """``y = x`` where ``x > th``, else ``v``.
 
     Args:
@@ -543,10 +543,10 @@ class Threshold(_Pointwise):
         np.multiply(g, x > self.th, out=gi)
 
     def extra_repr(self):
-        return f"{_g(self.th)}, {_g(self.v)}"
+        return f"{repr_number(self.th)}, {repr_number(self.v)}"
 
 
-class BinaryThreshold(_Pointwise):
+class BinaryThreshold(Pointwise):
     """``y = 1`` where ``x > th``, else 0.  Its gradient is 0 everywhere (a step function).
 
     Args:
@@ -568,12 +568,12 @@ class BinaryThreshold(_Pointwise):
         gi.fill(0)
 
     def extra_repr(self):
-        return _g(self.th)
+        return repr_number(self.th)
 
 
 # ---------------------------------------------------------------------- the ReLU family
 
-class LeakyReLU(_Pointwise):
+class LeakyReLU(Pointwise):
     """``y = x`` for ``x > 0``, else ``negval * x``.
 
     Args:
@@ -598,10 +598,10 @@ class LeakyReLU(_Pointwise):
         np.multiply(g, np.where(x > 0, 1, self.negval), out=gi)
 
     def extra_repr(self):
-        return _g(self.negval)
+        return repr_number(self.negval)
 
 
-class ELU(_Pointwise):
+class ELU(Pointwise):
     """Exponential linear unit: ``y = x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``.
 
     Args:
@@ -628,7 +628,7 @@ class ELU(_Pointwise):
         np.multiply(g, np.where(x > 0, 1, y + self.alpha), out=gi)
 
     def extra_repr(self):
-        return _g(self.alpha)
+        return repr_number(self.alpha)
 
 
 class PReLU(Module):
@@ -703,7 +703,7 @@ class PReLU(Module):
         return str(self.n_output_plane)
 
 
-class RReLU(_Pointwise):
+class RReLU(Pointwise):
     """Randomized leaky ReLU: ``y = x`` for ``x >= 0``, else ``a * x``.
 
     While training each negative element gets its own slope ``a ~ U(lower, upper)`` (drawn
@@ -739,7 +739,7 @@ class RReLU(_Pointwise):
         np.multiply(g, self._scratch["slope"], out=gi)
 
     def extra_repr(self):
-        return f"{_g(self.lower)}, {_g(self.upper)}"
+        return f"{repr_number(self.lower)}, {repr_number(self.upper)}"
 
 
 def _fans(shape):
@@ -905,7 +905,7 @@ def normal_cdf(x):
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 
-class GELU(_Pointwise):
+class GELU(Pointwise):
     """Gaussian error linear unit: ``y = x * Phi(x)`` with ``Phi`` the standard normal CDF
     (beyond BigDL; as ``torch.nn.GELU``).
 
@@ -951,7 +951,7 @@ class GELU(_Pointwise):
         return "tanh" if self.approximate == "tanh" else ""
 
 
-class SiLU(_Pointwise):
+class SiLU(Pointwise):
     """Sigmoid-weighted linear unit (swish): ``y = x * sigmoid(x)`` (beyond BigDL).
 
     Input shape: any.  Output shape: same as input.

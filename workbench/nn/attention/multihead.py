@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import int_arg, probability
-from . import random
-from .activation import ReLU, softmax
-from .containers import Sequential
-from .distance import _Composite
-from .dropout import Dropout
-from .initializers import Xavier, Zeros
-from .linear import Linear
-from .local_norm import LayerNormalization
-from .module import check_grad_output
-from .shape import keep
-from .table import Bottle, _unbroadcast
+from ..._checks import int_arg, probability
+from .. import random
+from ..activation.activations import ReLU, softmax
+from ..containers import Sequential
+from .composite import Composite
+from ..regularization.dropout import Dropout
+from ..initializers import Xavier, Zeros
+from ..core.linear import Linear
+from ..normalization.layer_norm import LayerNormalization
+from ..module import check_grad_output
+from ..shape.reshape import keep
+from ..table.tables import Bottle, unbroadcast
 
 __all__ = ["Attention", "TransformerEncoderLayer"]
 
@@ -32,7 +32,7 @@ def _dense(n_in, n_out, with_bias):
     return Linear(n_in, n_out, with_bias).set_init_method(Xavier(), Zeros())
 
 
-class Attention(_Composite):
+class Attention(Composite):
     """Multi-head (self-)attention.
 
     ``q = x Wq^T``, ``k = y Wk^T``, ``v = y Wv^T`` are split into ``num_heads`` heads of size
@@ -152,7 +152,7 @@ class Attention(_Composite):
         else:
             self.grad_input = [gx, gy]
             if bias is not None:
-                self.grad_input.append(_unbroadcast(g_logits, bias.shape).reshape(bias.shape))
+                self.grad_input.append(unbroadcast(g_logits, bias.shape).reshape(bias.shape))
         return self.grad_input
 
     def extra_repr(self):
@@ -160,7 +160,7 @@ class Attention(_Composite):
             f", dropout {self.attention_dropout:g}" if self.attention_dropout else "")
 
 
-class TransformerEncoderLayer(_Composite):
+class TransformerEncoderLayer(Composite):
     """A Transformer encoder layer: self-attention and a position-wise feed-forward network,
     each with a residual connection and layer normalization.
 

@@ -5,16 +5,16 @@ import math
 
 import numpy as np
 
-from . import random
-from .activation import ANY_NDIM
-from .attention import Attention
-from .._checks import check_int, finite_real, probability
-from .distance import _Composite
-from .embedding import LookupTable
-from .initializers import Xavier, Zeros
-from .local_norm import LayerNormalization
-from .module import Module, check_grad_output
-from .shape import keep
+from .. import random
+from ..activation.activations import ANY_NDIM
+from .multihead import Attention
+from ..._checks import check_int, finite_real, probability
+from .composite import Composite
+from ..embedding.lookup import LookupTable
+from ..initializers import Xavier, Zeros
+from ..normalization.layer_norm import LayerNormalization
+from ..module import Module, check_grad_output
+from ..shape.reshape import keep
 
 __all__ = ["FeedForwardNetwork", "Transformer"]
 
@@ -117,7 +117,7 @@ def position_encoding(length, channels):
     return signal
 
 
-class Transformer(_Composite):
+class Transformer(Composite):
     """The Transformer language model of BigDL (``Transformer`` with ``LanguageModel`` type,
     after TensorFlow's official Transformer): a stack of pre-normalized decoder blocks with
     causal self-attention over token ids.

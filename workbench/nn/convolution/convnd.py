@@ -15,10 +15,10 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._checks import check_int
-from .convolution import same_padding, set_initial
-from .initializers import RandomUniform
-from .module import Module, check_grad_output
+from ..._checks import check_int
+from .spatial import same_padding, set_initial
+from ..initializers import RandomUniform
+from ..module import Module, check_grad_output
 
 __all__: list[str] = []
 
@@ -91,7 +91,7 @@ def check_ints(cls, names, values, minimum=1, allow=()):
 
 
 # ---------------------------------------------------------------------- forward convolution
-class _ConvolutionND(Module):
+class ConvolutionND(Module):
     """Convolution over ``d`` spatial axes.  Subclasses call ``_setup`` with the sizes in axis
     order (e.g. ``(t, h, w)``) and the argument names used in messages."""
 
@@ -301,7 +301,7 @@ class _ConvolutionND(Module):
 
 
 # ---------------------------------------------------------------------- transposed convolution
-class _FullConvolutionND(Module):
+class FullConvolutionND(Module):
     """Transposed convolution over ``d`` spatial axes (the gradient of a convolution with
     respect to its input), with groups and output adjustment.  Weight layout ``(in,
     out / n_group, *kernel)`` as Torch's ``SpatialFullConvolution``."""

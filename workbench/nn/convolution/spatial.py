@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._checks import check_int
-from . import backend, layout
-from .initializers import RandomUniform
-from .module import Module, check_grad_output
+from ..._checks import check_int
+from .. import backend, layout
+from ..initializers import RandomUniform
+from ..module import Module, check_grad_output
 
 __all__ = ["SpatialConvolution"]
 
@@ -326,7 +326,7 @@ class SpatialConvolution(Module):
         None when the pair does not fuse (then the container runs both layers on their own).
         After a fused forward both layers' ``output`` is the ReLU's, and backward masks the
         gradient here while the ReLU passes it through."""
-        from .activation import ReLU
+        from ..activation.activations import ReLU
         if type(successor) is not ReLU or self.channels_last or \
                 type(self).update_output is not SpatialConvolution.update_output or \
                 not isinstance(input, np.ndarray) or input.dtype != np.float32 or \

@@ -11,11 +11,11 @@ import math
 
 import numpy as np
 
-from .convnd import _ConvolutionND, _FullConvolutionND, check_ints
-from .._checks import check_int
-from .convolution import SpatialConvolution, check_data_format, set_initial
-from .initializers import RandomUniform, Zeros
-from .module import Module
+from .convnd import ConvolutionND, FullConvolutionND, check_ints
+from ..._checks import check_int
+from .spatial import SpatialConvolution, check_data_format, set_initial
+from ..initializers import RandomUniform, Zeros
+from ..module import Module
 
 __all__ = ["SpatialDilatedConvolution", "SpatialShareConvolution", "SpatialFullConvolution",
            "SpatialSeparableConvolution", "LocallyConnected2D"]
@@ -84,7 +84,7 @@ class SpatialShareConvolution(SpatialConvolution):
                          init_weight, init_bias, init_grad_weight, init_grad_bias, with_bias)
 
 
-class SpatialFullConvolution(_FullConvolutionND):
+class SpatialFullConvolution(FullConvolutionND):
     """2-D transposed convolution ("deconvolution", "fractionally-strided convolution"): the
     gradient of a ``SpatialConvolution`` with respect to its input, used to upsample.
 
@@ -132,7 +132,7 @@ class SpatialFullConvolution(_FullConvolutionND):
         return s + (", without bias" if self.no_bias else "")
 
 
-class SpatialSeparableConvolution(_ConvolutionND):
+class SpatialSeparableConvolution(ConvolutionND):
     """Depthwise separable convolution: each input channel is convolved with its own
     ``depth_multiplier`` filters (depthwise step), then a 1x1 convolution mixes the
     ``n_input_channel * depth_multiplier`` results into ``n_output_channel`` (pointwise step).
@@ -259,7 +259,7 @@ class SpatialSeparableConvolution(_ConvolutionND):
         return s + ("" if self.with_bias else ", without bias")
 
 
-class LocallyConnected2D(_ConvolutionND):
+class LocallyConnected2D(ConvolutionND):
     """Like ``SpatialConvolution``, but every output position has its own filters (weights are
     not shared across the plane), so the input size is fixed.
 

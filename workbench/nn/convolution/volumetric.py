@@ -1,20 +1,18 @@
 """Volumetric (3-D) layers over ``(N, C, T, H, W)`` volumes (Torch7 / BigDL):
-VolumetricConvolution, VolumetricFullConvolution, VolumetricMaxPooling and
-VolumetricAveragePooling.
+VolumetricConvolution and VolumetricFullConvolution (the volumetric pooling layers are in
+``workbench.nn.pooling.volumetric``).
 
 The arithmetic is the N-d machinery of ``convnd`` and ``pooling``: BigDL's argument order puts
 ``t, w, h`` while the arrays are ``t, h, w``, so each constructor reorders once.
 """
 from __future__ import annotations
 
-from .convnd import _ConvolutionND, _FullConvolutionND
-from .pooling import _PoolingND
+from .convnd import ConvolutionND, FullConvolutionND
 
-__all__ = ["VolumetricConvolution", "VolumetricFullConvolution", "VolumetricMaxPooling",
-           "VolumetricAveragePooling"]
+__all__ = ["VolumetricConvolution", "VolumetricFullConvolution"]
 
 
-class VolumetricConvolution(_ConvolutionND):
+class VolumetricConvolution(ConvolutionND):
     """3-D convolution (cross-correlation) over volumes or videos.
 
     Args:
@@ -40,7 +38,7 @@ class VolumetricConvolution(_ConvolutionND):
                  bRegularizer=None):
         super().__init__()
         self._setup(n_input_plane, n_output_plane, (k_t, k_h, k_w), (d_t, d_h, d_w),
-                    (pad_t, pad_h, pad_w), _POOL_NAMES, with_bias=with_bias)
+                    (pad_t, pad_h, pad_w), VOLUME_ARG_NAMES, with_bias=with_bias)
         self._init_parameters(wRegularizer, bRegularizer)
 
     def extra_repr(self):
@@ -50,7 +48,7 @@ class VolumetricConvolution(_ConvolutionND):
                 f"{dt},{dw},{dh}, {pad}" + ("" if self.with_bias else ", without bias"))
 
 
-class VolumetricFullConvolution(_FullConvolutionND):
+class VolumetricFullConvolution(FullConvolutionND):
     """3-D transposed convolution ("deconvolution"): the gradient of a
     ``VolumetricConvolution`` with respect to its input, used to upsample.
 
@@ -97,75 +95,7 @@ class VolumetricFullConvolution(_FullConvolutionND):
         return s + (", without bias" if self.no_bias else "")
 
 
-_POOL_NAMES = {"kernel": ("k_t", "k_h", "k_w"), "stride": ("d_t", "d_h", "d_w"),
+VOLUME_ARG_NAMES = {"kernel": ("k_t", "k_h", "k_w"), "stride": ("d_t", "d_h", "d_w"),
                "pad": ("pad_t", "pad_h", "pad_w")}
 
 
-class VolumetricMaxPooling(_PoolingND):
-    """Max pooling over ``k_t x k_h x k_w`` windows of volumes.
-
-    Args:
-        k_t, k_w, k_h: window depth, width and height (> 0).
-        d_t, d_w, d_h: step (> 0); default the window size.
-        pad_t, pad_w, pad_h: implicit ``-inf`` padding on each side (>= 0, at most half the
-            window).
-        to_ceil: compute the output size with ceil instead of floor (also ``ceil()`` /
-            ``floor()``); a last window starting in the padding is dropped, as Torch.
-
-    Input shape: ``(N, C, T, H, W)`` or ``(C, T, H, W)``.
-    Output shape: ``(N, C, T_out, H_out, W_out)`` (or without ``N``), ``T_out =
-        (T + 2*pad_t - k_t) // d_t + 1`` (floor mode) and likewise for ``H_out``, ``W_out``.
-
-    Backward sends each output gradient to the first maximum of its window.
-    """
-
-    _ceil_arg = "to_ceil"
-
-    def __init__(self, k_t, k_w, k_h, d_t=None, d_w=None, d_h=None, pad_t=0, pad_w=0, pad_h=0,
-                 to_ceil=False):
-        super().__init__()
-        self._setup((k_t, k_h, k_w), (d_t, d_h, d_w), (pad_t, pad_h, pad_w), to_ceil,
-                    _POOL_NAMES)
-
-    def extra_repr(self):
-        return _volume_repr(self)
-
-
-class VolumetricAveragePooling(_PoolingND):
-    """Average pooling over ``k_t x k_h x k_w`` windows of volumes.
-
-    Args:
-        k_t, k_w, k_h: window depth, width and height (> 0).
-        d_t, d_w, d_h: step (> 0); default the window size.
-        pad_t, pad_w, pad_h: implicit zero padding on each side (>= 0, at most half the
-            window).
-        count_include_pad: divide by the window size including the padding (default True)
-            instead of by the number of input values in the window.
-        ceil_mode: compute the output size with ceil instead of floor (also ``ceil()`` /
-            ``floor()``).
-
-    Input shape: ``(N, C, T, H, W)`` or ``(C, T, H, W)``.
-    Output shape: ``(N, C, T_out, H_out, W_out)``, sizes as in :class:`VolumetricMaxPooling`.
-    """
-
-    _max = False
-    _ceil_arg = "ceil_mode"
-
-    def __init__(self, k_t, k_w, k_h, d_t=None, d_w=None, d_h=None, pad_t=0, pad_w=0, pad_h=0,
-                 count_include_pad=True, ceil_mode=False):
-        super().__init__()
-        self._setup((k_t, k_h, k_w), (d_t, d_h, d_w), (pad_t, pad_h, pad_w), ceil_mode,
-                    _POOL_NAMES)
-        self.count_include_pad = bool(count_include_pad)
-
-    def extra_repr(self):
-        return _volume_repr(self) + ("" if self.count_include_pad else ", exclude pad")
-
-
-def _volume_repr(layer):
-    """``t x w x h, dt,dw,dh[, pads][, ceil]`` in BigDL's t, w, h order."""
-    (kt, kh, kw), (dt, dh, dw), (pt, ph, pw) = layer.kernel, layer.stride, layer.pads
-    s = f"{kt}x{kw}x{kh}, {dt},{dw},{dh}"
-    if pt or ph or pw:
-        s += f", {pt},{pw},{ph}"
-    return s + (", ceil" if layer.ceil_mode else "")

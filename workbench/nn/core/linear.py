@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import positive_int
-from . import backend
-from .gemm import _prepare
-from .initializers import RandomUniform
-from .module import Module, check_grad_output
+from ..._checks import positive_int
+from .. import backend
+from ..gemm import prepare
+from ..initializers import RandomUniform
+from ..module import Module, check_grad_output
 
 __all__ = ["Linear"]
 
@@ -64,7 +64,7 @@ class Linear(Module):
         nat = backend.use_native(x.dtype, "linear")
         if nat is None or not self.weight.flags.c_contiguous:
             return None
-        _prepare(nat)
+        prepare(nat)
         return nat
 
     def update_output(self, input):

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation import log_softmax, softmax
-from .criteria import (MSECriterion, _check_signs, _float_input, _number, _same_shape_target,
-                       _weights, _WeightedCriterion)
-from .criterion import Criterion, LabelError, class_labels
-from .module import shape_of
+from .. import backend
+from ..activation.activations import log_softmax, softmax
+from ..criterion import Criterion, LabelError, class_labels
+from ..module import shape_of
+from .base import (check_signs, float_input, number_arg, same_shape_target, weights_arg,
+                   WeightedCriterion)
+from .regression import MSECriterion
 
 __all__ = ["CategoricalCrossEntropy", "MultiLabelSoftMarginCriterion", "MultiMarginCriterion",
            "MultiLabelMarginCriterion", "SoftMarginCriterion", "MarginCriterion",
-           "ClassSimplexCriterion", "SoftmaxWithCriterion"]
+           "ClassSimplexCriterion", "SoftmaxWithCriterion", "ClassNLLCriterion",
+           "CrossEntropyCriterion", "BCECriterion"]
 
 _CLASSES = "(N, C) or (C,)"
 
@@ -75,11 +78,11 @@ class CategoricalCrossEntropy(Criterion):
         super().__init__()
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, (1, 2), f"{_CLASSES} probabilities")
+        x = float_input(self, input, (1, 2), f"{_CLASSES} probabilities")
         if x.size and (not np.all(np.isfinite(x)) or x.min() < 0):
             bad = x[~(x >= 0)].ravel()[0].item()
             self._fail(f"expected non-negative probabilities, got {bad!r}")
-        t = _same_shape_target(self, x, target)
+        t = same_shape_target(self, x, target)
         if t.size and (not np.all(np.isfinite(t)) or t.min() < 0):
             raise LabelError(f"{self.label()}: one-hot targets must be non-negative, got "
                              f"{t[~(t >= 0)].ravel()[0].item()!r}")
@@ -98,7 +101,7 @@ class CategoricalCrossEntropy(Criterion):
         return (grad / len(x2)).astype(x.dtype).reshape(x.shape)
 
 
-class MultiLabelSoftMarginCriterion(_WeightedCriterion):
+class MultiLabelSoftMarginCriterion(WeightedCriterion):
     """Multi-label loss on logits through a sigmoid (BigDL / torch ``MultiLabelSoftMargin``).
 
     ``loss = -sum w * (t log(sigmoid(x)) + (1 - t) log(1 - sigmoid(x)))``, divided by the number
@@ -114,12 +117,12 @@ class MultiLabelSoftMarginCriterion(_WeightedCriterion):
 
     def __init__(self, weights=None, size_average=True):
         super().__init__()
-        self.weights = _weights("MultiLabelSoftMarginCriterion", weights)
+        self.weights = weights_arg("MultiLabelSoftMarginCriterion", weights)
         self.size_average = bool(size_average)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, (1, 2), f"{_CLASSES} logits")
-        t = _same_shape_target(self, x, target)
+        x = float_input(self, input, (1, 2), f"{_CLASSES} logits")
+        t = same_shape_target(self, x, target)
         if t.size and not (np.all(t >= 0) and np.all(t <= 1)):
             raise LabelError(f"{self.label()}: targets must be in [0, 1], got "
                              f"{t[~((t >= 0) & (t <= 1))].ravel()[0].item()!r}")
@@ -140,7 +143,7 @@ class MultiLabelSoftMarginCriterion(_WeightedCriterion):
         return (grad / _scale(self, x)).astype(x.dtype)
 
 
-class MultiMarginCriterion(_WeightedCriterion):
+class MultiMarginCriterion(WeightedCriterion):
     """Multi-class hinge loss (Torch7 / BigDL ``MultiMarginCriterion``).
 
     For a sample with class ``y``:
@@ -163,13 +166,13 @@ class MultiMarginCriterion(_WeightedCriterion):
         if p not in (1, 2) or isinstance(p, bool):
             raise ValueError(f"MultiMarginCriterion: p must be 1 or 2, got {p!r}")
         self.p = int(p)
-        self.weights = _weights("MultiMarginCriterion", weights)
-        self.margin = _number("MultiMarginCriterion", "margin", margin)
+        self.weights = weights_arg("MultiMarginCriterion", weights)
+        self.margin = number_arg("MultiMarginCriterion", "margin", margin)
         self.size_average = bool(size_average)
         self.zero_based_label = bool(zero_based_label)
 
     def _hinge(self, input, target):
-        x = _float_input(self, input, (1, 2), _CLASSES)
+        x = float_input(self, input, (1, 2), _CLASSES)
         c = x.shape[-1]
         x2 = x.reshape(-1, c)
         w = _class_weights(self, c, x)
@@ -211,7 +214,7 @@ class MultiLabelMarginCriterion(Criterion):
         self.zero_based_label = bool(zero_based_label)
 
     def _hinge(self, input, target):
-        x = _float_input(self, input, (1, 2), _CLASSES)
+        x = float_input(self, input, (1, 2), _CLASSES)
         c = x.shape[-1]
         x2 = x.reshape(-1, c)
         t = np.asarray(target) if isinstance(target, (np.ndarray, list, tuple)) else None
@@ -261,9 +264,9 @@ class SoftMarginCriterion(Criterion):
         self.size_average = bool(size_average)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, None, "a tensor")
-        t = _same_shape_target(self, x, target)
-        _check_signs(self, t)
+        x = float_input(self, input, None, "a tensor")
+        t = same_shape_target(self, x, target)
+        check_signs(self, t)
         return x, t
 
     def update_output(self, input, target):
@@ -290,14 +293,14 @@ class MarginCriterion(Criterion):
 
     def __init__(self, margin=1.0, size_average=True, squared=False):
         super().__init__()
-        self.margin = _number("MarginCriterion", "margin", margin)
+        self.margin = number_arg("MarginCriterion", "margin", margin)
         self.size_average = bool(size_average)
         self.squared = bool(squared)
 
     def _hinge(self, input, target):
-        x = _float_input(self, input, None, "a tensor")
-        t = _same_shape_target(self, x, target)
-        _check_signs(self, t)
+        x = float_input(self, input, None, "a tensor")
+        t = same_shape_target(self, x, target)
+        check_signs(self, t)
         return x, t, np.maximum(self.margin - x * t, 0)
 
     def update_output(self, input, target):
@@ -347,7 +350,7 @@ class ClassSimplexCriterion(MSECriterion):
         self.simplex = _regular_simplex(self.n_classes)
 
     def _diff(self, input, target):
-        x = _float_input(self, input, (1, 2), f"(N, {self.n_classes}) or ({self.n_classes},)")
+        x = float_input(self, input, (1, 2), f"(N, {self.n_classes}) or ({self.n_classes},)")
         if x.shape[-1] != self.n_classes:
             self._fail(f"expected input (N, {self.n_classes}) or ({self.n_classes},), "
                        f"got {shape_of(x)}")
@@ -391,7 +394,7 @@ class SoftmaxWithCriterion(Criterion):
         self.zero_based_label = bool(zero_based_label)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, range(2, 33), "(N, C, d1, ...) or (N, C)")
+        x = float_input(self, input, range(2, 33), "(N, C, d1, ...) or (N, C)")
         n, c = x.shape[:2]
         inner = int(np.prod(x.shape[2:], dtype=np.int64))
         t = np.asarray(target) if isinstance(target, (np.ndarray, list, tuple)) else None
@@ -423,3 +426,220 @@ class SoftmaxWithCriterion(Criterion):
         grad /= norm
         n, c = x.shape[:2]
         return np.moveaxis(grad.reshape(n, -1, c), 2, 1).reshape(x.shape).astype(x.dtype)
+
+
+class _ClassCriterion(WeightedCriterion):
+    """Negative log-likelihood of class ids given (log-)probabilities of ``(N, C)`` / ``(C,)``."""
+
+    _EXPECTED = "(N, C) or (C,)"
+
+    def _setup(self, weights, size_average, zero_based_label):
+        self.weights = weights_arg(type(self).__name__, weights)
+        if self.weights is not None and self.weights.ndim != 1:
+            raise ValueError(f"{type(self).__name__}: weights must be 1-D (one per class), "
+                             f"got shape {self.weights.shape}")
+        self.size_average = bool(size_average)
+        self.zero_based_label = bool(zero_based_label)
+
+    def _labels(self, x, target):
+        n_classes = x.shape[-1]
+        if self.weights is not None and len(self.weights) != n_classes:
+            self._fail(f"weights has {len(self.weights)} entries but the input {shape_of(x)} "
+                       f"has {n_classes} classes")
+        ids = class_labels(self, x, target, n_classes, self.zero_based_label)
+        w = (np.ones(len(ids), dtype=x.dtype) if self.weights is None
+             else self.weights[ids].astype(x.dtype))
+        scale = w.sum() if self.size_average else 1.0
+        return ids, w, scale
+
+    def _nll(self, logp, target):
+        """Loss of log-probabilities ``logp`` (any of the accepted shapes)."""
+        ids, w, scale = self._labels(logp, target)
+        picked = logp.reshape(-1, logp.shape[-1])[np.arange(len(ids)), ids]
+        return -float(np.dot(w, picked)) / scale
+
+    def _nll_grad(self, logp, target):
+        """Gradient of :meth:`_nll` w.r.t. ``logp`` (zero except at the target classes)."""
+        ids, w, scale = self._labels(logp, target)
+        grad = np.zeros(logp.shape, dtype=logp.dtype)
+        grad.reshape(-1, logp.shape[-1])[np.arange(len(ids)), ids] = -w / scale
+        return grad
+
+
+class ClassNLLCriterion(_ClassCriterion):
+    """Negative log-likelihood of the target classes (Torch7 / BigDL ``ClassNLLCriterion``).
+
+    ``loss = -sum_i w[t_i] * input[i, t_i]``, divided by ``sum_i w[t_i]`` when ``size_average``
+    (the number of samples without class weights).
+
+    Args:
+        weights: optional per-class weights, shape ``(C,)``.
+        size_average: average over the batch (weighted mean) instead of summing.
+        logProbAsInput: True (default): the input holds log-probabilities (e.g. from
+            ``LogSoftMax``); False: it holds probabilities, clipped to ``[1e-8, 1 - 1e-8]``
+            before the log (as BigDL; the gradient is ``-w / clipped p``).
+        zero_based_label: True (default): labels are ``0 .. C-1``; False: BigDL's ``1 .. C``.
+
+    Input shape: ``(N, C)`` or ``(C,)``.
+    Target: class ids, shape ``(N,)`` or ``(N, 1)`` (ints or whole floats); a scalar for ``(C,)``.
+    """
+
+    _EPS = 1e-8
+
+    def __init__(self, weights=None, size_average=True, logProbAsInput=True,
+                 zero_based_label=True):
+        super().__init__()
+        self._setup(weights, size_average, zero_based_label)
+        self.log_prob_as_input = bool(logProbAsInput)
+
+    def _clipped(self, x):
+        return np.clip(x, self._EPS, 1 - self._EPS)
+
+    def update_output(self, input, target):
+        x = float_input(self, input, (1, 2), self._EXPECTED)
+        return self._nll(x if self.log_prob_as_input else np.log(self._clipped(x)), target)
+
+    def update_grad_input(self, input, target):
+        x = float_input(self, input, (1, 2), self._EXPECTED)
+        if self.log_prob_as_input:
+            return self._nll_grad(x, target)
+        return self._nll_grad(x, target) / self._clipped(x)
+
+
+class CrossEntropyCriterion(_ClassCriterion):
+    """``LogSoftMax`` followed by ``ClassNLLCriterion``, computed stably in one step.
+
+    Args:
+        weights: optional per-class weights, shape ``(C,)``.
+        size_average: weighted mean over the batch (default) instead of the sum.
+        zero_based_label: True (default): labels are ``0 .. C-1``; False: BigDL's ``1 .. C``.
+
+    Input shape: ``(N, C)`` or ``(C,)`` unnormalized scores.
+    Target: class ids, shape ``(N,)`` or ``(N, 1)``.
+    """
+
+    def __init__(self, weights=None, size_average=True, zero_based_label=True):
+        super().__init__()
+        self._setup(weights, size_average, zero_based_label)
+
+    # Rows per chunk: a chunk of scores stays in the cache through the passes over it (a
+    # language model's (N*T, vocab) scores are tens of MB).
+    _ROWS = 64
+
+    @staticmethod
+    def _key(x2):
+        """Identifies the scores array a cached softmax belongs to (memory, shape, strides)."""
+        return (x2.__array_interface__["data"][0], x2.shape, x2.strides, x2.dtype.str)
+
+    def update_output(self, input, target):
+        x = float_input(self, input, (1, 2), self._EXPECTED)
+        ids, w, scale = self._labels(x, target)
+        x2 = x.reshape(-1, x.shape[-1])
+        self.__dict__.pop("_probs", None)
+        nat = backend.use_native(x2.dtype, "softmax") if x2.size else None
+        if nat is not None:
+            # oneDNN's softmax, one parallel pass; kept for backward (as Torch7's
+            # CrossEntropyCriterion keeps its LogSoftMax output): the gradient is p - onehot
+            p = self._native_softmax(nat, x2)
+            picked = p[np.arange(len(ids)), ids]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logp = np.log(picked)
+            bad = ~np.isfinite(logp)  # a probability below float32's range (or NaN scores)
+            if bad.any():
+                rows = x2[bad]
+                m = np.max(rows, axis=1, keepdims=True)
+                lse = np.log(np.sum(np.exp(rows - m), axis=1)) + m[:, 0]
+                logp[bad] = rows[np.arange(len(rows)), ids[bad]] - lse
+            self._probs = (self._key(x2), p)
+            return -float(np.dot(w, logp)) / scale
+        lse = np.empty(len(x2), dtype=x.dtype)
+        for i in range(0, len(x2), self._ROWS):
+            xi = x2[i:i + self._ROWS]
+            m = np.max(xi, axis=1, keepdims=True)
+            lse[i:i + self._ROWS] = np.log(np.sum(np.exp(xi - m), axis=1)) + m[:, 0]
+        picked = x2[np.arange(len(ids)), ids] - lse  # log-probabilities of the targets
+        return -float(np.dot(w, picked)) / scale
+
+    @staticmethod
+    def _native_softmax(nat, x2):
+        rows, classes = x2.shape
+        p = np.empty((rows, classes), x2.dtype)
+        nat.softmax_forward(np.ascontiguousarray(x2).reshape(rows, classes, 1),
+                            p.reshape(rows, classes, 1), [rows, classes, 1, 0])
+        return p
+
+    def update_grad_input(self, input, target):
+        x = float_input(self, input, (1, 2), self._EXPECTED)
+        ids, w, scale = self._labels(x, target)
+        x2 = x.reshape(-1, x.shape[-1])
+        # d/dx of -sum_i c_i log softmax(x_i)[t_i], c = w / scale: c_i (softmax(x_i) - onehot)
+        cached = self.__dict__.pop("_probs", None)
+        nat = backend.use_native(x2.dtype, "softmax") if x2.size else None
+        if cached is not None and cached[0] == self._key(x2):
+            grad = cached[1]  # forward's softmax of these scores
+        elif nat is not None:
+            grad = self._native_softmax(nat, x2)
+        else:
+            grad = np.empty_like(x2)
+            for i in range(0, len(x2), self._ROWS):
+                softmax(x2[i:i + self._ROWS], axis=1, out=grad[i:i + self._ROWS])
+        c = (w / scale).astype(x.dtype)
+        grad *= c[:, None]
+        grad[np.arange(len(ids)), ids] -= c
+        return grad.reshape(x.shape)
+
+
+class BCECriterion(WeightedCriterion):
+    """Binary cross-entropy of probabilities: ``-w * (t log(x) + (1 - t) log(1 - x))``.
+
+    Each log is clamped at -100 (as torch), so probabilities of exactly 0 or 1 give a finite
+    loss; the gradient's denominator ``x (1 - x)`` is clamped at 1e-12.
+
+    Args:
+        weights: optional weights broadcast against the input (e.g. one per column, ``(D,)``).
+        size_average: divide by the number of elements (default) instead of summing.
+
+    Input shape: any, values in ``[0, 1]`` (e.g. from ``Sigmoid``).
+    Target: the input's shape (size-1 dimensions may differ), values in ``[0, 1]``.
+    """
+
+    def __init__(self, weights=None, size_average=True):
+        super().__init__()
+        self.weights = weights_arg("BCECriterion", weights)
+        self.size_average = bool(size_average)
+
+    def _prepare(self, input, target):
+        x = float_input(self, input, None, "a tensor of probabilities")
+        if x.size and (not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1):
+            bad = x[~((x >= 0) & (x <= 1))].ravel()[0].item()
+            self._fail(f"expected input probabilities in [0, 1], got {bad!r}")
+        t = same_shape_target(self, x, target)
+        w = None
+        if self.weights is not None:
+            try:
+                ok = np.broadcast_shapes(self.weights.shape, x.shape) == x.shape
+            except ValueError:
+                ok = False
+            if not ok:
+                self._fail(f"weights of shape {self.weights.shape} do not broadcast to the "
+                           f"input {shape_of(x)}")
+            w = self.weights.astype(x.dtype)
+        return x, t, w, (max(x.size, 1) if self.size_average else 1)
+
+    def update_output(self, input, target):
+        x, t, w, scale = self._prepare(input, target)
+        with np.errstate(divide="ignore"):
+            log_x = np.maximum(np.log(x), -100)
+            log_1mx = np.maximum(np.log(1 - x), -100)
+        loss = -(t * log_x + (1 - t) * log_1mx)
+        if w is not None:
+            loss *= w
+        return float(loss.sum()) / scale
+
+    def update_grad_input(self, input, target):
+        x, t, w, scale = self._prepare(input, target)
+        grad = (x - t) / np.maximum(x * (1 - x), 1e-12)
+        if w is not None:
+            grad *= w
+        grad /= scale
+        return grad

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._config import ConfigError
-from .criteria import ClassNLLCriterion, CrossEntropyCriterion, _number
-from .criterion import Criterion, LabelError
-from .module import Module, build_module, shape_of
+from ..._config import ConfigError
+from .classification import ClassNLLCriterion, CrossEntropyCriterion
+from .base import number_arg
+from ..criterion import Criterion, LabelError
+from ..module import Module, build_module, shape_of
 
 __all__ = ["MultiCriterion", "ParallelCriterion", "TimeDistributedCriterion",
            "TimeDistributedMaskCriterion", "TransformerCriterion"]
@@ -56,7 +57,7 @@ class _Weighted(Criterion):
         """Add ``criterion`` with a scalar ``weight`` (default 1); returns ``self``."""
         name = type(self).__name__
         self.criteria.append(_inner(name, criterion))
-        self.weights.append(_number(name, "weight", weight))
+        self.weights.append(number_arg(name, "weight", weight))
         return self
 
     def _check_added(self):
@@ -261,7 +262,7 @@ class TimeDistributedMaskCriterion(Criterion):
         super().__init__()
         self.criterion = _inner("TimeDistributedMaskCriterion", criterion)
         if padding_value is not None:
-            _number("TimeDistributedMaskCriterion", "padding_value", padding_value)
+            number_arg("TimeDistributedMaskCriterion", "padding_value", padding_value)
         self.padding_value = padding_value
 
     def _pad(self):

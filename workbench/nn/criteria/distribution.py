@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 
-from .criteria import _float_input, _number, _same_shape_target, _table_input
-from .criterion import Criterion
-from .module import shape_of
+from .base import float_input, number_arg, same_shape_target, table_input
+from ..criterion import Criterion
+from ..module import shape_of
 
 __all__ = ["DistKLDivCriterion", "KullbackLeiblerDivergenceCriterion", "KLDCriterion",
            "GaussianCriterion", "DiceCoefficientCriterion", "PGCriterion"]
@@ -32,8 +32,8 @@ class DistKLDivCriterion(Criterion):
         self.size_average = bool(size_average)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, None, "a tensor of log-probabilities")
-        t = _same_shape_target(self, x, target)
+        x = float_input(self, input, None, "a tensor of log-probabilities")
+        t = same_shape_target(self, x, target)
         if t.size and not np.all(t >= 0):
             self._fail(f"expected target probabilities >= 0, got "
                        f"{t[~(t >= 0)].ravel()[0].item()!r}")
@@ -64,8 +64,8 @@ class KullbackLeiblerDivergenceCriterion(Criterion):
         super().__init__()
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, range(1, 33), "(N, C) or (C,) probabilities")
-        t = _same_shape_target(self, x, target)
+        x = float_input(self, input, range(1, 33), "(N, C) or (C,) probabilities")
+        t = same_shape_target(self, x, target)
         n = 1 if x.ndim == 1 else x.shape[0]
         return x, t, np.clip(x, self._EPS, 1), n
 
@@ -94,7 +94,7 @@ class KLDCriterion(Criterion):
         self.size_average = bool(size_average)
 
     def _prepare(self, input):
-        mean, log_var = _table_input(self, input, 2, "[mean, log_var] of (N, D) tensors")
+        mean, log_var = table_input(self, input, 2, "[mean, log_var] of (N, D) tensors")
         if mean.shape != log_var.shape or mean.ndim < 1:
             self._fail(f"expected mean and log_var of the same shape (N, D), got "
                        f"{shape_of(input)}")
@@ -125,10 +125,10 @@ class GaussianCriterion(Criterion):
         super().__init__()
 
     def _prepare(self, input, target):
-        mean, log_var = _table_input(self, input, 2, "[mean, log_var] of tensors")
+        mean, log_var = table_input(self, input, 2, "[mean, log_var] of tensors")
         if mean.shape != log_var.shape:
             self._fail(f"expected mean and log_var of the same shape, got {shape_of(input)}")
-        x = _same_shape_target(self, mean, target)
+        x = same_shape_target(self, mean, target)
         return mean, log_var, x - mean, np.exp(-log_var)
 
     def update_output(self, input, target):
@@ -157,11 +157,11 @@ class DiceCoefficientCriterion(Criterion):
     def __init__(self, size_average=True, epsilon=1.0):
         super().__init__()
         self.size_average = bool(size_average)
-        self.epsilon = _number("DiceCoefficientCriterion", "epsilon", epsilon)
+        self.epsilon = number_arg("DiceCoefficientCriterion", "epsilon", epsilon)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, range(1, 33), "(N, ...) or (D,)")
-        t = _same_shape_target(self, x, target)
+        x = float_input(self, input, range(1, 33), "(N, ...) or (D,)")
+        t = same_shape_target(self, x, target)
         n = 1 if x.ndim == 1 else x.shape[0]
         a, b = x.reshape(n, -1), t.reshape(n, -1)
         w1 = 2 * np.sum(a * b, axis=1, keepdims=True) + self.epsilon
@@ -195,8 +195,8 @@ class PGCriterion(Criterion):
         self.size_average = bool(sizeAverage if size_average is None else size_average)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, (1, 2), "(N, A) or (A,) probabilities")
-        r = _same_shape_target(self, x, target)
+        x = float_input(self, input, (1, 2), "(N, A) or (A,) probabilities")
+        r = same_shape_target(self, x, target)
         taken = r != 0
         if np.any(x[taken] <= 0):
             self._fail(f"expected a positive probability at every rewarded action, got "

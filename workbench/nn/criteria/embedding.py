@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .criteria import (_check_signs, _float_input, _number, _same_shape_target, _sign_labels,
-                       _table_input)
-from .criterion import Criterion
-from .module import shape_of
+from .base import check_signs, float_input, number_arg, same_shape_target, sign_labels, table_input
+from ..criterion import Criterion
+from ..module import shape_of
 
 __all__ = ["CosineEmbeddingCriterion", "CosineDistanceCriterion", "CosineProximityCriterion",
            "HingeEmbeddingCriterion", "L1HingeEmbeddingCriterion", "MarginRankingCriterion",
@@ -38,7 +37,7 @@ def _cosine(a, b):
 
 
 def _pair(criterion, input, expected):
-    x1, x2 = _table_input(criterion, input, 2, expected)
+    x1, x2 = table_input(criterion, input, 2, expected)
     if x1.shape != x2.shape:
         criterion._fail(f"expected two tensors of the same shape, got {shape_of(input)}")
     return x1, x2
@@ -59,13 +58,13 @@ class CosineEmbeddingCriterion(Criterion):
 
     def __init__(self, margin=0.0, size_average=True):
         super().__init__()
-        self.margin = _number("CosineEmbeddingCriterion", "margin", margin)
+        self.margin = number_arg("CosineEmbeddingCriterion", "margin", margin)
         self.size_average = bool(size_average)
 
     def _prepare(self, input, target):
         x1, x2 = _pair(self, input, "[x1, x2] of (N, D) or (D,) tensors")
         a, b = _rows(self, x1), _rows(self, x2)
-        y = _sign_labels(self, target, len(a), a.dtype)
+        y = sign_labels(self, target, len(a), a.dtype)
         cos, ga, gb = _cosine(a, b)
         return x1, y, cos, ga, gb, (len(a) if self.size_average else 1)
 
@@ -93,8 +92,8 @@ class CosineDistanceCriterion(Criterion):
         self.size_average = bool(size_average)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, (1, 2), "(N, D) or (D,)")
-        t = _same_shape_target(self, x, target)
+        x = float_input(self, input, (1, 2), "(N, D) or (D,)")
+        t = same_shape_target(self, x, target)
         cos, ga, _ = _cosine(_rows(self, x), _rows(self, t))
         return x, cos, ga, (len(cos) if self.size_average else 1)
 
@@ -121,8 +120,8 @@ class CosineProximityCriterion(Criterion):
         super().__init__()
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, range(1, 33), "a tensor (..., D)")
-        t = _same_shape_target(self, x, target)
+        x = float_input(self, input, range(1, 33), "a tensor (..., D)")
+        t = same_shape_target(self, x, target)
         sx = np.sum(x * x, axis=-1, keepdims=True)
         rx = 1 / np.sqrt(np.maximum(sx, self._FLOOR))
         ty = t / np.sqrt(np.maximum(np.sum(t * t, axis=-1, keepdims=True), self._FLOOR))
@@ -153,13 +152,13 @@ class HingeEmbeddingCriterion(Criterion):
 
     def __init__(self, margin=1.0, size_average=True):
         super().__init__()
-        self.margin = _number("HingeEmbeddingCriterion", "margin", margin)
+        self.margin = number_arg("HingeEmbeddingCriterion", "margin", margin)
         self.size_average = bool(size_average)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, None, "a tensor")
-        t = _same_shape_target(self, x, target)
-        _check_signs(self, t)
+        x = float_input(self, input, None, "a tensor")
+        t = same_shape_target(self, x, target)
+        check_signs(self, t)
         return x, t, (max(x.size, 1) if self.size_average else 1)
 
     def update_output(self, input, target):
@@ -186,12 +185,12 @@ class L1HingeEmbeddingCriterion(Criterion):
 
     def __init__(self, margin=1.0):
         super().__init__()
-        self.margin = _number("L1HingeEmbeddingCriterion", "margin", margin)
+        self.margin = number_arg("L1HingeEmbeddingCriterion", "margin", margin)
 
     def _prepare(self, input, target):
         x1, x2 = _pair(self, input, "[x1, x2] of (D,) or (N, D) tensors")
         a, b = _rows(self, x1), _rows(self, x2)
-        y = _sign_labels(self, target, len(a), a.dtype)
+        y = sign_labels(self, target, len(a), a.dtype)
         return x1, a - b, np.abs(a - b).sum(axis=1), y
 
     def update_output(self, input, target):
@@ -220,7 +219,7 @@ class MarginRankingCriterion(Criterion):
 
     def __init__(self, margin=1.0, size_average=True):
         super().__init__()
-        self.margin = _number("MarginRankingCriterion", "margin", margin)
+        self.margin = number_arg("MarginRankingCriterion", "margin", margin)
         self.size_average = bool(size_average)
 
     def _prepare(self, input, target):
@@ -228,7 +227,7 @@ class MarginRankingCriterion(Criterion):
         if x1.ndim > 2 or (x1.ndim == 2 and x1.shape[1] != 1):
             self._fail(f"expected (N,) or (N, 1) scores, got {shape_of(input)}")
         a, b = x1.reshape(-1), x2.reshape(-1)
-        y = _sign_labels(self, target, len(a), a.dtype)
+        y = sign_labels(self, target, len(a), a.dtype)
         z = -y * (a - b) + self.margin
         return x1, y, z, (len(a) if self.size_average else 1)
 
@@ -257,8 +256,8 @@ class DotProductCriterion(Criterion):
         self.size_average = bool(size_average)
 
     def _prepare(self, input, target):
-        x = _float_input(self, input, (1, 2), "(N, D) or (D,)")
-        t = _same_shape_target(self, x, target)
+        x = float_input(self, input, (1, 2), "(N, D) or (D,)")
+        t = same_shape_target(self, x, target)
         return x, t, (x.shape[0] if self.size_average and x.ndim == 2 else 1)
 
     def update_output(self, input, target):

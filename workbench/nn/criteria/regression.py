@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .criteria import _float_input, _same_shape_target
-from .criterion import Criterion
-from .module import shape_of
+from ..criterion import Criterion
+from ..module import shape_of
+from .base import float_input, same_shape_target
 
 __all__ = ["AbsCriterion", "SmoothL1Criterion", "SmoothL1CriterionWithWeights",
-           "MeanAbsolutePercentageCriterion", "MeanSquaredLogarithmicCriterion",
-           "PoissonCriterion", "L1Cost"]
+           "MeanAbsolutePercentageCriterion", "MeanSquaredLogarithmicCriterion", "PoissonCriterion",
+           "L1Cost", "MSECriterion"]
 
 _KERAS_EPS = 1e-7
 
@@ -24,8 +24,8 @@ class _ElementwiseCriterion(Criterion):
     size_average = True
 
     def _pair(self, input, target):
-        x = _float_input(self, input, None, "a tensor")
-        return x, _same_shape_target(self, x, target)
+        x = float_input(self, input, None, "a tensor")
+        return x, same_shape_target(self, x, target)
 
     def _scale(self, x):
         return max(x.size, 1) if self.size_average else 1
@@ -110,7 +110,7 @@ class SmoothL1CriterionWithWeights(Criterion):
         self.num = int(num)
 
     def _parts(self, input, target):
-        x = _float_input(self, input, range(1, 33), "(N, ...)")
+        x = float_input(self, input, range(1, 33), "(N, ...)")
         parts = list(target) if isinstance(target, (list, tuple)) else [target]
         if len(parts) not in (1, 3):
             self._fail(f"expected target [gt] or [gt, w_in, w_out], got a table of "
@@ -221,8 +221,34 @@ class L1Cost(Criterion):
         super().__init__()
 
     def update_output(self, input, target=None):
-        return float(np.abs(_float_input(self, input, None, "a tensor")).sum())
+        return float(np.abs(float_input(self, input, None, "a tensor")).sum())
 
     def update_grad_input(self, input, target=None):
-        x = _float_input(self, input, None, "a tensor")
+        x = float_input(self, input, None, "a tensor")
         return np.sign(x)
+
+
+class MSECriterion(Criterion):
+    """Mean squared error: ``sum((input - target)^2)``, divided by the number of elements when
+    ``size_average`` (default).
+
+    Input shape: any.  Target: the input's shape (size-1 dimensions may differ).
+    """
+
+    def __init__(self, size_average=True):
+        super().__init__()
+        self.size_average = bool(size_average)
+
+    def _diff(self, input, target):
+        x = float_input(self, input, None, "a tensor")
+        return x, x - same_shape_target(self, x, target)
+
+    def update_output(self, input, target):
+        x, d = self._diff(input, target)
+        total = float(np.dot(d.ravel(), d.ravel()))
+        return total / max(x.size, 1) if self.size_average else total
+
+    def update_grad_input(self, input, target):
+        x, d = self._diff(input, target)
+        d *= 2 / max(x.size, 1) if self.size_average else 2
+        return d

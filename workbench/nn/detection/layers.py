@@ -8,11 +8,11 @@ import numbers
 
 import numpy as np
 
-from .activation import softmax
-from .._checks import check_int, finite_real
-from .module import DEFAULT_DTYPE, LayerError, Module, check_grad_output, shape_of
-from .shape import keep
-from .table import check_grad
+from ..activation.activations import softmax
+from ..._checks import check_int, finite_real
+from ..module import DEFAULT_DTYPE, LayerError, Module, check_grad_output, shape_of
+from ..shape.reshape import keep
+from ..table.tables import check_grad
 
 __all__ = ["RoiPooling", "PriorBox", "DetectionOutputSSD", "Proposal"]
 

@@ -14,18 +14,18 @@ import sys
 
 import numpy as np
 
-from . import backend
-from .initializers import RandomNormal
-from .linear import Linear
-from .module import LayerError, Module, check_grad_output
-from .recurrent import DropsActivations
+from .. import backend
+from ..initializers import RandomNormal
+from ..core.linear import Linear
+from ..module import LayerError, Module, check_grad_output
+from ..recurrent.rnn import DropsActivations
 
 __all__ = ["LookupTable", "LookupTableSparse", "SparseLinear"]
 
 DOUBLEMAX = sys.float_info.max
 
 
-def _issparse(x):
+def issparse(x):
     if "scipy.sparse" not in sys.modules and not hasattr(x, "tocsr"):
         return False
     import scipy.sparse
@@ -253,7 +253,7 @@ class LookupTableSparse(DropsActivations, Module):
         if len(parts) not in (1, 2):
             self._fail(expected, input)
         first = 0 if self.zero_based_index else 1
-        if all(_issparse(p) for p in parts):
+        if all(issparse(p) for p in parts):
             mats = [_csr(p) for p in parts]
             if any(m.ndim != 2 for m in mats) or (len(mats) == 2 and (
                     mats[0].shape != mats[1].shape
@@ -305,7 +305,7 @@ class LookupTableSparse(DropsActivations, Module):
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
         parts = list(input) if isinstance(input, (list, tuple)) else [input]
-        if any(_issparse(p) for p in parts):
+        if any(issparse(p) for p in parts):
             return None
         grads = [np.zeros(p.shape, dtype=self.weight.dtype) for p in parts]
         return grads if isinstance(input, (list, tuple)) else grads[0]
@@ -369,7 +369,7 @@ class SparseLinear(DropsActivations, Linear):
 
     def _input(self, input):
         expected = f"(N, {self.input_size}) sparse"
-        if _issparse(input):
+        if issparse(input):
             x = input.tocsr()
             if x.ndim != 2 or x.shape[1] != self.input_size:
                 self._fail(expected, input)

@@ -6,16 +6,16 @@ import math
 
 import numpy as np
 
-from .._checks import int_list, positive_int, real
-from .activation import ANY_NDIM, _g, _Pointwise
-from .initializers import RandomUniform
-from .module import Module, check_grad_output
+from ..._checks import int_list, positive_int, real
+from ..activation.activations import ANY_NDIM, repr_number, Pointwise
+from ..initializers import RandomUniform
+from ..module import Module, check_grad_output
 
 __all__ = ["Abs", "Exp", "Log", "Sqrt", "Square", "Power", "Negative", "AddConstant",
            "MulConstant", "Add", "CAdd", "Mul", "CMul", "Scale"]
 
 
-class Abs(_Pointwise):
+class Abs(Pointwise):
     """``y = |x|``; the gradient at 0 is 0.
 
     Input shape: any.  Output shape: same as input.
@@ -28,7 +28,7 @@ class Abs(_Pointwise):
         np.multiply(g, np.sign(x), out=gi)
 
 
-class Exp(_Pointwise):
+class Exp(Pointwise):
     """``y = exp(x)``.
 
     Input shape: any.  Output shape: same as input.
@@ -41,7 +41,7 @@ class Exp(_Pointwise):
         np.multiply(g, y, out=gi)
 
 
-class Log(_Pointwise):
+class Log(Pointwise):
     """``y = log(x)`` (NaN for negative input, ``-inf`` at 0, as Torch).
 
     Input shape: any.  Output shape: same as input.
@@ -54,7 +54,7 @@ class Log(_Pointwise):
         np.divide(g, x, out=gi)
 
 
-class Power(_Pointwise):
+class Power(Pointwise):
     """``y = (shift + scale * x) ^ power``.
 
     Args:
@@ -90,7 +90,7 @@ class Power(_Pointwise):
         np.multiply(g, d, out=gi)
 
     def extra_repr(self):
-        return f"{_g(self.power)}, {_g(self.scale)}, {_g(self.shift)}"
+        return f"{repr_number(self.power)}, {repr_number(self.scale)}, {repr_number(self.shift)}"
 
 
 class Sqrt(Power):
@@ -128,7 +128,7 @@ class Square(Power):
         return ""
 
 
-class Negative(_Pointwise):
+class Negative(Pointwise):
     """``y = -x``.
 
     Args:
@@ -148,7 +148,7 @@ class Negative(_Pointwise):
         np.negative(g, out=gi)
 
 
-class AddConstant(_Pointwise):
+class AddConstant(Pointwise):
     """``y = x + constant_scalar`` (not learned).
 
     Args:
@@ -170,10 +170,10 @@ class AddConstant(_Pointwise):
         np.copyto(gi, g)
 
     def extra_repr(self):
-        return _g(self.constant_scalar)
+        return repr_number(self.constant_scalar)
 
 
-class MulConstant(_Pointwise):
+class MulConstant(Pointwise):
     """``y = scalar * x`` (not learned).
 
     Args:
@@ -195,7 +195,7 @@ class MulConstant(_Pointwise):
         np.multiply(g, self.scalar, out=gi)
 
     def extra_repr(self):
-        return _g(self.scalar)
+        return repr_number(self.scalar)
 
 
 # ---------------------------------------------------------------------- learned
@@ -253,7 +253,7 @@ class Add(Module):
         return str(self.input_size)
 
 
-class _Expanding(Module):
+class Expanding(Module):
     """Shared rules of CAdd / CMul / Scale: how a parameter of ``size`` meets the input.
 
     As BigDL: a parameter with as many elements as the input is used element by element;
@@ -296,7 +296,7 @@ class _Expanding(Module):
         return str(list(self.size))
 
 
-class CAdd(_Expanding):
+class CAdd(Expanding):
     """Adds a learned bias tensor of shape ``size``, expanded to the input as BigDL does.
 
     Args:
@@ -305,7 +305,7 @@ class CAdd(_Expanding):
 
     The bias starts uniform in ``±1/sqrt(bias elements)`` (``bias_init_method``).
 
-    Input shape: the bias shape, or a shape the bias expands to (see :class:`_Expanding`).
+    Input shape: the bias shape, or a shape the bias expands to (see :class:`Expanding`).
     Output shape: same as input.
     """
 
@@ -339,7 +339,7 @@ class CAdd(_Expanding):
         self.grad_bias += self._reduce(g, view.shape, self.size)
 
 
-class CMul(_Expanding):
+class CMul(Expanding):
     """Multiplies by a learned weight tensor of shape ``size``, expanded to the input as
     BigDL does (see :class:`CAdd`).
 
@@ -383,7 +383,7 @@ class CMul(_Expanding):
         self.grad_weight += self._reduce(x * grad_output, view.shape, self.size)
 
 
-class Scale(_Expanding):
+class Scale(Expanding):
     """``y = x * weight + bias`` with a learned weight and bias of shape ``size`` (BigDL's
     ``Scale``: a :class:`CMul` followed by a :class:`CAdd`, with their initializations).
 

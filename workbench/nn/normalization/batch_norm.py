@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, layout
-from .._checks import check_int
-from .module import check_grad_output
-from .initializers import Ones, Zeros
-from .module import LayerError, Module, shape_of
+from .. import backend, layout
+from ..._checks import check_int
+from ..module import check_grad_output
+from ..initializers import Ones, Zeros
+from ..module import LayerError, Module, shape_of
 
 __all__ = ["BatchNormalization", "SpatialBatchNormalization"]
 
@@ -139,7 +139,7 @@ class _BatchNorm(Module):
         not fuse (then the container runs both layers on their own).  After a fused forward
         both layers' ``output`` is the ReLU's, and backward masks the gradient here while the
         ReLU passes it through."""
-        from .activation import ReLU
+        from ..activation.activations import ReLU
         if type(successor) is not ReLU or not isinstance(input, np.ndarray) \
                 or input.dtype != np.float32 or input.ndim not in self._ndims \
                 or backend.use_native(input.dtype, "batch_norm") is None:

@@ -1,24 +1,23 @@
-"""Normalization over a sample or a neighbourhood (BigDL ``nn``): LayerNormalization,
-Normalize (unit L_p norm), NormalizeScale, the local response normalizations
-SpatialCrossMapLRN / SpatialWithinChannelLRN, and Torch7's local contrast normalizations
-SpatialSubtractive / Divisive / ContrastiveNormalization.  (Batch normalization lives in
-``normalization.py``.)"""
+"""Normalization over a sample or a neighbourhood (BigDL ``nn``): Normalize (unit L_p norm),
+NormalizeScale, the local response normalizations SpatialCrossMapLRN / SpatialWithinChannelLRN,
+and Torch7's local contrast normalizations SpatialSubtractive / Divisive /
+ContrastiveNormalization.  (Batch normalization is in ``batch_norm``, LayerNormalization in
+``layer_norm``.)"""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from . import backend
-from .._checks import positive_int, real
-from .activation import _g
-from .elementwise import _Expanding
-from .initializers import Ones, Zeros
-from .module import Module, check_grad_output
+from .. import backend
+from ..._checks import positive_int, real
+from ..activation.activations import repr_number
+from ..math.elementwise import Expanding
+from ..module import Module, check_grad_output
 
-__all__ = ["LayerNormalization", "Normalize", "NormalizeScale", "SpatialCrossMapLRN",
-           "SpatialWithinChannelLRN", "SpatialSubtractiveNormalization",
-           "SpatialDivisiveNormalization", "SpatialContrastiveNormalization"]
+__all__ = ["Normalize", "NormalizeScale", "SpatialCrossMapLRN", "SpatialWithinChannelLRN",
+           "SpatialSubtractiveNormalization", "SpatialDivisiveNormalization",
+           "SpatialContrastiveNormalization"]
 
 DOUBLEMAX = 1.7976931348623157e308  # BigDL's spelling of an infinite p
 
@@ -31,74 +30,6 @@ def _odd_size(cls, size):
 
 
 # ---------------------------------------------------------------------- layer normalization
-
-class LayerNormalization(Module):
-    """Normalizes the last dimension of each sample to zero mean and unit variance, then scales
-    and shifts it by a learned ``weight`` (starts at ones) and ``bias`` (zeros).
-
-    ``y = (x - mean) / sqrt(var + 1e-6) * weight + bias``, the mean and the (biased) variance
-    taken over the last dimension, as BigDL's ``LayerNormalization`` (the Transformer's).
-
-    Args:
-        hidden_size: the size of the last dimension (> 0).
-
-    Input shape: ``(..., hidden_size)``.  Output shape: same as input.
-    """
-
-    EPS = 1e-6
-
-    def __init__(self, hidden_size):
-        super().__init__()
-        self.hidden_size = positive_int("LayerNormalization", "hidden_size", hidden_size)
-        self.weight_init_method, self.bias_init_method = Ones(), Zeros()
-        self._add_parameter("weight", (self.hidden_size,))
-        self._add_parameter("bias", (self.hidden_size,))
-        self.reset()
-
-    def reset(self):
-        n = self.hidden_size
-        self.weight_init_method.init(self.weight, n, n)
-        self.bias_init_method.init(self.bias, n, n)
-        return self
-
-    def update_output(self, input):
-        expected = f"(..., {self.hidden_size})"
-        x = self._as_array(input, range(1, 65), expected)
-        if x.shape[-1] != self.hidden_size:
-            self._fail(expected, x)
-        centered = x - x.mean(axis=-1, keepdims=True)
-        inv_std = 1 / np.sqrt(np.mean(centered * centered, axis=-1, keepdims=True) + self.EPS)
-        xhat = self._buffer("xhat", x.shape, x.dtype)
-        np.multiply(centered, inv_std, out=xhat)
-        self._inv_std = inv_std
-        out = self._buffer("output", x.shape, x.dtype)
-        np.multiply(xhat, self.weight, out=out)
-        out += self.bias
-        return out
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        xhat = self._scratch["xhat"]
-        gx = grad_output * self.weight
-        gi = self._buffer("grad_input", xhat.shape, xhat.dtype)
-        np.subtract(gx, gx.mean(axis=-1, keepdims=True), out=gi)
-        gi -= xhat * np.mean(gx * xhat, axis=-1, keepdims=True)
-        gi *= self._inv_std
-        return gi
-
-    def acc_grad_parameters(self, input, grad_output):
-        g = np.asarray(grad_output, dtype=self.weight.dtype).reshape(-1, self.hidden_size)
-        self.grad_weight += np.sum(g * self._scratch["xhat"].reshape(g.shape), axis=0)
-        self.grad_bias += g.sum(axis=0)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_inv_std", None)
-        return state
-
-    def extra_repr(self):
-        return str(self.hidden_size)
-
 
 # ---------------------------------------------------------------------- L_p normalization
 
@@ -195,10 +126,10 @@ class Normalize(Module):
         return gi
 
     def extra_repr(self):
-        return f"{_g(self.p)}, {_g(self.eps)}"
+        return f"{repr_number(self.p)}, {repr_number(self.eps)}"
 
 
-class NormalizeScale(_Expanding):
+class NormalizeScale(Expanding):
     """:class:`Normalize` followed by a learned scale (Caffe's / SSD's ``Normalize`` layer):
     ``y = normalize_p(x) * weight``, the weight of shape ``size`` expanded as in ``CMul``.
 
@@ -254,7 +185,7 @@ class NormalizeScale(_Expanding):
         self.grad_weight += self._reduce(y * grad_output, view, self.size)
 
     def extra_repr(self):
-        return f"{_g(self.p)}, {_g(self.scale)}, {list(self.size)}"
+        return f"{repr_number(self.p)}, {repr_number(self.scale)}, {list(self.size)}"
 
 
 # ---------------------------------------------------------------------- local response norms
@@ -352,7 +283,8 @@ class SpatialCrossMapLRN(Module):
         return gi
 
     def extra_repr(self):
-        return f"{self.size}, {_g(self.alpha)}, {_g(self.beta)}, {_g(self.k)}"
+        return (f"{self.size}, {repr_number(self.alpha)}, {repr_number(self.beta)}, "
+                f"{repr_number(self.k)}")
 
 
 class SpatialWithinChannelLRN(Module):
@@ -402,7 +334,7 @@ class SpatialWithinChannelLRN(Module):
         return gi
 
     def extra_repr(self):
-        return f"{self.size}, {_g(self.alpha)}, {_g(self.beta)}"
+        return f"{self.size}, {repr_number(self.alpha)}, {repr_number(self.beta)}"
 
 
 # ---------------------------------------------------------------------- local contrast norms
@@ -589,7 +521,7 @@ class SpatialDivisiveNormalization(_LocalContrast):
 
     def extra_repr(self):
         return (f"{self.n_input_plane}, kernel {'x'.join(map(str, self.kernel.shape))}, "
-                f"{_g(self.threshold)}, {_g(self.thresval)}")
+                f"{repr_number(self.threshold)}, {repr_number(self.thresval)}")
 
 
 class SpatialContrastiveNormalization(_LocalContrast):
@@ -625,4 +557,4 @@ class SpatialContrastiveNormalization(_LocalContrast):
 
     def extra_repr(self):
         return (f"{self.n_input_plane}, kernel {'x'.join(map(str, self.kernel.shape))}, "
-                f"{_g(self.threshold)}, {_g(self.thresval)}")
+                f"{repr_number(self.threshold)}, {repr_number(self.thresval)}")

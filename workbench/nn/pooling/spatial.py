@@ -15,12 +15,12 @@ import numpy as np
 
 import math
 
-from . import backend, layout
-from .convnd import interior, offset_index, pad_into
-from .._checks import check_int
-from .convolution import fill_border, offset_view, same_padding
-from .module import check_grad_output
-from .module import Module
+from .. import backend, layout
+from ..convolution.convnd import interior, offset_index, pad_into
+from ..._checks import check_int
+from ..convolution.spatial import fill_border, offset_view, same_padding
+from ..module import check_grad_output
+from ..module import Module
 
 __all__ = ["SpatialMaxPooling", "SpatialAveragePooling", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
@@ -406,7 +406,7 @@ class SpatialAveragePooling(_Pooling):
 
 
 # ---------------------------------------------------------------------- N-d windowed pooling
-class _PoolingND(Module):
+class PoolingND(Module):
     """Max or average pooling over the last ``d`` axes of ``(N, C, *size)``.
 
     Subclasses set ``_axes`` (names of the spatial axes, for messages), call ``_setup`` with

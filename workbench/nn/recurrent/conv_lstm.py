@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .initializers import RandomUniform
-from .._checks import positive_int
-from .recurrent import _LSTMCore, activation_name
+from ..initializers import RandomUniform
+from ..._checks import positive_int
+from .rnn import LSTMCore, activation_name
 
 __all__ = ["ConvLSTMPeephole"]
 
 
-def _out_size(size, kernel, stride, pad):
+def out_size(size, kernel, stride, pad):
     """Output length and ``(before, after)`` padding; ``pad=-1`` is BigDL's "SAME"."""
     if pad == -1:
         out = -(-size // stride)
@@ -27,8 +27,8 @@ def conv2d(x, w, stride, pad):
     ``(N, O, oh, ow)`` and the context for :func:`conv2d_backward`."""
     n, c, h, wd = x.shape
     o, _, k, _ = w.shape
-    oh, ph = _out_size(h, k, stride, pad)
-    ow, pw = _out_size(wd, k, stride, pad)
+    oh, ph = out_size(h, k, stride, pad)
+    ow, pw = out_size(wd, k, stride, pad)
     xp = np.pad(x, ((0, 0), (0, 0), ph, pw)) if any(ph + pw) else x
     win = sliding_window_view(xp, (k, k), axis=(2, 3))
     win = win[:, :, : (oh - 1) * stride + 1: stride, : (ow - 1) * stride + 1: stride]
@@ -54,7 +54,7 @@ def conv2d_backward(grad_out, w, ctx):
     return gxp[:, :, ph[0]: ph[0] + h, pw[0]: pw[0] + wd], grad_w
 
 
-class ConvLSTMPeephole(_LSTMCore):
+class ConvLSTMPeephole(LSTMCore):
     """Convolutional LSTM with peepholes (BigDL ``ConvLSTMPeephole``; run it with
     ``Recurrent``): the LSTM of ``LSTMPeephole`` where ``W x`` and ``U h`` are convolutions and
     the peepholes are one weight per output channel.
@@ -130,14 +130,14 @@ class ConvLSTMPeephole(_LSTMCore):
     def feature_shape_ok(self, shape):
         if len(shape) != 3 or shape[0] != self.input_size:
             return False
-        return all(_out_size(s, self.kernel_i, self.stride, self.padding)[0] > 0 for s in shape[1:])
+        return all(out_size(s, self.kernel_i, self.stride, self.padding)[0] > 0 for s in shape[1:])
 
     def expected_features(self):
         return f"{self.input_size}, H, W"
 
     def output_shape(self, step_shape):
-        oh = _out_size(step_shape[1], self.kernel_i, self.stride, self.padding)[0]
-        ow = _out_size(step_shape[2], self.kernel_i, self.stride, self.padding)[0]
+        oh = out_size(step_shape[1], self.kernel_i, self.stride, self.padding)[0]
+        ow = out_size(step_shape[2], self.kernel_i, self.stride, self.padding)[0]
         return (self.output_size, oh, ow)
 
     def state_shapes(self, step_shape):

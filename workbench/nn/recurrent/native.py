@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 __all__ = ["plan", "forward", "backward"]
 
@@ -26,7 +26,7 @@ LSTM_KIND, GRU_KIND, LBR_GRU_KIND = 0, 1, 2
 
 
 def _kind(cell):
-    from .recurrent import GRU, LSTM
+    from .rnn import GRU, LSTM
     if type(cell) is LSTM:
         kind = LSTM_KIND
     elif type(cell) is GRU:
@@ -44,7 +44,7 @@ def _kind(cell):
 
 def plan(cell, x, mask):
     """``(native module, [(cell, kind), ...])`` when the sequence can run natively, else None."""
-    from .recurrent import MultiRNNCell
+    from .rnn import MultiRNNCell
     if x.size == 0 or (mask is not None and not mask.all()):
         return None
     native = backend.use_native(x.dtype, "rnn")

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import positive_int, probability
-from .._config import ConfigError
-from . import random, recurrent_native
-from .containers import Container, _indent
-from .initializers import RandomUniform
-from .module import LayerError, Module, build_module, check_grad_output, shape_of
+from ..._checks import positive_int, probability
+from ..._config import ConfigError
+from .. import random
+from . import native as recurrent_native
+from ..containers import Container, indent
+from ..initializers import RandomUniform
+from ..module import LayerError, Module, build_module, check_grad_output, shape_of
 
 __all__ = ["Cell", "RnnCell", "LSTM", "LSTMPeephole", "GRU", "MultiRNNCell", "Recurrent",
            "BiRecurrent", "TimeDistributed", "RecurrentDecoder"]
@@ -322,7 +323,7 @@ class RnnCell(Cell):
         return f"{self.input_size} -> {self.hidden_size}, {self.activation}"
 
 
-class _LSTMCore(Cell):
+class LSTMCore(Cell):
     """The LSTM step shared by LSTM, LSTMPeephole and ConvLSTMPeephole.
 
     Gates are stacked along axis 1 in the order input, forget, cell (candidate), output
@@ -392,7 +393,7 @@ class _LSTMCore(Cell):
         return dz, [dhd if hmask is None else dhd * hmask, dc_prev]
 
 
-class LSTM(_LSTMCore):
+class LSTM(LSTMCore):
     """Long short-term memory cell (BigDL ``LSTM``; run it with ``Recurrent``).
 
     ``i, f, o = σ(W x + U h + b)`` (three gates), ``g = tanh(W x + U h + b)``,
@@ -437,7 +438,7 @@ class LSTM(_LSTMCore):
         return self
 
 
-class LSTMPeephole(_LSTMCore):
+class LSTMPeephole(LSTMCore):
     """LSTM whose gates also look at the cell state (BigDL ``LSTMPeephole``).
 
     ``i = σ(W_i x + U_i h + p_i ⊙ c_{t-1} + b_i)``, ``f`` likewise with ``p_f``,
@@ -757,7 +758,7 @@ def _wrap(head, children):
     """``head { child }`` on indented lines (``head {}`` without a child)."""
     if not children:
         return head + " {}"
-    return head + " {\n" + "".join(f"  {_indent(repr(c))}\n" for c in children) + "}"
+    return head + " {\n" + "".join(f"  {indent(repr(c))}\n" for c in children) + "}"
 
 
 def _cast(layer, x):
@@ -954,7 +955,7 @@ class BiRecurrent(DropsActivations, Container):
 
     def __init__(self, merge=None, mask_zero=False):
         super().__init__()
-        from .table import CAddTable, JoinTable
+        from ..table.tables import CAddTable, JoinTable
         if merge is None or merge == "add":
             merge = CAddTable()
         elif merge == "concat":
@@ -1023,8 +1024,8 @@ class BiRecurrent(DropsActivations, Container):
         return layer
 
     def __repr__(self):
-        cell = [f"  {_indent(repr(c))}" for c in self._children[0]._children]
-        return "\n".join(["nn.BiRecurrent {"] + cell + [f"  merge: {_indent(repr(self.merge))}",
+        cell = [f"  {indent(repr(c))}" for c in self._children[0]._children]
+        return "\n".join(["nn.BiRecurrent {"] + cell + [f"  merge: {indent(repr(self.merge))}",
                                                          "}"])
 
 
@@ -1084,7 +1085,7 @@ class TimeDistributed(DropsActivations, Container):
         return cls(build_module(children[0]))
 
     def __repr__(self):
-        return f"nn.TimeDistributed({_indent(repr(self._children[0]))})"
+        return f"nn.TimeDistributed({indent(repr(self._children[0]))})"
 
 
 class RecurrentDecoder(_CellContainer):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int, int_list, real
-from .activation import ANY_NDIM
-from .module import Module, check_grad_output
+from ..._checks import check_int, int_list, real
+from ..activation.activations import ANY_NDIM
+from ..module import Module, check_grad_output
 
 __all__ = ["SpatialZeroPadding", "Padding", "Cropping2D", "Cropping3D", "UpSampling1D",
            "UpSampling2D", "UpSampling3D", "ResizeBilinear"]

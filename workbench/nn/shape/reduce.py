@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Module, check_grad_output
-from .._checks import int_arg
-from .shape import INTMIN, batch_axis, keep
+from ..module import Module, check_grad_output
+from ..._checks import int_arg
+from .reshape import INTMIN, batch_axis, keep
 
 __all__ = ["Max", "Min", "Sum", "Mean"]
 

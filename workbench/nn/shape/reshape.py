@@ -1,8 +1,8 @@
 """Shape and index layers (Torch7 / BigDL semantics).
 
 Reshaping: View, Reshape, InferReshape, Squeeze, Unsqueeze, Transpose, Contiguous; indexing:
-Select, Narrow, Index; repeating and reversing: Replicate, Tile, Reverse; and Identity, Echo and
-Masking, which pass the input through (Masking zeroes masked time steps).
+Select, Narrow, Index; repeating and reversing: Replicate, Tile, Reverse; and Masking, which
+zeroes masked time steps (Identity and Echo are in ``workbench.nn.core.basic``).
 
 Dimension arguments are 1-based as in BigDL; negative ones count from the end.
 """
@@ -12,12 +12,11 @@ import math
 
 import numpy as np
 
-from .._checks import int_arg
-from .module import DEFAULT_DTYPE, LayerError, Module, check_grad_output, shape_of
+from ..._checks import int_arg
+from ..module import DEFAULT_DTYPE, LayerError, Module, check_grad_output
 
-__all__ = ["View", "Reshape", "Identity", "InferReshape", "Squeeze", "Unsqueeze", "Transpose",
-           "Contiguous", "Select", "Narrow", "Index", "Replicate", "Tile", "Reverse", "Masking",
-           "Echo"]
+__all__ = ["View", "Reshape", "InferReshape", "Squeeze", "Unsqueeze", "Transpose", "Contiguous",
+           "Select", "Narrow", "Index", "Replicate", "Tile", "Reverse", "Masking"]
 
 INTMAX = 2 ** 31 - 1   # BigDL's "not given" defaults (Scala Int.MaxValue / Int.MinValue)
 INTMIN = -2 ** 31
@@ -133,19 +132,6 @@ class Reshape(Module):
 
     def extra_repr(self):
         return "x".join(str(s) for s in self.size)
-
-
-class Identity(Module):
-    """Passes the input (a tensor or a table) through unchanged.
-
-    Input shape: any.  Output shape: the input.
-    """
-
-    def update_output(self, input):
-        return input
-
-    def update_grad_input(self, input, grad_output):
-        return grad_output
 
 
 # ---------------------------------------------------------------------- helpers
@@ -693,17 +679,3 @@ class Masking(Module):
         return f"{self.mask_value:g}"
 
 
-class Echo(Module):
-    """Passes the input (a tensor or a table) through unchanged and prints its shape on the way
-    forward and the gradient's shape on the way back: a probe for debugging a model.
-
-    Input shape: any.  Output shape: the input.
-    """
-
-    def update_output(self, input):
-        print(f"{self.label()} : activation size is {shape_of(input)}")
-        return input
-
-    def update_grad_input(self, input, grad_output):
-        print(f"{self.label()} : gradient size is {shape_of(grad_output)}")
-        return grad_output

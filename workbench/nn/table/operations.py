@@ -1,7 +1,5 @@
-"""The rest of BigDL's Python layers, part 1: an entropy penalty, table products, splits and
-operations, expansion, and the dense/sparse bridges (the Transformer, the connection-table and
-3-D convolutions and the detection layers are in ``transformer``, ``conv_map`` and
-``detection``).
+"""Table operations (BigDL ``nn``): the pairwise products CrossProduct, TableOperation (a
+layer applied to a table and broadcast) and BifurcateSplitTable.
 
 BigDL's class names, argument order and keywords; semantics from BigDL's Scala sources.
 """
@@ -10,52 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int, finite_real
-from .. import _config
-from .containers import Container
-from .dropout import _Penalty
-from .embedding import _issparse
-from .module import DEFAULT_DTYPE, LayerError, Module, build_module, check_grad_output, shape_of
-from .shape import keep
-from .table import _table, _unbroadcast, check_grad
+from ..._checks import check_int
+from ... import _config
+from ..containers import Container
+from ..module import DEFAULT_DTYPE, Module, build_module, check_grad_output
+from ..shape.reshape import keep
+from .tables import as_table, unbroadcast, check_grad
 
-__all__ = ["NegativeEntropyPenalty", "CrossProduct", "ExpandSize", "TableOperation",
-           "BifurcateSplitTable", "DenseToSparse", "SparseJoinTable"]
+__all__ = ["CrossProduct", "TableOperation", "BifurcateSplitTable"]
 
 
 # ---------------------------------------------------------------------- penalty
-class NegativeEntropyPenalty(_Penalty):
-    """Passes the input (a distribution) through and penalizes its negative entropy:
-    ``loss = beta * sum(x * log x)``; the backward adds ``beta * (log x + 1)`` to
-    ``grad_output``, pushing the distribution towards higher entropy (BigDL
-    ``NegativeEntropyPenalty``, e.g. after a ``SoftMax`` in policy-gradient training).
-
-    Args:
-        beta: penalty weight (default 0.01).
-
-    Input shape: any, elements > 0 (probabilities).  Output shape: same as input.
-    """
-
-    def __init__(self, beta=0.01):
-        super().__init__()
-        self.beta = finite_real("NegativeEntropyPenalty", "beta", beta)
-        self.loss = 0.0
-
-    def _penalty(self, x):
-        if x.size and not np.all(x > 0):
-            raise LayerError(f"{self.label()}: expected input of values > 0 (probabilities), "
-                             f"got a {shape_of(x)} tensor with min {float(x.min()):g}")
-        return self.beta * float(np.sum(x * np.log(x)))
-
-    def _penalty_grad(self, x, gi):
-        np.log(x, out=gi)
-        gi += 1
-        gi *= self.beta
-
-    def extra_repr(self):
-        return f"beta={self.beta:g}"
-
-
 # ---------------------------------------------------------------------- table products
 class CrossProduct(Module):
     """Dot products of every pair of a table of embeddings (BigDL ``CrossProduct``, the
@@ -92,7 +55,7 @@ class CrossProduct(Module):
             if not isinstance(input, (list, tuple)) or not input or \
                     not all(isinstance(t, np.ndarray) for t in input):
                 self._fail(self._expected(), input)
-            xs = _table(self, input, self._expected())
+            xs = as_table(self, input, self._expected())
             if xs[0].ndim not in (1, 2) or any(t.shape != xs[0].shape for t in xs):
                 self._fail(self._expected(), input)
             self._table_in = True
@@ -131,47 +94,6 @@ class CrossProduct(Module):
 
 
 # ---------------------------------------------------------------------- expansion
-class ExpandSize(Module):
-    """Expands size-1 dimensions of the input to ``target_sizes`` (BigDL ``ExpandSize``,
-    Torch ``expand``); the backward sums the gradient over the expanded dimensions.
-
-    Args:
-        target_sizes: the output size per dimension; -1 keeps the input's size there.
-
-    Input shape: a tensor with ``len(target_sizes)`` dimensions, each equal to the target or 1.
-    Output shape: ``target_sizes`` (with -1 entries taken from the input).
-    """
-
-    def __init__(self, target_sizes):
-        super().__init__()
-        if not isinstance(target_sizes, (list, tuple)) or not target_sizes or not all(
-                isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                and (s > 0 or s == -1) for s in target_sizes):
-            raise ValueError(f"ExpandSize: target_sizes must be a non-empty list of positive "
-                             f"ints or -1, got {target_sizes!r}")
-        self.target_sizes = tuple(int(s) for s in target_sizes)
-
-    def update_output(self, input):
-        expected = "(" + ", ".join("*" if s == -1 else f"{s} or 1"
-                                   for s in self.target_sizes) + ")"
-        x = self._as_array(input, (len(self.target_sizes),), expected)
-        shape = tuple(d if t == -1 else t for d, t in zip(x.shape, self.target_sizes))
-        if any(d != t and d != 1 for d, t in zip(x.shape, shape)):
-            self._fail(expected, x)
-        out = self._buffer("output", shape, x.dtype)
-        out[...] = x
-        return out
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        g = np.asarray(grad_output)
-        axes = tuple(a for a, (d, t) in enumerate(zip(input.shape, g.shape)) if d != t)
-        return g.sum(axis=axes, keepdims=True) if axes else np.array(g, copy=True)
-
-    def extra_repr(self):
-        return ", ".join(map(str, self.target_sizes))
-
-
 class TableOperation(Container):
     """Applies a two-input table layer (e.g. ``CMulTable``, ``CAddTable``) to tensors of
     different sizes by first expanding the smaller one to the larger one's size (BigDL
@@ -230,7 +152,7 @@ class TableOperation(Container):
 
     def update_grad_input(self, input, grad_output):
         grads = self._children[0].backward(self._scratch["expanded"], grad_output)
-        return [_unbroadcast(np.asarray(g), t.shape) if g.shape != t.shape else g
+        return [unbroadcast(np.asarray(g), t.shape) if g.shape != t.shape else g
                 for g, t in zip(grads, input)]
 
     def __repr__(self):
@@ -285,97 +207,3 @@ class BifurcateSplitTable(Module):
         return str(self.dimension)
 
 # ---------------------------------------------------------------------- sparse
-def _scipy_sparse():
-    import scipy.sparse
-    return scipy.sparse
-
-
-class DenseToSparse(Module):
-    """Converts a dense batch to a sparse one (BigDL ``DenseToSparse``), e.g. to feed
-    ``SparseLinear`` or ``SparseJoinTable`` from a dense layer.  Sparse tensors are
-    ``scipy.sparse`` CSR matrices (as in ``workbench.nn``'s sparse layers).
-
-    Args:
-        propagate_back: if True (default) the backward passes the (densified) gradient through;
-            if False the input gets a zero gradient.
-
-    Input shape: ``(N, D)`` dense.
-    Output shape: ``(N, D)`` ``scipy.sparse.csr_matrix`` holding the non-zero entries.
-    """
-
-    def __init__(self, propagate_back=True):
-        super().__init__()
-        self.propagate_back = bool(propagate_back)
-
-    def update_output(self, input):
-        x = self._as_array(input, (2,), "(N, D) dense")
-        return _scipy_sparse().csr_matrix(x)
-
-    def update_grad_input(self, input, grad_output):
-        if self.output is None:
-            raise LayerError(f"{self.label()}: backward called before forward")
-        g = grad_output.toarray() if _issparse(grad_output) else np.asarray(grad_output)
-        if g.shape != self.output.shape:
-            raise LayerError(f"{self.label()}: expected gradOutput of the output's shape "
-                             f"{self.output.shape}, got {shape_of(grad_output)}")
-        g = g.astype(self.output.dtype, copy=False)
-        return np.array(g, copy=True) if self.propagate_back else np.zeros_like(g)
-
-    def extra_repr(self):
-        return "" if self.propagate_back else "propagate_back=False"
-
-
-class SparseJoinTable(Module):
-    """Concatenates a table of sparse matrices along ``dimension`` (BigDL
-    ``SparseJoinTable``); typically the columns of a batch (``dimension=2``), e.g. to join
-    one-hot features before ``SparseLinear``.
-
-    Args:
-        dimension: the dimension to join along, 1-based: 1 rows, 2 columns.
-
-    Input shape: a table of ``scipy.sparse`` (or dense) ``(N, D_i)`` matrices.
-    Output shape: ``(N, sum D_i)`` ``scipy.sparse.csr_matrix`` (for ``dimension=2``).
-    The backward gives each input its dense slice of the (dense or sparse) gradient (BigDL
-    hands the whole gradient to every input, which only suits layers that ignore it, such as
-    ``SparseLinear``; the slices are the true gradient and suit those too).
-    """
-
-    def __init__(self, dimension):
-        super().__init__()
-        if not isinstance(dimension, (int, np.integer)) or isinstance(dimension, bool) or \
-                dimension not in (1, 2):
-            raise ValueError(f"SparseJoinTable: dimension must be 1 or 2 (1-based), got "
-                             f"{dimension!r}")
-        self.dimension = int(dimension)
-
-    def update_output(self, input):
-        axis = self.dimension - 1
-        other = 1 - axis
-        expected = (f"a table of 2-D sparse matrices that agree in dimension {other + 1}")
-        if not isinstance(input, (list, tuple)) or not input or not all(
-                (_issparse(t) or isinstance(t, np.ndarray)) and len(t.shape) == 2
-                for t in input) or len({t.shape[other] for t in input}) != 1:
-            self._fail(expected, input)
-        sp = _scipy_sparse()
-        parts = [sp.csr_matrix(t) for t in input]
-        dtype = np.result_type(*[p.dtype for p in parts])
-        if dtype.kind != "f":
-            dtype = np.dtype(DEFAULT_DTYPE)
-        stack = sp.hstack if axis == 1 else sp.vstack
-        self._sizes = [p.shape[axis] for p in parts]
-        return stack(parts, format="csr", dtype=dtype)
-
-    def update_grad_input(self, input, grad_output):
-        if self.output is None:
-            raise LayerError(f"{self.label()}: backward called before forward")
-        g = grad_output.toarray() if _issparse(grad_output) else np.asarray(grad_output)
-        if g.shape != self.output.shape:
-            raise LayerError(f"{self.label()}: expected gradOutput of the output's shape "
-                             f"{self.output.shape}, got {shape_of(grad_output)}")
-        bounds = np.cumsum([0] + self._sizes)
-        axis = self.dimension - 1
-        return [np.array(g[:, a:b] if axis == 1 else g[a:b], dtype=self.output.dtype)
-                for a, b in zip(bounds[:-1], bounds[1:])]
-
-    def extra_repr(self):
-        return str(self.dimension)

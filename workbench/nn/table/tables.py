@@ -14,20 +14,20 @@ import math
 
 import numpy as np
 
-from .._config import ConfigError
-from . import backend, layout
-from .containers import Container, _indent
-from .module import DEFAULT_DTYPE, LayerError, Module, active_grad_pool, build_module, \
-    check_grad_output, shape_of
-from .._checks import int_arg
-from .shape import INTMAX, keep
+from ..._config import ConfigError
+from .. import backend, layout
+from ..containers import Container, indent
+from ..module import (DEFAULT_DTYPE, LayerError, Module, active_grad_pool, build_module,
+                      check_grad_output, shape_of)
+from ..._checks import int_arg
+from ..shape.reshape import INTMAX, keep
 
 __all__ = ["CAddTable", "JoinTable", "CAveTable", "CSubTable", "CMulTable", "CDivTable",
            "CMaxTable", "CMinTable", "SplitTable", "Pack", "SelectTable", "NarrowTable",
            "FlattenTable", "MixtureTable", "MaskedSelect", "MapTable", "Bottle"]
 
 
-def _table(module, input, expected):
+def as_table(module, input, expected):
     if not isinstance(input, (list, tuple)) or not input or \
             not all(isinstance(t, np.ndarray) for t in input):
         module._fail(expected, input)
@@ -37,7 +37,7 @@ def _table(module, input, expected):
     return [t if t.dtype == dtype else t.astype(dtype) for t in input]
 
 
-def _unbroadcast(grad, shape):
+def unbroadcast(grad, shape):
     """Sum ``grad`` down to ``shape`` (the inverse of numpy broadcasting)."""
     extra = grad.ndim - len(shape)
     if extra:
@@ -67,7 +67,7 @@ class CAddTable(Module):
 
     def update_output(self, input):
         self.__dict__.setdefault("_scratch", {})["fused_relu"] = None
-        xs = _table(self, input, self._EXPECTED)
+        xs = as_table(self, input, self._EXPECTED)
         try:
             shape = np.broadcast_shapes(*(x.shape for x in xs))
         except ValueError:
@@ -91,7 +91,7 @@ class CAddTable(Module):
         """The sum of two same-shape float32 tensors and the ``ReLU`` after it (a residual
         block's end) in one native pass (``Sequential`` asks); None when they do not fuse.
         Backward then masks the gradient once, here, and the ReLU passes it through."""
-        from .activation import ReLU
+        from ..activation.activations import ReLU
         if type(successor) is not ReLU or type(self).update_output is not \
                 CAddTable.update_output or not isinstance(input, (list, tuple)) or \
                 len(input) != 2:
@@ -136,7 +136,7 @@ class CAddTable(Module):
         for i, x in enumerate(input):
             g = self._grad_buffer(f"grad_input{i}", np.shape(x), self.output.dtype,
                                   channels_last=cl and np.shape(x) == grad_output.shape)
-            g[...] = _unbroadcast(grad_output, np.shape(x))
+            g[...] = unbroadcast(grad_output, np.shape(x))
             grads.append(g)
         return grads
 
@@ -174,7 +174,7 @@ class JoinTable(Module):
         return d - 1
 
     def update_output(self, input):
-        xs = _table(self, input, "a table of tensors")
+        xs = as_table(self, input, "a table of tensors")
         ndim = xs[0].ndim
         axis = self._axis(ndim)
         expected = f"a table of tensors that agree except in dimension {axis + 1}"
@@ -258,7 +258,7 @@ class _CTable(Module):
         return f"a table of {count} of one (broadcastable) shape"
 
     def _inputs(self, input):
-        xs = _table(self, input, self._expected())
+        xs = as_table(self, input, self._expected())
         if self._ARITY and len(xs) != self._ARITY:
             self._fail(self._expected(), input)
         try:
@@ -280,7 +280,7 @@ class _CTable(Module):
         grads = []
         for i, (x, full) in enumerate(zip(xs, self._full_grads(xs, g))):
             buf = self._buffer(f"grad_input{i}", x.shape, self.output.dtype)
-            buf[...] = _unbroadcast(np.broadcast_to(full, g.shape), x.shape)
+            buf[...] = unbroadcast(np.broadcast_to(full, g.shape), x.shape)
             grads.append(buf)
         return grads
 
@@ -480,7 +480,8 @@ class Pack(Module):
         return d - 1
 
     def update_output(self, input):
-        xs = [input] if isinstance(input, np.ndarray) else _table(self, input, "a table of tensors")
+        xs = [input] if isinstance(input, np.ndarray) else as_table(self, input,
+                                                                    "a table of tensors")
         expected = "a table of tensors of one shape"
         if any(x.shape != xs[0].shape for x in xs):
             self._fail(expected, input)
@@ -678,7 +679,7 @@ class MixtureTable(Module):
         batch = gater.ndim == 2
         n_exp = gater.shape[-1]
         if isinstance(experts, (list, tuple)):
-            xs = _table(self, [gater] + list(experts), expected)
+            xs = as_table(self, [gater] + list(experts), expected)
             gater, xs = xs[0], xs[1:]
             if len(xs) != n_exp or any(x.shape != xs[0].shape for x in xs) or (
                     batch and (xs[0].ndim < 1 or xs[0].shape[0] != gater.shape[0])):
@@ -687,7 +688,7 @@ class MixtureTable(Module):
             return gater, xs, None
         if not isinstance(experts, np.ndarray):
             self._fail(expected, input)
-        gater, experts = _table(self, [gater, experts], expected)
+        gater, experts = as_table(self, [gater, experts], expected)
         axis = (self.dim if self.dim != INTMAX else (2 if batch else 1)) - 1
         if not (1 if batch else 0) <= axis < experts.ndim or experts.shape[axis] != n_exp or (
                 batch and experts.shape[0] != gater.shape[0]):
@@ -774,7 +775,7 @@ class _SingleModule(Container):
         return self._children[0]
 
     def __repr__(self):
-        inner = _indent(repr(self._children[0])) if self._children else ""
+        inner = indent(repr(self._children[0])) if self._children else ""
         extra = self.extra_repr()
         return f"nn.{type(self).__name__}" + (f"({extra})" if extra else "") + \
             f" {{\n  {inner}\n}}"
