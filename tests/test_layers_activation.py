@@ -12,7 +12,7 @@ from workbench.nn import (ELU, GELU, BinaryThreshold, Clamp, HardShrink, HardSig
                           LayerError, LeakyReLU, Linear, LogSigmoid, PReLU, ReLU6, RReLU,
                           Sequential, SiLU, SoftMin, SoftPlus, SoftShrink, SoftSign, SReLU,
                           TanhShrink, Threshold, Xavier, Zeros, random)
-from workbench.nn.activation import normal_cdf
+from workbench.nn.activation.activations import normal_cdf
 
 # (layer factory, kinks to keep finite differences away from, input scale)
 POINTWISE = [

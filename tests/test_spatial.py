@@ -163,7 +163,7 @@ def test_conv_matches_torch(cin, cout, kw, kh, sw, sh, pw, ph, groups, shape):
 @pytest.mark.oracle
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv_backward_in_chunks_matches_torch(monkeypatch, stride):
-    import workbench.nn.convolution as convolution
+    import workbench.nn.convolution.spatial as convolution
     monkeypatch.setattr(convolution, "CHUNK_BYTES", 1)  # one image per chunk
     layer = SpatialConvolution(4, 6, 3, 2, stride, stride, 1, 1, n_group=2)
     tw = torch.from_numpy(layer.weight.copy()).requires_grad_()

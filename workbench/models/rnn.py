@@ -5,7 +5,7 @@ import numpy as np
 
 from ..nn import (LSTM, CrossEntropyCriterion, Linear, LookupTable, MultiRNNCell, Recurrent,
                   Sequential, TimeDistributed, TimeDistributedCriterion)
-from ..nn.activation import softmax
+from ..nn.activation.activations import softmax
 
 __all__ = ["CharLSTM", "char_lm_criterion", "sample_text"]
 

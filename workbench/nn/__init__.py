@@ -1,6 +1,12 @@
 """``workbench.nn``: modules, containers, layers, criteria and initializers (numpy only).
 
-Everything a model is made of; BigDL's class names and argument order.
+Everything a model is made of; BigDL's class names and argument order.  Every public name is
+importable from ``workbench.nn`` itself.  The infrastructure is at the top: ``module``
+(``Module``), ``criterion`` (``Criterion``), ``containers``, ``graph``, ``initializers``,
+``regularizers``, ``random``, ``layout``, ``backend`` and ``gemm``.  The layers are grouped by
+domain, as Keras groups ``layers/``: ``core``, ``activation``, ``convolution``, ``pooling``,
+``normalization``, ``recurrent``, ``embedding``, ``regularization``, ``shape``, ``table``,
+``math``, ``attention`` and ``detection``; the losses are in ``criteria``.
 """
 from . import random  # noqa: F401 - re-exported
 from .module import LayerError, Module  # noqa: F401 - re-exported
@@ -9,33 +15,17 @@ from .initializers import *  # noqa: F401,F403
 from .regularizers import *  # noqa: F401,F403
 from .containers import *  # noqa: F401,F403
 from .graph import *  # noqa: F401,F403
-from .linear import *  # noqa: F401,F403
+from .core import *  # noqa: F401,F403
 from .activation import *  # noqa: F401,F403
-from .dropout import *  # noqa: F401,F403
-from .elementwise import *  # noqa: F401,F403
-from .padding import *  # noqa: F401,F403
+from .regularization import *  # noqa: F401,F403
+from .math import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
 from .table import *  # noqa: F401,F403
-from .reduce import *  # noqa: F401,F403
-from .distance import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
 from .convolution import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
-from .convolution_ext import *  # noqa: F401,F403
-from .temporal import *  # noqa: F401,F403
-from .volumetric import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
-from .local_norm import *  # noqa: F401,F403
-from .attention import *  # noqa: F401,F403
 from .criteria import *  # noqa: F401,F403
-from .criteria_classification import *  # noqa: F401,F403
-from .criteria_regression import *  # noqa: F401,F403
-from .criteria_embedding import *  # noqa: F401,F403
-from .criteria_distribution import *  # noqa: F401,F403
-from .criteria_composite import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
-from .conv_lstm import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
-from .bigdl_extra import *  # noqa: F401,F403
-from .transformer import *  # noqa: F401,F403
-from .conv_map import *  # noqa: F401,F403
 from .detection import *  # noqa: F401,F403

@@ -5,8 +5,8 @@ import numpy as np
 
 from .._config import ConfigError
 from . import layout
-from .module import GradPool, LayerError, Module, active_grad_pool, build_module, \
-    input_grad_is_unused, shape_of
+from .module import (GradPool, LayerError, Module, active_grad_pool, build_module,
+                     input_grad_is_unused, shape_of)
 
 __all__ = ["Container", "Sequential", "Concat", "ConcatTable", "ParallelTable"]
 
@@ -18,7 +18,7 @@ def add_tables(a, b):
     return a + b
 
 
-def _indent(text, tab="  "):
+def indent(text, tab="  "):
     return text.replace("\n", "\n" + tab)
 
 
@@ -73,7 +73,7 @@ class Container(Module):
         return container
 
     def _child_repr(self, i):
-        return _indent(repr(self._children[i]))
+        return indent(repr(self._children[i]))
 
 
 class Sequential(Container):
@@ -159,7 +159,7 @@ class _Branches(Container):
     def __repr__(self):
         name = type(self).__name__
         lines = [f"nn.{name} {{", "  input"]
-        lines += [f"    |`-> ({i + 1}): {_indent(self._child_repr(i), '    |      ')}"
+        lines += [f"    |`-> ({i + 1}): {indent(self._child_repr(i), '    |      ')}"
                   for i in range(len(self._children))]
         lines.append("     ... -> output")
         return "\n".join(lines) + "\n}"

@@ -61,7 +61,7 @@ def _mkl_path():
     return None
 
 
-def _prepare(native):
+def prepare(native):
     """Load the GEMM candidates into ``native`` once per process and apply the setting."""
     if _state["ready"] is native:
         return
@@ -105,7 +105,7 @@ def set_gemm(name: str) -> str:
     from .backend import native
     previous, mod = get_gemm(), native()
     if mod is not None:
-        _prepare(mod)
+        prepare(mod)
         mod.set_gemm_provider(_resolve(name.lower(), mod))
     _state["gemm"] = name.lower()
     return previous
@@ -117,7 +117,7 @@ def gemm_providers() -> list:
     mod = native()
     if mod is None:
         return []
-    _prepare(mod)
+    prepare(mod)
     return list(mod.gemm_providers())
 
 
@@ -138,5 +138,5 @@ def gemm_rule(kernel: str, batch: int, n_in: int, n_out: int, threads: int = 1) 
     mod = native()
     if mod is None:
         return None
-    _prepare(mod)
+    prepare(mod)
     return mod.gemm_rule(kernel, int(batch), int(n_in), int(n_out), int(threads))

@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 from .._config import ConfigError
-from .containers import Container, _indent, add_tables
+from .containers import Container, indent, add_tables
 from .module import LayerError, Module, build_module, shape_of
 
 __all__ = ["Input", "InputLayer", "Node", "Graph", "Model"]
@@ -180,7 +180,7 @@ class Graph(Container):
         lines = ["nn.Graph {"]
         for i, node in enumerate(self._nodes):
             src = ", ".join(f"({p + 1})" for p in self._prev[i]) or "input"
-            lines.append(f"  ({i + 1}): {src} -> {_indent(repr(node.module))}")
+            lines.append(f"  ({i + 1}): {src} -> {indent(repr(node.module))}")
         lines.append("  output: " + ", ".join(f"({o + 1})" for o in self._outputs))
         return "\n".join(lines) + "\n}"
 

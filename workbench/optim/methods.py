@@ -26,7 +26,8 @@ import sys
 import numpy as np
 
 from .._config import Configurable
-from .schedules import Default, LearningRateSchedule, check_int, check_number
+from .._checks import check_int
+from .schedules import Default, LearningRateSchedule, check_number
 
 __all__ = ["OptimMethod", "SGD", "Adam", "Adagrad", "RMSprop", "Adadelta", "Adamax", "AdamW",
            "Ftrl", "LBFGS", "LineSearch", "StrongWolfeLineSearch", "MultiOptimMethod",

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from .. import _checks
 from .._config import Configurable, from_config
 
 __all__ = ["LearningRateSchedule", "Default", "Step", "MultiStep", "Poly", "Exponential",
@@ -61,11 +62,9 @@ def check_number(owner, name, value, low=None, high=None, low_open=False, high_o
 
 
 def check_int(owner, name, value, low=1):
-    """``value`` as an int, or a ValueError quoting it if it is not an integer >= ``low``."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        kind = "a positive int" if low == 1 else f"an int >= {low}"
-        raise ValueError(f"{owner}: {name} must be {kind}, got {value!r}")
-    return int(value)
+    """``value`` as an int, or a ValueError quoting it if it is not an integer >= ``low``
+    (``workbench._checks.check_int`` under this module's argument name ``low``)."""
+    return _checks.check_int(owner, name, value, minimum=low)
 
 
 # ---------------------------------------------------------------------- the protocol

@@ -7,25 +7,12 @@ a checkpoint, write parameter histograms.  ``a & b`` and ``a | b`` combine trigg
 """
 from __future__ import annotations
 
-import math
-import numbers
 
+from .._checks import positive_int, real
 from .._config import Configurable
 
 __all__ = ["Trigger", "EveryEpoch", "SeveralIteration", "MaxEpoch", "MaxIteration", "MinLoss",
            "MaxScore", "TriggerAnd", "TriggerOr"]
-
-
-def _positive_int(owner, name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _real(owner, name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
-    return float(value)
 
 
 class Trigger(Configurable):
@@ -64,7 +51,7 @@ class SeveralIteration(Trigger):
     """
 
     def __init__(self, interval):
-        self.interval = _positive_int("SeveralIteration", "interval", interval)
+        self.interval = positive_int("SeveralIteration", "interval", interval)
 
     def __call__(self, state):
         return state.iteration > 0 and state.iteration % self.interval == 0
@@ -79,7 +66,7 @@ class MaxEpoch(Trigger):
     """
 
     def __init__(self, max_epoch):
-        self.max_epoch = _positive_int("MaxEpoch", "max_epoch", max_epoch)
+        self.max_epoch = positive_int("MaxEpoch", "max_epoch", max_epoch)
 
     def __call__(self, state):
         return state.epoch > self.max_epoch or (state.epoch == self.max_epoch
@@ -94,7 +81,7 @@ class MaxIteration(Trigger):
     """
 
     def __init__(self, max):
-        self.max = _positive_int("MaxIteration", "max", max)
+        self.max = positive_int("MaxIteration", "max", max)
 
     def __call__(self, state):
         return state.iteration >= self.max
@@ -108,7 +95,7 @@ class MinLoss(Trigger):
     """
 
     def __init__(self, min):
-        self.min = _real("MinLoss", "min", min)
+        self.min = real("MinLoss", "min", min)
 
     def __call__(self, state):
         return state.loss is not None and state.loss < self.min
@@ -123,7 +110,7 @@ class MaxScore(Trigger):
     """
 
     def __init__(self, max):
-        self.max = _real("MaxScore", "max", max)
+        self.max = real("MaxScore", "max", max)
 
     def __call__(self, state):
         return state.score is not None and state.score > self.max
