@@ -15,7 +15,7 @@ import os
 import pytest
 
 from workbench import nn, optim
-from workbench.nn.criterion import Criterion
+from workbench.nn.criteria.criterion import Criterion
 from workbench.nn.module import Module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import pytest
 from workbench._config import from_config
 from workbench.data import Sample
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, MSECriterion, Sequential
-from workbench.nn.criterion import LabelError
+from workbench.nn.criteria.criterion import LabelError
 from workbench.optim import (MAE, Default, EveryEpoch, Exponential, Loss, MaxEpoch, MaxIteration,
                              MaxScore, MinLoss, MultiStep, Plateau, Poly, SequentialSchedule,
                              SeveralIteration, Step, Top1Accuracy, Top5Accuracy, TrainingState,

@@ -50,7 +50,7 @@ def summary(cls):
 def catalog():
     """``[(section, [(name, class)])]`` in page order."""
     from workbench import nn, optim
-    from workbench.nn.criterion import Criterion
+    from workbench.nn import Criterion
     from workbench.nn.module import Module
     from workbench.optim.methods import (ConstantClipping, L2NormClipping, LineSearch,
                                          MultiOptimMethod, OptimMethod)

@@ -10,7 +10,7 @@ domain, as Keras groups ``layers/``: ``core``, ``activation``, ``convolution``, 
 """
 from . import random  # noqa: F401 - re-exported
 from .module import LayerError, Module  # noqa: F401 - re-exported
-from .criterion import Criterion, LabelError  # noqa: F401 - re-exported
+from .criteria.criterion import Criterion, LabelError  # noqa: F401 - re-exported
 from .initializers import *  # noqa: F401,F403
 from .regularizers import *  # noqa: F401,F403
 from .containers import *  # noqa: F401,F403

@@ -16,10 +16,11 @@ import time
 import numpy as np
 
 from .. import io
+from .._checks import check_int
 from ..data.sample import samples_to_arrays
 from ..distributed import engine_for
 from ..nn import random as nn_random
-from ..nn.criterion import Criterion
+from ..nn.criteria.criterion import Criterion
 from ..nn.module import Module
 from .events import (CheckpointEvent, FinishedEvent, IterationEvent, Listener, TrainingState,
                      ValidationEvent)
@@ -79,8 +80,7 @@ class Optimizer:
         if not isinstance(criterion, Criterion):
             raise TypeError("Optimizer: criterion must be a Criterion, "
                             f"got {type(criterion).__name__}")
-        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"Optimizer: batch_size must be a positive int, got {batch_size!r}")
+        batch_size = check_int("Optimizer", "batch_size", batch_size)
         optim_method = as_optim_method(model, SGD() if optim_method is None else optim_method)
         self.model, self.criterion = model, criterion
         self.end_trigger = end_trigger or MaxEpoch(1)

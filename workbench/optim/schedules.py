@@ -61,12 +61,6 @@ def check_number(owner, name, value, low=None, high=None, low_open=False, high_o
     return float(value)
 
 
-def check_int(owner, name, value, low=1):
-    """``value`` as an int, or a ValueError quoting it if it is not an integer >= ``low``
-    (``workbench._checks.check_int`` under this module's argument name ``low``)."""
-    return _checks.check_int(owner, name, value, minimum=low)
-
-
 # ---------------------------------------------------------------------- the protocol
 class LearningRateSchedule(Configurable):
     """Base class: ``rate(lr, decay, state)`` gives the learning rate of the next update."""
@@ -111,7 +105,7 @@ class Step(LearningRateSchedule):
     """
 
     def __init__(self, step_size, gamma):
-        self.step_size = check_int("Step", "step_size", step_size)
+        self.step_size = _checks.check_int("Step", "step_size", step_size)
         self.gamma = check_number("Step", "gamma", gamma, low=0, low_open=True)
 
     def rate(self, lr, decay, state):
@@ -131,7 +125,7 @@ class MultiStep(LearningRateSchedule):
         if not isinstance(step_sizes, (list, tuple)) or not step_sizes:
             raise ValueError(f"MultiStep: step_sizes must be a non-empty list of increasing "
                              f"positive ints, got {step_sizes!r}")
-        sizes = [check_int("MultiStep", "each of step_sizes", s) for s in step_sizes]
+        sizes = [_checks.check_int("MultiStep", "each of step_sizes", s) for s in step_sizes]
         if any(b <= a for a, b in zip(sizes, sizes[1:])):
             raise ValueError("MultiStep: step_sizes must be strictly increasing, "
                              f"got {step_sizes!r}")
@@ -158,7 +152,7 @@ class Poly(LearningRateSchedule):
 
     def __init__(self, power, max_iteration):
         self.power = check_number("Poly", "power", power, low=0)
-        self.max_iteration = check_int("Poly", "max_iteration", max_iteration)
+        self.max_iteration = _checks.check_int("Poly", "max_iteration", max_iteration)
 
     def rate(self, lr, decay, state):
         n = int(state.get("global_neval", _neval(state)))
@@ -178,7 +172,7 @@ class Exponential(LearningRateSchedule):
     """
 
     def __init__(self, decay_step, decay_rate, stair_case=False):
-        self.decay_step = check_int("Exponential", "decay_step", decay_step)
+        self.decay_step = _checks.check_int("Exponential", "decay_step", decay_step)
         self.decay_rate = check_number("Exponential", "decay_rate", decay_rate, low=0,
                                        low_open=True)
         self.stair_case = bool(stair_case)
@@ -232,12 +226,12 @@ class Plateau(LearningRateSchedule):
         self.monitor = monitor.lower()
         self.factor = check_number("Plateau", "factor", factor, low=0, high=1, low_open=True,
                                    high_open=True)
-        self.patience = check_int("Plateau", "patience", patience, low=0)
+        self.patience = _checks.check_int("Plateau", "patience", patience, minimum=0)
         if mode not in ("min", "max"):
             raise ValueError(f"Plateau: mode must be 'min' or 'max', got {mode!r}")
         self.mode = mode
         self.epsilon = check_number("Plateau", "epsilon", epsilon, low=0)
-        self.cooldown = check_int("Plateau", "cooldown", cooldown, low=0)
+        self.cooldown = _checks.check_int("Plateau", "cooldown", cooldown, minimum=0)
         self.min_lr = check_number("Plateau", "min_lr", min_lr, low=0)
         self.load_state({})
 
@@ -305,7 +299,7 @@ class SequentialSchedule(LearningRateSchedule):
     """
 
     def __init__(self, iteration_per_epoch):
-        self.iteration_per_epoch = check_int("SequentialSchedule", "iteration_per_epoch",
+        self.iteration_per_epoch = _checks.check_int("SequentialSchedule", "iteration_per_epoch",
                                              iteration_per_epoch)
         self.schedules: list[tuple[LearningRateSchedule, int]] = []
         self._cur = 0
@@ -316,7 +310,7 @@ class SequentialSchedule(LearningRateSchedule):
         if not isinstance(schedule, LearningRateSchedule) or schedule is self:
             raise TypeError(f"SequentialSchedule.add: expected a learning rate schedule, got "
                             f"{type(schedule).__name__}")
-        max_iteration = check_int("SequentialSchedule.add", "max_iteration", max_iteration)
+        max_iteration = _checks.check_int("SequentialSchedule.add", "max_iteration", max_iteration)
         self.schedules.append((schedule, max_iteration))
         return self
 

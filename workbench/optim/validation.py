@@ -18,9 +18,10 @@ import numbers
 
 import numpy as np
 
+from .._checks import check_int
 from .._config import Configurable
 from ..distributed import engine_for
-from ..nn.criterion import Criterion, class_labels
+from ..nn.criteria.criterion import Criterion, class_labels
 from ..nn.module import Module, shape_of
 
 __all__ = ["ValidationMethod", "ValidationResult", "Top1Accuracy", "Top5Accuracy", "Loss", "MAE",
@@ -257,9 +258,8 @@ class _RankingMethod(ValidationMethod):
     """Records of ``neg_num + 1`` candidate items, exactly one of them positive (target 1)."""
 
     def __init__(self, k=10, neg_num=100):
-        from .schedules import check_int
         self.k = check_int(self.name, "k", k)
-        self.neg_num = check_int(self.name, "neg_num", neg_num, low=0)
+        self.neg_num = check_int(self.name, "neg_num", neg_num, minimum=0)
 
     def _ranks(self, output, target):
         """1-based rank of each record's positive item (1 + items scored strictly higher)."""
@@ -372,8 +372,7 @@ class AUC(ValidationMethod):
     """
 
     def __init__(self, threshold_num=200):
-        from .schedules import check_int
-        self.threshold_num = check_int("AUC", "threshold_num", threshold_num, low=2)
+        self.threshold_num = check_int("AUC", "threshold_num", threshold_num, minimum=2)
         eps = 1e-7
         n = self.threshold_num
         thresholds = np.arange(n, dtype=np.float64) / (n - 1)
@@ -469,7 +468,6 @@ class MeanAveragePrecision(ValidationMethod):
     """
 
     def __init__(self, k, classes):
-        from .schedules import check_int
         if k != -1:
             check_int("MeanAveragePrecision", "k", k)
         self.k = int(k)
@@ -547,9 +545,7 @@ def evaluate(model, data, batch_size=256, val_methods=None):
     """
     if not isinstance(model, Module):
         raise TypeError(f"evaluate: model must be a workbench Module, got {type(model).__name__}")
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) \
-            or batch_size <= 0:
-        raise ValueError(f"evaluate: batch_size must be a positive int, got {batch_size!r}")
+    check_int("evaluate", "batch_size", batch_size)
     methods = [Top1Accuracy()] if val_methods is None else val_methods
     methods = list(methods) if isinstance(methods, (list, tuple)) else [methods]
     bad = [m for m in methods if not isinstance(m, ValidationMethod)]

@@ -17,6 +17,7 @@ import pickle
 
 import numpy as np
 
+from .._checks import check_int
 from ..nn.module import Module
 from .data import DataSet
 
@@ -90,9 +91,7 @@ def evaluate_dataset(model, dataset, batch_size, methods):
 def _check(model, batch_size, what):
     if not isinstance(model, Module):
         raise TypeError(f"{what}: model must be a workbench Module, got {type(model).__name__}")
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
-            or batch_size <= 0:
-        raise ValueError(f"{what}: batch_size must be a positive int, got {batch_size!r}")
+    check_int(what, "batch_size", batch_size)
 
 
 def predict(model, data, batch_size=256, features_col="features", feature_shape=None):

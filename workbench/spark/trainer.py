@@ -46,6 +46,7 @@ import warnings
 
 import numpy as np
 
+from .._checks import check_int
 from ..nn import random as nn_random
 from ..optim.events import IterationEvent, TrainingState
 from ..optim.loop import Divergence, IterationStep, TrainingError, epoch_permutation
@@ -578,11 +579,13 @@ class SparkTrainer:
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"Optimizer: gradient_compression must be one of {COMPRESSIONS}, "
                              f"got {self.compression!r}")
-        self.max_retries = _int_option(opts, "max_retries", 3, low=0)
+        self.max_retries = check_int("Optimizer", "max_retries", opts.get("max_retries", 3),
+                                     minimum=0)
         self.num_tasks = opts.get("num_tasks")
         if self.num_tasks is not None:
-            self.num_tasks = _int_option(opts, "num_tasks", None, low=1)
-        self.max_stretch = _int_option(opts, "max_stretch_iterations", 1000, low=1)
+            self.num_tasks = check_int("Optimizer", "num_tasks", self.num_tasks)
+        self.max_stretch = check_int("Optimizer", "max_stretch_iterations",
+                                     opts.get("max_stretch_iterations", 1000))
         self.snapshot_interval = float(opts.get("snapshot_interval", 300.0))
         self.timeout = float(opts.get("comm_timeout", 300.0))
         self.rendezvous_timeout = float(opts.get("rendezvous_timeout", 120.0))
@@ -978,13 +981,6 @@ def _advance(state, msg):
     if state.iteration != msg.iteration or state.epoch != msg.epoch:
         raise StretchFailed(f"the tasks are at iteration {msg.iteration} (epoch {msg.epoch}) but "
                             f"the driver expected {state.iteration} (epoch {state.epoch})")
-
-
-def _int_option(opts, name, default, low=0):
-    value = opts.get(name, default)
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ValueError(f"Optimizer: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def _first_line(e):

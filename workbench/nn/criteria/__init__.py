@@ -1,6 +1,6 @@
 """Criteria (losses), split by kind: the shared argument checks and ``WeightedCriterion``
 (``base``), classification, regression, embedding/ranking, distribution and composite
-criteria.  The ``Criterion`` base class is ``workbench.nn.criterion``.
+criteria.  The ``Criterion`` base class is in ``criterion.py``.
 """
 from .classification import (CategoricalCrossEntropy, MultiLabelSoftMarginCriterion,
                              MultiMarginCriterion, MultiLabelMarginCriterion, SoftMarginCriterion,

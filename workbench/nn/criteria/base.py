@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..criterion import Criterion, LabelError
+from .criterion import Criterion, LabelError
 from ..module import DEFAULT_DTYPE, shape_of
 
 __all__ = []

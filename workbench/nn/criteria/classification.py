@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import backend
 from ..activation.activations import log_softmax, softmax
-from ..criterion import Criterion, LabelError, class_labels
+from .criterion import Criterion, LabelError, class_labels
 from ..module import shape_of
 from .base import (check_signs, float_input, number_arg, same_shape_target, weights_arg,
                    WeightedCriterion)

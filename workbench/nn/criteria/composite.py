@@ -11,7 +11,7 @@ import numpy as np
 from ..._config import ConfigError
 from .classification import ClassNLLCriterion, CrossEntropyCriterion
 from .base import number_arg
-from ..criterion import Criterion, LabelError
+from .criterion import Criterion, LabelError
 from ..module import Module, build_module, shape_of
 
 __all__ = ["MultiCriterion", "ParallelCriterion", "TimeDistributedCriterion",

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .base import float_input, number_arg, same_shape_target, table_input
-from ..criterion import Criterion
+from .criterion import Criterion
 from ..module import shape_of
 
 __all__ = ["DistKLDivCriterion", "KullbackLeiblerDivergenceCriterion", "KLDCriterion",

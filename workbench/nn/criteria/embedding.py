@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import check_signs, float_input, number_arg, same_shape_target, sign_labels, table_input
-from ..criterion import Criterion
+from .criterion import Criterion
 from ..module import shape_of
 
 __all__ = ["CosineEmbeddingCriterion", "CosineDistanceCriterion", "CosineProximityCriterion",

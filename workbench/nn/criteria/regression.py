@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..criterion import Criterion
+from .criterion import Criterion
 from ..module import shape_of
 from .base import float_input, same_shape_target
 

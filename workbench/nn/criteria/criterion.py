@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._config import Configurable
-from .module import shape_of
+from ..._config import Configurable
+from ..module import shape_of
 
 
 class LabelError(ValueError):
