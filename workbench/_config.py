@@ -54,9 +54,10 @@ def _from_json(value, base):
 class Configurable:
     """Base class that captures constructor arguments for ``get_config``."""
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, abstract=False, **kwargs):
+        # ``class Base(Module, abstract=True)``: a shared base that no config may name
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
+        if not cls.__name__.startswith("_") and not abstract:
             _REGISTRY[cls.__name__] = cls
         init = cls.__dict__.get("__init__")
         if init is None or getattr(init, "_captures_config", False):
@@ -92,6 +93,12 @@ class Configurable:
     @classmethod
     def from_config(cls, config: dict):
         return from_config(config, cls)
+
+
+def registered(base=Configurable):
+    """``{class name: class}`` of the registered subclasses of ``base`` (what configs may
+    name)."""
+    return {name: cls for name, cls in _REGISTRY.items() if issubclass(cls, base)}
 
 
 def from_config(config, base=Configurable):

@@ -289,7 +289,7 @@ def repr_number(x):
     return f"{x:g}"
 
 
-class Pointwise(_Elementwise):
+class Pointwise(_Elementwise, abstract=True):
     """``y = f(x)`` element by element; subclasses fill ``out`` in ``_forward(x, out)`` and
     ``gi`` in ``_backward(x, y, grad_output, gi)``."""
 

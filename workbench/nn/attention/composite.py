@@ -8,7 +8,7 @@ from ..module import Module
 
 
 
-class Composite(Container):
+class Composite(Container, abstract=True):
     """A layer made of child layers that its constructor builds (not ``add``): the config holds
     only the constructor's arguments; the weights live in the children (paths ``0.weight``...).
     Subclasses implement ``backward`` through their children (which accumulate their own

@@ -91,7 +91,7 @@ def check_ints(cls, names, values, minimum=1, allow=()):
 
 
 # ---------------------------------------------------------------------- forward convolution
-class ConvolutionND(Module):
+class ConvolutionND(Module, abstract=True):
     """Convolution over ``d`` spatial axes.  Subclasses call ``_setup`` with the sizes in axis
     order (e.g. ``(t, h, w)``) and the argument names used in messages."""
 
@@ -301,7 +301,7 @@ class ConvolutionND(Module):
 
 
 # ---------------------------------------------------------------------- transposed convolution
-class FullConvolutionND(Module):
+class FullConvolutionND(Module, abstract=True):
     """Transposed convolution over ``d`` spatial axes (the gradient of a convolution with
     respect to its input), with groups and output adjustment.  Weight layout ``(in,
     out / n_group, *kernel)`` as Torch's ``SpatialFullConvolution``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._checks import positive_int
-from ..._config import _REGISTRY
+from ..._config import registered
 from ..attention.composite import Composite
 from ..initializers import RandomUniform
 from ..module import Module, check_grad_output
@@ -110,8 +110,8 @@ def _activation(value):
         key = value.replace("_", "").lower()
         if key == "linear":
             return None
-        for name, cls in _REGISTRY.items():
-            if name.lower() == key and issubclass(cls, Module):
+        for name, cls in registered(Module).items():
+            if name.lower() == key:
                 try:
                     return cls()
                 except TypeError:

@@ -34,7 +34,7 @@ def weights_arg(cls, weights):
     return w
 
 
-class WeightedCriterion(Criterion):
+class WeightedCriterion(Criterion, abstract=True):
     """Saves its ``weights`` array in the config as a list (the weights file holds no criteria)."""
 
     weights = None

@@ -253,7 +253,7 @@ class Add(Module):
         return str(self.input_size)
 
 
-class Expanding(Module):
+class Expanding(Module, abstract=True):
     """Shared rules of CAdd / CMul / Scale: how a parameter of ``size`` meets the input.
 
     As BigDL: a parameter with as many elements as the input is used element by element;

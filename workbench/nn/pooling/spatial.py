@@ -406,7 +406,7 @@ class SpatialAveragePooling(_Pooling):
 
 
 # ---------------------------------------------------------------------- N-d windowed pooling
-class PoolingND(Module):
+class PoolingND(Module, abstract=True):
     """Max or average pooling over the last ``d`` axes of ``(N, C, *size)``.
 
     Subclasses set ``_axes`` (names of the spatial axes, for messages), call ``_setup`` with

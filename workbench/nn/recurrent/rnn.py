@@ -323,7 +323,7 @@ class RnnCell(Cell):
         return f"{self.input_size} -> {self.hidden_size}, {self.activation}"
 
 
-class LSTMCore(Cell):
+class LSTMCore(Cell, abstract=True):
     """The LSTM step shared by LSTM, LSTMPeephole and ConvLSTMPeephole.
 
     Gates are stacked along axis 1 in the order input, forget, cell (candidate), output
