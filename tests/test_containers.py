@@ -4,15 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from helpers import check_module_gradients
+from helpers import check_module_gradients, normal
 from workbench.nn import (CAddTable, Concat, ConcatTable, Dropout, Identity, Input, JoinTable,
                           LayerError, Linear, LogSoftMax, Model, ParallelTable, ReLU, Reshape,
                           Sequential, Sigmoid, SoftMax, Tanh, View)
 from workbench.nn.module import build_module
-
-
-def normal(shape, seed=0, dtype=np.float64):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def named(model, *names):

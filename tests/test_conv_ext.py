@@ -7,17 +7,13 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_module_gradients
+from helpers import check_module_gradients, rand
 from workbench.nn import (L1L2Regularizer, L2Regularizer, LayerError, LocallyConnected2D, Module,
                           Sequential, SpatialConvolution, SpatialDilatedConvolution,
                           SpatialFullConvolution, SpatialSeparableConvolution,
                           SpatialShareConvolution)
 
 RTOL, ATOL = 1e-4, 1e-5  # float32 parity
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 def parity(layer, torch_fn, x, names=("weight", "bias")):

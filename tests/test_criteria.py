@@ -5,13 +5,9 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_criterion_gradients
+from helpers import check_criterion_gradients, normal
 from workbench.nn import (BCECriterion, ClassNLLCriterion, Criterion, CrossEntropyCriterion,
                           LabelError, MSECriterion)
-
-
-def normal(shape, seed=0, dtype=np.float64):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def log_probs(shape, seed=0, dtype=np.float64):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_criterion_gradients
+from helpers import check_criterion_gradients, normal
 import workbench.nn as nn
 from workbench.nn import (
     AbsCriterion, CategoricalCrossEntropy, ClassNLLCriterion, ClassSimplexCriterion,
@@ -25,10 +25,6 @@ from workbench._config import ConfigError
 
 def rng(seed):
     return np.random.default_rng(seed)
-
-
-def normal(shape, seed=0):
-    return rng(seed).standard_normal(shape)
 
 
 def uniform(shape, seed=0, low=0.05, high=0.95):

@@ -4,14 +4,10 @@ import pytest
 import scipy.sparse as sp
 from oracle import F, torch
 
-from helpers import check_module_gradients
+from helpers import check_module_gradients, normal
 from workbench import io
 from workbench.nn import (Container, L2Regularizer, LayerError, LookupTable, LookupTableSparse,
                           Reshape, Sequential, SparseLinear)
-
-
-def normal(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 def close(a, b, tol=1e-10):

@@ -6,36 +6,16 @@ import numpy as np
 import pytest
 from oracle import torch
 
-from helpers import check_module_gradients
-from workbench.nn import (CAddTable, Dropout, Identity, JoinTable, LayerError, LogSoftMax, Module,
-                          ReLU, Reshape, Sigmoid, SoftMax, Tanh, View, random)
+from helpers import check_module_gradients, f32, normal, Reseeded as _Reseeded
+from workbench.nn import (CAddTable, Dropout, Identity, JoinTable, LayerError, LogSoftMax, ReLU,
+                          Reshape, Sigmoid, SoftMax, Tanh, View, random)
 from workbench.nn.module import build_module
-
-
-def normal(shape, seed=0, dtype=np.float64):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def away_from_zero(shape, seed=0):
     """Inputs at least 0.1 away from ReLU's kink."""
     x = normal(shape, seed)
     return np.sign(x) * (0.1 + np.abs(x))
-
-
-class _Reseeded(Module):
-    """Runs ``inner`` with the same random seed on every forward (fixes a dropout mask for
-    finite differences, which re-run forward many times)."""
-
-    def __init__(self, inner, seed):
-        super().__init__()
-        self.inner, self.seed = inner, seed
-
-    def update_output(self, input):
-        random.set_seed(self.seed)
-        return self.inner.forward(input)
-
-    def update_grad_input(self, input, grad_output):
-        return self.inner.backward(input, grad_output)
 
 
 # ---------------------------------------------------------------------- gradient checks (float64)
@@ -121,10 +101,6 @@ def assert_torch_parity(layer, torch_fn, inputs, seed=0):
     for ours, t in zip(gi if table else [gi], txs):
         assert ours.shape == tuple(t.shape)
         np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-5, atol=1e-6)
-
-
-def f32(shape, seed=0, scale=1.0):
-    return (scale * normal(shape, seed)).astype(np.float32)
 
 
 @pytest.mark.oracle

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from layer_checks import (Reseeded, away_from, check_module_gradients, config_round_trip, f32,
-                          normal, torch_parity)
+from helpers import (away_from, check_module_gradients, config_round_trip, f32, normal, Reseeded,
+                    torch_parity)
 from workbench.nn import (ELU, GELU, BinaryThreshold, Clamp, HardShrink, HardSigmoid, HardTanh,
                           LayerError, LeakyReLU, Linear, LogSigmoid, PReLU, ReLU6, RReLU,
                           Sequential, SiLU, SoftMin, SoftPlus, SoftShrink, SoftSign, SReLU,

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_module_gradients
-from layer_parity import assert_config_round_trip, assert_parity, f32, normal
+from helpers import assert_config_round_trip, assert_parity, check_module_gradients, f32, normal
 from workbench import io
 from workbench.nn import (MM, MV, Attention, Bilinear, Bottle, Cosine, CosineDistance, DotProduct,
                           Euclidean, Highway, L2Regularizer, LayerError, Linear, Maxout, Module,

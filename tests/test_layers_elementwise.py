@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from oracle import torch
 
-from layer_checks import (away_from, check_module_gradients, config_round_trip, f32, normal,
-                          torch_parity)
+from helpers import away_from, check_module_gradients, config_round_trip, f32, normal, torch_parity
 from workbench.nn import (Abs, Add, AddConstant, CAdd, CMul, Exp, L2Regularizer, LayerError, Log,
                           Mul, MulConstant, Negative, Ones, Power, Scale, Sequential, Sqrt, Square,
                           Zeros, random)

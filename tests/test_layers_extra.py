@@ -12,8 +12,8 @@ import pytest
 import scipy.sparse as sp
 from oracle import F, torch
 
-from helpers import check_module_gradients
-from layer_checks import check_penalty_gradients, config_round_trip, f32, normal, torch_parity
+from helpers import (check_module_gradients, check_penalty_gradients, config_round_trip, f32,
+                    normal, torch_parity)
 from workbench.nn import (BifurcateSplitTable, CAddTable, CMulTable, ConvLSTMPeephole3D,
                           CrossProduct, DenseToSparse, DetectionOutputSSD, ExpandSize,
                           FeedForwardNetwork, LayerError, Module, NegativeEntropyPenalty,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from oracle import torch
 
-from layer_checks import (Reseeded, check_module_gradients, check_penalty_gradients,
-                          config_round_trip, f32, normal)
+from helpers import (check_module_gradients, check_penalty_gradients, config_round_trip, f32,
+                    normal, Reseeded)
 from workbench.nn import (ActivityRegularization, GaussianDropout, GaussianNoise,
                           GaussianSampler, GradientReversal, L1Penalty, LayerError, Linear,
                           Sequential, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D,

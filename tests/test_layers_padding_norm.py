@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from layer_checks import (away_from, check_module_gradients, config_round_trip, f32, normal,
-                          torch_parity)
+from helpers import away_from, check_module_gradients, config_round_trip, f32, normal, torch_parity
 from workbench.nn import (Cropping2D, Cropping3D, LayerError, LayerNormalization, Normalize,
                           NormalizeScale, Padding, ResizeBilinear, Sequential,
                           SpatialContrastiveNormalization, SpatialCrossMapLRN,

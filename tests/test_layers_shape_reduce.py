@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from oracle import torch
 
-from helpers import check_module_gradients
-from layer_parity import assert_config_round_trip, assert_parity, f32, normal, with_fixed
+from helpers import (assert_config_round_trip, assert_parity, check_module_gradients, f32, normal,
+                    with_fixed)
 from workbench.nn import (Contiguous, Echo, Index, InferReshape, LayerError, Linear, Masking,
                           Max, Mean, Min, Narrow, Replicate, Reverse, Select, Sequential,
                           Squeeze, Sum, Tile, Transpose, Unsqueeze)

@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 from oracle import torch
 
-from helpers import check_module_gradients
-from layer_parity import (assert_config_round_trip, assert_parity, f32, normal,
-                          with_fixed)
+from helpers import (assert_config_round_trip, assert_parity, check_module_gradients, f32, normal,
+                    with_fixed)
 from workbench.nn import (Bottle, CAveTable, CDivTable, CMaxTable, CMinTable, CMulTable,
                           CSubTable, FlattenTable, Identity, LayerError, Linear, MapTable,
                           MaskedSelect, MixtureTable, NarrowTable, Pack, ReLU, SelectTable,

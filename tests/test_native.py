@@ -17,9 +17,10 @@ import pytest
 from oracle import F, torch
 
 import hypothesis  # noqa: E402,F401  (test extra)
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import assume, given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from helpers import _close, _never_called, _run_both, NATIVE_SETTINGS as SETTINGS
 from workbench.nn import BatchNormalization, LayerError, SpatialAveragePooling, \
     SpatialBatchNormalization, SpatialConvolution, SpatialMaxPooling, backend  # noqa: E402
 
@@ -33,10 +34,6 @@ def needs_native(test):
     return test
 
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-
-
 @pytest.fixture(autouse=True)
 def _native_backend():
     previous = backend.set_backend("native")
@@ -47,24 +44,6 @@ def _native_backend():
 def test_native_module_loads():
     assert backend.native() is not None, backend.native_error()
     assert backend.native().onednn_version().startswith("3.")
-
-
-def _run_both(layer, x, gout):
-    """(output, grad_input, grad_weight, grad_bias) with each backend, from zeroed gradients."""
-    results = {}
-    for name in ("numpy", "native"):
-        backend.set_backend(name)
-        layer.zero_grad_parameters()
-        y = layer.forward(x).copy()
-        gi = layer.backward(x, gout(y.shape)).copy()
-        params = [getattr(layer, n).copy() for n in ("grad_weight", "grad_bias")
-                  if hasattr(layer, n)]
-        results[name] = [y, gi] + params
-    return results
-
-
-def _close(a, b, what, scale=1.0):
-    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * max(1.0, scale), err_msg=what)
 
 
 # ---------------------------------------------------------------------- convolution
@@ -258,10 +237,6 @@ def test_batch_norm_native_equals_numpy_and_torch(n, c, h, w, affine, train, eps
 
 
 # ---------------------------------------------------------------------- bad shapes
-def _never_called(*args, **kwargs):
-    raise AssertionError("native code reached with a bad shape")
-
-
 @pytest.mark.parametrize("layer, x, expected", [
     (SpatialConvolution(3, 6, 5, 5).set_name("conv1"), np.zeros((8, 1, 28, 28), np.float32),
      "expected input (N, 3, H, W), got (8, 1, 28, 28)"),

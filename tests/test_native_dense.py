@@ -15,7 +15,7 @@ from oracle import F, torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from test_native import SETTINGS, _close, _never_called, _run_both
+from helpers import _close, _never_called, _run_both, NATIVE_SETTINGS as SETTINGS
 from workbench.nn import (ELU, GELU, LayerError, LeakyReLU, Linear, LogSoftMax, LookupTable,
                           ReLU, Sigmoid, SiLU, SoftMax, SoftPlus, SpatialCrossMapLRN, Tanh,
                           backend, gemm)

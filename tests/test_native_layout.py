@@ -18,6 +18,7 @@ from oracle import F, torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from helpers import _close, _never_called
 from workbench.nn import (BatchNormalization, CAddTable, ConcatTable, Identity, LayerError,
                           ReLU, Sequential, SpatialBatchNormalization, SpatialConvolution,
                           Tanh, backend)
@@ -37,10 +38,6 @@ def _native_backend():
     backend.set_backend(previous)
     for name, on in kernels.items():
         backend.set_kernel(name, on)
-
-
-def _close(a, b, what, scale=1.0):
-    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * max(1.0, scale), err_msg=what)
 
 
 def _both_backends(model, x, gout, train):
@@ -353,10 +350,6 @@ def test_grad_pool_hands_out_only_unreferenced_buffers():
 
 
 # ---------------------------------------------------------------------- bad shapes
-def _never_called(*args, **kwargs):
-    raise AssertionError("native code reached with a bad shape")
-
-
 @pytest.fixture
 def no_native(monkeypatch):
     native = backend.native()

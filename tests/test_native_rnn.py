@@ -16,8 +16,8 @@ import pytest
 from oracle import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_native import SETTINGS, _close, _never_called
 
+from helpers import _close, _never_called, NATIVE_SETTINGS as SETTINGS
 from workbench.nn import GRU, LSTM, BiRecurrent, L2Regularizer, LayerError, LSTMPeephole, \
     MultiRNNCell, Recurrent, backend, random
 

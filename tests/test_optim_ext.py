@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from oracle import torch
 from sklearn.metrics import roc_auc_score
-from test_optim_methods import W0, _flat, _loss, _unflatten, assert_same_trajectory, \
-    loss_and_grad, run_ours, run_torch
 
+from helpers import (W0, _flat, _loss, _unflatten, assert_same_trajectory, loss_and_grad,
+                     run_ours, run_torch)
 from workbench import nn as wnn
 from workbench._config import from_config
 from workbench.nn import Linear, MSECriterion, Sequential, Sigmoid, Tanh

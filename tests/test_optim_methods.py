@@ -6,73 +6,11 @@ import numpy as np
 import pytest
 from oracle import torch
 
+from helpers import (W0, assert_same_trajectory, loss_and_grad,
+                     run_ours, run_torch)
 from workbench._config import from_config
 from workbench.optim import (SGD, Adadelta, Adagrad, Adam, Adamax, Default, OptimMethod, Plateau,
                              RMSprop, SequentialSchedule, Step, Warmup)
-
-STEPS = 20
-
-# ---------------------------------------------------------------------- the problem
-# A small tanh MLP with a squared loss on fixed data: non-convex, gradients of mixed scale.
-_rng = np.random.default_rng(42)
-X = _rng.standard_normal((24, 5))
-Y = _rng.standard_normal((24, 3))
-SHAPES = [(5, 8), (8,), (8, 3), (3,)]
-W0 = np.concatenate([_rng.standard_normal(s).ravel() * 0.5 for s in SHAPES])
-
-
-def _unflatten(flat):
-    out, offset = [], 0
-    for s in SHAPES:
-        size = int(np.prod(s))
-        out.append(torch.tensor(flat[offset:offset + size].reshape(s), requires_grad=True))
-        offset += size
-    return out
-
-
-def _loss(params):
-    w1, b1, w2, b2 = params
-    x, y = torch.from_numpy(X), torch.from_numpy(Y)
-    return ((torch.tanh(x @ w1 + b1) @ w2 + b2 - y) ** 2).mean()
-
-
-def _flat(tensors):
-    return np.concatenate([t.detach().numpy().ravel() for t in tensors])
-
-
-def loss_and_grad(w):
-    params = _unflatten(w.astype(np.float64))
-    loss = _loss(params)
-    loss.backward()
-    return float(loss.detach()), _flat([p.grad for p in params]).astype(w.dtype)
-
-
-def run_ours(method, steps=STEPS, w=None):
-    w = W0.copy() if w is None else w
-    for _ in range(steps):
-        _, g = loss_and_grad(w)
-        method.update(w, g)
-    return w
-
-
-def run_torch(make, steps=STEPS, per_step=None):
-    params = _unflatten(W0)
-    opt = make(params)
-    for t in range(steps):
-        if per_step:
-            per_step(opt.param_groups[0], t)  # t: updates done before this one
-        opt.zero_grad()
-        _loss(params).backward()
-        opt.step()
-    return _flat(params)
-
-
-def assert_same_trajectory(ours, theirs):
-    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-12)
-    # the displacement too, so that small steps (Adadelta) are really compared
-    np.testing.assert_allclose(ours - W0, theirs - W0, rtol=1e-5, atol=1e-12)
-    assert np.abs(ours - W0).max() > 1e-4  # the methods did move
-
 
 # ---------------------------------------------------------------------- parity with torch.optim
 SGD_CASES = [

@@ -3,17 +3,13 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import assert_close_f32, check_module_gradients
+from helpers import assert_close_f32, check_module_gradients, normal
 from workbench import io
 from workbench.nn import (GRU, LSTM, BiRecurrent, CAddTable, Container, ConvLSTMPeephole, JoinTable,
                           L2Regularizer, LayerError, Linear, LSTMPeephole, MultiRNNCell,
                           Recurrent, RecurrentDecoder, RnnCell, Sequential, TimeDistributed)
 
 N, T, D, H = 3, 4, 3, 5
-
-
-def normal(shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 def t64(a):

@@ -4,21 +4,11 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_module_gradients
+from helpers import check_module_gradients, distinct, rand
 from workbench.nn import (BatchNormalization, LayerError, Module, SpatialAveragePooling,
                           SpatialBatchNormalization, SpatialConvolution, SpatialMaxPooling)
 
 RTOL, ATOL = 1e-4, 1e-5  # float32 parity
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def distinct(*shape, seed=0):
-    """float64 values with no ties (and gaps wider than the finite-difference step)."""
-    n = int(np.prod(shape))
-    return np.random.default_rng(seed).permutation(n).reshape(shape) / n * 4.0 - 2.0
 
 
 def same_pads(size, k, s):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_module_gradients
+from helpers import check_module_gradients, distinct, rand
 from workbench.nn import (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
                           GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
                           L2Regularizer, LayerError, LocallyConnected1D, Module,
@@ -14,16 +14,6 @@ from workbench.nn import (GlobalAveragePooling1D, GlobalAveragePooling2D, Global
                           VolumetricConvolution, VolumetricFullConvolution, VolumetricMaxPooling)
 
 RTOL, ATOL = 1e-4, 1e-5  # float32 parity
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def distinct(*shape, seed=0):
-    """float64 values with no ties (and gaps wider than the finite-difference step)."""
-    n = int(np.prod(shape))
-    return np.random.default_rng(seed).permutation(n).reshape(shape) / n * 4.0 - 2.0
 
 
 def parity(layer, torch_fn, x, names=("weight", "bias")):
