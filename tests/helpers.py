@@ -53,7 +53,14 @@ def away_from(x, points, gap=0.05):
     return x
 
 
+def t64(a):
+    """A float64 torch tensor of ``a`` (a copy)."""
+    return torch.from_numpy(np.array(a, dtype=np.float64))
+
+
 # ---------------------------------------------------------------------- float32 tolerances
+RTOL, ATOL = 1e-4, 1e-5  # float32 parity of convolution and pooling layers with PyTorch
+
 F32_EPS = float(np.finfo(np.float32).eps)  # 2**-23: the spacing of float32 numbers at 1.0
 
 
@@ -300,6 +307,36 @@ class Reseeded(Module):
 
     def update_grad_input(self, input, grad_output):
         return self.inner.backward(input, grad_output)
+
+
+def assert_torch_parity(layer, torch_fn, inputs, seed=0):
+    """Forward and grad input of ``layer`` against ``torch_fn`` on float32 inputs."""
+    table = isinstance(inputs, list)
+    xs = inputs if table else [inputs]
+    txs = [torch.from_numpy(x.copy()).requires_grad_() for x in xs]
+    ty = torch_fn(*txs)
+    g = normal(tuple(ty.shape), seed=seed + 100, dtype=np.float32)
+    ty.backward(torch.from_numpy(g))
+    y = layer.forward(inputs)
+    gi = layer.backward(inputs, g)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for ours, t in zip(gi if table else [gi], txs):
+        assert ours.shape == tuple(t.shape)
+        np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def run_both(layer, torch_fn, x, torch_params=()):
+    """forward + backward of ``layer`` and of ``torch_fn(tx, *params)``; returns both sides."""
+    y = layer.forward(x)
+    g = rand(*y.shape, seed=11).astype(np.float32)
+    layer.zero_grad_parameters()
+    gi = layer.backward(x, g)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = torch_fn(tx, *torch_params)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg="output")
+    np.testing.assert_allclose(gi, tx.grad.numpy(), rtol=RTOL, atol=ATOL, err_msg="grad input")
 
 
 def flat(x):

@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_module_gradients, rand
+from helpers import ATOL, check_module_gradients, rand, RTOL
 from workbench.nn import (L1L2Regularizer, L2Regularizer, LayerError, LocallyConnected2D, Module,
                           Sequential, SpatialConvolution, SpatialDilatedConvolution,
                           SpatialFullConvolution, SpatialSeparableConvolution,
                           SpatialShareConvolution)
-
-RTOL, ATOL = 1e-4, 1e-5  # float32 parity
-
 
 def parity(layer, torch_fn, x, names=("weight", "bias")):
     """forward / backward of ``layer`` against ``torch_fn(tx, *params)``: output, input gradient

@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 from oracle import F, torch
 
-from helpers import check_module_gradients, normal
+from helpers import check_module_gradients, normal, t64
 from workbench import io
 from workbench.nn import (Container, L2Regularizer, LayerError, LookupTable, LookupTableSparse,
                           Reshape, Sequential, SparseLinear)
@@ -12,10 +12,6 @@ from workbench.nn import (Container, L2Regularizer, LayerError, LookupTable, Loo
 
 def close(a, b, tol=1e-10):
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-
-
-def t64(a):
-    return torch.from_numpy(np.array(a, dtype=np.float64))
 
 
 # ---------------------------------------------------------------------- LookupTable

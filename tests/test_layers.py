@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from oracle import torch
 
-from helpers import check_module_gradients, f32, normal, Reseeded as _Reseeded
+from helpers import assert_torch_parity, check_module_gradients, f32, normal, Reseeded as _Reseeded
 from workbench.nn import (CAddTable, Dropout, Identity, JoinTable, LayerError, LogSoftMax, ReLU,
                           Reshape, Sigmoid, SoftMax, Tanh, View, random)
 from workbench.nn.module import build_module
@@ -85,23 +85,6 @@ def test_jointable_gradients(layer, shapes):
 
 
 # ---------------------------------------------------------------------- PyTorch parity (float32)
-
-def assert_torch_parity(layer, torch_fn, inputs, seed=0):
-    """Forward and grad input of ``layer`` against ``torch_fn`` on float32 inputs."""
-    table = isinstance(inputs, list)
-    xs = inputs if table else [inputs]
-    txs = [torch.from_numpy(x.copy()).requires_grad_() for x in xs]
-    ty = torch_fn(*txs)
-    g = normal(tuple(ty.shape), seed=seed + 100, dtype=np.float32)
-    ty.backward(torch.from_numpy(g))
-    y = layer.forward(inputs)
-    gi = layer.backward(inputs, g)
-    assert y.dtype == np.float32
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-6)
-    for ours, t in zip(gi if table else [gi], txs):
-        assert ours.shape == tuple(t.shape)
-        np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-5, atol=1e-6)
-
 
 @pytest.mark.oracle
 @pytest.mark.parametrize("layer, fn", [

@@ -13,17 +13,13 @@ import scipy.sparse as sp
 from oracle import F, torch
 
 from helpers import (check_module_gradients, check_penalty_gradients, config_round_trip, f32,
-                    normal, torch_parity)
+                    normal, t64, torch_parity)
 from workbench.nn import (BifurcateSplitTable, CAddTable, CMulTable, ConvLSTMPeephole3D,
                           CrossProduct, DenseToSparse, DetectionOutputSSD, ExpandSize,
                           FeedForwardNetwork, LayerError, Module, NegativeEntropyPenalty,
                           PriorBox, Proposal, Recurrent, RoiPooling, Sequential, SparseJoinTable,
                           SparseLinear, SpatialConvolutionMap, TableOperation, Transformer,
                           random)
-
-
-def t64(a):
-    return torch.from_numpy(np.array(a, dtype=np.float64))
 
 
 class _Densify(Module):

@@ -3,17 +3,13 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import assert_close_f32, check_module_gradients, normal
+from helpers import assert_close_f32, check_module_gradients, normal, t64
 from workbench import io
 from workbench.nn import (GRU, LSTM, BiRecurrent, CAddTable, Container, ConvLSTMPeephole, JoinTable,
                           L2Regularizer, LayerError, Linear, LSTMPeephole, MultiRNNCell,
                           Recurrent, RecurrentDecoder, RnnCell, Sequential, TimeDistributed)
 
 N, T, D, H = 3, 4, 3, 5
-
-
-def t64(a):
-    return torch.from_numpy(np.array(a, dtype=np.float64))
 
 
 def run(layer, x, g):

@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_module_gradients, distinct, rand
+from helpers import check_module_gradients, distinct, rand, RTOL, run_both
+
 from workbench.nn import (BatchNormalization, LayerError, Module, SpatialAveragePooling,
                           SpatialBatchNormalization, SpatialConvolution, SpatialMaxPooling)
-
-RTOL, ATOL = 1e-4, 1e-5  # float32 parity
-
 
 def same_pads(size, k, s):
     out = -(-size // s)
@@ -102,19 +100,6 @@ def test_batchnorm_gradients(make, shape, train):
 
 
 # ---------------------------------------------------------------------- parity with PyTorch
-def run_both(layer, torch_fn, x, torch_params=()):
-    """forward + backward of ``layer`` and of ``torch_fn(tx, *params)``; returns both sides."""
-    y = layer.forward(x)
-    g = rand(*y.shape, seed=11).astype(np.float32)
-    layer.zero_grad_parameters()
-    gi = layer.backward(x, g)
-    tx = torch.from_numpy(x).requires_grad_()
-    ty = torch_fn(tx, *torch_params)
-    ty.backward(torch.from_numpy(g))
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg="output")
-    np.testing.assert_allclose(gi, tx.grad.numpy(), rtol=RTOL, atol=ATOL, err_msg="grad input")
-
-
 CONV_PARITY = [
     # (cin, cout, kw, kh, sw, sh, pw, ph, groups, input shape)
     (1, 6, 5, 5, 1, 1, 0, 0, 1, (8, 1, 28, 28)),

@@ -6,15 +6,12 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import check_module_gradients, distinct, rand
+from helpers import ATOL, check_module_gradients, distinct, rand, RTOL
 from workbench.nn import (GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
                           GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
                           L2Regularizer, LayerError, LocallyConnected1D, Module,
                           TemporalConvolution, TemporalMaxPooling, VolumetricAveragePooling,
                           VolumetricConvolution, VolumetricFullConvolution, VolumetricMaxPooling)
-
-RTOL, ATOL = 1e-4, 1e-5  # float32 parity
-
 
 def parity(layer, torch_fn, x, names=("weight", "bias")):
     """forward / backward of ``layer`` against ``torch_fn(tx, *params)``: output, input gradient
