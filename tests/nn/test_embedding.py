@@ -1,13 +1,15 @@
-"""LookupTable, LookupTableSparse, SparseLinear: gradients, PyTorch parity, formats, errors."""
+"""LookupTable, LookupTableSparse, SparseLinear, DenseToSparse, SparseJoinTable: gradients,
+PyTorch parity, formats, errors."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from oracle import F, torch
 
-from helpers import check_module_gradients, normal, t64
+from helpers import check_module_gradients, config_round_trip, f32, normal, t64
 from workbench import io
-from workbench.nn import (Container, L2Regularizer, LayerError, LookupTable, LookupTableSparse,
-                          Reshape, Sequential, SparseLinear)
+from workbench.nn import (Container, DenseToSparse, L2Regularizer, LayerError, LookupTable,
+                          LookupTableSparse, Module, Reshape, Sequential, SparseJoinTable,
+                          SparseLinear)
 
 
 def close(a, b, tol=1e-10):
@@ -250,3 +252,70 @@ def test_sparse_linear_gradients_round_trip_and_errors(tmp_path):
         SparseLinear(6, 2, True, 5, 4)
     with pytest.raises(ValueError, match="backwardStart must be a positive int or -1, got 0"):
         SparseLinear(6, 2, True, 0, 4)
+
+
+class _Densify(Module):
+    """Test-only: a sparse matrix back to a dense array (so the generic checks apply)."""
+
+    def update_output(self, input):
+        return input.toarray()
+
+    def update_grad_input(self, input, grad_output):
+        return grad_output
+
+
+# ---------------------------------------------------------------------- sparse bridges
+def test_dense_to_sparse_feeds_sparse_linear_and_passes_gradients():
+    x = f32((3, 5), seed=26)
+    x[np.abs(x) < 0.7] = 0
+    layer = DenseToSparse()
+    s = layer.forward(x)
+    assert sp.issparse(s) and s.nnz == np.count_nonzero(x)
+    np.testing.assert_array_equal(s.toarray(), x)
+    lin = SparseLinear(5, 2)
+    np.testing.assert_allclose(Sequential().add(DenseToSparse()).add(lin).forward(x),
+                               x @ lin.weight.T + lin.bias, rtol=1e-6)
+    g = f32((3, 5), seed=27)
+    np.testing.assert_array_equal(layer.backward(x, sp.csr_matrix(g)), g)
+    off = DenseToSparse(propagate_back=False)
+    off.forward(x)
+    assert not off.backward(x, g).any()
+    check_module_gradients(Sequential().add(DenseToSparse()).add(_Densify()).double(),
+                           normal((2, 4), seed=28))
+
+
+def test_dense_to_sparse_errors_and_config():
+    with pytest.raises(LayerError, match=r"DenseToSparse\[d2s\]: expected input \(N, D\) dense, "
+                                         r"got \(2, 3, 4\)"):
+        DenseToSparse().set_name("d2s").forward(np.ones((2, 3, 4)))
+    again = config_round_trip(DenseToSparse(False))
+    assert again.propagate_back is False
+
+
+def test_sparse_join_table_joins_columns_and_rows():
+    a = sp.random(3, 4, density=0.5, random_state=1, format="csr", dtype=np.float32)
+    b = sp.random(3, 2, density=0.5, random_state=2, format="csr", dtype=np.float32)
+    layer = SparseJoinTable(2)
+    y = layer.forward([a, b])
+    assert sp.issparse(y) and y.shape == (3, 6)
+    np.testing.assert_array_equal(y.toarray(), np.concatenate([a.toarray(), b.toarray()], 1))
+    g = f32((3, 6), seed=29)
+    ga, gb = layer.backward([a, b], g)
+    np.testing.assert_array_equal(ga, g[:, :4])
+    np.testing.assert_array_equal(gb, g[:, 4:])
+    c = np.arange(8, dtype=np.float32).reshape(2, 4)
+    rows = SparseJoinTable(1).forward([a, c])
+    np.testing.assert_array_equal(rows.toarray(), np.concatenate([a.toarray(), c]))
+    model = Sequential().add(SparseJoinTable(2)).add(_Densify()).double()
+    check_module_gradients(model, [normal((2, 3), seed=30), normal((2, 2), seed=31)])
+
+
+def test_sparse_join_table_errors_and_config():
+    a = sp.csr_matrix(np.ones((3, 2)))
+    with pytest.raises(LayerError, match=r"SparseJoinTable\[sj\]: expected input a table of "
+                                         r"2-D sparse matrices that agree in dimension 1"):
+        SparseJoinTable(2).set_name("sj").forward([a, sp.csr_matrix(np.ones((2, 2)))])
+    with pytest.raises(ValueError, match="dimension must be 1 or 2 .* got 3"):
+        SparseJoinTable(3)
+    config_round_trip(SparseJoinTable(2))
+

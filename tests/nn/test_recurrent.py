@@ -1,13 +1,15 @@
-"""Recurrent layers: BPTT gradients, PyTorch parity, masking, state API, configs, errors."""
+"""Recurrent layers (ConvLSTMPeephole3D too): BPTT gradients, PyTorch parity, masking, state
+API, configs, errors."""
 import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import assert_close_f32, check_module_gradients, normal, t64
+from helpers import assert_close_f32, check_module_gradients, config_round_trip, f32, normal, t64
 from workbench import io
-from workbench.nn import (GRU, LSTM, BiRecurrent, CAddTable, Container, ConvLSTMPeephole, JoinTable,
-                          L2Regularizer, LayerError, Linear, LSTMPeephole, MultiRNNCell,
-                          Recurrent, RecurrentDecoder, RnnCell, Sequential, TimeDistributed)
+from workbench.nn import (BiRecurrent, CAddTable, Container, ConvLSTMPeephole, ConvLSTMPeephole3D,
+                          GRU, JoinTable, L2Regularizer, LayerError, Linear, LSTM, LSTMPeephole,
+                          MultiRNNCell, Recurrent, RecurrentDecoder, RnnCell, Sequential,
+                          TimeDistributed)
 
 N, T, D, H = 3, 4, 3, 5
 
@@ -536,3 +538,61 @@ def test_pickled_models_leave_the_step_caches_behind():
     assert len(shipped) < small + 1000  # the 50 cached steps stay home
     copy = pickle.loads(shipped)
     np.testing.assert_array_equal(copy.forward(x), model.forward(x))
+
+
+# ---------------------------------------------------------------------- ConvLSTMPeephole3D
+@pytest.mark.oracle
+def test_conv_lstm_peephole_3d_matches_torch_conv3d():
+    cell = ConvLSTMPeephole3D(2, 2, 3, 3).double()
+    x, g = normal((2, 2, 2, 3, 3, 3), 20), normal((2, 2, 2, 3, 3, 3), 21)
+    layer = Recurrent().add(cell)
+    layer.zero_grad_parameters()
+    y = layer.forward(x).copy()
+    gx = layer.backward(x, g).copy()
+    O = 2
+
+    def conv_lstm(x, w, u, b, p):
+        h = c = torch.zeros(2, O, 3, 3, 3, dtype=x.dtype)
+        pp = p[:, :, None, None, None]
+        outs = []
+        for t in range(2):
+            z = F.conv3d(x[:, t], w, b, padding=1) + F.conv3d(h, u, padding=1)
+            i = torch.sigmoid(z[:, :O] + pp[0] * c)
+            f = torch.sigmoid(z[:, O:2 * O] + pp[1] * c)
+            c = f * c + i * torch.tanh(z[:, 2 * O:3 * O])
+            o = torch.sigmoid(z[:, 3 * O:] + pp[2] * c)
+            h = o * torch.tanh(c)
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+    params = [cell.weight, cell.recurrent_weight, cell.bias, cell.peephole]
+    tx = t64(x).requires_grad_()
+    tp = [t64(p).requires_grad_() for p in params]
+    ty = conv_lstm(tx, *tp)
+    ty.backward(t64(g))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-9, atol=1e-10)
+    for n, t in zip(["weight", "recurrent_weight", "bias", "peephole"], tp):
+        np.testing.assert_allclose(getattr(cell, "grad_" + n), t.grad.numpy(), rtol=1e-9,
+                                   atol=1e-10)
+
+
+def test_conv_lstm_peephole_3d_gradients_strided():
+    model = Recurrent().add(ConvLSTMPeephole3D(1, 2, 2, 1, stride=2, padding=0,
+                                               with_peephole=False)).double()
+    x = normal((1, 2, 1, 3, 4, 4), 22)
+    check_module_gradients(model, x)
+    assert model.output.shape == (1, 2, 2, 1, 2, 2)
+
+
+def test_conv_lstm_peephole_3d_errors_and_config():
+    with pytest.raises(LayerError, match=r"Recurrent\[rec\]: expected input "
+                                         r"\(N, T, 2, D, H, W\).* got \(1, 2, 3, 4, 4, 4\)"):
+        Recurrent().set_name("rec").add(ConvLSTMPeephole3D(2, 3, 3, 3)).forward(
+            np.ones((1, 2, 3, 4, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="ConvLSTMPeephole3D: padding must be .* got -2"):
+        ConvLSTMPeephole3D(2, 3, 3, 3, padding=-2)
+    config_round_trip(ConvLSTMPeephole3D(1, 2, 3, 1))
+    config_round_trip(Recurrent().add(ConvLSTMPeephole3D(1, 2, 3, 1)),
+                      f32((1, 2, 1, 3, 3, 3), seed=3))
+

@@ -3,12 +3,14 @@ import numpy as np
 import pytest
 from oracle import torch
 
-from helpers import (assert_config_round_trip, assert_parity, check_module_gradients, f32, normal,
-                    with_fixed)
-from workbench.nn import (Bottle, CAveTable, CDivTable, CMaxTable, CMinTable, CMulTable,
-                          CSubTable, FlattenTable, Identity, LayerError, Linear, MapTable,
-                          MaskedSelect, MixtureTable, NarrowTable, Pack, ReLU, SelectTable,
-                          Sequential, SplitTable, Tanh)
+from helpers import (assert_config_round_trip, assert_parity, assert_torch_parity,
+                     check_module_gradients, config_round_trip, f32, normal, torch_parity,
+                     with_fixed)
+from workbench.nn import (BifurcateSplitTable, Bottle, CAddTable, CAveTable, CDivTable, CMaxTable,
+                          CMinTable, CMulTable, CSubTable, FlattenTable, Identity,
+                          JoinTable, LayerError, Linear, MapTable, MaskedSelect, MixtureTable,
+                          NarrowTable, Pack, ReLU, SelectTable, Sequential, SplitTable,
+                          TableOperation, Tanh)
 
 
 def tables(shapes, seed=0):
@@ -357,3 +359,118 @@ def test_table_grad_output_is_checked():
 def test_bad_arguments_quote_the_value(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("shapes", [[(3, 4), (3, 4)], [(3, 4), (3, 4), (3, 4)],
+                                    [(3, 4), (1, 4)], [(2, 3, 4), (4,)]])
+def test_caddtable_gradients(shapes):
+    xs = [normal(s, seed=i) for i, s in enumerate(shapes)]
+    check_module_gradients(CAddTable(), xs)
+
+
+@pytest.mark.parametrize("layer, shapes", [
+    (JoinTable(2, 0), [(3, 2), (3, 4), (3, 1)]),
+    (JoinTable(1, 0), [(2, 3), (4, 3)]),
+    (JoinTable(1, 1), [(3, 2), (3, 5)]),      # batch: joins the feature dimension
+    (JoinTable(1, 3), [(2, 3, 4, 5), (2, 1, 4, 5)]),   # channels of (N, C, H, W)
+    (JoinTable(-1, 0), [(2, 3), (2, 2)]),
+])
+def test_jointable_gradients(layer, shapes):
+    xs = [normal(s, seed=i + 10) for i, s in enumerate(shapes)]
+    check_module_gradients(layer, xs)
+
+
+@pytest.mark.oracle
+def test_table_layers_match_torch():
+    xs = [f32((3, 4), seed=i) for i in range(3)]
+    assert_torch_parity(CAddTable(), lambda a, b, c: a + b + c, xs)
+    ys = [f32((3, 4), seed=5), f32((1, 4), seed=6)]
+    assert_torch_parity(CAddTable(), lambda a, b: a + b, ys)
+    zs = [f32((2, 3, 4), seed=7), f32((2, 5, 4), seed=8)]
+    assert_torch_parity(JoinTable(2, 0), lambda a, b: torch.cat([a, b], 1), zs)
+    assert_torch_parity(JoinTable(1, 2), lambda a, b: torch.cat([a, b], 1), zs)
+    assert_torch_parity(JoinTable(-1, 0), lambda a, b: torch.cat([a, b], -1),
+                        [f32((2, 3), seed=9), f32((2, 1), seed=10)])
+
+
+def test_jointable_batch_shift():
+    a, b = np.zeros((3, 2), np.float32), np.ones((3, 5), np.float32)
+    assert JoinTable(1, 1).forward([a, b]).shape == (3, 7)       # batch of vectors
+    assert JoinTable(1, 1).forward([a[0], b[0]]).shape == (7,)   # single vectors
+    assert JoinTable(1, 0).forward([a, a]).shape == (6, 2)
+
+
+def test_caddtable_does_not_modify_inputs_and_gives_separate_grads():
+    a, b = np.ones((2, 2), np.float32), np.full((2, 2), 2, np.float32)
+    layer = CAddTable(inplace=True)
+    np.testing.assert_array_equal(layer.forward([a, b]), 3)
+    np.testing.assert_array_equal(a, 1)
+    ga, gb = layer.backward([a, b], np.ones((2, 2), np.float32))
+    assert ga is not gb
+
+
+def test_table_layers_check_grad_output_and_call_order():
+    xs = [np.ones((2, 3), np.float32), np.ones((2, 2), np.float32)]
+    with pytest.raises(LayerError, match=r"JoinTable: backward called before forward"):
+        JoinTable(2, 0).backward(xs, np.ones((2, 5), np.float32))
+    join = JoinTable(2, 0)
+    join.forward(xs)
+    with pytest.raises(LayerError, match=r"JoinTable: expected gradOutput of the output's shape "
+                                         r"\(2, 5\), got \(2, 4\)"):
+        join.backward(xs, np.ones((2, 4), np.float32))
+    add = CAddTable()
+    add.forward([xs[0], xs[0]])
+    with pytest.raises(LayerError, match=r"CAddTable: expected gradOutput .* got \(3, 2\)"):
+        add.backward([xs[0], xs[0]], np.ones((3, 2), np.float32))
+    with pytest.raises(LayerError, match=r"Tanh: backward called before forward"):
+        Tanh().backward(xs[0], xs[0])
+
+
+# ---------------------------------------------------------------------- TableOperation
+@pytest.mark.oracle
+def test_table_operation_expands_the_smaller_input():
+    a, b = f32((3, 4), seed=6), f32((1, 4), seed=7)
+    torch_parity(TableOperation(CMulTable()), lambda x, y: x * y, [a, b])
+    torch_parity(TableOperation(CAddTable()), lambda x, y: x + y, [f32((4,), seed=8), a])
+    check_module_gradients(TableOperation(CMulTable()).double(),
+                           [normal((2, 1, 3), seed=9), normal((2, 4, 3), seed=10)])
+
+
+def test_table_operation_errors_and_config():
+    with pytest.raises(LayerError, match=r"TableOperation\[op\]: expected input a table of two "
+                                         r"tensors.*got \[\(2, 3\), \(4, 3\)\]"):
+        TableOperation(CMulTable()).set_name("op").forward([np.ones((2, 3)), np.ones((4, 3))])
+    with pytest.raises(ValueError, match="operation_layer must be a Module, got 3"):
+        TableOperation(3)
+    again = config_round_trip(TableOperation(CMulTable()), [f32((2, 3), seed=1),
+                                                            f32((1, 3), seed=2)])
+    assert isinstance(again[0], CMulTable)
+
+
+# ---------------------------------------------------------------------- BifurcateSplitTable
+@pytest.mark.oracle
+def test_bifurcate_split_table_matches_torch_split():
+    x = f32((2, 5, 3), seed=40)
+
+    layer = BifurcateSplitTable(2)
+    a, b = layer.forward(x)
+    np.testing.assert_array_equal(a, x[:, :2])
+    np.testing.assert_array_equal(b, x[:, 2:])
+    tx = torch.from_numpy(x).requires_grad_()
+    g = [f32(a.shape, seed=41), f32(b.shape, seed=42)]
+    pa, pb = torch.split(tx, [2, 3], 1)
+    ((pa * torch.from_numpy(g[0])).sum() + (pb * torch.from_numpy(g[1])).sum()).backward()
+    np.testing.assert_array_equal(layer.backward(x, g), tx.grad.numpy())
+    one = BifurcateSplitTable(-1).forward(np.ones((2, 1)))
+    assert one[0].shape == (2, 0) and one[1].shape == (2, 1)
+    check_module_gradients(BifurcateSplitTable(-1).double(), normal((2, 3, 4), seed=43))
+
+
+def test_bifurcate_split_table_errors_and_config():
+    with pytest.raises(LayerError, match=r"BifurcateSplitTable\[bst\]: expected input a tensor "
+                                         r"with a dimension 3 of size >= 1, got \(2, 4\)"):
+        BifurcateSplitTable(3).set_name("bst").forward(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="dimension is 1-based .* got 0"):
+        BifurcateSplitTable(0)
+    config_round_trip(BifurcateSplitTable(1), f32((4, 2), seed=1))
+

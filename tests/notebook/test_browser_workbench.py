@@ -24,7 +24,7 @@ NOTEBOOK = "02_bigdl_train_magic.ipynb"
 # The tutorial trains 12 epochs, which the native kernels finish in a couple of seconds: too
 # fast to press Stop during it.  The browser test's copy asks for many more epochs.
 EPOCHS = 300
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Same seed, data, thread count and backend: the same bits, whatever else the machine does.
 
-Each run is its own process (tests/jobs/train_once.py) training LeNet-5 (convolution, pooling,
-Linear on the rule's GEMM) or a 2-layer LSTM language model (oneDNN's LSTM, LookupTable,
+Each run is its own process (tests/native/jobs/train_once.py) training LeNet-5 (convolution,
+pooling, Linear on the rule's GEMM) or a 2-layer LSTM language model (oneDNN's LSTM, LookupTable,
 cross-entropy) on the native backend; one of the two runs has a CPU hog beside it on every core.
 Losses of every iteration and the final weights must be bitwise equal: nothing numeric may
 depend on timing or load (no timing-chosen kernel, no racy reduction).

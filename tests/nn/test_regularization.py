@@ -1,17 +1,18 @@
-"""Issue-6 dropout and noise layers: SpatialDropout1D/2D/3D, GaussianDropout, GaussianNoise,
-GaussianSampler, L1Penalty, ActivityRegularization, GradientReversal — gradients (with the
-random draws fixed), PyTorch parity where the operation is deterministic given its noise,
-BigDL semantics, config round trips and errors naming the layer."""
+"""Dropout, noise and penalty layers: Dropout, SpatialDropout1D/2D/3D, GaussianDropout,
+GaussianNoise, GaussianSampler, L1Penalty, ActivityRegularization, NegativeEntropyPenalty,
+GradientReversal — gradients (with the random draws fixed), PyTorch parity where the operation
+is deterministic given its noise, BigDL semantics, config round trips and errors naming the
+layer."""
 import numpy as np
 import pytest
 from oracle import torch
 
-from helpers import (check_module_gradients, check_penalty_gradients, config_round_trip, f32,
-                    normal, Reseeded)
-from workbench.nn import (ActivityRegularization, GaussianDropout, GaussianNoise,
+from helpers import (assert_torch_parity, check_module_gradients, check_penalty_gradients,
+                     config_round_trip, f32, normal, Reseeded, Reseeded as _Reseeded, t64)
+from workbench.nn import (ActivityRegularization, Dropout, GaussianDropout, GaussianNoise,
                           GaussianSampler, GradientReversal, L1Penalty, LayerError, Linear,
-                          Sequential, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D,
-                          random)
+                          NegativeEntropyPenalty, random, Sequential, SpatialDropout1D,
+                          SpatialDropout2D, SpatialDropout3D)
 
 # ---------------------------------------------------------------------- spatial dropout
 
@@ -255,3 +256,107 @@ def test_bad_grad_output_is_reported(layer):
 def test_bad_arguments_quote_the_value(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("p, scale", [(0.3, True), (0.5, False), (0.0, True)])
+def test_dropout_gradients_with_fixed_mask(p, scale):
+    x = normal((6, 7), seed=3)
+    check_module_gradients(_Reseeded(Dropout(p, scale=scale), seed=11), x)
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_dropout_gradients_in_evaluate_mode(scale):
+    check_module_gradients(Dropout(0.4, scale=scale).evaluate(), normal((3, 4), seed=4))
+
+
+@pytest.mark.oracle
+def test_dropout_evaluate_matches_torch_eval():
+    x = f32((5, 6), seed=11)
+    drop = torch.nn.Dropout(0.4).eval()
+    assert_torch_parity(Dropout(0.4).evaluate(), drop, x)
+
+
+@pytest.mark.oracle
+def test_dropout_training_matches_torch_formula():
+    """torch: kept units are ``x / (1 - p)``, dropped ones 0, each dropped with probability p."""
+    p = 0.3
+    x = f32((200, 100), seed=12) + 5  # no zeros in the input
+    layer = Dropout(p)
+    y = layer.forward(x)
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], x[kept] / (1 - p), rtol=1e-6)
+    tmask = torch.nn.functional.dropout(torch.from_numpy(x), p, training=True) != 0
+    assert abs((~kept).mean() - p) < 0.01
+    assert abs((~tmask.numpy()).mean() - (~kept).mean()) < 0.015
+
+
+# ---------------------------------------------------------------------- dropout semantics
+
+def test_dropout_backward_uses_the_forward_mask():
+    random.set_seed(42)
+    x = normal((20, 30), seed=13) + 10
+    layer = Dropout(0.5).double()
+    y = np.array(layer.forward(x), copy=True)
+    mask = y / x
+    assert set(np.unique(np.round(mask, 12))) == {0.0, 2.0}
+    g = normal((20, 30), seed=14)
+    np.testing.assert_allclose(layer.backward(x, g), g * mask)
+    # another backward without a new forward still uses the same mask
+    np.testing.assert_allclose(layer.backward(x, 2 * g), 2 * g * mask)
+
+
+def test_dropout_is_reproducible_with_set_seed():
+    x = np.ones((10, 10), np.float32)
+    random.set_seed(5)
+    a = np.array(Dropout(0.5).forward(x), copy=True)
+    random.set_seed(5)
+    b = np.array(Dropout(0.5).forward(x), copy=True)
+    c = np.array(Dropout(0.5).forward(x), copy=True)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(b, c)
+
+
+def test_dropout_modes_and_scale_false():
+    x = np.ones((50, 40), np.float32)
+    layer = Dropout(0.25, scale=False)
+    y = layer.forward(x)
+    assert set(np.unique(y)) == {0.0, 1.0}
+    layer.evaluate()
+    np.testing.assert_allclose(layer.forward(x), 0.75 * x)
+    np.testing.assert_allclose(layer.backward(x, x), 0.75 * x)
+    scaled = Dropout(0.25).evaluate()
+    np.testing.assert_array_equal(scaled.forward(x), x)
+    np.testing.assert_array_equal(scaled.backward(x, x), x)
+
+
+@pytest.mark.parametrize("p", [1.0, -0.1, "0.5", True])
+def test_dropout_rejects_bad_p(p):
+    with pytest.raises(ValueError, match=r"Dropout: init_p must be a number in \[0, 1\), got"):
+        Dropout(p)
+
+
+# ---------------------------------------------------------------------- NegativeEntropyPenalty
+@pytest.mark.oracle
+def test_negative_entropy_penalty_gradient_and_torch_loss():
+    layer = NegativeEntropyPenalty(0.3)
+    p = torch.softmax(torch.from_numpy(f32((3, 5), seed=1)), dim=1).numpy()
+    y = layer.forward(p)
+    np.testing.assert_array_equal(y, p)
+    tp = torch.from_numpy(p.astype(np.float64)).requires_grad_()
+    loss = 0.3 * (tp * tp.log()).sum()
+    g = f32((3, 5), seed=2)
+    (loss + (tp * t64(g)).sum()).backward()
+    np.testing.assert_allclose(layer.loss, loss.item(), rtol=1e-5)
+    np.testing.assert_allclose(layer.backward(p, g), tp.grad.numpy(), rtol=1e-5, atol=1e-6)
+    x = np.abs(normal((2, 4), seed=3)) + 0.2
+    check_penalty_gradients(NegativeEntropyPenalty(0.5).double(), x)
+
+
+def test_negative_entropy_penalty_errors_and_config():
+    with pytest.raises(LayerError, match=r"NegativeEntropyPenalty\[neg\]: expected input of "
+                                         r"values > 0"):
+        NegativeEntropyPenalty().set_name("neg").forward(np.array([[0.5, 0.0]]))
+    with pytest.raises(ValueError, match="beta must be a finite number, got 'x'"):
+        NegativeEntropyPenalty("x")
+    config_round_trip(NegativeEntropyPenalty(0.2), np.full((2, 3), 0.3, dtype=np.float32))
+

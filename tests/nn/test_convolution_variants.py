@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import ATOL, check_module_gradients, rand, RTOL
+from helpers import (ATOL, check_module_gradients, config_round_trip, f32, normal, rand, RTOL,
+                     torch_parity)
 from workbench.nn import (L1L2Regularizer, L2Regularizer, LayerError, LocallyConnected2D, Module,
-                          Sequential, SpatialConvolution, SpatialDilatedConvolution,
-                          SpatialFullConvolution, SpatialSeparableConvolution,
-                          SpatialShareConvolution)
+                          Sequential, SpatialConvolution, SpatialConvolutionMap,
+                          SpatialDilatedConvolution, SpatialFullConvolution,
+                          SpatialSeparableConvolution, SpatialShareConvolution)
 
 def parity(layer, torch_fn, x, names=("weight", "bias")):
     """forward / backward of ``layer`` against ``torch_fn(tx, *params)``: output, input gradient
@@ -349,3 +350,40 @@ def test_bad_input_names_layer_and_shapes(make, bad, message):
 def test_constructor_arguments_checked(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+# ---------------------------------------------------------------------- SpatialConvolutionMap
+@pytest.mark.oracle
+def test_spatial_convolution_map_matches_torch_masked_conv():
+    table = [[1, 1], [2, 1], [2, 2], [3, 2], [1, 3]]
+    layer = SpatialConvolutionMap(table, 3, 2, 2, 1, 1, 0)
+    conn = np.array(table) - 1
+
+    def conv(x, w, b):
+        dense = torch.zeros(3, 3, 2, 3, dtype=w.dtype)
+        for k, (i, o) in enumerate(conn):
+            dense[o, i] = dense[o, i] + w[k]
+        return F.conv2d(x, dense, b, stride=(1, 2), padding=(0, 1))
+
+    torch_parity(layer, conv, f32((2, 3, 5, 6), seed=14), params=("weight", "bias"))
+    y3 = layer.forward(f32((3, 5, 6), seed=15))
+    assert y3.shape == (3, 4, 3)
+    check_module_gradients(SpatialConvolutionMap(table, 2, 2, 1, 1, 1, 1).double(),
+                           normal((2, 3, 3, 4), seed=16))
+
+
+def test_spatial_convolution_map_tables_errors_and_config():
+    assert SpatialConvolutionMap.full(2, 3) == [[1, 1], [2, 1], [1, 2], [2, 2], [1, 3], [2, 3]]
+    one = SpatialConvolutionMap(SpatialConvolutionMap.one_to_one(2), 1, 1)
+    one.weight[...] = [[[2.0]], [[3.0]]]
+    one.bias[...] = 0
+    np.testing.assert_allclose(one.forward(np.ones((1, 2, 2, 2), np.float32))[0, :, 0, 0],
+                               [2.0, 3.0])
+    with pytest.raises(LayerError, match=r"SpatialConvolutionMap\[scm\]: expected input "
+                                         r"\(N, 2, H, W\), got \(1, 3, 4, 4\)"):
+        one.set_name("scm").forward(np.ones((1, 3, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"conn_table must be .* got \[\[0, 1\]\]"):
+        SpatialConvolutionMap([[0, 1]], 3, 3)
+    config_round_trip(SpatialConvolutionMap(np.array([[1, 1], [1, 2]]), 2, 2),
+                      f32((1, 1, 3, 3), seed=2))
+

@@ -1,7 +1,7 @@
 """The tuning widget and %%bigdl_tune in a real IPython shell, on real studies
-(workbench.tune, in-process trials; tests/test_browser_tune.py runs them on Spark in JupyterLab):
-the controls define the space, Run/Stop messages, the kernel-interrupt and sidebar stops,
-throttled updates, what lands in the namespace, one-line mistakes, and the study in the run
+(workbench.tune, in-process trials; tests/notebook/test_browser_tune.py runs them on Spark in
+JupyterLab): the controls define the space, Run/Stop messages, the kernel-interrupt and sidebar
+stops, throttled updates, what lands in the namespace, one-line mistakes, and the study in the run
 registry (the sidebar's data)."""
 import json
 import os

@@ -1,5 +1,5 @@
 """Train one small model in this process and write its losses and final weights (a child of
-tests/test_determinism.py).
+tests/native/test_determinism.py).
 
     python train_once.py MODEL THREADS OUT.npz      MODEL: lenet5 | lstm
 

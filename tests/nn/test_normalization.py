@@ -1,4 +1,4 @@
-"""Issue-6 padding / resizing and normalization layers: gradients (float64 finite
+"""Padding / resizing and normalization layers (batch normalization too): gradients (float64 finite
 differences), PyTorch parity (forward, grad input, grad parameters), BigDL semantics, config
 round trips and errors naming the layer."""
 import math
@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import away_from, check_module_gradients, config_round_trip, f32, normal, torch_parity
-from workbench.nn import (Cropping2D, Cropping3D, LayerError, LayerNormalization, Normalize,
-                          NormalizeScale, Padding, ResizeBilinear, Sequential,
-                          SpatialContrastiveNormalization, SpatialCrossMapLRN,
-                          SpatialDivisiveNormalization, SpatialSubtractiveNormalization,
-                          SpatialWithinChannelLRN, SpatialZeroPadding, UpSampling1D, UpSampling2D,
-                          UpSampling3D, L2Regularizer)
+from helpers import (away_from, check_module_gradients, config_round_trip, f32, normal, rand, RTOL,
+                     run_both, torch_parity)
+from workbench.nn import (BatchNormalization, Cropping2D, Cropping3D, L2Regularizer, LayerError,
+                          LayerNormalization, Normalize, NormalizeScale, Padding, ResizeBilinear,
+                          Sequential, SpatialBatchNormalization, SpatialContrastiveNormalization,
+                          SpatialCrossMapLRN, SpatialDivisiveNormalization,
+                          SpatialSubtractiveNormalization, SpatialWithinChannelLRN,
+                          SpatialZeroPadding, UpSampling1D, UpSampling2D, UpSampling3D)
 
 # ---------------------------------------------------------------------- padding and resizing
 
@@ -482,3 +483,88 @@ def test_bad_grad_output_is_reported(layer, shape):
 def test_bad_arguments_quote_the_value(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("make, shape", [
+    (lambda: BatchNormalization(3), (4, 3)),
+    (lambda: BatchNormalization(3, affine=False), (5, 3)),
+    (lambda: SpatialBatchNormalization(2), (3, 2, 2, 3)),
+    (lambda: SpatialBatchNormalization(2, momentum=0.5, affine=False), (2, 2, 3, 2)),
+    (lambda: SpatialBatchNormalization(2), (2, 3, 2)),  # unbatched
+])
+def test_batchnorm_gradients(make, shape, train):
+    layer = make().double()
+    rng = np.random.default_rng(7)
+    layer.forward(rand(*shape, seed=3) * 2 + 1)  # non-trivial running statistics
+    layer.running_var[...] = rng.uniform(0.5, 2.0, layer.running_var.shape)
+    if layer.affine:
+        layer.weight[...] = rng.uniform(0.5, 1.5, layer.weight.shape)
+        layer.bias[...] = rng.standard_normal(layer.bias.shape)
+    if not train:
+        layer.evaluate()
+    check_module_gradients(layer, rand(*shape, seed=4))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("make, torch_cls, shape", [
+    (lambda: BatchNormalization(5), lambda n: torch.nn.BatchNorm1d(n), (8, 5)),
+    (lambda: BatchNormalization(4, eps=1e-3, momentum=0.3), lambda n: torch.nn.BatchNorm1d(
+        n, eps=1e-3, momentum=0.3), (6, 4)),
+    (lambda: SpatialBatchNormalization(3), lambda n: torch.nn.BatchNorm2d(n), (4, 3, 5, 6)),
+    (lambda: SpatialBatchNormalization(3, affine=False), lambda n: torch.nn.BatchNorm2d(
+        n, affine=False), (4, 3, 2, 3)),
+])
+def test_batchnorm_matches_torch(make, torch_cls, shape):
+    layer = make()
+    ref = torch_cls(shape[1])
+    rng = np.random.default_rng(5)
+    if layer.affine:
+        w = rng.uniform(0.5, 1.5, shape[1]).astype(np.float32)
+        b = rng.standard_normal(shape[1]).astype(np.float32)
+        layer.weight[...], layer.bias[...] = w, b
+        with torch.no_grad():
+            ref.weight.copy_(torch.from_numpy(w))
+            ref.bias.copy_(torch.from_numpy(b))
+    for step in range(3):  # training: batch statistics, running statistics move
+        x = (rand(*shape, seed=step) * 3 + 2).astype(np.float32)
+        run_both(layer, ref, x)
+        if layer.affine:
+            np.testing.assert_allclose(layer.grad_weight, ref.weight.grad.numpy(), rtol=RTOL,
+                                       atol=1e-4)
+            np.testing.assert_allclose(layer.grad_bias, ref.bias.grad.numpy(), rtol=RTOL,
+                                       atol=1e-4)
+            ref.zero_grad()
+        np.testing.assert_allclose(layer.running_mean, ref.running_mean.numpy(), rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(layer.running_var, ref.running_var.numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    layer.evaluate()
+    ref.eval()
+    x = rand(*shape, seed=9).astype(np.float32)
+    run_both(layer, ref, x)
+    if layer.affine:
+        np.testing.assert_allclose(layer.grad_weight, ref.weight.grad.numpy(), rtol=RTOL,
+                                   atol=1e-4)
+    np.testing.assert_allclose(layer.running_mean, ref.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_frozen_still_propagates():
+    layer = SpatialBatchNormalization(2).freeze()
+    x = rand(3, 2, 2, 2).astype(np.float32)
+    y = layer.forward(x)
+    gi = layer.backward(x, np.ones_like(y))
+    assert not layer.grad_weight.any()
+    np.testing.assert_allclose(gi, 0, atol=1e-5)  # d/dx of sum(normalized x) is zero
+
+
+def test_batchnorm_bad_input_names_layer_and_shapes():
+    with pytest.raises(LayerError, match=r"^BatchNormalization\[bn\]: expected input "
+                                         r"\(N, 10\), got \(4, 8\)$"):
+        BatchNormalization(10).set_name("bn").forward(np.zeros((4, 8), np.float32))
+    with pytest.raises(LayerError, match=r"^SpatialBatchNormalization\[bn2\]: expected input "
+                                         r"\(N, 6, H, W\), got \(4, 3, 8, 8\)$"):
+        SpatialBatchNormalization(6).set_name("bn2").forward(np.zeros((4, 3, 8, 8), np.float32))
+    with pytest.raises(LayerError, match=r"more than 1 value per channel.*\(1, 10\)"):
+        BatchNormalization(10).forward(np.zeros((1, 10), np.float32))
+

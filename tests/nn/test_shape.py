@@ -1,14 +1,15 @@
-"""Shape, index and reduce layers: gradients (float64), PyTorch parity, BigDL semantics,
-config, errors."""
+"""Shape, index and reduce layers (View, Reshape, ExpandSize, Narrow, Sum, ...): gradients
+(float64), PyTorch parity, BigDL semantics, config, errors."""
 import numpy as np
 import pytest
 from oracle import torch
 
-from helpers import (assert_config_round_trip, assert_parity, check_module_gradients, f32, normal,
-                    with_fixed)
-from workbench.nn import (Contiguous, Echo, Index, InferReshape, LayerError, Linear, Masking,
-                          Max, Mean, Min, Narrow, Replicate, Reverse, Select, Sequential,
-                          Squeeze, Sum, Tile, Transpose, Unsqueeze)
+from helpers import (assert_config_round_trip, assert_parity, assert_torch_parity,
+                     check_module_gradients, config_round_trip, f32, normal, torch_parity,
+                     with_fixed)
+from workbench.nn import (Contiguous, Echo, ExpandSize, Identity, Index, InferReshape, LayerError,
+                          Linear, Masking, Max, Mean, Min, Narrow, Replicate, Reshape, Reverse,
+                          Select, Sequential, Squeeze, Sum, Tile, Transpose, Unsqueeze, View)
 
 
 # ---------------------------------------------------------------------- gradient checks
@@ -293,3 +294,75 @@ def test_bad_grad_output_is_reported(layer):
 def test_bad_arguments_quote_the_value(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (View([12]), (5, 3, 4)),
+    (View([-1, 6]), (2, 3, 4)),
+    (View([4, 3], num_input_dims=2), (2, 3, 4)),
+    (Reshape([2, 6]), (5, 12)),
+    (Reshape([3, 4]), (12,)),
+    (Identity(), (3, 4)),
+])
+def test_shape_layer_gradients(layer, shape):
+    check_module_gradients(layer, normal(shape, seed=5))
+
+
+@pytest.mark.oracle
+def test_shape_layers_match_torch():
+    x = f32((4, 3, 2, 2), seed=4)
+    assert_torch_parity(View([12]), lambda t: t.view(4, 12), x)
+    assert_torch_parity(View([-1, 3]), lambda t: t.reshape(-1, 3), x)
+    assert_torch_parity(Reshape([12]), lambda t: t.reshape(4, 12), x)
+    assert_torch_parity(Reshape([2, 24]), lambda t: t.reshape(2, 24), x.reshape(48),)
+    assert_torch_parity(Identity(), lambda t: t * 1, x)
+
+
+# ---------------------------------------------------------------------- shape semantics (BigDL)
+
+def test_view_batch_inference_as_torch():
+    assert View([12]).forward(np.zeros((5, 3, 4))).shape == (5, 12)
+    assert View([12]).forward(np.zeros((3, 4))).shape == (12,)
+    assert View([-1]).forward(np.zeros((5, 3, 4))).shape == (60,)
+    assert View([3, 4]).forward(np.zeros(12)).shape == (3, 4)
+    # num_input_dims: the leading dims beyond it are the batch, even with a -1 or a batch of 1
+    assert View([-1], num_input_dims=3).forward(np.zeros((2, 3, 4, 5))).shape == (2, 60)
+    assert View([60], num_input_dims=3).forward(np.zeros((1, 3, 4, 5))).shape == (1, 60)
+    assert View([60], num_input_dims=3).forward(np.zeros((3, 4, 5))).shape == (60,)
+    assert View(12).forward(np.zeros((2, 12))).shape == (2, 12)
+
+
+def test_view_shares_memory_with_input():
+    x = np.zeros((4, 6), np.float32)
+    assert np.shares_memory(View([2, 3]).forward(x), x)
+
+
+def test_reshape_batch_mode_rules():
+    x = np.arange(24, dtype=np.float32)
+    assert Reshape([2, 12]).forward(x).shape == (2, 12)                  # no batch
+    assert Reshape([1, 2, 2]).forward(x.reshape(6, 4)).shape == (6, 1, 2, 2)   # batch inferred
+    assert Reshape([4]).forward(x[:4].reshape(1, 4)).shape == (1, 4)     # first dim 1: a batch
+    assert Reshape([2, 2]).forward(x[:4].reshape(1, 4)).shape == (1, 2, 2)
+    assert Reshape([4], batch_mode=False).forward(x[:4].reshape(1, 4)).shape == (4,)
+    assert Reshape([2, 12], batch_mode=True).forward(x.reshape(1, 24)).shape == (1, 2, 12)
+    lenet_in = Reshape([1, 28, 28])
+    for shape in [(3, 784), (3, 28, 28), (3, 1, 28, 28), (1, 784)]:
+        assert lenet_in.forward(np.zeros(shape, np.float32)).shape[1:] == (1, 28, 28)
+
+
+# ---------------------------------------------------------------------- ExpandSize
+@pytest.mark.oracle
+def test_expand_size_matches_torch_expand():
+    x = f32((3, 1, 4, 1), seed=4)
+    torch_parity(ExpandSize([3, 5, -1, 2]), lambda t: t.expand(3, 5, 4, 2), x)
+    check_module_gradients(ExpandSize([-1, 2, 4, 3]).double(), normal((3, 1, 4, 1), seed=5))
+
+
+def test_expand_size_errors_and_config():
+    with pytest.raises(LayerError, match=r"ExpandSize\[ex\]: expected input \(3 or 1, \*\), "
+                                         r"got \(2, 4\)"):
+        ExpandSize([3, -1]).set_name("ex").forward(np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"target_sizes must be .* got \[0, 2\]"):
+        ExpandSize([0, 2])
+    config_round_trip(ExpandSize([2, -1]), f32((1, 3), seed=1))
+

@@ -11,7 +11,7 @@ import pytest
 from workbench.spark.standalone import StandaloneCluster
 
 pytestmark = [pytest.mark.spark, pytest.mark.cluster, pytest.mark.timeout(600)]
-JOB = os.path.join(os.path.dirname(__file__), "spark_jobs", "train_lenet.py")
+JOB = os.path.join(os.path.dirname(__file__), "jobs", "train_lenet.py")
 STRETCH = 10  # max_stretch_iterations in the job
 
 

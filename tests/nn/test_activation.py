@@ -1,17 +1,19 @@
-"""Issue-6 activations: gradients (float64 finite differences), PyTorch parity (forward, grad
-input, grad parameters), BigDL semantics, config round trips and errors naming the layer."""
+"""Activations (ReLU, Tanh, Sigmoid, SoftMax, LogSoftMax and the later ones): gradients (float64
+finite differences), PyTorch parity (forward, grad input, grad parameters), BigDL semantics,
+config round trips and errors naming the layer."""
 import math
+import warnings
 
 import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import (away_from, check_module_gradients, config_round_trip, f32, normal, Reseeded,
-                    torch_parity)
-from workbench.nn import (ELU, GELU, BinaryThreshold, Clamp, HardShrink, HardSigmoid, HardTanh,
-                          LayerError, LeakyReLU, Linear, LogSigmoid, PReLU, ReLU6, RReLU,
-                          Sequential, SiLU, SoftMin, SoftPlus, SoftShrink, SoftSign, SReLU,
-                          TanhShrink, Threshold, Xavier, Zeros, random)
+from helpers import (assert_torch_parity, away_from, check_module_gradients, config_round_trip, f32,
+                     normal, Reseeded, torch_parity)
+from workbench.nn import (BinaryThreshold, Clamp, ELU, GELU, HardShrink, HardSigmoid, HardTanh,
+                          LayerError, LeakyReLU, Linear, LogSigmoid, LogSoftMax, PReLU, random,
+                          ReLU, ReLU6, RReLU, Sequential, Sigmoid, SiLU, SoftMax, SoftMin, SoftPlus,
+                          SoftShrink, SoftSign, SReLU, Tanh, TanhShrink, Threshold, Xavier, Zeros)
 from workbench.nn.activation import normal_cdf
 
 # (layer factory, kinks to keep finite differences away from, input scale)
@@ -348,3 +350,67 @@ def test_bad_grad_output_is_reported(layer):
 def test_bad_arguments_quote_the_value(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def away_from_zero(shape, seed=0):
+    """Inputs at least 0.1 away from ReLU's kink."""
+    x = normal(shape, seed)
+    return np.sign(x) * (0.1 + np.abs(x))
+
+
+# ---------------------------------------------------------------------- gradient checks (float64)
+
+@pytest.mark.parametrize("shape", [(4, 5), (7,), (2, 3, 2, 2)])
+def test_relu_gradients(shape):
+    check_module_gradients(ReLU(), away_from_zero(shape))
+
+
+@pytest.mark.parametrize("layer", [Tanh, Sigmoid])
+@pytest.mark.parametrize("shape", [(4, 5), (6,), (2, 3, 2)])
+def test_smooth_activation_gradients(layer, shape):
+    check_module_gradients(layer(), 2 * normal(shape, seed=1))
+
+
+@pytest.mark.parametrize("layer", [SoftMax, LogSoftMax])
+@pytest.mark.parametrize("shape", [(5,), (3, 5), (4, 2, 3), (2, 4, 2, 3)])
+def test_softmax_gradients(layer, shape):
+    check_module_gradients(layer(), 3 * normal(shape, seed=2))
+
+
+# ---------------------------------------------------------------------- PyTorch parity (float32)
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("layer, fn", [
+    (ReLU(), lambda t: torch.relu(t)), (Tanh(), lambda t: torch.tanh(t)),
+    (Sigmoid(), lambda t: torch.sigmoid(t)),
+])
+def test_activations_match_torch(layer, fn):
+    assert_torch_parity(layer, fn, f32((8, 9), seed=1, scale=3))
+    assert_torch_parity(layer, fn, f32((2, 3, 4, 5), seed=2, scale=3))
+
+
+@pytest.mark.oracle
+def test_sigmoid_matches_torch_at_extremes():
+    x = np.array([-100, -30, -10, 0, 10, 30, 100], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow
+        assert_torch_parity(Sigmoid(), torch.sigmoid, x)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("layer, fn", [
+    (SoftMax(), lambda t, dim: torch.softmax(t, dim)),
+    (LogSoftMax(), lambda t, dim: torch.log_softmax(t, dim))])
+@pytest.mark.parametrize("shape, dim", [((6, 10), 1), ((10,), 0), ((3, 4, 5), 0),
+                                        ((2, 3, 4, 5), 1)])
+def test_softmax_match_torch(layer, fn, shape, dim):
+    assert_torch_parity(layer, lambda t: fn(t, dim), f32(shape, seed=3, scale=4))
+
+
+@pytest.mark.oracle
+def test_softmax_is_stable_for_large_inputs():
+    x = np.array([[1000.0, 0.0, -1000.0], [-5e4, -5e4, -5e4]], np.float32)
+    assert_torch_parity(SoftMax(), lambda t: torch.softmax(t, 1), x)
+    assert_torch_parity(LogSoftMax(), lambda t: torch.log_softmax(t, 1), x)
+    assert np.all(np.isfinite(LogSoftMax().forward(x)))
+

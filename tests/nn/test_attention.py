@@ -1,5 +1,7 @@
-"""Distance, product, composite and attention layers: gradients (float64), PyTorch parity,
+"""Distance, product, composite and attention layers (CrossProduct, FeedForwardNetwork,
+Transformer too): gradients (float64), PyTorch parity,
 semantics, config, saving, errors."""
+import math
 import pickle
 from types import SimpleNamespace
 
@@ -7,12 +9,13 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import assert_config_round_trip, assert_parity, check_module_gradients, f32, normal
+from helpers import (assert_config_round_trip, assert_parity, check_module_gradients,
+                     config_round_trip, f32, normal, t64, torch_parity)
 from workbench import io
-from workbench.nn import (MM, MV, Attention, Bilinear, Bottle, Cosine, CosineDistance, DotProduct,
-                          Euclidean, Highway, L2Regularizer, LayerError, Linear, Maxout, Module,
-                          PairwiseDistance, ReLU, Select, Sequential, Tanh, TransformerEncoderLayer,
-                          random)
+from workbench.nn import (Attention, Bilinear, Bottle, Cosine, CosineDistance, CrossProduct,
+                          DotProduct, Euclidean, FeedForwardNetwork, Highway, L2Regularizer,
+                          LayerError, Linear, Maxout, MM, Module, MV, PairwiseDistance, random,
+                          ReLU, Select, Sequential, Tanh, Transformer, TransformerEncoderLayer)
 
 
 class _Reseeded(Module):
@@ -403,3 +406,181 @@ def test_bad_input_names_layer(layer, bad, message):
 def test_bad_arguments_quote_the_value(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+# ---------------------------------------------------------------------- CrossProduct
+@pytest.mark.oracle
+def test_cross_product_matches_torch_pairwise_dots():
+    xs = [f32((4, 3), seed=s) for s in range(4)]
+
+    def pairwise(*ts):
+        return torch.stack([(ts[i] * ts[j]).sum(1) for i in range(4) for j in range(i + 1, 4)], 1)
+
+    torch_parity(CrossProduct(4, 3), pairwise, xs)
+    stacked = np.stack(xs, 1)
+    layer = CrossProduct()
+    np.testing.assert_allclose(layer.forward(stacked), pairwise(*map(torch.from_numpy, xs)),
+                               rtol=1e-6)
+    assert layer.forward([x[0] for x in xs]).shape == (1, 6)   # 2-D, as BigDL
+    check_module_gradients(CrossProduct().double(), [normal((2, 3), seed=s) for s in range(3)])
+    check_module_gradients(CrossProduct().double(), normal((2, 3, 4), seed=5))
+    check_module_gradients(CrossProduct().double(), [normal((3,), seed=s) for s in range(3)])
+
+
+def test_cross_product_errors_and_config():
+    with pytest.raises(LayerError, match=r"CrossProduct\[cp\]: expected input a table of 3 "
+                                         r"tensors \(N, 2\).*got \[\(2, 2\), \(2, 2\)\]"):
+        CrossProduct(3, 2).set_name("cp").forward([np.ones((2, 2))] * 2)
+    with pytest.raises(ValueError, match="numTensor must be an int >= 0, got -1"):
+        CrossProduct(-1)
+    config_round_trip(CrossProduct(2, 3), [f32((2, 3), seed=1), f32((2, 3), seed=2)])
+
+
+# ---------------------------------------------------------------------- FeedForwardNetwork
+@pytest.mark.oracle
+def test_feed_forward_network_matches_torch():
+    layer = FeedForwardNetwork(4, 6, 0.1)
+    layer.evaluate()   # no dropout: deterministic
+
+    def ffn(x, w1, b1, w2, b2):
+        return F.linear(F.relu(F.linear(x, w1, b1)), w2, b2)
+
+    layer.filter_bias[...] = f32((6,), seed=3)   # BigDL starts biases at zero; test them too
+    torch_parity(layer, ffn, f32((2, 3, 4), seed=11),
+                 params=("filter_weight", "filter_bias", "output_weight", "output_bias"))
+    check_module_gradients(FeedForwardNetwork(3, 5, 0.0).double(), normal((2, 2, 3), seed=12))
+
+
+def test_feed_forward_network_dropout_while_training():
+    layer = FeedForwardNetwork(3, 50, 0.5).double()
+    x = normal((4, 3), seed=13)
+
+    class Reseeded(Module):
+        def update_output(self, input):
+            random.set_seed(5)
+            return layer.forward(input)
+
+        def update_grad_input(self, input, grad_output):
+            return layer.backward(input, grad_output)
+
+    check_module_gradients(Reseeded(), x, check_params=False)
+    random.set_seed(5)
+    y_train = layer.forward(x).copy()
+    y_eval = layer.evaluate().forward(x)
+    assert not np.allclose(y_train, y_eval)
+
+
+def test_feed_forward_network_errors_and_config():
+    with pytest.raises(LayerError, match=r"FeedForwardNetwork\[ffn\]: expected input "
+                                         r"\(\.\.\., 4\), got \(2, 3\)"):
+        FeedForwardNetwork(4, 6, 0.1).set_name("ffn").forward(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"relu_dropout must be in \[0, 1\), got 1.5"):
+        FeedForwardNetwork(4, 6, 1.5)
+    config_round_trip(FeedForwardNetwork(4, 6, 0.1), f32((2, 4), seed=1))
+
+
+# ---------------------------------------------------------------------- Transformer
+def torch_transformer_lm(model, ids):
+    """BigDL's language-model Transformer written out in torch from ``model``'s weights
+    (inference: no dropout).  Returns the output and the leaf weight tensors by path."""
+    leaves = {p: t64(getattr(m, n)).requires_grad_() for p, m, n in model.named_parameters()}
+    h, heads = model.hidden_size, model.num_heads
+    n, t = ids.shape
+    emb = leaves["0.weight"][torch.from_numpy(ids)] * math.sqrt(h)
+    if model.padding_value is not None:
+        emb = emb * torch.from_numpy(ids != model.padding_value)[..., None]
+    x = torch.cat([torch.zeros(n, 1, h, dtype=emb.dtype), emb[:, :-1]], 1)
+    pos = torch.arange(t, dtype=torch.float64)[:, None]
+    inv = torch.exp(torch.arange(h // 2, dtype=torch.float64)
+                    * -(math.log(1e4) / max(h // 2 - 1, 1)))
+    x = x + torch.cat([torch.sin(pos * inv), torch.cos(pos * inv)], 1)
+    causal = torch.triu(torch.full((t, t), -1e9, dtype=torch.float64), 1)
+
+    def norm(v, i):
+        return F.layer_norm(v, (h,), leaves[f"{i}.weight"], leaves[f"{i}.bias"], eps=1e-6)
+
+    def split(v):
+        return v.reshape(n, t, heads, h // heads).transpose(1, 2)
+
+    for b in range(model.num_hidden_layers):
+        i = 1 + 4 * b
+        y = norm(x, i)
+        q, k, v = (split(y @ leaves[f"{i + 1}.{j}.weight"].T) for j in range(3))
+        att = torch.softmax(q @ k.transpose(2, 3) * (h // heads) ** -0.5 + causal, -1) @ v
+        x = x + att.transpose(1, 2).reshape(n, t, h) @ leaves[f"{i + 1}.3.weight"].T
+        y = norm(x, i + 2)
+        f = F.relu(F.linear(y, leaves[f"{i + 3}.filter_weight"], leaves[f"{i + 3}.filter_bias"]))
+        x = x + F.linear(f, leaves[f"{i + 3}.output_weight"], leaves[f"{i + 3}.output_bias"])
+    out = norm(x, 1 + 4 * model.num_hidden_layers)
+    if model.with_share_weights_linear:
+        out = out @ leaves["0.weight"].T
+    return out, leaves
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("share", [False, True])
+def test_transformer_matches_torch(share):
+    model = Transformer(7, 4, 2, 6, 2, 0.1, 0.1, 0.1, with_share_weights_linear=share).double()
+    model.evaluate()
+    for _, m, n in model.named_parameters():   # LayerNorm and biases away from 1 / 0
+        if n.endswith("bias") or m.__class__.__name__ == "LayerNormalization":
+            getattr(m, n)[...] += normal(getattr(m, n).shape, seed=len(n), scale=0.3)
+    ids = np.array([[3, 1, 0, 6], [2, 2, 5, 4]])
+    ty, leaves = torch_transformer_lm(model, ids)
+    g = normal(tuple(ty.shape), seed=50)
+    ty.backward(t64(g))
+    model.zero_grad_parameters()
+    y = model.forward(ids)
+    gi = model.backward(ids, g)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-10)
+    assert gi.shape == ids.shape and not gi.any()
+    for path, m, n in model.named_parameters():
+        np.testing.assert_allclose(getattr(m, "grad_" + n), leaves[path].grad.numpy(),
+                                   rtol=1e-8, atol=1e-10, err_msg=path)
+    if not share:   # the padding id learns nothing through the lookup
+        assert not model.embedding.grad_weight[0].any()
+
+
+def test_transformer_gradients_causality_and_dropout():
+    model = Transformer(5, 4, 2, 5, 1, 0.0, 0.0, 0.0, padding_value=None).double()
+    ids = np.array([[1, 2, 3], [4, 0, 2]])
+    check_module_gradients(model, ids, check_input=False)
+    y = model.forward(ids).copy()
+    changed = ids.copy()
+    changed[:, 2] = [0, 1]                       # the last token feeds no output
+    np.testing.assert_array_equal(model.forward(changed), y)
+    changed[:, 1] = [3, 3]                       # token 1 feeds step 2 only
+    y2 = model.forward(changed)
+    np.testing.assert_array_equal(y2[:, :2], y[:, :2])
+    assert not np.allclose(y2[:, 2], y[:, 2])
+    drop = Transformer(5, 4, 2, 5, 1, 0.3, 0.3, 0.3).double()
+
+    class Reseeded(Module):
+        def update_output(self, input):
+            random.set_seed(9)
+            return drop.forward(input)
+
+        def backward(self, input, grad_output):
+            return drop.backward(input, grad_output)
+
+        def named_parameters(self, trainable_only=False):
+            return drop.named_parameters(trainable_only)
+
+    check_module_gradients(Reseeded(), ids, check_input=False)
+    random.set_seed(9)
+    y_train = drop.forward(ids).copy()
+    assert not np.allclose(y_train, drop.evaluate().forward(ids))
+
+
+def test_transformer_errors_and_config():
+    with pytest.raises(LayerError, match=r"Transformer\[lm\]: expected input \(N, T\) token "
+                                         r"ids, got \(2, 3, 4\)"):
+        Transformer(5, 4, 2, 5, 1, 0.0, 0.0, 0.0).set_name("lm").forward(np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"attention_dropout must be a number in \[0, 1\), "
+                                         r"got 1.0"):
+        Transformer(5, 4, 2, 5, 1, 0.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="hidden_size .* must be a multiple of num_heads"):
+        Transformer(5, 5, 2, 5, 1, 0.0, 0.0, 0.0)
+    config_round_trip(Transformer(5, 4, 2, 5, 2, 0.1, 0.1, 0.1, with_share_weights_linear=True),
+                      np.array([[1, 2, 3]]))
+
