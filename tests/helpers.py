@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import time
 
 import numpy as np
@@ -518,3 +520,36 @@ def assert_same_trajectory(ours, theirs):
     # the displacement too, so that small steps (Adadelta) are really compared
     np.testing.assert_allclose(ours - W0, theirs - W0, rtol=1e-5, atol=1e-12)
     assert np.abs(ours - W0).max() > 1e-4  # the methods did move
+
+
+# ---------------------------------------------------------------------- load beside a run
+# Here rather than in the test module: a spawned child imports its target by module name, and
+# this module is importable by name wherever tests/ is on sys.path (conftest.py puts it there;
+# spawn hands the parent's sys.path to the child), which a test module under
+# --import-mode=importlib is not.
+def _spin(stop):
+    x = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            x += 1
+
+
+class CpuHog:
+    """A busy process on every core for the duration of a ``with`` block."""
+
+    def __enter__(self):
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        self.procs = [ctx.Process(target=_spin, args=(self.stop,), daemon=True)
+                      for _ in range(os.cpu_count() or 2)]
+        for p in self.procs:
+            p.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()

@@ -8,7 +8,6 @@ depend on timing or load (no timing-chosen kernel, no racy reduction).
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -16,35 +15,9 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import CpuHog
+
 JOB = os.path.join(os.path.dirname(__file__), "jobs", "train_once.py")
-
-
-def _spin(stop):
-    x = 0
-    while not stop.is_set():
-        for _ in range(100_000):
-            x += 1
-
-
-class CpuHog:
-    """A busy process on every core for the duration of a ``with`` block."""
-
-    def __enter__(self):
-        ctx = multiprocessing.get_context("spawn")
-        self.stop = ctx.Event()
-        self.procs = [ctx.Process(target=_spin, args=(self.stop,), daemon=True)
-                      for _ in range(os.cpu_count() or 2)]
-        for p in self.procs:
-            p.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for p in self.procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
 
 
 def train(model, threads, out):
