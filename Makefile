@@ -63,8 +63,8 @@ test: $(VENV)/.test /usr/bin/chromium
 # code: the native kernels' bit-for-bit determinism under load (two processes per case, ~50 s)
 # and the tuning tutorial's pruning quality (~40 s).
 OLDEST_DESELECT := \
-  --deselect tests/test_determinism.py::test_two_processes_give_the_same_bits_with_and_without_load \
-  --deselect tests/test_tune_spark.py::test_pruning_keeps_the_best_on_the_tutorial_task
+  --deselect tests/native/test_determinism.py::test_two_processes_give_the_same_bits_with_and_without_load \
+  --deselect tests/tune/test_spark.py::test_pruning_keeps_the_best_on_the_tutorial_task
 $(PY_OLDEST):
 	@test -n "$(PYTHON_OLDEST)" || { echo "no Python 3.10: set PYTHON_OLDEST=/path/to/python3.10"; exit 1; }
 	$(PYTHON_OLDEST) -m venv $(VENV_OLDEST)

@@ -4,6 +4,9 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tests/ holds the shared test modules (helpers, oracle, lab_harness, penalized): test files in
+# every folder below import them by name (pytest runs with --import-mode=importlib, see
+# pyproject.toml, which puts no test folder on sys.path).
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import oracle  # noqa: E402  (PyTorch, imported on first use by tests marked `oracle`)

@@ -127,7 +127,7 @@ class StopControls:
         widget, so where that routing exists (the private ``_reply_subshell_for``) its messages
         go where the front end sent them.  Without subshells (other front ends) the button falls
         back to interrupting the kernel, which the dashboard also turns into a graceful stop.
-        ``tests/test_notebook_kernel.py`` runs both paths against a real kernel.
+        ``tests/notebook/test_kernel.py`` runs both paths against a real kernel.
         """
         comm = getattr(self, "comm", None)
         if comm is not None and hasattr(comm, "_reply_subshell_for"):
