@@ -13,6 +13,7 @@ import json
 import math
 import multiprocessing
 import os
+import threading
 import time
 
 import numpy as np
@@ -553,3 +554,38 @@ class CpuHog:
             if p.is_alive():
                 p.kill()
                 p.join()
+
+
+# ---------------------------------------------------------------------- TCP rings (spark.comm)
+def make_rings(n, timeout=10.0):
+    """``n`` connected ``spark.comm.Ring`` ends on 127.0.0.1, in rank order."""
+    from workbench.spark.comm import Ring, listen
+    servers = [listen("127.0.0.1") for _ in range(n)]
+    addresses = [("127.0.0.1", s.getsockname()[1]) for s in servers]
+    rings = [None] * n
+
+    def build(r):
+        rings[r] = Ring.connect(r, addresses, servers[r], "token", timeout=timeout)
+
+    run_all(build, n)
+    return rings
+
+
+def run_all(fn, n):
+    """Run ``fn(rank)`` for ranks ``0..n-1`` on threads; re-raise the first error."""
+    errors = []
+
+    def wrap(r):
+        try:
+            fn(r)
+        except BaseException as e:  # collected and re-raised in the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=wrap, args=(r,)) for r in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)  # bounds a hang only; a loaded machine may be slow
+    if errors:
+        raise errors[0]
+    assert not any(t.is_alive() for t in threads), "a rank did not finish"

@@ -1,42 +1,11 @@
 """The TCP ring of workbench.spark (no Spark needed): collectives, compression, timeouts."""
 import socket
-import threading
 
 import numpy as np
 import pytest
 
+from helpers import make_rings, run_all
 from workbench.spark.comm import CommError, Ring, listen, recv_msg, send_msg, slices
-
-
-def make_rings(n, timeout=10.0):
-    servers = [listen("127.0.0.1") for _ in range(n)]
-    addresses = [("127.0.0.1", s.getsockname()[1]) for s in servers]
-    rings = [None] * n
-
-    def build(r):
-        rings[r] = Ring.connect(r, addresses, servers[r], "token", timeout=timeout)
-
-    run_all(build, n)
-    return rings
-
-
-def run_all(fn, n):
-    errors = []
-
-    def wrap(r):
-        try:
-            fn(r)
-        except BaseException as e:  # collected and re-raised in the test thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=wrap, args=(r,)) for r in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)  # bounds a hang only; a loaded machine may be slow
-    if errors:
-        raise errors[0]
-    assert not any(t.is_alive() for t in threads), "a rank did not finish"
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
