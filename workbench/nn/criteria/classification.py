@@ -614,17 +614,7 @@ class BCECriterion(WeightedCriterion):
             bad = x[~((x >= 0) & (x <= 1))].ravel()[0].item()
             self._fail(f"expected input probabilities in [0, 1], got {bad!r}")
         t = same_shape_target(self, x, target)
-        w = None
-        if self.weights is not None:
-            try:
-                ok = np.broadcast_shapes(self.weights.shape, x.shape) == x.shape
-            except ValueError:
-                ok = False
-            if not ok:
-                self._fail(f"weights of shape {self.weights.shape} do not broadcast to the "
-                           f"input {shape_of(x)}")
-            w = self.weights.astype(x.dtype)
-        return x, t, w, (max(x.size, 1) if self.size_average else 1)
+        return x, t, _broadcast_weights(self, x), _scale(self, x)
 
     def update_output(self, input, target):
         x, t, w, scale = self._prepare(input, target)
