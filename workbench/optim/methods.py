@@ -34,6 +34,15 @@ __all__ = ["OptimMethod", "SGD", "Adam", "Adagrad", "RMSprop", "Adadelta", "Adam
            "ConstantClipping", "L2NormClipping", "submodule_slices", "as_optim_method"]
 
 
+def _rms_step(w, d, sq, epsilon, lr, a):
+    """``w -= lr * d / (sqrt(sq) + epsilon)`` in place, with ``a`` as scratch."""
+    np.sqrt(sq, out=a)
+    a += epsilon
+    np.divide(d, a, out=a)
+    a *= lr
+    w -= a
+
+
 class OptimMethod(Configurable):
     """Base class of optim methods.
 
@@ -382,11 +391,7 @@ class Adagrad(OptimMethod):
         a = self._tmp("a", w)
         np.multiply(d, d, out=a)
         acc += a
-        np.sqrt(acc, out=a)
-        a += self.EPSILON
-        np.divide(d, a, out=a)
-        a *= lr
-        w -= a
+        _rms_step(w, d, acc, self.EPSILON, lr, a)
 
 
 class RMSprop(OptimMethod):
@@ -418,11 +423,7 @@ class RMSprop(OptimMethod):
         np.multiply(g, g, out=a)
         a *= 1 - rho
         ms += a
-        np.sqrt(ms, out=a)
-        a += self.epsilon
-        np.divide(g, a, out=a)
-        a *= lr
-        w -= a
+        _rms_step(w, g, ms, self.epsilon, lr, a)
 
 
 class Adadelta(OptimMethod):
