@@ -146,18 +146,25 @@ def split_cell(cell):
     return " ".join(o.strip() for o in options), "\n".join(code)
 
 
-def parse(line, cell=""):
-    """Parse the magic's options; returns ``(args, code)``."""
+def parse_magic(magic, line, cell):
+    """Parse the options of ``magic`` (a function declared with ``@magic_arguments``) from its
+    line and the cell's ``--`` lines; returns ``(args, code)``."""
+    name = magic.__name__
     extra, code = split_cell(cell)
     try:  # shell-like quoting: --optim "Adam(learningrate=1e-3)" arrives without its quotes
         argv = shlex.split(f"{line or ''} {extra}")
     except ValueError as e:
-        raise OptionError(f"bigdl_train: cannot read the options: {e}") from None
+        raise OptionError(f"{name}: cannot read the options: {e}") from None
     try:
-        args = bigdl_train.parser.parse_args(argv)
+        args = magic.parser.parse_args(argv)
     except UsageError as e:
-        raise OptionError(f"bigdl_train: {e} (see %bigdl_train?)") from None
+        raise OptionError(f"{name}: {e} (see %{name}?)") from None
     return args, code
+
+
+def parse(line, cell=""):
+    """Parse the magic's options; returns ``(args, code)``."""
+    return parse_magic(bigdl_train, line, cell)
 
 
 @dataclass

@@ -7,7 +7,6 @@ Every mistake in the user's input becomes one :class:`OptionError` (a one-line U
 from __future__ import annotations
 
 import ast
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,16 +112,7 @@ def bigdl_tune(line, cell=None):
 
 def parse(line, cell=""):
     """Parse the magic's options; returns ``(args, code)``."""
-    extra, code = options.split_cell(cell)
-    try:
-        argv = shlex.split(f"{line or ''} {extra}")
-    except ValueError as e:
-        raise OptionError(f"bigdl_tune: cannot read the options: {e}") from None
-    try:
-        args = bigdl_tune.parser.parse_args(argv)
-    except UsageError as e:
-        raise OptionError(f"bigdl_tune: {e} (see %bigdl_tune?)") from None
-    return args, code
+    return options.parse_magic(bigdl_tune, line, cell)
 
 
 def _fail(option, message):
@@ -324,9 +314,7 @@ def resolve(args, user_ns, *, body_space=None):
     from .. import tune
     for attr, option in (("trials", "--trials"), ("parallelism", "--parallelism"),
                          ("epochs", "--epochs")):
-        value = getattr(args, attr)
-        if value is not None and value < 1:
-            _fail(option, f"must be a positive number, got {value}")
+        _borrow(options._positive, args, attr, option)
     if args.build and args.objective:
         _fail("--build/--objective", "give one of them")
     if args.objective:

@@ -34,6 +34,15 @@ __all__ = ["OptimMethod", "SGD", "Adam", "Adagrad", "RMSprop", "Adadelta", "Adam
            "ConstantClipping", "L2NormClipping", "submodule_slices", "as_optim_method"]
 
 
+def _rms_step(w, d, sq, epsilon, lr, a):
+    """``w -= lr * d / (sqrt(sq) + epsilon)`` in place, with ``a`` as scratch."""
+    np.sqrt(sq, out=a)
+    a += epsilon
+    np.divide(d, a, out=a)
+    a *= lr
+    w -= a
+
+
 class OptimMethod(Configurable):
     """Base class of optim methods.
 
@@ -283,7 +292,42 @@ class SGD(OptimMethod):
         w -= t
 
 
-class Adam(OptimMethod):
+class _Moments(OptimMethod):
+    """What Adam, Adamax and AdamW share: the checked decay rates ``beta1`` / ``beta2``, the
+    1-based step number and the running mean of the gradient, ``m``."""
+
+    def _set_betas(self, beta1, beta2):
+        cls = type(self).__name__
+        self.beta1 = check_number(cls, "beta1", beta1, low=0, high=1, high_open=True)
+        self.beta2 = check_number(cls, "beta2", beta2, low=0, high=1, high_open=True)
+
+    def _step_number(self):
+        """``t``, the 1-based number of the update being made."""
+        return int(self.state.get("neval", 0)) + 1
+
+    def _first_moment(self, m, g, a):
+        """``m = beta1 * m + (1 - beta1) * g`` in place, with ``a`` as scratch."""
+        m *= self.beta1
+        np.multiply(g, 1 - self.beta1, out=a)
+        m += a
+
+    def _adam_moments(self, w, g):
+        """Adam's two moment updates (``m`` as :meth:`_first_moment`, ``v = beta2 * v +
+        (1 - beta2) * g^2``); returns ``(m, a)`` with ``a`` a scratch array holding
+        ``sqrt(v)``."""
+        b2 = self.beta2
+        m, v = self._buffer("m", w), self._buffer("v", w)
+        a = self._tmp("a", w)
+        self._first_moment(m, g, a)
+        v *= b2
+        np.multiply(g, g, out=a)
+        a *= 1 - b2
+        v += a
+        np.sqrt(v, out=a)
+        return m, a
+
+
+class Adam(_Moments):
     """Adam (Kingma & Ba), BigDL's formulation::
 
         m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g^2
@@ -307,23 +351,13 @@ class Adam(OptimMethod):
         super().__init__(learningrate_schedule)
         self.learningrate, self.learningrate_decay = _lr_args("Adam", learningrate,
                                                               learningrate_decay)
-        self.beta1 = check_number("Adam", "beta1", beta1, low=0, high=1, high_open=True)
-        self.beta2 = check_number("Adam", "beta2", beta2, low=0, high=1, high_open=True)
+        self._set_betas(beta1, beta2)
         self.epsilon = check_number("Adam", "epsilon", epsilon, low=0)
 
     def _step(self, w, g, lr):
         b1, b2 = self.beta1, self.beta2
-        t = int(self.state.get("neval", 0)) + 1
-        m, v = self._buffer("m", w), self._buffer("v", w)
-        a = self._tmp("a", w)
-        m *= b1
-        np.multiply(g, 1 - b1, out=a)
-        m += a
-        v *= b2
-        np.multiply(g, g, out=a)
-        a *= 1 - b2
-        v += a
-        np.sqrt(v, out=a)
+        t = self._step_number()
+        m, a = self._adam_moments(w, g)
         a += self.epsilon
         np.divide(m, a, out=a)
         a *= lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
@@ -357,11 +391,7 @@ class Adagrad(OptimMethod):
         a = self._tmp("a", w)
         np.multiply(d, d, out=a)
         acc += a
-        np.sqrt(acc, out=a)
-        a += self.EPSILON
-        np.divide(d, a, out=a)
-        a *= lr
-        w -= a
+        _rms_step(w, d, acc, self.EPSILON, lr, a)
 
 
 class RMSprop(OptimMethod):
@@ -393,11 +423,7 @@ class RMSprop(OptimMethod):
         np.multiply(g, g, out=a)
         a *= 1 - rho
         ms += a
-        np.sqrt(ms, out=a)
-        a += self.epsilon
-        np.divide(g, a, out=a)
-        a *= lr
-        w -= a
+        _rms_step(w, g, ms, self.epsilon, lr, a)
 
 
 class Adadelta(OptimMethod):
@@ -444,7 +470,7 @@ class Adadelta(OptimMethod):
         acc += a
 
 
-class Adamax(OptimMethod):
+class Adamax(_Moments):
     """Adamax (the infinity-norm variant of Adam)::
 
         m = beta1 * m + (1 - beta1) * g;   u = max(beta2 * u, |g| + epsilon)
@@ -463,18 +489,15 @@ class Adamax(OptimMethod):
                  learningrate_schedule=None):
         super().__init__(learningrate_schedule)
         self.learningrate = check_number("Adamax", "learningrate", learningrate, low=0)
-        self.beta1 = check_number("Adamax", "beta1", beta1, low=0, high=1, high_open=True)
-        self.beta2 = check_number("Adamax", "beta2", beta2, low=0, high=1, high_open=True)
+        self._set_betas(beta1, beta2)
         self.epsilon = check_number("Adamax", "epsilon", epsilon, low=0, low_open=True)
 
     def _step(self, w, g, lr):
         b1 = self.beta1
-        t = int(self.state.get("neval", 0)) + 1
+        t = self._step_number()
         m, u = self._buffer("m", w), self._buffer("u", w)
         a = self._tmp("a", w)
-        m *= b1
-        np.multiply(g, 1 - b1, out=a)
-        m += a
+        self._first_moment(m, g, a)
         u *= self.beta2
         np.abs(g, out=a)
         a += self.epsilon
@@ -484,7 +507,7 @@ class Adamax(OptimMethod):
         w -= a
 
 
-class AdamW(OptimMethod):
+class AdamW(_Moments):
     """Adam with decoupled weight decay (Loshchilov & Hutter; PyTorch's ``AdamW``; beyond BigDL).
 
     Per update, with ``clr`` the scheduled learning rate and ``t`` the 1-based step::
@@ -513,26 +536,16 @@ class AdamW(OptimMethod):
         super().__init__(learningrate_schedule)
         self.learningrate, self.learningrate_decay = _lr_args("AdamW", learningrate,
                                                               learningrate_decay)
-        self.beta1 = check_number("AdamW", "beta1", beta1, low=0, high=1, high_open=True)
-        self.beta2 = check_number("AdamW", "beta2", beta2, low=0, high=1, high_open=True)
+        self._set_betas(beta1, beta2)
         self.epsilon = check_number("AdamW", "epsilon", epsilon, low=0)
         self.weightdecay = check_number("AdamW", "weightdecay", weightdecay, low=0)
 
     def _step(self, w, g, lr):
         b1, b2 = self.beta1, self.beta2
-        t = int(self.state.get("neval", 0)) + 1
+        t = self._step_number()
         if self.weightdecay:
             w *= 1 - lr * self.weightdecay
-        m, v = self._buffer("m", w), self._buffer("v", w)
-        a = self._tmp("a", w)
-        m *= b1
-        np.multiply(g, 1 - b1, out=a)
-        m += a
-        v *= b2
-        np.multiply(g, g, out=a)
-        a *= 1 - b2
-        v += a
-        np.sqrt(v, out=a)
+        m, a = self._adam_moments(w, g)
         a /= math.sqrt(1 - b2 ** t)
         a += self.epsilon
         np.divide(m, a, out=a)

@@ -37,6 +37,14 @@ def _scale(criterion, x):
     return max(x.size, 1) if criterion.size_average else 1
 
 
+def _class_scores(criterion, input):
+    """``(x, c, rows)``: the checked ``(N, C)`` or ``(C,)`` scores, the number of classes and
+    the scores as ``(N, C)`` rows."""
+    x = float_input(criterion, input, (1, 2), _CLASSES)
+    c = x.shape[-1]
+    return x, c, x.reshape(-1, c)
+
+
 def _broadcast_weights(criterion, x):
     if criterion.weights is None:
         return None
@@ -172,9 +180,7 @@ class MultiMarginCriterion(WeightedCriterion):
         self.zero_based_label = bool(zero_based_label)
 
     def _hinge(self, input, target):
-        x = float_input(self, input, (1, 2), _CLASSES)
-        c = x.shape[-1]
-        x2 = x.reshape(-1, c)
+        x, c, x2 = _class_scores(self, input)
         w = _class_weights(self, c, x)
         ids = class_labels(self, x, target, c, self.zero_based_label)
         rows = np.arange(len(ids))
@@ -214,9 +220,7 @@ class MultiLabelMarginCriterion(Criterion):
         self.zero_based_label = bool(zero_based_label)
 
     def _hinge(self, input, target):
-        x = float_input(self, input, (1, 2), _CLASSES)
-        c = x.shape[-1]
-        x2 = x.reshape(-1, c)
+        x, c, x2 = _class_scores(self, input)
         t = np.asarray(target) if isinstance(target, (np.ndarray, list, tuple)) else None
         if t is None or t.shape != x.shape or t.dtype.kind not in "fiub":
             self._fail(f"expected a target of class ids of the input's shape {shape_of(x)}, "
@@ -614,17 +618,7 @@ class BCECriterion(WeightedCriterion):
             bad = x[~((x >= 0) & (x <= 1))].ravel()[0].item()
             self._fail(f"expected input probabilities in [0, 1], got {bad!r}")
         t = same_shape_target(self, x, target)
-        w = None
-        if self.weights is not None:
-            try:
-                ok = np.broadcast_shapes(self.weights.shape, x.shape) == x.shape
-            except ValueError:
-                ok = False
-            if not ok:
-                self._fail(f"weights of shape {self.weights.shape} do not broadcast to the "
-                           f"input {shape_of(x)}")
-            w = self.weights.astype(x.dtype)
-        return x, t, w, (max(x.size, 1) if self.size_average else 1)
+        return x, t, _broadcast_weights(self, x), _scale(self, x)
 
     def update_output(self, input, target):
         x, t, w, scale = self._prepare(input, target)

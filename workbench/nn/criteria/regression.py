@@ -31,24 +31,41 @@ class _ElementwiseCriterion(Criterion):
         return max(x.size, 1) if self.size_average else 1
 
 
-class AbsCriterion(_ElementwiseCriterion):
+class _DifferenceCriterion(_ElementwiseCriterion):
+    """``sum f(x - y)``, divided by the number of elements when ``size_average`` (default);
+    subclasses give ``f`` in ``_f(d)`` and its derivative in ``_df(d)``."""
+
+    def __init__(self, size_average=True):
+        super().__init__()
+        self.size_average = bool(size_average)
+
+    def _f(self, d):
+        raise NotImplementedError
+
+    def _df(self, d):
+        raise NotImplementedError
+
+    def update_output(self, input, target):
+        x, t = self._pair(input, target)
+        return float(self._f(x - t).sum()) / self._scale(x)
+
+    def update_grad_input(self, input, target):
+        x, t = self._pair(input, target)
+        return (self._df(x - t) / self._scale(x)).astype(x.dtype)
+
+
+class AbsCriterion(_DifferenceCriterion):
     """Mean absolute error: ``sum |x - y|``, divided by the number of elements when
     ``size_average`` (default).  The gradient at ``x == y`` is 0.
 
     Input shape: any.  Target: the input's shape (size-1 dimensions may differ).
     """
 
-    def __init__(self, size_average=True):
-        super().__init__()
-        self.size_average = bool(size_average)
+    def _f(self, d):
+        return np.abs(d)
 
-    def update_output(self, input, target):
-        x, t = self._pair(input, target)
-        return float(np.abs(x - t).sum()) / self._scale(x)
-
-    def update_grad_input(self, input, target):
-        x, t = self._pair(input, target)
-        return (np.sign(x - t) / self._scale(x)).astype(x.dtype)
+    def _df(self, d):
+        return np.sign(d)
 
 
 def _smooth_l1(d, sigma2):
@@ -59,24 +76,18 @@ def _smooth_l1(d, sigma2):
     return value, np.where(small, sigma2 * d, np.sign(d))
 
 
-class SmoothL1Criterion(_ElementwiseCriterion):
+class SmoothL1Criterion(_DifferenceCriterion):
     """Smooth L1 (Huber with threshold 1): ``0.5 (x - y)^2`` where ``|x - y| < 1``, else
     ``|x - y| - 0.5``; summed, divided by the number of elements when ``size_average``.
 
     Input shape: any.  Target: the input's shape (size-1 dimensions may differ).
     """
 
-    def __init__(self, size_average=True):
-        super().__init__()
-        self.size_average = bool(size_average)
+    def _f(self, d):
+        return _smooth_l1(d, 1.0)[0]
 
-    def update_output(self, input, target):
-        x, t = self._pair(input, target)
-        return float(_smooth_l1(x - t, 1.0)[0].sum()) / self._scale(x)
-
-    def update_grad_input(self, input, target):
-        x, t = self._pair(input, target)
-        return (_smooth_l1(x - t, 1.0)[1] / self._scale(x)).astype(x.dtype)
+    def _df(self, d):
+        return _smooth_l1(d, 1.0)[1]
 
 
 class SmoothL1CriterionWithWeights(Criterion):

@@ -17,6 +17,15 @@ from ..table.tables import check_grad
 __all__ = ["RoiPooling", "PriorBox", "DetectionOutputSSD", "Proposal"]
 
 
+def _table(layer, input, n, expected):
+    """``input`` checked as a table of ``n`` arrays (else the layer's LayerError saying what it
+    ``expected``)."""
+    if not isinstance(input, (list, tuple)) or len(input) != n or \
+            not all(isinstance(t, np.ndarray) for t in input):
+        layer._fail(expected, input)
+    return input
+
+
 def _round_half_up(v):
     """Java's ``Math.round`` (BigDL's): halves round up, also below zero."""
     return np.floor(v + 0.5)
@@ -50,9 +59,8 @@ class RoiPooling(Module):
 
     def update_output(self, input):
         expected = "a table [features (N, C, H, W), rois (R, 5)]"
-        if not isinstance(input, (list, tuple)) or len(input) != 2 or \
-                not all(isinstance(t, np.ndarray) for t in input) or input[0].ndim != 4 or \
-                input[1].ndim != 2 or input[1].shape[1] != 5:
+        _table(self, input, 2, expected)
+        if input[0].ndim != 4 or input[1].ndim != 2 or input[1].shape[1] != 5:
             self._fail(expected, input)
         data = input[0] if input[0].dtype.kind == "f" else input[0].astype(DEFAULT_DTYPE)
         rois = np.asarray(input[1], dtype=np.float64)
@@ -309,10 +317,7 @@ class DetectionOutputSSD(Module):
         n_loc = 1 if self.share_location else self.n_classes
         expected = (f"a table [loc (N, P*{n_loc * 4}), conf (N, P*{self.n_classes}), "
                     f"priors (1, 2, P*4)]")
-        if not isinstance(input, (list, tuple)) or len(input) != 3 or \
-                not all(isinstance(t, np.ndarray) for t in input):
-            self._fail(expected, input)
-        loc, conf, priors = input
+        loc, conf, priors = _table(self, input, 3, expected)
         if priors.ndim != 3 or priors.shape[:2] != (1, 2) or priors.shape[2] % 4 or \
                 loc.ndim != 2 or conf.ndim != 2 or loc.shape[0] != conf.shape[0]:
             self._fail(expected, input)
@@ -453,10 +458,7 @@ class Proposal(Module):
         a = self.num_anchors
         expected = (f"a table [scores (1, {2 * a}, H, W), deltas (1, {4 * a}, H, W), "
                     f"im_info (1, 4)]")
-        if not isinstance(input, (list, tuple)) or len(input) != 3 or \
-                not all(isinstance(t, np.ndarray) for t in input):
-            self._fail(expected, input)
-        scores, deltas, info = input
+        scores, deltas, info = _table(self, input, 3, expected)
         if scores.ndim != 4 or scores.shape[:2] != (1, 2 * a) or \
                 deltas.shape != (1, 4 * a) + scores.shape[2:] or info.ndim != 2 or \
                 info.shape[0] != 1 or info.shape[1] < 4:

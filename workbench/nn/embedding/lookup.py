@@ -62,7 +62,23 @@ def _to_ids(layer, values, n_index, zero_based, where="index"):
     return ids
 
 
-class LookupTable(DropsActivations, Module):
+class _Table(DropsActivations, Module):
+    """A layer whose parameter is a ``weight (n_index, n_output)`` table of rows, drawn from
+    ``RandomNormal(0, 1)`` (BigDL's default)."""
+
+    def _add_table(self, w_regularizer):
+        """Add ``weight``, initialize it with :meth:`reset` and set its regularizer."""
+        self.weight_init_method = RandomNormal(0.0, 1.0)
+        self._add_parameter("weight", (self.n_index, self.n_output))
+        self.reset()
+        self._set_regularizer("weight", w_regularizer)
+
+    def reset(self):
+        self.weight_init_method.init(self.weight, self.n_index, self.n_output)
+        return self
+
+
+class LookupTable(_Table):
     """Embedding lookup (BigDL / Torch7 ``LookupTable``): each index selects a row of
     ``weight``.
 
@@ -114,14 +130,7 @@ class LookupTable(DropsActivations, Module):
             raise ValueError(f"LookupTable: norm_type must be a number > 0, got {norm_type!r}")
         self.norm_type = float(norm_type)
         self.should_scale_grad_by_freq = bool(should_scale_grad_by_freq)
-        self.weight_init_method = RandomNormal(0.0, 1.0)
-        self._add_parameter("weight", (self.n_index, self.n_output))
-        self.reset()
-        self._set_regularizer("weight", wRegularizer)
-
-    def reset(self):
-        self.weight_init_method.init(self.weight, self.n_index, self.n_output)
-        return self
+        self._add_table(wRegularizer)
 
     def _renorm(self, ids):
         rows = np.unique(ids)
@@ -190,7 +199,7 @@ def _csr(x):
     return csr
 
 
-class LookupTableSparse(DropsActivations, Module):
+class LookupTableSparse(_Table):
     """Combined embeddings of a variable number of ids per sample (BigDL
     ``LookupTableSparse``, TensorFlow's ``embedding_lookup_sparse``).
 
@@ -237,14 +246,7 @@ class LookupTableSparse(DropsActivations, Module):
                              f"{max_norm!r}")
         self.max_norm = float(max_norm)
         self.zero_based_index = bool(zero_based_index)
-        self.weight_init_method = RandomNormal(0.0, 1.0)
-        self._add_parameter("weight", (self.n_index, self.n_output))
-        self.reset()
-        self._set_regularizer("weight", wRegularizer)
-
-    def reset(self):
-        self.weight_init_method.init(self.weight, self.n_index, self.n_output)
-        return self
+        self._add_table(wRegularizer)
 
     def _entries(self, input):
         """``(n, rows, ids, weights or None)`` for the accepted input formats."""

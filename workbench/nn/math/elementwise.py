@@ -266,6 +266,23 @@ class Expanding(Module, abstract=True):
             size = [size]
         self.size = int_list(type(self).__name__, "size", size)
 
+    def _init_uniform(self, size, names):
+        """Check ``size``, then add the parameters ``names`` (each of shape ``size``, each with
+        a ``RandomUniform`` ``<name>_init_method``) and initialize them with :meth:`reset`."""
+        self._init_size(size)
+        for name in names:
+            setattr(self, f"{name}_init_method", RandomUniform())
+        for name in names:
+            self._add_parameter(name, self.size)
+        self.reset()
+
+    def reset(self):
+        """Each parameter uniform in ``±1/sqrt(its elements)``, in the order it was added."""
+        for name in self._param_names:
+            param = getattr(self, name)
+            getattr(self, f"{name}_init_method").init(param, param.size, param.size)
+        return self
+
     def _expected(self):
         shape = ", ".join(map(str, self.size))
         return f"a tensor that ({shape}) expands to (same dims, or one more for the batch)"
@@ -311,15 +328,8 @@ class CAdd(Expanding):
 
     def __init__(self, size, bRegularizer=None):  # noqa: N803 - BigDL's keyword
         super().__init__()
-        self._init_size(size)
-        self.bias_init_method = RandomUniform()
-        self._add_parameter("bias", self.size)
-        self.reset()
+        self._init_uniform(size, ["bias"])
         self._set_regularizer("bias", bRegularizer)
-
-    def reset(self):
-        self.bias_init_method.init(self.bias, self.bias.size, self.bias.size)
-        return self
 
     def update_output(self, input):
         x = self._input(input)
@@ -355,15 +365,8 @@ class CMul(Expanding):
 
     def __init__(self, size, wRegularizer=None):  # noqa: N803 - BigDL's keyword
         super().__init__()
-        self._init_size(size)
-        self.weight_init_method = RandomUniform()
-        self._add_parameter("weight", self.size)
-        self.reset()
+        self._init_uniform(size, ["weight"])
         self._set_regularizer("weight", wRegularizer)
-
-    def reset(self):
-        self.weight_init_method.init(self.weight, self.weight.size, self.weight.size)
-        return self
 
     def update_output(self, input):
         x = self._input(input)
@@ -396,18 +399,7 @@ class Scale(Expanding):
 
     def __init__(self, size):
         super().__init__()
-        self._init_size(size)
-        self.weight_init_method = RandomUniform()
-        self.bias_init_method = RandomUniform()
-        self._add_parameter("weight", self.size)
-        self._add_parameter("bias", self.size)
-        self.reset()
-
-    def reset(self):
-        n = self.weight.size
-        self.weight_init_method.init(self.weight, n, n)
-        self.bias_init_method.init(self.bias, n, n)
-        return self
+        self._init_uniform(size, ["weight", "bias"])
 
     def update_output(self, input):
         x = self._input(input)

@@ -129,6 +129,25 @@ class Cell(DropsActivations, Module):
         self.weight_init_method = RandomUniform()
         self.bias_init_method = RandomUniform()
 
+    def _add_gates(self, gates, biases, regularizers, extra=()):
+        """Add ``weight (gates * H, D)``, ``recurrent_weight (gates * H, H)``, the biases named
+        in ``biases`` (each ``(gates * H,)``) and the ``extra`` ``(name, shape)`` parameters,
+        initialize them with ``reset()``, and set ``regularizers``, ``(w, u, b)``: those of the
+        input weights, the recurrent weights and every bias."""
+        H, D = self.hidden_size, self.input_size
+        self._add_parameter("weight", (gates * H, D))
+        self._add_parameter("recurrent_weight", (gates * H, H))
+        for name in biases:
+            self._add_parameter(name, (gates * H,))
+        for name, shape in extra:
+            self._add_parameter(name, shape)
+        self.reset()
+        w_regularizer, u_regularizer, b_regularizer = regularizers
+        self._set_regularizer("weight", w_regularizer)
+        self._set_regularizer("recurrent_weight", u_regularizer)
+        for name in biases:
+            self._set_regularizer(name, b_regularizer)
+
     # ------------------------------------------------------------ shapes and states
     def feature_shape_ok(self, shape):
         """Whether one time step of input may have this (per-sample) shape."""
@@ -285,19 +304,9 @@ class RnnCell(Cell):
         super().__init__()
         self._setup(input_size, hidden_size)
         self.activation = activation_name("RnnCell", "activation", activation, "tanh")
-        H, D = self.hidden_size, self.input_size
-        self._add_parameter("weight", (H, D))
-        self._add_parameter("recurrent_weight", (H, H))
-        if isInputWithBias:
-            self._add_parameter("bias", (H,))
-        if isHiddenWithBias:
-            self._add_parameter("recurrent_bias", (H,))
-        self.reset()
-        self._set_regularizer("weight", wRegularizer)
-        self._set_regularizer("recurrent_weight", uRegularizer)
-        for name in ("bias", "recurrent_bias"):
-            if name in self._param_names:
-                self._set_regularizer(name, bRegularizer)
+        biases = [name for name, wanted in (("bias", isInputWithBias),
+                                            ("recurrent_bias", isHiddenWithBias)) if wanted]
+        self._add_gates(1, biases, (wRegularizer, uRegularizer, bRegularizer))
 
     def reset(self):
         _init_dense(self)
@@ -424,14 +433,7 @@ class LSTM(LSTMCore):
         self.activation = activation_name("LSTM", "activation", activation, "tanh")
         self.inner_activation = activation_name("LSTM", "inner_activation", inner_activation,
                                                 "sigmoid")
-        H, D = self.hidden_size, self.input_size
-        self._add_parameter("weight", (4 * H, D))
-        self._add_parameter("recurrent_weight", (4 * H, H))
-        self._add_parameter("bias", (4 * H,))
-        self.reset()
-        self._set_regularizer("weight", wRegularizer)
-        self._set_regularizer("recurrent_weight", uRegularizer)
-        self._set_regularizer("bias", bRegularizer)
+        self._add_gates(4, ["bias"], (wRegularizer, uRegularizer, bRegularizer))
 
     def reset(self):
         _init_dense(self)
@@ -462,15 +464,8 @@ class LSTMPeephole(LSTMCore):
                  bRegularizer=None):
         super().__init__()
         self._setup(input_size, hidden_size, p)
-        H, D = self.hidden_size, self.input_size
-        self._add_parameter("weight", (4 * H, D))
-        self._add_parameter("recurrent_weight", (4 * H, H))
-        self._add_parameter("bias", (4 * H,))
-        self._add_parameter("peephole", (3, H))
-        self.reset()
-        self._set_regularizer("weight", wRegularizer)
-        self._set_regularizer("recurrent_weight", uRegularizer)
-        self._set_regularizer("bias", bRegularizer)
+        self._add_gates(4, ["bias"], (wRegularizer, uRegularizer, bRegularizer),
+                        extra=[("peephole", (3, self.hidden_size))])
 
     def reset(self):
         _init_dense(self)
@@ -518,18 +513,8 @@ class GRU(Cell):
         self.inner_activation = activation_name("GRU", "inner_activation", inner_activation,
                                                 "sigmoid")
         self.reset_after = bool(reset_after)
-        H, D = self.hidden_size, self.input_size
-        self._add_parameter("weight", (3 * H, D))
-        self._add_parameter("recurrent_weight", (3 * H, H))
-        self._add_parameter("bias", (3 * H,))
-        if self.reset_after:
-            self._add_parameter("recurrent_bias", (3 * H,))
-        self.reset()
-        self._set_regularizer("weight", wRegularizer)
-        self._set_regularizer("recurrent_weight", uRegularizer)
-        self._set_regularizer("bias", bRegularizer)
-        if self.reset_after:
-            self._set_regularizer("recurrent_bias", bRegularizer)
+        biases = ["bias", "recurrent_bias"] if self.reset_after else ["bias"]
+        self._add_gates(3, biases, (wRegularizer, uRegularizer, bRegularizer))
 
     def reset(self):
         _init_dense(self)

@@ -23,6 +23,28 @@ def _fmt(shape):
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
+def _image_shape(data_format):
+    """The expected 4-D input of an ``"NCHW"`` / ``"NHWC"`` layer, for error messages."""
+    return "(N, C, H, W)" if data_format == "NCHW" else "(N, H, W, C)"
+
+
+def _height_axis(data_format):
+    """The axis of the rows of a 4-D ``"NCHW"`` / ``"NHWC"`` input (the columns follow it)."""
+    return 2 if data_format == "NCHW" else 1
+
+
+def _image(module, input):
+    """``input`` checked as a 4-D image batch in ``module.data_format``."""
+    return module._as_array(input, (4,), _image_shape(module.data_format))
+
+
+def _stored(module, key, value, dtype):
+    """``value`` copied into the layer's cached ``key`` buffer of ``dtype``."""
+    buf = module._buffer(key, value.shape, dtype)
+    np.copyto(buf, value)
+    return buf
+
+
 class _Reframe(Module):
     """A layer that pads (positive amounts) or crops (negative amounts) some axes: the output
     is a constant frame with a block of the input copied in; the backward copies it back."""
@@ -124,13 +146,13 @@ class Cropping2D(_Reframe):
         self.data_format = _format("Cropping2D", "data_format", data_format, ("NCHW", "NHWC"))
 
     def _expected(self):
-        return "(N, C, H, W)" if self.data_format == "NCHW" else "(N, H, W, C)"
+        return _image_shape(self.data_format)
 
     def _checked(self, input):
-        return self._as_array(input, (4,), self._expected())
+        return _image(self, input)
 
     def _pads(self, x):
-        h = 2 if self.data_format == "NCHW" else 1
+        h = _height_axis(self.data_format)
         return {h: tuple(-c for c in self.height_crop), h + 1: tuple(-c for c in self.width_crop)}
 
     def extra_repr(self):
@@ -252,9 +274,7 @@ class _Repeat(Module):
         out = x
         for axis, factor in self._axes(x):
             out = np.repeat(out, factor, axis=axis)
-        buf = self._buffer("output", out.shape, x.dtype)
-        np.copyto(buf, out)
-        return buf
+        return _stored(self, "output", out, x.dtype)
 
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
@@ -312,11 +332,10 @@ class UpSampling2D(_Repeat):
         self.data_format = _format("UpSampling2D", "data_format", data_format, ("NCHW", "NHWC"))
 
     def _checked(self, input):
-        return self._as_array(input, (4,), "(N, C, H, W)" if self.data_format == "NCHW"
-                              else "(N, H, W, C)")
+        return _image(self, input)
 
     def _axes(self, x):
-        h = 2 if self.data_format == "NCHW" else 1
+        h = _height_axis(self.data_format)
         return [(h, self.size[0]), (h + 1, self.size[1])]
 
     def extra_repr(self):
@@ -404,16 +423,13 @@ class ResizeBilinear(Module):
         return a if self.data_format == "NCHW" else a.transpose(0, 3, 1, 2)
 
     def update_output(self, input):
-        x = self._as_array(input, (4,), "(N, C, H, W)" if self.data_format == "NCHW"
-                           else "(N, H, W, C)")
+        x = _image(self, input)
         xc = self._nchw(x)
         my, mx = self._matrices(xc.shape[2], xc.shape[3], x.dtype)
         y = my @ xc @ mx.T  # (N, C, out_h, out_w)
         if self.data_format == "NHWC":
             y = y.transpose(0, 2, 3, 1)
-        out = self._buffer("output", y.shape, x.dtype)
-        np.copyto(out, y)
-        return out
+        return _stored(self, "output", y, x.dtype)
 
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
@@ -424,9 +440,7 @@ class ResizeBilinear(Module):
         gx = my.T @ g @ mx
         if self.data_format == "NHWC":
             gx = gx.transpose(0, 2, 3, 1)
-        gi = self._buffer("grad_input", x.shape, self.output.dtype)
-        np.copyto(gi, gx)
-        return gi
+        return _stored(self, "grad_input", gx, self.output.dtype)
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -54,8 +54,10 @@ class _Extremum(_Reduce):
         return str(self.dim)
 
 
-class Max(_Extremum):
-    """The maximum over dimension ``dim``; the gradient goes to the (first) maximal element.
+def _extremum_doc(extremum, extremal):
+    """The docstring of Max / Min: ``extremum`` is "maximum", ``extremal`` "maximal"."""
+    return (f"The {extremum} over dimension ``dim``; the gradient goes to the (first) "
+            f"{extremal} element." + """
 
     Args:
         dim: the dimension to reduce, 1-based (negative from the end); default 1.
@@ -64,23 +66,16 @@ class Max(_Extremum):
 
     Input shape: any with that dimension.  Output shape: the input's without it (``(1,)`` for a
     vector, as BigDL).
-    """
+    """)
 
+
+class Max(_Extremum):
+    __doc__ = _extremum_doc("maximum", "maximal")
     _pick = staticmethod(np.argmax)
 
 
 class Min(_Extremum):
-    """The minimum over dimension ``dim``; the gradient goes to the (first) minimal element.
-
-    Args:
-        dim: the dimension to reduce, 1-based (negative from the end); default 1.
-        num_input_dims: the number of dimensions of one sample; when the input has one more, the
-            first is the batch and a positive ``dim`` is shifted past it.
-
-    Input shape: any with that dimension.  Output shape: the input's without it (``(1,)`` for a
-    vector, as BigDL).
-    """
-
+    __doc__ = _extremum_doc("minimum", "minimal")
     _pick = staticmethod(np.argmin)
 
 

@@ -45,7 +45,23 @@ def _fmt(shape):
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-class View(Module):
+class _Reshaping(Module):
+    """A layer whose output is its input in another shape, ``_out_shape(x)`` (a view where
+    numpy can make one); the gradient is the output gradient reshaped back to the input's."""
+
+    def _out_shape(self, x):
+        raise NotImplementedError
+
+    def update_output(self, input):
+        x = _tensor(self, input)
+        return x.reshape(self._out_shape(x))
+
+    def update_grad_input(self, input, grad_output):
+        check_grad_output(self, grad_output)
+        return np.reshape(grad_output, np.shape(input))
+
+
+class View(_Reshaping):
     """A view of the input with new sizes (Torch7 / BigDL ``View``); no data is copied.
 
     Args:
@@ -79,19 +95,11 @@ class View(Module):
             return self.sizes
         return (batch,) + self.sizes
 
-    def update_output(self, input):
-        x = _tensor(self, input)
-        return x.reshape(self._out_shape(x))
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        return np.reshape(grad_output, np.shape(input))
-
     def extra_repr(self):
         return ", ".join(str(s) for s in self.sizes)
 
 
-class Reshape(Module):
+class Reshape(_Reshaping):
     """Reshape each sample to ``size`` (BigDL ``Reshape``).
 
     Args:
@@ -125,10 +133,6 @@ class Reshape(Module):
             self._fail(f"(N, ...) with {n} elements per sample (to reshape to "
                        f"(N, {', '.join(map(str, self.size))}))", x)
         return x.reshape((x.shape[0],) + self.size)
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        return np.reshape(grad_output, np.shape(input))
 
     def extra_repr(self):
         return "x".join(str(s) for s in self.size)
@@ -174,7 +178,7 @@ def _dims_arg(cls, name, value):
 
 # ---------------------------------------------------------------------- reshaping
 
-class InferReshape(Module):
+class InferReshape(_Reshaping):
     """Reshape with size inference (BigDL ``InferReshape``).
 
     Args:
@@ -200,6 +204,8 @@ class InferReshape(Module):
         self.batch_mode = bool(batch_mode)
 
     def _out_shape(self, x):
+        if self.batch_mode and x.ndim == 0:
+            self._fail("a tensor with a batch dimension", x)
         start = 1 if self.batch_mode else 0
         expected = f"a tensor that reshapes to {_fmt(self.size)}" + \
             (" after the batch" if self.batch_mode else "")
@@ -216,21 +222,11 @@ class InferReshape(Module):
             self._fail(expected, x)
         return ((x.shape[0],) if self.batch_mode else ()) + tuple(shape)
 
-    def update_output(self, input):
-        x = _tensor(self, input)
-        if self.batch_mode and x.ndim == 0:
-            self._fail("a tensor with a batch dimension", x)
-        return x.reshape(self._out_shape(x))
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        return np.reshape(grad_output, np.shape(input))
-
     def extra_repr(self):
         return "x".join(str(s) for s in self.size)
 
 
-class Squeeze(Module):
+class Squeeze(_Reshaping):
     """Removes dimensions of size 1 (BigDL ``Squeeze``).
 
     Args:
@@ -259,19 +255,11 @@ class Squeeze(Module):
             axes = {a for a in axes if x.shape[a] == 1}
         return tuple(s for a, s in enumerate(x.shape) if a not in axes)
 
-    def update_output(self, input):
-        x = _tensor(self, input)
-        return x.reshape(self._out_shape(x))
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        return np.reshape(grad_output, np.shape(input))
-
     def extra_repr(self):
         return "" if self.dim is None else ", ".join(map(str, self.dim))
 
 
-class Unsqueeze(Module):
+class Unsqueeze(_Reshaping):
     """Inserts a dimension of size 1 at position ``pos`` (BigDL ``Unsqueeze``).
 
     Args:
@@ -296,10 +284,6 @@ class Unsqueeze(Module):
         if axis > x.ndim:
             self._fail(f"a tensor with at least {axis} dimensions", x)
         return np.expand_dims(x, axis)
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        return np.reshape(grad_output, np.shape(input))
 
     def extra_repr(self):
         return str(self.pos)
@@ -370,7 +354,31 @@ class Contiguous(Module):
 
 # ---------------------------------------------------------------------- indexing
 
-class Select(Module):
+class _AxisPick(Module):
+    """A layer whose output is the part ``_region(x)`` of its input along one axis; the
+    gradient is zero outside that part."""
+
+    def _region(self, x):
+        """``(axis, index or slice)`` of the picked part of a checked input ``x``."""
+        raise NotImplementedError
+
+    def _axis(self, dim, x):
+        """The 0-based axis of BigDL's ``dim`` (counting every input dimension) in ``x``."""
+        axis = batch_axis(dim, x.ndim)
+        if not 0 <= axis < x.ndim:
+            self._fail(f"a tensor with a dimension {dim}", x)
+        return axis
+
+    def update_grad_input(self, input, grad_output):
+        check_grad_output(self, grad_output)
+        axis, where = self._region(input)
+        gi = self._buffer("grad_input", input.shape, _float_dtype(self.output))
+        gi.fill(0)
+        gi[_at(axis, where)] = grad_output
+        return gi
+
+
+class Select(_AxisPick):
     """Selects one index of one dimension, removing that dimension (BigDL ``Select``).
 
     Args:
@@ -388,10 +396,8 @@ class Select(Module):
         self.index = int_arg("Select", "index", index, lambda i: i != 0,
                              "1-based (or negative from the end)")
 
-    def _where(self, x):
-        axis = batch_axis(self.dim, x.ndim)
-        if not 0 <= axis < x.ndim:
-            self._fail(f"a tensor with a dimension {self.dim}", x)
+    def _region(self, x):
+        axis = self._axis(self.dim, x)
         index = self.index - 1 if self.index > 0 else x.shape[axis] + self.index
         if not 0 <= index < x.shape[axis]:
             self._fail(f"a tensor with an index {self.index} in dimension {self.dim}", x)
@@ -399,22 +405,14 @@ class Select(Module):
 
     def update_output(self, input):
         x = _tensor(self, input)
-        axis, index = self._where(x)
+        axis, index = self._region(x)
         return x[_at(axis, slice(index, index + 1))].reshape(x.shape[:axis] + x.shape[axis + 1:])
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        axis, index = self._where(input)
-        gi = self._buffer("grad_input", input.shape, _float_dtype(self.output))
-        gi.fill(0)
-        gi[_at(axis, index)] = grad_output
-        return gi
 
     def extra_repr(self):
         return f"{self.dim}, {self.index}"
 
 
-class Narrow(Module):
+class Narrow(_AxisPick):
     """A slice of ``length`` indices of one dimension, from ``offset`` (BigDL ``Narrow``).
 
     Args:
@@ -434,10 +432,8 @@ class Narrow(Module):
         self.offset = int_arg("Narrow", "offset", offset, lambda o: o != 0, nonzero)
         self.length = int_arg("Narrow", "length", length, lambda n: n != 0, "a non-zero int")
 
-    def _range(self, x):
-        axis = batch_axis(self.dimension, x.ndim)
-        if not 0 <= axis < x.ndim:
-            self._fail(f"a tensor with a dimension {self.dimension}", x)
+    def _region(self, x):
+        axis = self._axis(self.dimension, x)
         size = x.shape[axis]
         start = self.offset - 1 if self.offset > 0 else size + self.offset
         length = self.length if self.length > 0 else size - start + self.length + 1
@@ -448,16 +444,8 @@ class Narrow(Module):
 
     def update_output(self, input):
         x = _tensor(self, input)
-        axis, where = self._range(x)
+        axis, where = self._region(x)
         return x[_at(axis, where)]
-
-    def update_grad_input(self, input, grad_output):
-        check_grad_output(self, grad_output)
-        axis, where = self._range(input)
-        gi = self._buffer("grad_input", input.shape, _float_dtype(self.output))
-        gi.fill(0)
-        gi[_at(axis, where)] = grad_output
-        return gi
 
     def extra_repr(self):
         return f"{self.dimension}, {self.offset}, {self.length}"

@@ -16,6 +16,18 @@ def _scipy_sparse():
     return scipy.sparse
 
 
+def _dense_grad(layer, grad_output):
+    """``grad_output`` (dense or sparse) as a dense array, checked against the layer's sparse
+    output (a LayerError before forward or for another shape)."""
+    if layer.output is None:
+        raise LayerError(f"{layer.label()}: backward called before forward")
+    g = grad_output.toarray() if issparse(grad_output) else np.asarray(grad_output)
+    if g.shape != layer.output.shape:
+        raise LayerError(f"{layer.label()}: expected gradOutput of the output's shape "
+                         f"{layer.output.shape}, got {shape_of(grad_output)}")
+    return g
+
+
 class DenseToSparse(Module):
     """Converts a dense batch to a sparse one (BigDL ``DenseToSparse``), e.g. to feed
     ``SparseLinear`` or ``SparseJoinTable`` from a dense layer.  Sparse tensors are
@@ -38,13 +50,7 @@ class DenseToSparse(Module):
         return _scipy_sparse().csr_matrix(x)
 
     def update_grad_input(self, input, grad_output):
-        if self.output is None:
-            raise LayerError(f"{self.label()}: backward called before forward")
-        g = grad_output.toarray() if issparse(grad_output) else np.asarray(grad_output)
-        if g.shape != self.output.shape:
-            raise LayerError(f"{self.label()}: expected gradOutput of the output's shape "
-                             f"{self.output.shape}, got {shape_of(grad_output)}")
-        g = g.astype(self.output.dtype, copy=False)
+        g = _dense_grad(self, grad_output).astype(self.output.dtype, copy=False)
         return np.array(g, copy=True) if self.propagate_back else np.zeros_like(g)
 
     def extra_repr(self):
@@ -92,12 +98,7 @@ class SparseJoinTable(Module):
         return stack(parts, format="csr", dtype=dtype)
 
     def update_grad_input(self, input, grad_output):
-        if self.output is None:
-            raise LayerError(f"{self.label()}: backward called before forward")
-        g = grad_output.toarray() if issparse(grad_output) else np.asarray(grad_output)
-        if g.shape != self.output.shape:
-            raise LayerError(f"{self.label()}: expected gradOutput of the output's shape "
-                             f"{self.output.shape}, got {shape_of(grad_output)}")
+        g = _dense_grad(self, grad_output)
         bounds = np.cumsum([0] + self._sizes)
         axis = self.dimension - 1
         return [np.array(g[:, a:b] if axis == 1 else g[a:b], dtype=self.output.dtype)
