@@ -2,11 +2,12 @@
 
 Everything a model is made of; BigDL's class names and argument order.  Every public name is
 importable from ``workbench.nn`` itself.  The infrastructure is at the top: ``module``
-(``Module``), ``criterion`` (``Criterion``), ``containers``, ``graph``, ``initializers``,
+(``Module``), ``containers``, ``graph``, ``initializers``,
 ``regularizers``, ``random``, ``layout``, ``backend`` and ``gemm``.  The layers are grouped by
 domain, as Keras groups ``layers/``: ``core``, ``activation``, ``convolution``, ``pooling``,
 ``normalization``, ``recurrent``, ``embedding``, ``regularization``, ``shape``, ``table``,
-``math``, ``attention`` and ``detection``; the losses are in ``criteria``.
+``math``, ``attention`` and ``detection``; the losses and their ``Criterion`` base are in
+``criteria``.
 """
 from . import random  # noqa: F401 - re-exported
 from .module import LayerError, Module  # noqa: F401 - re-exported
@@ -29,3 +30,8 @@ from .criteria import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .detection import *  # noqa: F401,F403
+
+# the domain subpackages, in the order above (the notebook magics offer their names)
+DOMAINS = ("core", "activation", "convolution", "pooling", "normalization", "recurrent",
+           "embedding", "regularization", "shape", "table", "math", "attention", "detection",
+           "criteria")

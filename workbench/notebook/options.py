@@ -228,9 +228,7 @@ def _libraries():
     global _NN, _OPTIM
     if _NN is None:
         _NN, _OPTIM = {}, {}
-        for sub in ("containers", "graph", "linear", "activation", "dropout", "shape", "table",
-                    "convolution", "pooling", "normalization", "criteria", "initializers",
-                    "regularizers"):
+        for sub in ("containers", "graph", "initializers", "regularizers", *nn.DOMAINS):
             _NN.update(_library(getattr(nn, sub)))
         _NN.update(Criterion=nn.Criterion, Module=nn.Module)
         for sub in ("methods", "schedules", "triggers", "validation"):
