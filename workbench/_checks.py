@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
 
-__all__ = ["is_int", "check_int", "positive_int", "int_arg", "int_list", "real", "non_negative",
-           "finite_real", "probability"]
+__all__ = ["env_choice", "is_int", "check_int", "positive_int", "int_arg", "int_list", "real",
+           "non_negative", "finite_real", "probability"]
 
 
 def is_int(value):
@@ -91,3 +92,12 @@ def probability(owner, arg, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{owner}: {arg} must be a number in [0, 1), got {value!r}")
     return float(value)
+
+
+def env_choice(variable, default, choices):
+    """The setting in environment variable ``variable`` (lower-cased; ``default`` when unset or
+    empty), or a ValueError naming the variable if it is not one of ``choices``."""
+    value = os.environ.get(variable, default).strip().lower() or default
+    if value not in choices:
+        raise ValueError(f"{variable} must be one of {tuple(choices)}, got {value!r}")
+    return value

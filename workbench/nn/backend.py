@@ -20,6 +20,8 @@ import ctypes
 import os
 import threading
 
+from .._checks import env_choice
+
 __all__ = ["get_backend", "set_backend", "use_native", "native", "native_error",
            "get_num_threads", "set_num_threads", "default_num_threads", "kernels",
            "set_kernel"]
@@ -113,10 +115,7 @@ def native_error():
 
 def get_backend() -> str:
     if _state["backend"] is None:
-        value = os.environ.get("WORKBENCH_BACKEND", "native").strip().lower() or "native"
-        if value not in _BACKENDS:
-            raise ValueError(f"WORKBENCH_BACKEND must be one of {_BACKENDS}, got {value!r}")
-        _state["backend"] = value
+        _state["backend"] = env_choice("WORKBENCH_BACKEND", "native", _BACKENDS)
     return _state["backend"]
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import threading
 
+from .._checks import env_choice
+
 __all__ = ["GEMMS", "set_gemm", "get_gemm", "gemm_providers", "gemm_choices", "gemm_rule"]
 
 GEMMS = ("auto", "onednn", "openblas", "mkl")
@@ -90,10 +92,7 @@ def _resolve(name, native):
 
 def get_gemm() -> str:
     if _state["gemm"] is None:
-        value = os.environ.get("WORKBENCH_GEMM", "auto").strip().lower() or "auto"
-        if value not in GEMMS:
-            raise ValueError(f"WORKBENCH_GEMM must be one of {GEMMS}, got {value!r}")
-        _state["gemm"] = value
+        _state["gemm"] = env_choice("WORKBENCH_GEMM", "auto", GEMMS)
     return _state["gemm"]
 
 
