@@ -43,7 +43,7 @@ from workbench.models import LeNet5
 from workbench.nn import ClassNLLCriterion, random
 from workbench.optim import Optimizer, SGD, MaxEpoch
 from workbench.notebook import Dashboard, History
-from workbench.server.registry import RunRecorder
+from workbench.runs import RunRecorder
 import tempfile
 (X, y), _ = load_digits(size=28)
 runs_dir = tempfile.mkdtemp(prefix='bench-dashboard-')

@@ -21,7 +21,7 @@ from workbench.notebook import TuningBoard
 from workbench.notebook.tuning import controls_for, default_mode
 from workbench.notebook import tune_options
 from workbench.optim import Top1Accuracy
-from workbench.server import registry
+from workbench import runs as registry
 
 
 def build(params):

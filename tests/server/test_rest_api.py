@@ -15,7 +15,7 @@ import pytest
 from helpers import wait_until
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential
 from workbench.optim import SGD, EveryEpoch, MaxEpoch, Optimizer, Top1Accuracy
-from workbench.server.registry import RunRecorder
+from workbench.runs import RunRecorder
 from workbench.summary import TrainSummary, ValidationSummary
 
 TOKEN = "test-token-5e1f"

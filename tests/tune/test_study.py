@@ -125,7 +125,7 @@ def test_stop_keeps_finished_trials_and_starts_no_more():
 
 
 def test_the_sidebars_stop_request_ends_a_study(tmp_path):
-    from workbench.server.registry import request_stop
+    from workbench.runs import request_stop
 
     def objective(params, trial):
         for epoch in range(1, 6):

@@ -18,12 +18,13 @@ import io
 import json
 import math
 import os
-import secrets
 import struct
 import zipfile
 import zlib
 
 import numpy as np
+
+from .._files import atomic_file
 
 __all__ = ["ModelFileError", "write_archive", "read_archive", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -87,27 +88,15 @@ def write_archive(path, document: dict, arrays: dict) -> None:
         raise ValueError(f"write_archive: the document takes {len(meta)} bytes as JSON; the limit "
                          f"is {MAX_META_BYTES} (put large data in `arrays`)")
     total = sum(a.nbytes + 256 + len(k) for k, a in arrays.items())
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            with zipfile.ZipFile(f, "w") as z:
-                z.writestr(_member(_META), meta)
-                with z.open(_member(_ARRAYS), "w", force_zip64=total > 1 << 30) as member:
-                    with zipfile.ZipFile(member, "w") as npz:
-                        for key, a in arrays.items():
-                            with npz.open(_member(key + ".npy"), "w",
-                                          force_zip64=a.nbytes > 1 << 30) as out:
-                                np.lib.format.write_array(out, a, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path, binary=True, fsync=True) as f:
+        with zipfile.ZipFile(f, "w") as z:
+            z.writestr(_member(_META), meta)
+            with z.open(_member(_ARRAYS), "w", force_zip64=total > 1 << 30) as member:
+                with zipfile.ZipFile(member, "w") as npz:
+                    for key, a in arrays.items():
+                        with npz.open(_member(key + ".npy"), "w",
+                                      force_zip64=a.nbytes > 1 << 30) as out:
+                            np.lib.format.write_array(out, a, allow_pickle=False)
 
 
 # ---------------------------------------------------------------------------------- reading

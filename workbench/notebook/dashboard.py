@@ -17,7 +17,6 @@ graceful stop; a second interrupt breaks off at once.
 """
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 import signal
@@ -27,6 +26,7 @@ import time
 import anywidget
 import traitlets as t
 
+from .._files import finite
 from ..optim.events import Listener
 from ..optim.progress import ConsoleProgress
 from ..optim.triggers import MaxEpoch, MaxIteration, TriggerOr
@@ -56,7 +56,9 @@ def _limits(trigger):
     return None, None
 
 
-def _kernel_id():
+def current_kernel_id():
+    """The id of the Jupyter kernel this runs in (from its connection file), or "" outside one
+    (the sidebar matches widgets to kernels by it)."""
     try:
         from ipykernel.connect import get_connection_file
         name = os.path.basename(get_connection_file())
@@ -65,14 +67,6 @@ def _kernel_id():
     if name.startswith("kernel-") and name.endswith(".json"):
         return name[len("kernel-"):-len(".json")]
     return ""
-
-
-def _finite(x, default=0.0):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return default
-    return x if math.isfinite(x) else default
 
 
 class _Series:
@@ -200,7 +194,7 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
 
     def __init__(self, optimizer=None, *, run="", interval=1.0, max_points=600,
                  replace_console=True, **kwargs):
-        super().__init__(run=run, kernel_id=_kernel_id(), **kwargs)
+        super().__init__(run=run, kernel_id=current_kernel_id(), **kwargs)
         self.interval = float(interval)
         self.max_points = int(max_points)
         self.replace_console = bool(replace_console)
@@ -294,7 +288,7 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
         self._count += 1
         if self._f0 is None:  # the data set's size is known from the first iteration on
             self._f0 = self._fraction(e.state, back=e)
-        self._loss.add(e.iteration, _finite(e.loss))
+        self._loss.add(e.iteration, finite(e.loss, 0.0))
         self._rate = e.throughput if self._rate is None else 0.9 * self._rate + 0.1 * e.throughput
         self._dirty = True
         now = time.time()
@@ -306,7 +300,7 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
 
     def on_validation(self, e):
         for name, value in e.scores.items():
-            self._metrics.setdefault(name, []).append([e.iteration, _finite(value)])
+            self._metrics.setdefault(name, []).append([e.iteration, finite(value, 0.0)])
         self._dirty = True
         self._flush(time.time())
 
@@ -351,9 +345,9 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
                     self.eta = elapsed * (1.0 - fraction) / (fraction - self._f0)
                 else:
                     self.eta = -1.0
-                self.throughput = _finite(self._rate)
-                self.lr = _finite(e.lr)
-                self.last_loss = _finite(e.loss)
+                self.throughput = finite(self._rate, 0.0)
+                self.lr = finite(e.lr, 0.0)
+                self.last_loss = finite(e.loss, 0.0)
                 self.loss = self._loss.snapshot()
                 self.points = self._count
             self.elapsed = elapsed
@@ -384,8 +378,8 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
         if self._last_event is not None:
             if elapsed > 0:
                 rows.append(["records/s (overall)", f"{(records - self._records0) / elapsed:,.0f}"])
-            rows.append(["final training loss", f"{_finite(self._last_event.loss):.4f}"])
-            rows.append(["learning rate (last)", f"{_finite(self._last_event.lr):.4g}"])
+            rows.append(["final training loss", f"{finite(self._last_event.loss, 0.0):.4f}"])
+            rows.append(["learning rate (last)", f"{finite(self._last_event.lr, 0.0):.4g}"])
         for name, values in self._metrics.items():
             best = max(v for _, v in values) if "accuracy" in name.lower() else \
                 min(v for _, v in values)

@@ -10,7 +10,7 @@ from IPython.display import display
 
 from .. import optim
 from ..nn import LayerError, LabelError
-from ..server.registry import RunRecorder, default_runs_dir, valid_run_name
+from ..runs import RunRecorder, default_runs_dir, valid_run_name
 from . import options
 from .options import OptionError
 

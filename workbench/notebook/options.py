@@ -22,7 +22,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, argument_group, magic_arguments
 
 from .. import nn, optim
-from ..server.registry import default_runs_dir, valid_run_name
+from ..runs import default_runs_dir, valid_run_name
 
 __all__ = ["OptionError", "TrainPlan", "parse", "resolve", "bigdl_train",
            "split_cell"]

@@ -13,7 +13,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, argument_group, magic_arguments
 
-from ..server.registry import valid_run_name
+from ..runs import valid_run_name
 from . import options
 from .options import OptionError
 

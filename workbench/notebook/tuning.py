@@ -27,8 +27,9 @@ import time
 import anywidget
 import traitlets as t
 
-from ..server.registry import STOP_FILE, default_runs_dir, valid_run_name
-from .dashboard import STATIC, StopControls, _kernel_id, widget_esm
+from .._files import finite
+from ..runs import STOP_FILE, default_runs_dir, valid_run_name
+from .dashboard import STATIC, StopControls, current_kernel_id, widget_esm
 
 __all__ = ["TuningBoard", "DEFAULT_SPACE", "controls_for"]
 
@@ -111,21 +112,13 @@ def _required_positionals(fn):
                (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
-def _finite(x):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
 def _jsonable(value):
     if isinstance(value, (str, bool)) or value is None:
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return _finite(value)
+        return finite(value)
     try:  # numpy scalars
         return _jsonable(value.item())
     except Exception:
@@ -213,7 +206,7 @@ class TuningBoard(StopControls, anywidget.AnyWidget):
         super().__init__(controls=controls, n_trials=int(n_trials),
                          parallelism=int(parallelism), algo=algo, pruner=pruner,
                          epochs=int(epochs) if self._is_build else 0, metric=str(metric),
-                         mode=mode, kernel_id=_kernel_id(), **kwargs)
+                         mode=mode, kernel_id=current_kernel_id(), **kwargs)
         if isinstance(data, tuple) and val is not None:
             data = {"train": data, "val": val}
         elif isinstance(data, tuple) and len(data) == 2 and self._is_build:
@@ -434,12 +427,12 @@ class TuningBoard(StopControls, anywidget.AnyWidget):
     def _row(self, record):
         row = self._rows.setdefault(record.number, {"number": int(record.number)})
         row.update(params={k: _jsonable(v) for k, v in (record.params or {}).items()},
-                   status=record.status, best_value=_finite(record.best_value),
-                   value=_finite(record.value), pruned=bool(record.pruned),
-                   reports=[[int(e), _finite(v)] for e, v in record.reports
-                            if _finite(v) is not None],
+                   status=record.status, best_value=finite(record.best_value),
+                   value=finite(record.value), pruned=bool(record.pruned),
+                   reports=[[int(e), finite(v)] for e, v in record.reports
+                            if finite(v) is not None],
                    error=record.error, start=record.start, end=record.end,
-                   elapsed=_finite(record.elapsed) or 0.0,
+                   elapsed=finite(record.elapsed) or 0.0,
                    worker=getattr(record, "worker", None))
         return row
 
@@ -501,7 +494,7 @@ class TuningBoard(StopControls, anywidget.AnyWidget):
         with self.hold_sync():
             self._flush(force=True)
             self.best = int(best.number) if best is not None else -1
-            self.best_value = _finite(result.best_value) if best is not None else None
+            self.best_value = finite(result.best_value) if best is not None else None
             self.summary = self._summary(result, namespace is not None)
             self.status = "stopped" if stopped else "finished"
 
@@ -526,7 +519,7 @@ class TuningBoard(StopControls, anywidget.AnyWidget):
         best = result.best_trial
         if best is not None:
             rows.append(["best trial", f"{best.number}: {self.metric} "
-                                       f"{_finite(result.best_value):.4f}"])
+                                       f"{finite(result.best_value):.4f}"])
             rows.append(["best params", ", ".join(f"{k}={_short(v)}"
                                                   for k, v in result.best_params.items())])
         if in_namespace:

@@ -24,7 +24,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from . import registry, tensorboard
+from .. import runs as registry
+from . import tensorboard
 
 AUTH_RESOURCE = "workbench"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 
+from .._files import atomic_write_json
 from .space import Choice, Conditional, LogUniform, RandInt, Uniform
 
 __all__ = ["StudyWriter", "trial_run_name", "hparam_value", "experiment_summary",
@@ -104,7 +105,8 @@ def _scalar(tag, value, step, wall_time=None):
 
 
 #: The file the JupyterLab sidebar's Stop writes into a run's or study's directory (the name
-#: ``workbench.server.registry.request_stop`` uses; this layer does not import the server's).
+#: ``workbench.runs.request_stop`` uses; this layer is below ``workbench.runs`` and does not
+#: import it).
 STOP_FILE = "workbench-stop-request"
 
 
@@ -170,8 +172,8 @@ class StudyWriter:
             self.write_json()
 
     def write_json(self, status=None):
-        from .study import STUDY_FILE, write_json_atomic
-        write_json_atomic(os.path.join(self.dir, STUDY_FILE), self.study.to_json(status))
+        from .study import STUDY_FILE
+        atomic_write_json(os.path.join(self.dir, STUDY_FILE), self.study.to_json(status))
         self._last_json = time.monotonic()
         self._dirty = False
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
-import math
 import os
 import queue
 import socket
@@ -29,6 +27,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._files import finite
 from .space import check_space, grid_points, optuna_params, sample_params, space_to_dict
 
 __all__ = ["Study", "Trial", "TrialRecord", "StudyResult", "TuneListener", "TrialPruned",
@@ -91,18 +90,10 @@ class TrialRecord:
     def to_dict(self):
         """The JSON-able fields (no model), as written to study.json."""
         return {"number": self.number, "params": self.params, "status": self.status,
-                "best_value": _finite(self.best_value), "value": _finite(self.value),
-                "reports": [[e, _finite(v)] for e, v in list(self.reports)],
+                "best_value": finite(self.best_value), "value": finite(self.value),
+                "reports": [[e, finite(v)] for e, v in list(self.reports)],
                 "elapsed": self.elapsed, "error": self.error, "pruned": self.pruned,
                 "start": self.start, "end": self.end, "worker": self.worker}
-
-
-def _finite(x):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 class TuneListener:
@@ -186,7 +177,7 @@ def _better(a, b, mode):
 def best_trial(trials, mode):
     """The best completed trial by value (pruned ones only if none completed), or None."""
     for statuses in (("completed",), ("pruned",)):
-        pool = [t for t in trials if t.status in statuses and _finite(t.value) is not None]
+        pool = [t for t in trials if t.status in statuses and finite(t.value) is not None]
         if pool:
             best = pool[0]
             for t in pool[1:]:
@@ -332,8 +323,8 @@ class _Running:
         study, record = self.study, self.record
         with study._lock:
             record.reports.append((int(epoch), float(value)))
-            if _finite(value) is not None and (record.best_value is None or
-                                               _better(value, record.best_value, study.mode)):
+            if finite(value) is not None and (record.best_value is None or
+                                              _better(value, record.best_value, study.mode)):
                 record.best_value = float(value)
             if self.decision is not None:  # the task went on after being told: repeat it
                 action = self.decision
@@ -688,7 +679,7 @@ class Study:
                 state = TS.FAIL
             else:
                 record.status = "completed"
-                state = TS.COMPLETE if _finite(record.value) is not None else TS.FAIL
+                state = TS.COMPLETE if finite(record.value) is not None else TS.FAIL
             if record.status != "failed":
                 record.model = model
             try:
@@ -851,10 +842,3 @@ class Study:
         return (f"Study({self.name!r}, algo={self.algo!r}, n_trials={self.n_trials}, "
                 f"parallelism={self.parallelism}, pruner={self.pruner_name!r})")
 
-
-def write_json_atomic(path, document):
-    """Write ``document`` to ``path`` atomically (temp file + rename)."""
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(document, f, allow_nan=False, default=str)
-    os.replace(tmp, path)

@@ -1,18 +1,21 @@
-"""The run registry: one small JSON record per training run, next to its TensorBoard logs.
+"""The run records: one small JSON file per training run or study, next to its TensorBoard logs.
 
 A run is a directory ``<runs_dir>/<name>/`` (the ``<log_dir>/<app_name>`` of
-``TrainSummary``).  While a run trains, the :class:`RunRecorder` listener keeps
+``TrainSummary``).  While a run trains, the :class:`RunRecorder` training listener (an
+``optim.events.Listener``, attached by the notebook's ``%%bigdl_train`` magic) keeps
 ``<runs_dir>/<name>/workbench-run.json`` up to date (status, start time, progress, last loss and
-validation scores, a short loss series for sparklines, the Spark UI address).  The Jupyter
-server extension lists runs from these records, and from the event files alone for runs
-written without a recorder (e.g. by ``workbench train``).
+validation scores, a short loss series for sparklines, the Spark UI address), and stops the
+training when a stop request file appears (:func:`request_stop`).
 
-A hyperparameter study (``workbench.tune``) is listed too, as a record of kind ``"study"``, from
-the ``<runs_dir>/<name>/study.json`` it keeps up to date (its trials' runs are inside its
-directory and are not listed on their own).
+The reading side (:func:`list_runs`, :func:`read_run`) is what the Jupyter server extension
+serves to the JupyterLab runs panel.  It also lists runs written without a recorder (e.g. by
+``workbench train``) from their event files alone (read with ``workbench.summary``; TensorBoard is
+imported only then), and a hyperparameter study (``workbench.tune``) as a record of kind
+``"study"``, from the ``<runs_dir>/<name>/study.json`` the study keeps up to date (its trials'
+runs are inside its directory and are not listed on their own).
 
-Only the standard library is imported here: the kernel (writer) and the server (reader) both
-use this module.
+Layering: above ``optim`` and ``summary``, below ``notebook`` (the writer, in the kernel) and
+``server`` (the reader); it imports neither, nor Jupyter.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import re
 import socket
 import time
 
-from ..optim.events import Listener
+from ._files import atomic_write_json, finite
+from .optim.events import Listener
 
 __all__ = ["RECORD_FILE", "STUDY_FILE", "RunRecorder", "RunPathError", "list_runs", "read_run",
            "run_dir", "valid_run_name", "default_runs_dir", "request_stop"]
@@ -60,21 +64,6 @@ def run_dir(runs_dir, name):
     if os.path.dirname(path) != root:
         raise RunPathError(f"run {name!r} is not inside the runs directory")
     return path
-
-
-def _atomic_write_json(path, document):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(document, f, allow_nan=False, default=str)
-    os.replace(tmp, path)
-
-
-def _finite(x):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if x == x and abs(x) != float("inf") else None
 
 
 def _downsample(points, limit):
@@ -131,7 +120,7 @@ class RunRecorder(Listener):
     def on_iteration(self, e):
         r = self.record
         r.update(epoch=e.epoch, iteration=e.iteration, records=e.state.records,
-                 loss=_finite(e.loss), throughput=_finite(e.throughput), lr=_finite(e.lr))
+                 loss=finite(e.loss), throughput=finite(e.throughput), lr=finite(e.lr))
         if r["loss"] is not None:
             self._series.append((e.iteration, r["loss"]))
             if len(self._series) > 8 * SERIES_POINTS:
@@ -139,7 +128,7 @@ class RunRecorder(Listener):
         self._write()
 
     def on_validation(self, e):
-        self.record["metrics"] = {k: _finite(v) for k, v in e.scores.items()}
+        self.record["metrics"] = {k: finite(v) for k, v in e.scores.items()}
         self.record["metrics_iteration"] = e.iteration
         self._write(force=True)
 
@@ -168,7 +157,7 @@ class RunRecorder(Listener):
         self.record["loss_series"] = [[int(i), float(v)] for i, v in
                                       _downsample(self._series, SERIES_POINTS)]
         try:
-            _atomic_write_json(self.path, self.record)
+            atomic_write_json(self.path, self.record)
         except OSError:
             pass  # the registry is informative: never let it break training
         if (self._optimizer is not None and self.record.get("status") == "running"
@@ -224,10 +213,10 @@ def _summary_from_events(path):
         return cached[1]
     out = {"loss": None, "loss_series": [], "metrics": {}, "iteration": None, "epoch": None}
     try:
-        from ..summary import read_scalar
+        from .summary import read_scalar
         loss = read_scalar(os.path.join(path, "train"), "Loss")
         if len(loss):
-            out["loss"] = _finite(loss[-1, 1])
+            out["loss"] = finite(loss[-1, 1])
             out["iteration"] = int(loss[-1, 0])
             out["loss_series"] = [[int(s), float(v)] for s, v, _ in
                                   _downsample(loss.tolist(), SERIES_POINTS)]
@@ -241,7 +230,7 @@ def _summary_from_events(path):
             for tag in acc.Tags().get("scalars", []):
                 events = acc.Scalars(tag)
                 if events:
-                    out["metrics"][tag] = _finite(events[-1].value)
+                    out["metrics"][tag] = finite(events[-1].value)
     except Exception:  # unreadable or partial files: list the run without numbers
         pass
     _event_cache[path] = (key, out)
@@ -256,9 +245,9 @@ def _study_record(name, doc):
     best_trial = next((t for t in trials if t.get("number") == best), None)
     best_value = None
     if best_trial is not None:
-        best_value = _finite(best_trial.get("best_value"))
+        best_value = finite(best_trial.get("best_value"))
         if best_value is None:
-            best_value = _finite(best_trial.get("value"))
+            best_value = finite(best_trial.get("value"))
     starts = [t.get("start") for t in trials if isinstance(t.get("start"), (int, float))]
     record = {
         "kind": "study", "status": doc.get("status") or "running",
@@ -274,14 +263,14 @@ def _study_record(name, doc):
         "trials_pruned": sum(1 for t in trials if t.get("pruned")),
         "trials_failed": sum(1 for t in trials if t.get("status") == "failed"),
         "trials": [{"number": t.get("number"), "status": t.get("status"),
-                    "best_value": _finite(t.get("best_value")), "value": _finite(t.get("value")),
+                    "best_value": finite(t.get("best_value")), "value": finite(t.get("value")),
                     "pruned": bool(t.get("pruned")),
-                    "params": t.get("params") or {}, "elapsed": _finite(t.get("elapsed")),
+                    "params": t.get("params") or {}, "elapsed": finite(t.get("elapsed")),
                     "error": t.get("error"),
-                    "reports": [[_finite(p[0]), _finite(p[1])] for p in
+                    "reports": [[finite(p[0]), finite(p[1])] for p in
                                 _downsample(t.get("reports") or [], STUDY_TRIAL_POINTS)
                                 if isinstance(p, (list, tuple)) and len(p) == 2
-                                and _finite(p[0]) is not None and _finite(p[1]) is not None]}
+                                and finite(p[0]) is not None and finite(p[1]) is not None]}
                    for t in trials],
     }
     return record

@@ -7,7 +7,7 @@ import pytest
 
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential
 from workbench.optim import SGD, EveryEpoch, Listener, MaxEpoch, Optimizer, Top1Accuracy
-from workbench.server import registry
+from workbench import runs as registry
 from workbench.summary import TrainSummary, ValidationSummary
 
 
