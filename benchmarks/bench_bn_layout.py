@@ -4,7 +4,7 @@ oneDNN's own channels-last (nhwc) batch normalization, side by side in one run.
 Training step of batch norm + fused ReLU with scale and shift (forward with the batch
 statistics, then backward: grad_input, grad_weight, grad_bias), batch 128, channels x size
 16x32x32, 32x16x16, 64x8x8, on 1 and 2 threads.  The loops are called through
-``workbench._native`` (``bn_forward`` / ``bn_backward``, geometry flag ``nhwc`` 0 / 1); oneDNN's
+``workbench._native`` (``bn_forward`` / ``bn_backward``, geometry field ``channels_last``); oneDNN's
 primitive (``use_scale | use_shift | fuse_norm_relu``, its backward reading the forward's
 workspace) runs in benchmarks/bn_onednn_nhwc.cpp, compiled here against the oneDNN the package
 builds with.  Within each repeat the three alternate, so background load hits them alike; the
@@ -68,7 +68,8 @@ def time_loops(native, c, h, w, nhwc, iterations):
     scale = (1 + 0.01 * np.arange(c)).astype(np.float32)
     shift = np.full(c, 0.1, np.float32)
     dscale, dshift = np.empty(c, np.float32), np.empty(c, np.float32)
-    geometry = [n, c, l, 1, 1, 1, int(nhwc)]
+    geometry = native.BatchNormGeometry(n=n, c=c, l=l, train=True, affine=True, relu=True,
+                                        channels_last=bool(nhwc))
     tf, tb = [], []
     for it in range(iterations + 2):
         t0 = time.perf_counter()

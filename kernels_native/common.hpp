@@ -227,6 +227,7 @@ struct Port {
 };
 
 // Registration of each family's entry points (one per source file).
+void register_geometry(py::module_& m);  // geometry.cpp: the geometry structs' Python classes
 void register_conv_pool(py::module_& m);  // conv_pool.cpp
 void register_dense(py::module_& m);      // dense.cpp: linear, element-wise, softmax, LRN, lookup
 void register_rnn(py::module_& m);        // rnn.cpp: LSTM and GRU over a whole sequence

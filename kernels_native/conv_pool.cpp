@@ -1,13 +1,14 @@
 // Convolution and pooling on oneDNN, batch normalization in plain loops (NCHW numpy arrays in and
 // out).
 //
-// Every entry point takes C-contiguous float32 arrays that Python allocated and checked, plus the
-// layer geometry as ints.  The geometry is checked again here (a wrong call raises ValueError,
-// never touches memory out of bounds).  Primitives and the reorders between numpy's NCHW and the
-// primitive's preferred (blocked) layout are built once per shape and cached; the blocked copies
-// live in a few scratch slots shared by every shape (Arena); the GIL is released while a
-// primitive runs.
+// Every entry point takes C-contiguous float32 arrays that Python allocated and checked,
+// plus the layer geometry (a struct of geometry.hpp, built by name in Python).  The geometry is
+// checked again here (a wrong call raises ValueError, never touches memory out of bounds).
+// Primitives and the reorders between numpy's NCHW and the primitive's preferred (blocked) layout
+// are built once per shape and cached; the blocked copies live in a few scratch slots shared by
+// every shape (Arena); the GIL is released while a primitive runs.
 #include "common.hpp"
+#include "geometry.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -53,41 +54,34 @@ void bind_slot(Port& p, size_t slot) {
 }
 
 // ------------------------------------------------------------------ convolution
-// The layer geometry, then: bias, fused ReLU, and the memory formats of the activations (1:
-// channels-last, an (N, H, W, C) array; 0: NCHW): ``src_cl`` of the input (and of grad_input),
-// ``dst_cl`` of the output (forward) or of grad_output (backward).
-struct ConvGeom {
-    int64_t n, c, h, w, o, kh, kw, sh, sw, dh, dw, top, bottom, left, right, g;
-    int64_t oh, ow;
-    bool bias, relu, src_cl, dst_cl;
-};
-
-ConvGeom conv_geom(const std::vector<int64_t>& v) {
-    if (v.size() != 20) throw py::value_error("conv: geometry must have 20 ints");
-    for (int i = 16; i < 20; ++i)
-        if (v[i] != 0 && v[i] != 1) throw py::value_error("conv: invalid geometry flags");
-    ConvGeom q{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
-               v[13], v[14], v[15], 0, 0, v[16] != 0, v[17] != 0, v[18] != 0, v[19] != 0};
-    if (q.n < 1 || q.c < 1 || q.h < 1 || q.w < 1 || q.o < 1 || q.kh < 1 || q.kw < 1 ||
-        q.sh < 1 || q.sw < 1 || q.dh < 1 || q.dw < 1 || q.top < 0 || q.bottom < 0 ||
-        q.left < 0 || q.right < 0 || q.g < 1 || q.c % q.g || q.o % q.g)
+// The geometry (ConvGeometry, geometry.hpp) checked: sizes >= 1, paddings >= 0, channels
+// divisible by the groups, the (dilated) kernel within the padded input.
+const ConvGeometry& check_conv(const ConvGeometry& q) {
+    if (q.n < 1 || q.c_in < 1 || q.h < 1 || q.w < 1 || q.c_out < 1 || q.kernel_h < 1 ||
+        q.kernel_w < 1 || q.stride_h < 1 || q.stride_w < 1 || q.dilation_h < 1 ||
+        q.dilation_w < 1 || q.pad_top < 0 || q.pad_bottom < 0 || q.pad_left < 0 ||
+        q.pad_right < 0 || q.groups < 1 || q.c_in % q.groups || q.c_out % q.groups)
         throw py::value_error("conv: invalid geometry");
-    q.oh = (q.h + q.top + q.bottom - ((q.kh - 1) * q.dh + 1)) / q.sh + 1;
-    q.ow = (q.w + q.left + q.right - ((q.kw - 1) * q.dw + 1)) / q.sw + 1;
-    if (q.h + q.top + q.bottom < (q.kh - 1) * q.dh + 1 ||
-        q.w + q.left + q.right < (q.kw - 1) * q.dw + 1 || q.oh < 1 || q.ow < 1)
+    if (q.h + q.pad_top + q.pad_bottom < (q.kernel_h - 1) * q.dilation_h + 1 ||
+        q.w + q.pad_left + q.pad_right < (q.kernel_w - 1) * q.dilation_w + 1 || q.out_h() < 1 ||
+        q.out_w() < 1)
         throw py::value_error("conv: kernel larger than the padded input");
     return q;
 }
 
-// The numpy shapes of the activations: (N, C, H, W), or (N, H, W, C) when channels-last.
-std::vector<py::ssize_t> src_shape(const ConvGeom& q) {
-    if (q.src_cl) return {q.n, q.h, q.w, q.c};
-    return {q.n, q.c, q.h, q.w};
+// The numpy shape of the weights: (O, C / groups, kh, kw).
+std::vector<py::ssize_t> wei_shape(const ConvGeometry& q) {
+    return {q.c_out, q.c_in / q.groups, q.kernel_h, q.kernel_w};
 }
-std::vector<py::ssize_t> dst_shape(const ConvGeom& q) {
-    if (q.dst_cl) return {q.n, q.oh, q.ow, q.o};
-    return {q.n, q.o, q.oh, q.ow};
+
+// The numpy shapes of the activations: (N, C, H, W), or (N, H, W, C) when channels-last.
+std::vector<py::ssize_t> src_shape(const ConvGeometry& q) {
+    if (q.src_channels_last) return {q.n, q.h, q.w, q.c_in};
+    return {q.n, q.c_in, q.h, q.w};
+}
+std::vector<py::ssize_t> dst_shape(const ConvGeometry& q) {
+    if (q.dst_channels_last) return {q.n, q.out_h(), q.out_w(), q.c_out};
+    return {q.n, q.c_out, q.out_h(), q.out_w()};
 }
 
 // A primitive descriptor for oneDNN's preferred layouts (make(0)) unless a channels-last
@@ -113,7 +107,7 @@ PD choose_pd(Make make, Bad bad) {
 }
 
 struct Conv {
-    ConvGeom q;
+    ConvGeometry q;
     dnnl::convolution_forward::primitive_desc fwd_pd;
     dnnl::convolution_forward fwd;
     Port f_src, f_wei, f_dst;
@@ -129,17 +123,20 @@ struct Conv {
     std::vector<float> dwei_tmp, dbias_tmp;
 
     memory::dims wdims() const {
-        return q.g > 1 ? memory::dims{q.g, q.o / q.g, q.c / q.g, q.kh, q.kw}
-                       : memory::dims{q.o, q.c, q.kh, q.kw};
+        const int64_t g = q.groups;
+        return g > 1 ? memory::dims{g, q.c_out / g, q.c_in / g, q.kernel_h, q.kernel_w}
+                       : memory::dims{q.c_out, q.c_in, q.kernel_h, q.kernel_w};
     }
-    tag wtag() const { return q.g > 1 ? tag::goihw : tag::oihw; }
+    tag wtag() const { return q.groups > 1 ? tag::goihw : tag::oihw; }
 
     // The numpy-side layouts of the input and output (or grad_output) activations.
     memory::desc src_user() const {
-        return memory::desc({q.n, q.c, q.h, q.w}, dt::f32, q.src_cl ? tag::nhwc : tag::nchw);
+        return memory::desc({q.n, q.c_in, q.h, q.w}, dt::f32,
+                            q.src_channels_last ? tag::nhwc : tag::nchw);
     }
     memory::desc dst_user() const {
-        return memory::desc({q.n, q.o, q.oh, q.ow}, dt::f32, q.dst_cl ? tag::nhwc : tag::nchw);
+        return memory::desc({q.n, q.c_out, q.out_h(), q.out_w()}, dt::f32,
+                            q.dst_channels_last ? tag::nhwc : tag::nchw);
     }
     // The primitive-side layout asked for an activation: oneDNN's choice (``any``), except for a
     // channels-last array, which the primitive reads or writes in place when ``fixed``.
@@ -147,10 +144,10 @@ struct Conv {
         return cl && fixed ? user : memory::desc(user.get_dims(), dt::f32, tag::any);
     }
 
-    explicit Conv(const ConvGeom& g) : q(g) {
+    explicit Conv(const ConvGeometry& g) : q(g) {
         auto& e = engine();
         memory::dims wei = wdims();
-        memory::desc wei_any(wei, dt::f32, tag::any), bias_md({q.o}, dt::f32, tag::x);
+        memory::desc wei_any(wei, dt::f32, tag::any), bias_md({q.c_out}, dt::f32, tag::x);
         dnnl::primitive_attr attr = scratch_attr();
         if (q.relu) {
             dnnl::post_ops po;
@@ -162,14 +159,14 @@ struct Conv {
             [&](int fix) {
                 return FwdPD(e, dnnl::prop_kind::forward_training,
                              dnnl::algorithm::convolution_direct,
-                             want(src_user(), q.src_cl, fix & 1), wei_any,
+                             want(src_user(), q.src_channels_last, fix & 1), wei_any,
                              q.bias ? bias_md : memory::desc(),
-                             want(dst_user(), q.dst_cl, fix & 2), strides(), dil(), pl(), pr(),
-                             attr);
+                             want(dst_user(), q.dst_channels_last, fix & 2), strides(), dil(),
+                             pl(), pr(), attr);
             },
             [&](const FwdPD& pd) {
-                return (q.src_cl && !same_bytes(src_user(), pd.src_desc()) ? 1 : 0) |
-                       (q.dst_cl && !same_bytes(dst_user(), pd.dst_desc()) ? 2 : 0);
+                return (q.src_channels_last && !same_bytes(src_user(), pd.src_desc()) ? 1 : 0) |
+                       (q.dst_channels_last && !same_bytes(dst_user(), pd.dst_desc()) ? 2 : 0);
             });
         fwd = dnnl::convolution_forward(fwd_pd);
         f_src.init(src_user(), fwd_pd.src_desc(), true, false);
@@ -179,29 +176,31 @@ struct Conv {
         use_arena(f_dst);
         f_bias = memory(bias_md, e, DNNL_MEMORY_NONE);
     }
-    memory::dims strides() const { return {q.sh, q.sw}; }
-    memory::dims dil() const { return {q.dh - 1, q.dw - 1}; }
-    memory::dims pl() const { return {q.top, q.left}; }
-    memory::dims pr() const { return {q.bottom, q.right}; }
+    memory::dims strides() const { return {q.stride_h, q.stride_w}; }
+    memory::dims dil() const { return {q.dilation_h - 1, q.dilation_w - 1}; }
+    memory::dims pl() const { return {q.pad_top, q.pad_left}; }
+    memory::dims pr() const { return {q.pad_bottom, q.pad_right}; }
 
     void build_bwd() {
         auto& e = engine();
         memory::dims wei = wdims();
-        memory::desc wei_any(wei, dt::f32, tag::any), bias_md({q.o}, dt::f32, tag::x);
+        memory::desc wei_any(wei, dt::f32, tag::any), bias_md({q.c_out}, dt::f32, tag::x);
         // A few input channels padded to a 16-channel block waste most of the work (LeNet's
         // first layer: 9 ms blocked vs ~1 ms plain): keep such a gradient in its plain layout.
-        const bool plain_dsrc = (q.c / q.g) < 8;
+        const bool plain_dsrc = (q.c_in / q.groups) < 8;
         using BdPD = dnnl::convolution_backward_data::primitive_desc;
         BdPD bd_pd = choose_pd<BdPD>(
             [&](int fix) {
                 return BdPD(e, dnnl::algorithm::convolution_direct,
-                            plain_dsrc ? src_user() : want(src_user(), q.src_cl, fix & 1),
-                            wei_any, want(dst_user(), q.dst_cl, fix & 2), strides(), dil(), pl(),
-                            pr(), fwd_pd, scratch_attr());
+                            plain_dsrc ? src_user()
+                                       : want(src_user(), q.src_channels_last, fix & 1),
+                            wei_any, want(dst_user(), q.dst_channels_last, fix & 2), strides(),
+                            dil(), pl(), pr(), fwd_pd, scratch_attr());
             },
             [&](const BdPD& pd) {
-                return (q.src_cl && !same_bytes(src_user(), pd.diff_src_desc()) ? 1 : 0) |
-                       (q.dst_cl && !same_bytes(dst_user(), pd.diff_dst_desc()) ? 2 : 0);
+                return (q.src_channels_last && !same_bytes(src_user(), pd.diff_src_desc()) ? 1
+                                                                                          : 0) |
+                       (q.dst_channels_last && !same_bytes(dst_user(), pd.diff_dst_desc()) ? 2 : 0);
             });
         bwd_data = dnnl::convolution_backward_data(bd_pd);
         d_dst.init(dst_user(), bd_pd.diff_dst_desc(), true, false);
@@ -213,14 +212,14 @@ struct Conv {
         BwPD bw_pd = choose_pd<BwPD>(
             [&](int fix) {
                 return BwPD(e, dnnl::algorithm::convolution_direct,
-                            want(src_user(), q.src_cl, fix & 1), wei_any,
+                            want(src_user(), q.src_channels_last, fix & 1), wei_any,
                             q.bias ? bias_md : memory::desc(),
-                            want(dst_user(), q.dst_cl, fix & 2), strides(), dil(), pl(), pr(),
-                            fwd_pd, scratch_attr());
+                            want(dst_user(), q.dst_channels_last, fix & 2), strides(), dil(),
+                            pl(), pr(), fwd_pd, scratch_attr());
             },
             [&](const BwPD& pd) {
-                return (q.src_cl && !same_bytes(src_user(), pd.src_desc()) ? 1 : 0) |
-                       (q.dst_cl && !same_bytes(dst_user(), pd.diff_dst_desc()) ? 2 : 0);
+                return (q.src_channels_last && !same_bytes(src_user(), pd.src_desc()) ? 1 : 0) |
+                       (q.dst_channels_last && !same_bytes(dst_user(), pd.diff_dst_desc()) ? 2 : 0);
             });
         bwd_wei = dnnl::convolution_backward_weights(bw_pd);
         w_src.init(src_user(), bw_pd.src_desc(), true, false);
@@ -230,23 +229,23 @@ struct Conv {
         use_arena(w_ddst);
         // backward data and weights read grad_output in the same layout: reorder it once
         shared_ddst = !d_dst.same && d_dst.prim.get_desc() == w_ddst.prim.get_desc();
-        dwei_tmp.resize(q.o * (q.c / q.g) * q.kh * q.kw);
-        dbias_tmp.resize(q.o);
+        dwei_tmp.resize(q.c_out * (q.c_in / q.groups) * q.kernel_h * q.kernel_w);
+        dbias_tmp.resize(q.c_out);
         w_dbias = memory(bias_md, e, dbias_tmp.data());
         have_bwd = true;
     }
 };
 
-std::map<std::vector<int64_t>, std::unique_ptr<Conv>>& conv_cache() {
-    static std::map<std::vector<int64_t>, std::unique_ptr<Conv>> c;
+std::map<ConvGeometry, std::unique_ptr<Conv>>& conv_cache() {
+    static std::map<ConvGeometry, std::unique_ptr<Conv>> c;
     return c;
 }
 
-Conv& get_conv(const std::vector<int64_t>& key) {
+Conv& get_conv(const ConvGeometry& key) {
     auto& cache = conv_cache();
     auto it = cache.find(key);
     if (it != cache.end()) return *it->second;
-    auto* p = new Conv(conv_geom(key));
+    auto* p = new Conv(check_conv(key));
     cache[key].reset(p);
     return *p;
 }
@@ -270,40 +269,42 @@ size_t conv_chunk_bytes() {
 // The primitives of the chunks of geometry ``geom`` (one for full chunks, one for the rest),
 // and the chunk size.
 struct Chunks {
-    ConvGeom q;   // the whole batch
+    ConvGeometry q;   // the whole batch
     int64_t size;
     Conv* full;
     Conv* rest;
 };
 
-Chunks conv_chunks(std::vector<int64_t> geom) {
-    ConvGeom q = conv_geom(geom);
+Chunks conv_chunks(const ConvGeometry& geom) {
+    const ConvGeometry& q = check_conv(geom);
+    ConvGeometry part = geom;  // the geometry of one chunk
     auto& cache = conv_cache();
     if (cache.size() > 256) cache.clear();  // a model has a handful of shapes; bound the memory
-    const size_t per = (size_t)(q.c * q.h * q.w + q.o * q.oh * q.ow) * sizeof(float);
+    const size_t per =
+        (size_t)(q.c_in * q.h * q.w + q.c_out * q.out_h() * q.out_w()) * sizeof(float);
     int64_t size = q.n;
     if (conv_chunk_bytes() > 0)
         size = std::max<int64_t>(1, std::min<int64_t>(q.n, conv_chunk_bytes() / per));
-    geom[0] = size;
-    Conv* full = &get_conv(geom);
+    part.n = size;
+    Conv* full = &get_conv(part);
     Conv* rest = nullptr;
     if (q.n % size) {
-        geom[0] = q.n % size;
-        rest = &get_conv(geom);
+        part.n = q.n % size;
+        rest = &get_conv(part);
     }
     return {q, size, full, rest};
 }
 
 void conv_forward(py::array x, py::array w, py::object b, py::array out,
-                  std::vector<int64_t> geom) {
+                  const ConvGeometry& geom) {
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
-    const ConvGeom& q = ch.q;
+    const ConvGeometry& q = ch.q;
     float* px = data_of(x, "conv input", src_shape(q), false);
-    float* pw = data_of(w, "conv weight", {q.o, q.c / q.g, q.kh, q.kw}, false);
+    float* pw = data_of(w, "conv weight", wei_shape(q), false);
     float* po = data_of(out, "conv output", dst_shape(q), true);
     float* pb = nullptr;
-    if (q.bias) pb = data_of(b.cast<py::array>(), "conv bias", {q.o}, false);
+    if (q.bias) pb = data_of(b.cast<py::array>(), "conv bias", {q.c_out}, false);
     py::gil_scoped_release nogil;
     dnnl::stream s(engine());
     bool weights_ready[2] = {false, false};
@@ -313,10 +314,10 @@ void conv_forward(py::array x, py::array w, py::object b, py::array out,
         std::unordered_map<int, memory> args;
         bind_slot(cv.f_src, 0);
         bind_slot(cv.f_dst, 1);
-        args[DNNL_ARG_SRC] = cv.f_src.bind(px + start * q.c * q.h * q.w, s, true);
+        args[DNNL_ARG_SRC] = cv.f_src.bind(px + start * q.c_in * q.h * q.w, s, true);
         args[DNNL_ARG_WEIGHTS] = cv.f_wei.bind(pw, s, !weights_ready[which]);
         weights_ready[which] = true;
-        args[DNNL_ARG_DST] = cv.f_dst.out(po + start * q.o * q.oh * q.ow);
+        args[DNNL_ARG_DST] = cv.f_dst.out(po + start * q.c_out * q.out_h() * q.out_w());
         if (q.bias) {
             cv.f_bias.set_data_handle(pb);
             args[DNNL_ARG_BIAS] = cv.f_bias;
@@ -332,7 +333,7 @@ void conv_forward(py::array x, py::array w, py::object b, py::array out,
 // blocked layout once.  ``reorder_wei``: the weights are not yet in this primitive's layout.
 void conv_backward_run(Conv& cv, dnnl::stream& s, float* px, float* pg, float* pw, float* pi,
                        float* pgw, float* pgb, bool reorder_wei) {
-    const ConvGeom& q = cv.q;
+    const ConvGeometry& q = cv.q;
     if (!cv.have_bwd) cv.build_bwd();
     bool reuse = false;  // grad_output already in arena slot 0 in the weights' layout
     if (pgw) {
@@ -366,19 +367,20 @@ void conv_backward_run(Conv& cv, dnnl::stream& s, float* px, float* pg, float* p
         const size_t nw = cv.dwei_tmp.size();
         for (size_t i = 0; i < nw; ++i) pgw[i] += cv.dwei_tmp[i];
         if (q.bias)
-            for (int64_t i = 0; i < q.o; ++i) pgb[i] += cv.dbias_tmp[i];
+            for (int64_t i = 0; i < q.c_out; ++i) pgb[i] += cv.dbias_tmp[i];
     }
 }
 
 void conv_backward_chunks(const Chunks& ch, float* px, float* pg, float* pw, float* pi,
                           float* pgw, float* pgb) {
-    const ConvGeom& q = ch.q;
+    const ConvGeometry& q = ch.q;
     dnnl::stream s(engine());
     bool weights_ready[2] = {false, false};
     for (int64_t start = 0; start < q.n; start += ch.size) {
         const int which = (q.n - start < ch.size) ? 1 : 0;
         Conv& cv = which ? *ch.rest : *ch.full;
-        const int64_t in = start * q.c * q.h * q.w, out = start * q.o * q.oh * q.ow;
+        const int64_t in = start * q.c_in * q.h * q.w;
+        const int64_t out = start * q.c_out * q.out_h() * q.out_w();
         conv_backward_run(cv, s, px ? px + in : nullptr, pg + out, pw, pi ? pi + in : nullptr,
                           pgw, pgb, !weights_ready[which]);
         weights_ready[which] = true;
@@ -386,44 +388,44 @@ void conv_backward_chunks(const Chunks& ch, float* px, float* pg, float* pw, flo
     s.wait();
 }
 
-void conv_backward_data(py::array gout, py::array w, py::array gin, std::vector<int64_t> geom) {
+void conv_backward_data(py::array gout, py::array w, py::array gin, const ConvGeometry& geom) {
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
-    const ConvGeom& q = ch.q;
+    const ConvGeometry& q = ch.q;
     float* pg = data_of(gout, "conv grad_output", dst_shape(q), false);
-    float* pw = data_of(w, "conv weight", {q.o, q.c / q.g, q.kh, q.kw}, false);
+    float* pw = data_of(w, "conv weight", wei_shape(q), false);
     float* pi = data_of(gin, "conv grad_input", src_shape(q), true);
     py::gil_scoped_release nogil;
     conv_backward_chunks(ch, nullptr, pg, pw, pi, nullptr, nullptr);
 }
 
 void conv_backward_weights(py::array x, py::array gout, py::array gw, py::object gb,
-                           std::vector<int64_t> geom) {
+                           const ConvGeometry& geom) {
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
-    const ConvGeom& q = ch.q;
+    const ConvGeometry& q = ch.q;
     float* px = data_of(x, "conv input", src_shape(q), false);
     float* pg = data_of(gout, "conv grad_output", dst_shape(q), false);
-    float* pgw = data_of(gw, "conv grad_weight", {q.o, q.c / q.g, q.kh, q.kw}, true);
+    float* pgw = data_of(gw, "conv grad_weight", wei_shape(q), true);
     float* pgb = nullptr;
-    if (q.bias) pgb = data_of(gb.cast<py::array>(), "conv grad_bias", {q.o}, true);
+    if (q.bias) pgb = data_of(gb.cast<py::array>(), "conv grad_bias", {q.c_out}, true);
     py::gil_scoped_release nogil;
     conv_backward_chunks(ch, px, pg, nullptr, nullptr, pgw, pgb);
 }
 
 // Both gradients in one call: grad_input written, grad_weight / grad_bias accumulated.
 void conv_backward(py::array x, py::array gout, py::array w, py::array gin, py::array gw,
-                   py::object gb, std::vector<int64_t> geom) {
+                   py::object gb, const ConvGeometry& geom) {
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
-    const ConvGeom& q = ch.q;
+    const ConvGeometry& q = ch.q;
     float* px = data_of(x, "conv input", src_shape(q), false);
     float* pg = data_of(gout, "conv grad_output", dst_shape(q), false);
-    float* pw = data_of(w, "conv weight", {q.o, q.c / q.g, q.kh, q.kw}, false);
+    float* pw = data_of(w, "conv weight", wei_shape(q), false);
     float* pi = data_of(gin, "conv grad_input", src_shape(q), true);
-    float* pgw = data_of(gw, "conv grad_weight", {q.o, q.c / q.g, q.kh, q.kw}, true);
+    float* pgw = data_of(gw, "conv grad_weight", wei_shape(q), true);
     float* pgb = nullptr;
-    if (q.bias) pgb = data_of(gb.cast<py::array>(), "conv grad_bias", {q.o}, true);
+    if (q.bias) pgb = data_of(gb.cast<py::array>(), "conv grad_bias", {q.c_out}, true);
     if (pi == px || pi == pg || pgw == pw)
         throw py::value_error("conv_backward: outputs must not alias the inputs");
     py::gil_scoped_release nogil;
@@ -432,7 +434,7 @@ void conv_backward(py::array x, py::array gout, py::array w, py::array gin, py::
 
 // The oneDNN implementations a convolution of this geometry runs (forward, backward data,
 // backward weights), e.g. "jit:avx512_core"; "ref..." would be a plain C++ loop.
-std::vector<std::string> conv_impls(std::vector<int64_t> geom) {
+std::vector<std::string> conv_impls(const ConvGeometry& geom) {
     KernelLock guard;
     Chunks ch = conv_chunks(geom);
     Conv& cv = *ch.full;
@@ -452,44 +454,37 @@ void set_conv_chunk_bytes(int64_t bytes) {
 }
 
 // ------------------------------------------------------------------ pooling
-// ``cl``: the activations and their gradients are channels-last ((N, H, W, C) arrays).
-struct PoolGeom {
-    int64_t n, c, h, w, kh, kw, sh, sw, top, bottom, left, right, alg;
-    int64_t oh, ow, cl;
-};
-
-std::vector<py::ssize_t> src_shape(const PoolGeom& q) {
-    if (q.cl) return {q.n, q.h, q.w, q.c};
+std::vector<py::ssize_t> src_shape(const PoolGeometry& q) {
+    if (q.channels_last) return {q.n, q.h, q.w, q.c};
     return {q.n, q.c, q.h, q.w};
 }
-std::vector<py::ssize_t> dst_shape(const PoolGeom& q) {
-    if (q.cl) return {q.n, q.oh, q.ow, q.c};
-    return {q.n, q.c, q.oh, q.ow};
+std::vector<py::ssize_t> dst_shape(const PoolGeometry& q) {
+    if (q.channels_last) return {q.n, q.out_h, q.out_w, q.c};
+    return {q.n, q.c, q.out_h, q.out_w};
 }
 
 // The output size is given by Python (ceil mode, SAME...) and padding on the bottom / right is
 // extended so that oneDNN produces exactly that size.
-PoolGeom pool_geom(const std::vector<int64_t>& v) {
-    if (v.size() != 16) throw py::value_error("pool: geometry must have 16 ints");
-    PoolGeom q{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12],
-               v[13], v[14], v[15]};
-    if (q.cl != 0 && q.cl != 1) throw py::value_error("pool: invalid layout flag");
-    if (q.n < 1 || q.c < 1 || q.h < 1 || q.w < 1 || q.kh < 1 || q.kw < 1 || q.sh < 1 ||
-        q.sw < 1 || q.top < 0 || q.left < 0 || q.bottom < 0 || q.right < 0 || q.oh < 1 ||
-        q.ow < 1 || q.alg < 0 || q.alg > 2 || q.top >= q.kh || q.left >= q.kw)
+const PoolGeometry& check_pool(const PoolGeometry& q) {
+    if (q.n < 1 || q.c < 1 || q.h < 1 || q.w < 1 || q.kernel_h < 1 || q.kernel_w < 1 ||
+        q.stride_h < 1 || q.stride_w < 1 || q.pad_top < 0 || q.pad_left < 0 ||
+        q.pad_bottom < 0 || q.pad_right < 0 || q.out_h < 1 || q.out_w < 1 || q.alg < 0 ||
+        q.alg > 2 || q.pad_top >= q.kernel_h || q.pad_left >= q.kernel_w)
         throw py::value_error("pool: invalid geometry");
-    if (q.h + q.top + q.bottom < q.kh || q.w + q.left + q.right < q.kw ||
-        (q.h + q.top + q.bottom - q.kh) / q.sh + 1 != q.oh ||
-        (q.w + q.left + q.right - q.kw) / q.sw + 1 != q.ow)
+    if (q.h + q.pad_top + q.pad_bottom < q.kernel_h ||
+        q.w + q.pad_left + q.pad_right < q.kernel_w ||
+        (q.h + q.pad_top + q.pad_bottom - q.kernel_h) / q.stride_h + 1 != q.out_h ||
+        (q.w + q.pad_left + q.pad_right - q.kernel_w) / q.stride_w + 1 != q.out_w)
         throw py::value_error("pool: padding does not match the output size");
     // every window must overlap the input, or max pooling over padding is undefined
-    if ((q.oh - 1) * q.sh >= q.h + q.top || (q.ow - 1) * q.sw >= q.w + q.left)
+    if ((q.out_h - 1) * q.stride_h >= q.h + q.pad_top ||
+        (q.out_w - 1) * q.stride_w >= q.w + q.pad_left)
         throw py::value_error("pool: a window lies entirely in the padding");
     return q;
 }
 
 struct Pool {
-    PoolGeom q;
+    PoolGeometry q;
     dnnl::pooling_forward::primitive_desc fwd_pd;
     dnnl::pooling_forward fwd;
     dnnl::pooling_backward bwd;
@@ -501,13 +496,13 @@ struct Pool {
                : q.alg == 1 ? dnnl::algorithm::pooling_avg_include_padding
                             : dnnl::algorithm::pooling_avg_exclude_padding;
     }
-    explicit Pool(const PoolGeom& g) : q(g) {
+    explicit Pool(const PoolGeometry& g) : q(g) {
         auto& e = engine();
-        memory::dims src{q.n, q.c, q.h, q.w}, dst{q.n, q.c, q.oh, q.ow};
-        const tag t = q.cl ? tag::nhwc : tag::nchw;
+        memory::dims src{q.n, q.c, q.h, q.w}, dst{q.n, q.c, q.out_h, q.out_w};
+        const tag t = q.channels_last ? tag::nhwc : tag::nchw;
         memory::desc src_md(src, dt::f32, t), dst_md(dst, dt::f32, t);
-        memory::dims k{q.kh, q.kw}, s{q.sh, q.sw}, d{0, 0}, pl{q.top, q.left},
-            pr{q.bottom, q.right};
+        memory::dims k{q.kernel_h, q.kernel_w}, s{q.stride_h, q.stride_w}, d{0, 0},
+            pl{q.pad_top, q.pad_left}, pr{q.pad_bottom, q.pad_right};
         fwd_pd = dnnl::pooling_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
                                                        alg(), src_md, dst_md, s, k, d, pl, pr,
                                                        scratch_attr());
@@ -526,17 +521,17 @@ struct Pool {
     }
 };
 
-std::map<std::vector<int64_t>, std::unique_ptr<Pool>>& pool_cache() {
-    static std::map<std::vector<int64_t>, std::unique_ptr<Pool>> c;
+std::map<PoolGeometry, std::unique_ptr<Pool>>& pool_cache() {
+    static std::map<PoolGeometry, std::unique_ptr<Pool>> c;
     return c;
 }
 
-Pool& get_pool(const std::vector<int64_t>& key) {
+Pool& get_pool(const PoolGeometry& key) {
     auto& cache = pool_cache();
     auto it = cache.find(key);
     if (it != cache.end()) return *it->second;
     if (cache.size() > 256) cache.clear();
-    auto* p = new Pool(pool_geom(key));
+    auto* p = new Pool(check_pool(key));
     cache[key].reset(p);
     return *p;
 }
@@ -554,15 +549,15 @@ void* workspace_of(Pool& p, py::object ws) {
     return a.mutable_data();
 }
 
-size_t pool_workspace_size(std::vector<int64_t> geom) {
+size_t pool_workspace_size(const PoolGeometry& geom) {
     KernelLock guard;
     return get_pool(geom).ws_bytes;
 }
 
-void pool_forward(py::array x, py::array out, py::object ws, std::vector<int64_t> geom) {
+void pool_forward(py::array x, py::array out, py::object ws, const PoolGeometry& geom) {
     KernelLock guard;
     Pool& p = get_pool(geom);
-    const PoolGeom& q = p.q;
+    const PoolGeometry& q = p.q;
     void* pws = workspace_of(p, ws);
     float* px = data_of(x, "pool input", src_shape(q), false);
     float* po = data_of(out, "pool output", dst_shape(q), true);
@@ -580,10 +575,10 @@ void pool_forward(py::array x, py::array out, py::object ws, std::vector<int64_t
     s.wait();
 }
 
-void pool_backward(py::array gout, py::array gin, py::object ws, std::vector<int64_t> geom) {
+void pool_backward(py::array gout, py::array gin, py::object ws, const PoolGeometry& geom) {
     KernelLock guard;
     Pool& p = get_pool(geom);
-    const PoolGeom& q = p.q;
+    const PoolGeometry& q = p.q;
     void* pws = workspace_of(p, ws);
     float* pg = data_of(gout, "pool grad_output", dst_shape(q), false);
     float* pi = data_of(gin, "pool grad_input", src_shape(q), true);
@@ -603,41 +598,34 @@ void pool_backward(py::array gout, py::array gin, py::object ws, std::vector<int
 
 // ------------------------------------------------------------------ batch normalization
 // Plain loops, for two memory layouts of the activations:
-// - NCHW (nhwc = 0): x is (n, c, l); one channel per OpenMP iteration, each plane a contiguous
-//   run.  oneDNN 3.2 has only its generic kernel for plain NCHW batch norm (measured 0.4-1.0x
-//   the numpy code).
-// - channels-last (nhwc = 1): x is (n * l rows, c) with the channels innermost; the threads split
-//   the rows, each sums its rows per channel (vectorized over the channels) into its own
-//   partials, which are then added up.  On 1 thread the forward is as fast as oneDNN's nhwc
-//   batch norm, the backward 1.2-1.6x slower; oneDNN's batch mean / variance are less precise
-//   (up to 1e-5 relative error against double, these loops 6e-8) (benchmarks/bench_bn_layout.py).
+// - NCHW (channels_last false): x is (n, c, l); one channel per OpenMP iteration, each plane a
+//   contiguous run.  oneDNN 3.2 has only its generic kernel for plain NCHW batch norm (measured
+//   0.4-1.0x the numpy code).
+// - channels-last (channels_last true): x is (n * l rows, c) with the channels innermost; the
+//   threads split the rows, each sums its rows per channel (vectorized over the channels) into its
+//   own partials, which are then added up.  On 1 thread the forward is as fast as oneDNN's nhwc
+//   batch norm, the backward 1.2-1.6x slower; oneDNN's batch mean / variance are less precise (up
+//   to 1e-5 relative error against double, these loops 6e-8) (benchmarks/bench_bn_layout.py).
 // Both read x two times for the statistics (the mean, then the sum of squared deviations: two
 // passes, float sums over short runs added up in double) and once more to write the output, and
 // fuse the ReLU that follows batch norm in ResNets (forward: max(0, .); backward: the gradient
 // masked by output > 0, the output recomputed from x).
-struct BnGeom {
-    int64_t n, c, l;
-    bool train, affine, relu, nhwc;
-};
 
-BnGeom bn_geom(const std::vector<int64_t>& g, double eps) {
-    auto flag = [](int64_t v) { return v == 0 || v == 1; };
-    if (g.size() != 7 || g[0] < 1 || g[1] < 1 || g[2] < 1 || !flag(g[3]) || !flag(g[4]) ||
-        !flag(g[5]) || !flag(g[6]) || !(eps > 0) || !std::isfinite(eps))
-        throw py::value_error(
-            "batch_norm: invalid geometry (n, c, l, train, affine, relu, nhwc) or eps");
+// The geometry (BatchNormGeometry, geometry.hpp) and eps checked.
+const BatchNormGeometry& check_bn(const BatchNormGeometry& q, double eps) {
+    if (q.n < 1 || q.c < 1 || q.l < 1 || !(eps > 0) || !std::isfinite(eps))
+        throw py::value_error("batch_norm: invalid geometry (n, c, l >= 1) or eps");
     int64_t rows, size;
-    if (__builtin_mul_overflow(g[0], g[2], &rows) || __builtin_mul_overflow(rows, g[1], &size))
+    if (__builtin_mul_overflow(q.n, q.l, &rows) || __builtin_mul_overflow(rows, q.c, &size))
         throw py::value_error("batch_norm: geometry too large");
-    BnGeom q{g[0], g[1], g[2], g[3] != 0, g[4] != 0, g[5] != 0, g[6] != 0};
     if (q.train && rows < 2)
         throw py::value_error("batch_norm: training needs more than 1 value per channel");
     return q;
 }
 
 // The (n, c, l) or, channels-last, (n, l, c) shape of an activation.
-std::vector<py::ssize_t> bn_shape(const BnGeom& q) {
-    if (q.nhwc) return {q.n, q.l, q.c};
+std::vector<py::ssize_t> bn_shape(const BatchNormGeometry& q) {
+    if (q.channels_last) return {q.n, q.l, q.c};
     return {q.n, q.c, q.l};
 }
 
@@ -897,7 +885,7 @@ struct BnPartials {
     }
 };
 
-void bn_forward_nhwc(const BnGeom& q, const float* px, float* po, float* pm, float* pv,
+void bn_forward_nhwc(const BatchNormGeometry& q, const float* px, float* po, float* pm, float* pv,
                      const float* ps, const float* pt, float e) {
     const int64_t c = q.c, rows = q.n * q.l;
     const double count = (double)rows;
@@ -938,7 +926,7 @@ void bn_forward_nhwc(const BnGeom& q, const float* px, float* po, float* pm, flo
     }
 }
 
-void bn_backward_nhwc(const BnGeom& q, const float* px, const float* pg, const float* pm,
+void bn_backward_nhwc(const BatchNormGeometry& q, const float* px, const float* pg, const float* pm,
                       const float* pv, const float* ps, const float* pt, float* pi, float* pds,
                       float* pdt, float e) {
     const int64_t c = q.c, rows = q.n * q.l;
@@ -973,12 +961,12 @@ void bn_backward_nhwc(const BnGeom& q, const float* px, const float* pg, const f
     }
 }
 
-// geometry: n, c, l, train, affine, relu, nhwc.  x and out are (n, c, l), or (n, l, c) with
-// nhwc.  Training writes the batch mean and biased variance to mean / var; inference reads them
+// x and out are (n, c, l), or (n, l, c) when the geometry is channels_last.  Training writes the
+// batch mean and biased variance to mean / var; inference reads them
 // (the running statistics).
 void bn_forward(py::array x, py::array out, py::array mean, py::array var, py::object scale,
-                py::object shift, std::vector<int64_t> geom, double eps) {
-    const BnGeom q = bn_geom(geom, eps);
+                py::object shift, const BatchNormGeometry& geom, double eps) {
+    const BatchNormGeometry& q = check_bn(geom, eps);
     const float* px = data_of(x, "batch_norm input", bn_shape(q), false);
     float* po = data_of(out, "batch_norm output", bn_shape(q), true);
     float* pm = data_of(mean, "batch_norm mean", {q.c}, q.train);
@@ -991,7 +979,7 @@ void bn_forward(py::array x, py::array out, py::array mean, py::array var, py::o
     const float e = (float)eps;
     py::gil_scoped_release nogil;
     use_process_threads();
-    if (q.nhwc) {
+    if (q.channels_last) {
         bn_forward_nhwc(q, px, po, pm, pv, ps, pt, e);
         return;
     }
@@ -1046,11 +1034,11 @@ void bn_forward(py::array x, py::array out, py::array mean, py::array var, py::o
 // accumulated) to dscale / dshift.  With the fused ReLU, grad_output is masked where the forward's
 // output was 0 (recomputed from x, mean, var, weight and ``bias``).  grad_input may be
 // grad_output's own buffer (every element is read before it is written at the same index).
-// grad_output and grad_input have x's layout (nhwc or not).
+// grad_output and grad_input have x's layout (channels-last or not).
 void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py::object scale,
-                 py::array gin, py::object dscale, py::object dshift, std::vector<int64_t> geom,
+                 py::array gin, py::object dscale, py::object dshift, const BatchNormGeometry& geom,
                  double eps, py::object shift) {
-    const BnGeom q = bn_geom(geom, eps);
+    const BatchNormGeometry& q = check_bn(geom, eps);
     if (!q.train) throw py::value_error("batch_norm: native backward is for training mode");
     const float* px = data_of(x, "batch_norm input", bn_shape(q), false);
     const float* pg = data_of(gout, "batch_norm grad_output", bn_shape(q), false);
@@ -1070,7 +1058,7 @@ void bn_backward(py::array x, py::array gout, py::array mean, py::array var, py:
     const float e = (float)eps;
     py::gil_scoped_release nogil;
     use_process_threads();
-    if (q.nhwc) {
+    if (q.channels_last) {
         bn_backward_nhwc(q, px, pg, pm, pv, ps, pt, pi, pds, pdt, e);
         return;
     }

@@ -16,8 +16,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "common.hpp"
+#include "geometry.hpp"
 
 namespace wbn {
 namespace {
@@ -556,8 +558,11 @@ struct Lrn {
     }
 };
 
-std::map<std::vector<int64_t>, std::unique_ptr<Lrn>>& lrn_cache() {
-    static std::map<std::vector<int64_t>, std::unique_ptr<Lrn>> c;
+// Keyed by the geometry and alpha, beta, k (as float bits: the primitive's parameters).
+using LrnKey = std::tuple<LrnGeometry, int32_t, int32_t, int32_t>;
+
+std::map<LrnKey, std::unique_ptr<Lrn>>& lrn_cache() {
+    static std::map<LrnKey, std::unique_ptr<Lrn>> c;
     return c;
 }
 
@@ -568,34 +573,29 @@ int32_t float_bits(double v) {
     return b;
 }
 
-// geometry: n, c, h, w, size; params: alpha, beta, k
-Lrn& get_lrn(const std::vector<int64_t>& g, double alpha, double beta, double k) {
+Lrn& get_lrn(const LrnGeometry& g, double alpha, double beta, double k) {
     // size 1 is left to numpy: oneDNN 3.2 crashes creating its LRN with local_size 1
-    if (g.size() != 5 || g[0] < 1 || g[1] < 1 || g[2] < 1 || g[3] < 1 || g[4] < 3 ||
-        g[4] % 2 == 0)
-        throw py::value_error("lrn: geometry must be (N, C, H, W >= 1, odd size >= 3)");
+    if (g.n < 1 || g.c < 1 || g.h < 1 || g.w < 1 || g.size < 3 || g.size % 2 == 0)
+        throw py::value_error("lrn: geometry must have n, c, h, w >= 1 and an odd size >= 3");
     if (!std::isfinite(alpha) || !std::isfinite(beta) || !std::isfinite(k) || !(k > 0))
         throw py::value_error("lrn: alpha, beta must be finite and k > 0");
-    std::vector<int64_t> key(g);
-    key.push_back(float_bits(alpha));
-    key.push_back(float_bits(beta));
-    key.push_back(float_bits(k));
+    const LrnKey key(g, float_bits(alpha), float_bits(beta), float_bits(k));
     auto& cache = lrn_cache();
     auto it = cache.find(key);
     if (it != cache.end()) return *it->second;
     if (cache.size() > 256) cache.clear();
-    auto* p = new Lrn(g[0], g[1], g[2], g[3], g[4], (float)alpha, (float)beta, (float)k);
+    auto* p = new Lrn(g.n, g.c, g.h, g.w, g.size, (float)alpha, (float)beta, (float)k);
     cache[key].reset(p);
     return *p;
 }
 
-size_t lrn_workspace_size(std::vector<int64_t> geom, double alpha, double beta, double k) {
+size_t lrn_workspace_size(const LrnGeometry& geom, double alpha, double beta, double k) {
     KernelLock guard;
     return get_lrn(geom, alpha, beta, k).ws_bytes;
 }
 
 // (fast, implementations): fast when forward and backward both have a jit kernel.
-py::tuple lrn_info(std::vector<int64_t> geom, double alpha, double beta, double k) {
+py::tuple lrn_info(const LrnGeometry& geom, double alpha, double beta, double k) {
     KernelLock guard;
     Lrn& l = get_lrn(geom, alpha, beta, k);
     return py::make_tuple(l.fast, l.impl);
@@ -614,7 +614,7 @@ void* lrn_workspace(Lrn& l, py::object ws) {
     return a.mutable_data();
 }
 
-void lrn_forward(py::array x, py::array out, py::object ws, std::vector<int64_t> geom,
+void lrn_forward(py::array x, py::array out, py::object ws, const LrnGeometry& geom,
                  double alpha, double beta, double k) {
     KernelLock guard;
     Lrn& l = get_lrn(geom, alpha, beta, k);
@@ -636,7 +636,7 @@ void lrn_forward(py::array x, py::array out, py::object ws, std::vector<int64_t>
 }
 
 void lrn_backward(py::array x, py::array gout, py::array gin, py::object ws,
-                  std::vector<int64_t> geom, double alpha, double beta, double k) {
+                  const LrnGeometry& geom, double alpha, double beta, double k) {
     KernelLock guard;
     Lrn& l = get_lrn(geom, alpha, beta, k);
     void* pws = lrn_workspace(l, ws);

@@ -78,6 +78,7 @@ using namespace wbn;
 
 PYBIND11_MODULE(_native, m) {
     m.doc() = "oneDNN layer kernels for workbench.nn (float32, NCHW numpy arrays)";
+    register_geometry(m);  // first: the entry points' signatures name these classes
     register_conv_pool(m);
     register_dense(m);
     register_rnn(m);

@@ -13,29 +13,22 @@
 //
 // Training forward writes a workspace (a uint8 numpy buffer owned by the layer, as pooling's);
 // backward reads it.  Weight gradients are accumulated (+=) into the caller's arrays.
-// Primitives are cached per (kind, T, N, D, H, train) and thread count.
+// Primitives are cached per geometry (RnnGeometry) and thread count.
 #include "common.hpp"
+#include "geometry.hpp"
 
 namespace wbn {
 namespace {
 
-struct RnnGeom {
-    int64_t kind, t, n, d, h;
-    bool train;
-    int64_t gates() const { return kind == 0 ? 4 : 3; }
-    int64_t bias_gates() const { return kind == 2 ? 4 : gates(); }
-    bool lstm() const { return kind == 0; }
-};
-
-RnnGeom rnn_geom(const std::vector<int64_t>& v) {
-    if (v.size() != 6) throw py::value_error("rnn: geometry must have 6 ints");
-    RnnGeom q{v[0], v[1], v[2], v[3], v[4], v[5] != 0};
-    if (q.kind < 0 || q.kind > 2 || q.t < 1 || q.n < 1 || q.d < 1 || q.h < 1 || v[5] < 0 ||
-        v[5] > 1)
+// The geometry (RnnGeometry, geometry.hpp) checked.
+const RnnGeometry& check_rnn(const RnnGeometry& q) {
+    if (q.kind < 0 || q.kind > 2 || q.steps < 1 || q.n < 1 || q.input_size < 1 ||
+        q.hidden_size < 1)
         throw py::value_error("rnn: invalid geometry");
     // oneDNN indexes with int32 in places: keep every tensor (the gates of the whole sequence
     // included) well below 2^31 elements; doubles, so that huge sizes cannot overflow
-    const double lim = double(int64_t(1) << 30), t = q.t, n = q.n, d = q.d, h = q.h;
+    const double lim = double(int64_t(1) << 30), t = q.steps, n = q.n, d = q.input_size,
+                 h = q.hidden_size;
     if (t * n * 4 * h > lim || t * n * d > lim || 4 * h * std::max(d, h) > lim)
         throw py::value_error("rnn: sizes too large");
     return q;
@@ -46,7 +39,7 @@ memory::desc md_of(const dnnl::primitive_desc& pd, int arg) {
 }
 
 struct Rnn {
-    RnnGeom q;
+    RnnGeometry q;
     memory::desc x_md, y_md, s_md, wl_md, wi_md, b_md;  // user (numpy) layouts
     dnnl::primitive_desc fwd_pd, bwd_pd;
     dnnl::lstm_forward::primitive_desc lstm_pd;  // the typed forward pd (backward's hint)
@@ -62,28 +55,28 @@ struct Rnn {
     std::vector<float> gwl_tmp, gwi_tmp, gb_tmp, zeros_state;
     memory b_gb;
 
-    explicit Rnn(const RnnGeom& g) : q(g) {
+    explicit Rnn(const RnnGeometry& g) : q(g) {
         const int64_t G = q.gates();
-        x_md = memory::desc({q.t, q.n, q.d}, dt::f32, tag::ntc);
-        y_md = memory::desc({q.t, q.n, q.h}, dt::f32, tag::ntc);
-        s_md = memory::desc({1, 1, q.n, q.h}, dt::f32, tag::ldnc);
-        wl_md = memory::desc({1, 1, q.d, G, q.h}, dt::f32, tag::ldgoi);
-        wi_md = memory::desc({1, 1, q.h, G, q.h}, dt::f32, tag::ldgoi);
-        b_md = memory::desc({1, 1, q.bias_gates(), q.h}, dt::f32, tag::ldgo);
+        x_md = memory::desc({q.steps, q.n, q.input_size}, dt::f32, tag::ntc);
+        y_md = memory::desc({q.steps, q.n, q.hidden_size}, dt::f32, tag::ntc);
+        s_md = memory::desc({1, 1, q.n, q.hidden_size}, dt::f32, tag::ldnc);
+        wl_md = memory::desc({1, 1, q.input_size, G, q.hidden_size}, dt::f32, tag::ldgoi);
+        wi_md = memory::desc({1, 1, q.hidden_size, G, q.hidden_size}, dt::f32, tag::ldgoi);
+        b_md = memory::desc({1, 1, q.bias_gates(), q.hidden_size}, dt::f32, tag::ldgo);
         // The sequence in the numpy layout when oneDNN takes it, else its own (tnc).
         try {
             build_fwd(x_md, y_md);
         } catch (const dnnl::error&) {
-            build_fwd(memory::desc({q.t, q.n, q.d}, dt::f32, tag::tnc),
-                      memory::desc({q.t, q.n, q.h}, dt::f32, tag::tnc));
+            build_fwd(memory::desc({q.steps, q.n, q.input_size}, dt::f32, tag::tnc),
+                      memory::desc({q.steps, q.n, q.hidden_size}, dt::f32, tag::tnc));
         }
     }
 
     void build_fwd(const memory::desc& x, const memory::desc& y) {
         auto& e = engine();
         const int64_t G = q.gates();
-        memory::desc wl_any({1, 1, q.d, G, q.h}, dt::f32, tag::any),
-            wi_any({1, 1, q.h, G, q.h}, dt::f32, tag::any);
+        memory::desc wl_any({1, 1, q.input_size, G, q.hidden_size}, dt::f32, tag::any),
+            wi_any({1, 1, q.hidden_size, G, q.hidden_size}, dt::f32, tag::any);
         auto pk = q.train ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
         auto dir = dnnl::rnn_direction::unidirectional_left2right;
         if (q.kind == 0) {
@@ -113,8 +106,8 @@ struct Rnn {
     void build_bwd() {
         auto& e = engine();
         const int64_t G = q.gates();
-        memory::desc wl_any({1, 1, q.d, G, q.h}, dt::f32, tag::any),
-            wi_any({1, 1, q.h, G, q.h}, dt::f32, tag::any);
+        memory::desc wl_any({1, 1, q.input_size, G, q.hidden_size}, dt::f32, tag::any),
+            wi_any({1, 1, q.hidden_size, G, q.hidden_size}, dt::f32, tag::any);
         // activations in the forward's layout (the workspace was written for it)
         memory::desc x = md_of(fwd_pd, DNNL_ARG_SRC_LAYER), y = md_of(fwd_pd, DNNL_ARG_DST_LAYER);
         auto pk = dnnl::prop_kind::backward;
@@ -146,26 +139,25 @@ struct Rnn {
         b_wi.init(wi_md, md_of(bwd_pd, DNNL_ARG_WEIGHTS_ITER), true, false);
         b_gwl.init(wl_md, md_of(bwd_pd, DNNL_ARG_DIFF_WEIGHTS_LAYER), false, true);
         b_gwi.init(wi_md, md_of(bwd_pd, DNNL_ARG_DIFF_WEIGHTS_ITER), false, true);
-        gwl_tmp.resize(G * q.h * q.d);
-        gwi_tmp.resize(G * q.h * q.h);
-        gb_tmp.resize(q.bias_gates() * q.h);
-        zeros_state.assign(q.n * q.h, 0.f);
+        gwl_tmp.resize(G * q.hidden_size * q.input_size);
+        gwi_tmp.resize(G * q.hidden_size * q.hidden_size);
+        gb_tmp.resize(q.bias_gates() * q.hidden_size);
+        zeros_state.assign(q.n * q.hidden_size, 0.f);
         b_gb = memory(b_md, e, gb_tmp.data());
         have_bwd = true;
     }
 };
 
-std::map<std::vector<int64_t>, std::unique_ptr<Rnn>>& rnn_cache() {
-    static std::map<std::vector<int64_t>, std::unique_ptr<Rnn>> c;
+std::map<std::pair<RnnGeometry, int>, std::unique_ptr<Rnn>>& rnn_cache() {
+    static std::map<std::pair<RnnGeometry, int>, std::unique_ptr<Rnn>> c;
     return c;
 }
 
 // Keyed by the geometry and the thread count: a primitive sizes its per-thread scratch for the
 // threads it was created with, so it is not run with more.
-Rnn& get_rnn(const std::vector<int64_t>& geom) {
-    RnnGeom g = rnn_geom(geom);
-    std::vector<int64_t> key(geom);
-    key.push_back(omp_get_max_threads());
+Rnn& get_rnn(const RnnGeometry& geom) {
+    const RnnGeometry& g = check_rnn(geom);
+    const std::pair<RnnGeometry, int> key(g, omp_get_max_threads());
     auto& cache = rnn_cache();
     auto it = cache.find(key);
     if (it != cache.end()) return *it->second;
@@ -195,31 +187,31 @@ float* opt_state(const Rnn& r, py::object a, const char* what, bool writable) {
         if (!a.is_none()) throw py::value_error(std::string(what) + ": GRU has no cell state");
         return nullptr;
     }
-    return data_of(as_array(a, what), what, {r.q.n, r.q.h}, writable);
+    return data_of(as_array(a, what), what, {r.q.n, r.q.hidden_size}, writable);
 }
 
-size_t rnn_workspace_size(std::vector<int64_t> geom) {
+size_t rnn_workspace_size(const RnnGeometry& geom) {
     KernelLock guard;
     return get_rnn(geom).ws_bytes;
 }
 
 // x (N, T, D), h0 / c0 (N, H) -> y (N, T, H), hT / cT (N, H).  c0 / cT are None for GRUs;
-// workspace is None for inference (geometry's train = 0).
+// workspace is None for inference (the geometry's train false).
 void rnn_forward(py::array x, py::array h0, py::object c0, py::array w_layer, py::array w_iter,
                  py::array bias, py::array y, py::array h_last, py::object c_last,
-                 py::object workspace, std::vector<int64_t> geom) {
+                 py::object workspace, const RnnGeometry& geom) {
     KernelLock guard;
     Rnn& r = get_rnn(geom);
-    const RnnGeom& q = r.q;
+    const RnnGeometry& q = r.q;
     const int64_t G = q.gates();
-    float* px = data_of(x, "rnn input", {q.n, q.t, q.d}, false);
-    float* ph0 = data_of(h0, "rnn h0", {q.n, q.h}, false);
+    float* px = data_of(x, "rnn input", {q.n, q.steps, q.input_size}, false);
+    float* ph0 = data_of(h0, "rnn h0", {q.n, q.hidden_size}, false);
     float* pc0 = opt_state(r, c0, "rnn c0", false);
-    float* pwl = data_of(w_layer, "rnn weight", {G * q.h, q.d}, false);
-    float* pwi = data_of(w_iter, "rnn recurrent weight", {G * q.h, q.h}, false);
-    float* pb = data_of(bias, "rnn bias", {q.bias_gates() * q.h}, false);
-    float* py_ = data_of(y, "rnn output", {q.n, q.t, q.h}, true);
-    float* phT = data_of(h_last, "rnn last h", {q.n, q.h}, true);
+    float* pwl = data_of(w_layer, "rnn weight", {G * q.hidden_size, q.input_size}, false);
+    float* pwi = data_of(w_iter, "rnn recurrent weight", {G * q.hidden_size, q.hidden_size}, false);
+    float* pb = data_of(bias, "rnn bias", {q.bias_gates() * q.hidden_size}, false);
+    float* py_ = data_of(y, "rnn output", {q.n, q.steps, q.hidden_size}, true);
+    float* phT = data_of(h_last, "rnn last h", {q.n, q.hidden_size}, true);
     float* pcT = opt_state(r, c_last, "rnn last c", true);
     void* pws = nullptr;
     if (q.train) pws = workspace_of(r, workspace);
@@ -252,29 +244,30 @@ void rnn_backward(py::array x, py::array h0, py::object c0, py::array w_layer, p
                   py::array bias, py::array y, py::array h_last, py::object c_last,
                   py::object workspace, py::array gy, py::array gx, py::array gh0,
                   py::object gc0, py::array gw_layer, py::array gw_iter, py::array gbias,
-                  std::vector<int64_t> geom) {
+                  const RnnGeometry& geom) {
     KernelLock guard;
     Rnn& r = get_rnn(geom);
-    const RnnGeom& q = r.q;
+    const RnnGeometry& q = r.q;
     if (!q.train) throw py::value_error("rnn: backward needs a training geometry");
     const int64_t G = q.gates(), GB = q.bias_gates();
-    float* px = data_of(x, "rnn input", {q.n, q.t, q.d}, false);
-    float* ph0 = data_of(h0, "rnn h0", {q.n, q.h}, false);
+    float* px = data_of(x, "rnn input", {q.n, q.steps, q.input_size}, false);
+    float* ph0 = data_of(h0, "rnn h0", {q.n, q.hidden_size}, false);
     float* pc0 = opt_state(r, c0, "rnn c0", false);
-    float* pwl = data_of(w_layer, "rnn weight", {G * q.h, q.d}, false);
-    float* pwi = data_of(w_iter, "rnn recurrent weight", {G * q.h, q.h}, false);
-    float* pb = data_of(bias, "rnn bias", {GB * q.h}, false);
-    float* py_ = data_of(y, "rnn output", {q.n, q.t, q.h}, false);
-    float* phT = data_of(h_last, "rnn last h", {q.n, q.h}, false);
+    float* pwl = data_of(w_layer, "rnn weight", {G * q.hidden_size, q.input_size}, false);
+    float* pwi = data_of(w_iter, "rnn recurrent weight", {G * q.hidden_size, q.hidden_size}, false);
+    float* pb = data_of(bias, "rnn bias", {GB * q.hidden_size}, false);
+    float* py_ = data_of(y, "rnn output", {q.n, q.steps, q.hidden_size}, false);
+    float* phT = data_of(h_last, "rnn last h", {q.n, q.hidden_size}, false);
     float* pcT = opt_state(r, c_last, "rnn last c", false);
     void* pws = workspace_of(r, workspace);
-    float* pgy = data_of(gy, "rnn grad_output", {q.n, q.t, q.h}, false);
-    float* pgx = data_of(gx, "rnn grad_input", {q.n, q.t, q.d}, true);
-    float* pgh0 = data_of(gh0, "rnn grad h0", {q.n, q.h}, true);
+    float* pgy = data_of(gy, "rnn grad_output", {q.n, q.steps, q.hidden_size}, false);
+    float* pgx = data_of(gx, "rnn grad_input", {q.n, q.steps, q.input_size}, true);
+    float* pgh0 = data_of(gh0, "rnn grad h0", {q.n, q.hidden_size}, true);
     float* pgc0 = opt_state(r, gc0, "rnn grad c0", true);
-    float* pgwl = data_of(gw_layer, "rnn grad_weight", {G * q.h, q.d}, true);
-    float* pgwi = data_of(gw_iter, "rnn grad_recurrent_weight", {G * q.h, q.h}, true);
-    float* pgb = data_of(gbias, "rnn grad_bias", {GB * q.h}, true);
+    float* pgwl = data_of(gw_layer, "rnn grad_weight", {G * q.hidden_size, q.input_size}, true);
+    float* pgwi = data_of(gw_iter, "rnn grad_recurrent_weight",
+                          {G * q.hidden_size, q.hidden_size}, true);
+    float* pgb = data_of(gbias, "rnn grad_bias", {GB * q.hidden_size}, true);
     py::gil_scoped_release nogil;
     if (!r.have_bwd) r.build_bwd();
     auto& e = engine();
@@ -322,7 +315,7 @@ void rnn_backward(py::array x, py::array h0, py::object c0, py::array w_layer, p
 
 void register_rnn(py::module_& m) {
     m.def("rnn_workspace_size", &rnn_workspace_size, py::arg("geometry"),
-          "Bytes of the training workspace for geometry (kind, T, N, D, H, train).");
+          "Bytes of the training workspace for an RnnGeometry.");
     m.def("rnn_forward", &rnn_forward, py::arg("x"), py::arg("h0"), py::arg("c0"),
           py::arg("weight"), py::arg("recurrent_weight"), py::arg("bias"), py::arg("out"),
           py::arg("h_last"), py::arg("c_last"), py::arg("workspace"), py::arg("geometry"));

@@ -10,6 +10,9 @@ benchmarks/bench_bn_layout.py.
 """
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -125,7 +128,7 @@ def test_large_mean_keeps_precision():
     out = np.empty((n, h * w, c), np.float32)
     mean, var = np.empty(c, np.float32), np.empty(c, np.float32)
     phys = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(n, h * w, c)
-    nat.bn_forward(phys, out, mean, var, None, None, [n, c, h * w, 1, 0, 0, 1], 1e-5)
+    nat.bn_forward(phys, out, mean, var, None, None, _bn(n, c, h * w, 1, 0, 0, 1), 1e-5)
     x64 = x.astype(np.float64)
     want_mean = x64.mean(axis=(0, 2, 3))
     want_var = x64.var(axis=(0, 2, 3))
@@ -143,7 +146,7 @@ def test_grad_input_may_alias_grad_output():
     x = rng.standard_normal((n, l, c)).astype(np.float32)
     g = rng.standard_normal((n, l, c)).astype(np.float32)
     nat = backend.native()
-    geometry = [n, c, l, 1, 1, 1, 1]
+    geometry = _bn(n, c, l, 1, 1, 1, 1)
     w, b = np.linspace(0.5, 1.5, c, dtype=np.float32), np.linspace(-1, 1, c, dtype=np.float32)
     mean, var = np.empty(c, np.float32), np.empty(c, np.float32)
     nat.bn_forward(x, np.empty_like(x), mean, var, w, b, geometry, 1e-5)
@@ -162,19 +165,39 @@ def _arr(shape):
     return np.zeros(shape, np.float32)
 
 
+def _bn(n, c, l, train, affine, relu, channels_last):
+    return backend.native().BatchNormGeometry(n=n, c=c, l=l, train=train, affine=affine,
+                                              relu=relu, channels_last=channels_last)
+
+
+def test_geometry_is_built_by_name():
+    nat = backend.native()
+    g = _bn(2, 3, 4, 1, 0, 0, 1)
+    assert (g.n, g.c, g.l, g.train, g.affine, g.relu, g.channels_last) == (2, 3, 4, True, False,
+                                                                          False, True)
+    assert g == _bn(2, 3, 4, 1, 0, 0, 1) and hash(g) == hash(_bn(2, 3, 4, 1, 0, 0, 1))
+    assert g != _bn(2, 3, 4, 1, 0, 0, 0) and g != [2, 3, 4, 1, 0, 0, 1]
+    assert pickle.loads(pickle.dumps(g)) == g and copy.deepcopy(g) == g
+    assert repr(g).startswith("BatchNormGeometry(n=2, c=3, l=4, train=True")
+    with pytest.raises(TypeError, match="nhwc"):
+        nat.BatchNormGeometry(n=2, c=3, l=4, nhwc=True)  # not a field
+    with pytest.raises(TypeError):
+        nat.bn_forward(_arr((2, 3, 4)), _arr((2, 3, 4)), _arr(3), _arr(3), None, None,
+                       [2, 3, 4, 1, 0, 0, 0], 1e-5)  # the old positional list
+
+
 @pytest.mark.parametrize("geometry, shape", [
-    ([2, 3, 4, 1, 0, 0], (2, 4, 3)),           # 6 ints: the old geometry
-    ([2, 3, 4, 1, 0, 0, 1, 0], (2, 4, 3)),     # 8 ints
-    ([2, 3, 4, 1, 0, 0, 2], (2, 4, 3)),        # nhwc not 0 / 1
-    ([2, 3, 4, 1, 0, 0, -1], (2, 4, 3)),
-    ([2, 3, 4, 1, 0, 0, 1], (2, 3, 4)),        # nhwc with the (n, c, l) shape
-    ([2, 3, 4, 1, 0, 0, 0], (2, 4, 3)),        # nchw with the (n, l, c) shape
-    ([2**40, 2**40, 2**40, 1, 0, 0, 1], (2, 4, 3)),  # overflowing sizes
-    ([1, 3, 1, 1, 0, 0, 1], (1, 1, 3)),        # training on one value per channel
+    ((2, 3, 0, 1, 0, 0, 1), (2, 0, 3)),        # an empty size
+    ((2, -3, 4, 1, 0, 0, 1), (2, 4, 3)),       # a negative size
+    ((2, 3, 4, 1, 0, 0, 1), (2, 3, 4)),        # channels-last with the (n, c, l) shape
+    ((2, 3, 4, 1, 0, 0, 0), (2, 4, 3)),        # nchw with the (n, l, c) shape
+    ((2**40, 2**40, 2**40, 1, 0, 0, 1), (2, 4, 3)),  # overflowing sizes
+    ((1, 3, 1, 1, 0, 0, 1), (1, 1, 3)),        # training on one value per channel
 ])
 def test_bad_geometry_raises_value_error(geometry, shape):
     nat = backend.native()
-    c = geometry[1] if geometry[1] < 100 else 3
+    c = geometry[1] if 0 < geometry[1] < 100 else 3
+    geometry = _bn(*geometry)
     with pytest.raises(ValueError):
         nat.bn_forward(_arr(shape), _arr(shape), _arr(c), _arr(c), None, None, geometry, 1e-5)
     with pytest.raises(ValueError):
@@ -187,5 +210,5 @@ def test_good_geometry_of_the_bad_cases_runs():
     nat = backend.native()
     out = _arr((2, 4, 3))
     nat.bn_forward(np.ones((2, 4, 3), np.float32), out, _arr(3), _arr(3), None, None,
-                   [2, 3, 4, 1, 0, 0, 1], 1e-5)
+                   _bn(2, 3, 4, 1, 0, 0, 1), 1e-5)
     np.testing.assert_array_equal(out, 0)

@@ -266,7 +266,9 @@ def test_no_reference_kernel_in_any_layout_mix(c_in, c_out, k, stride, size):
     pad = k // 2
     for src_cl in (0, 1):
         for dst_cl in (0, 1):
-            geom = [8, c_in, size, size, c_out, k, k, stride, stride, 1, 1, pad, pad, pad, pad,
-                    1, 0, 0, src_cl, dst_cl]
+            geom = nat.ConvGeometry(n=8, c_in=c_in, h=size, w=size, c_out=c_out, kernel_h=k,
+                                    kernel_w=k, stride_h=stride, stride_w=stride, pad_top=pad,
+                                    pad_bottom=pad, pad_left=pad, pad_right=pad,
+                                    src_channels_last=src_cl, dst_channels_last=dst_cl)
             impls = nat.conv_impls(geom)
             assert len(impls) == 3 and not any(i.startswith("ref") for i in impls), (geom, impls)

@@ -298,6 +298,8 @@ def arr(shape, dtype=np.float32):
     return a if rng.random() > 0.1 or a.ndim < 2 else a.T
 def dims(n):
     return [int(t) for t in rng.integers(-1, 6, size=n)]
+def lrn(v):  # n, c, h, w, size by name
+    return nat.LrnGeometry(**dict(zip(("n", "c", "h", "w", "size"), v)))
 for i in range(300):
     d = dims(6)
     ids = rng.integers(-3, 8, size=max(0, d[0])).astype(
@@ -313,10 +315,10 @@ for i in range(300):
                                 float(d[4]))),
         (nat.softmax_forward, (arr(d[:3]), arr(d[:3]), dims(4))),
         (nat.softmax_backward, (arr(d[:3]), arr(d[1:4]), arr(d[:3]), dims(4))),
-        (nat.lrn_workspace_size, (dims(5), float(d[0]), float(d[1]), float(d[2]))),
-        (nat.lrn_forward, (arr(d[:4]), arr(d[:4]), arr([d[5] * 50], np.uint8), dims(5),
+        (nat.lrn_workspace_size, (lrn(dims(5)), float(d[0]), float(d[1]), float(d[2]))),
+        (nat.lrn_forward, (arr(d[:4]), arr(d[:4]), arr([d[5] * 50], np.uint8), lrn(dims(5)),
                            1.0, 0.75, float(d[4]))),
-        (nat.lrn_backward, (arr(d[:4]), arr(d[:4]), arr(d[:4]), None, dims(5), 1.0, 0.75,
+        (nat.lrn_backward, (arr(d[:4]), arr(d[:4]), arr(d[:4]), None, lrn(dims(5)), 1.0, 0.75,
                             1.0)),
         (nat.lookup_forward, (arr(d[1:3]), ids, arr([len(ids), d[2]]))),
         (nat.lookup_backward, (arr([len(ids), d[2]]), ids, arr(d[1:3]), int(d[3]))),

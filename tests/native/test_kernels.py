@@ -298,6 +298,24 @@ from workbench.nn import backend
 nat = backend.native()
 rng = np.random.default_rng(int(sys.argv[1]))
 calls = errors = 0
+CONV = (
+    "n c_in h w c_out kernel_h kernel_w stride_h stride_w dilation_h dilation_w "
+    "pad_top pad_bottom pad_left pad_right groups bias relu src_channels_last "
+    "dst_channels_last"
+).split()
+POOL = (
+    "n c h w kernel_h kernel_w stride_h stride_w pad_top pad_bottom pad_left "
+    "pad_right alg out_h out_w channels_last"
+).split()
+BN = (
+    "n c l train affine relu channels_last"
+).split()
+def conv(v):  # the fields given in order (a short list leaves the rest at their defaults)
+    return nat.ConvGeometry(**dict(zip(CONV, v)))
+def pool(v):
+    return nat.PoolGeometry(**dict(zip(POOL, v)))
+def bn(v):
+    return nat.BatchNormGeometry(**dict(zip(BN, v)))
 def arr(shape, dtype=np.float32):
     return np.zeros([max(0, s) for s in shape], dtype)
 for i in range(400):
@@ -309,17 +327,17 @@ for i in range(400):
     cl = int(rng.integers(0, 2))
     shape = [int(t) for t in rng.integers(0, 7, size=4)]
     for fn, args in (
-        (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), v)),
-        (nat.conv_backward_data, (arr(shape), arr(shape), arr(shape), v)),
-        (nat.conv_backward_weights, (arr(shape), arr(shape), arr(shape), None, v)),
-        (nat.pool_forward, (arr(shape), arr(shape), None, v[:15] + [cl])),
-        (nat.pool_backward, (arr(shape), arr(shape), arr([8], np.uint8), v[:15] + [cl])),
-        (nat.conv_forward, (arr(shape, np.float64), arr(shape), None, arr(shape), v)),
-        (nat.pool_forward, (arr(shape), arr(shape), None, v[:3])),
+        (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), conv(v))),
+        (nat.conv_backward_data, (arr(shape), arr(shape), arr(shape), conv(v))),
+        (nat.conv_backward_weights, (arr(shape), arr(shape), arr(shape), None, conv(v))),
+        (nat.pool_forward, (arr(shape), arr(shape), None, pool(v[:15] + [cl]))),
+        (nat.pool_backward, (arr(shape), arr(shape), arr([8], np.uint8), pool(v[:15] + [cl]))),
+        (nat.conv_forward, (arr(shape, np.float64), arr(shape), None, arr(shape), conv(v))),
+        (nat.pool_forward, (arr(shape), arr(shape), None, pool(v[:3]))),
         (nat.bn_forward, (arr(shape[:3]), arr(shape[:3]), arr(shape[:1]), arr(shape[:1]),
-                          None, None, v[:7], float(v[5]) / 3)),
+                          None, None, bn(v[:7]), float(v[5]) / 3)),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[:1]), arr(shape[:1]),
-                           None, arr(shape[:3]), None, None, v[:7], 1e-5)),
+                           None, arr(shape[:3]), None, None, bn(v[:7]), 1e-5)),
     ):
         calls += 1
         try:

@@ -401,6 +401,24 @@ from workbench.nn import backend
 nat = backend.native()
 rng = np.random.default_rng(int(sys.argv[1]))
 calls = errors = 0
+CONV = (
+    "n c_in h w c_out kernel_h kernel_w stride_h stride_w dilation_h dilation_w "
+    "pad_top pad_bottom pad_left pad_right groups bias relu src_channels_last "
+    "dst_channels_last"
+).split()
+POOL = (
+    "n c h w kernel_h kernel_w stride_h stride_w pad_top pad_bottom pad_left "
+    "pad_right alg out_h out_w channels_last"
+).split()
+BN = (
+    "n c l train affine relu channels_last"
+).split()
+def conv(v):  # the fields given in order (a short list leaves the rest at their defaults)
+    return nat.ConvGeometry(**dict(zip(CONV, v)))
+def pool(v):
+    return nat.PoolGeometry(**dict(zip(POOL, v)))
+def bn(v):
+    return nat.BatchNormGeometry(**dict(zip(BN, v)))
 def arr(shape, dtype=np.float32):
     return np.zeros([max(0, s) for s in shape], dtype)
 for i in range(300):
@@ -411,24 +429,25 @@ for i in range(300):
     eps = float(rng.choice([1e-5, 0.0, -1.0, np.nan, np.inf]))
     ro = arr(shape[:3]); ro.flags.writeable = bool(rng.integers(0, 2))
     for fn, args in (
-        (nat.conv_backward, (arr(shape), arr(shape), arr(shape), arr(shape), arr(shape), None, v)),
+        (nat.conv_backward, (arr(shape), arr(shape), arr(shape), arr(shape), arr(shape), None,
+                             conv(v))),
         (nat.conv_backward, (arr(shape), arr(shape), arr(shape), arr(shape), arr(shape),
-                             arr(shape[:1]), v)),
-        (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), v[:17] + [1, 0, 1])),
+                             arr(shape[:1]), conv(v))),
+        (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), conv(v[:17] + [1, 0, 1]))),
         (nat.bn_forward, (arr(shape[:3]), ro, arr(shape[1:2]), arr(shape[1:2]),
-                          None, None, v[:7], eps)),
+                          None, None, bn(v[:7]), eps)),
         (nat.bn_forward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                          arr(shape[1:2]), arr(shape[1:2]), shape[:3] + [1, 1, 1, 0], 1e-5)),
+                          arr(shape[1:2]), arr(shape[1:2]), bn(shape[:3] + [1, 1, 1, 0]), 1e-5)),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           None, arr(shape[:3]), None, None, v[:7], 1e-5, None)),
-        (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           arr(shape[1:2]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           shape[:3] + [1, 1, 1, 0], 1e-5, arr(shape[1:2], np.float64))),
+                           None, arr(shape[:3]), None, None, bn(v[:7]), 1e-5, None)),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
                            arr(shape[1:2]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           shape[:3] + [1, 1, 1, 0], 1e-5, arr(shape[1:2]))),
+                           bn(shape[:3] + [1, 1, 1, 0]), 1e-5, arr(shape[1:2], np.float64))),
         (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
-                           None, arr(shape[:3]), None, None, shape[:3] + [1, 0, 1, 0], 1e-5,
+                           arr(shape[1:2]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
+                           bn(shape[:3] + [1, 1, 1, 0]), 1e-5, arr(shape[1:2]))),
+        (nat.bn_backward, (arr(shape[:3]), arr(shape[:3]), arr(shape[1:2]), arr(shape[1:2]),
+                           None, arr(shape[:3]), None, None, bn(shape[:3] + [1, 0, 1, 0]), 1e-5,
                            None)),
     ):
         calls += 1

@@ -373,11 +373,13 @@ for i in range(300):
     kind, t, n, d, h = (int(a) for a in rng.integers(-1, 5, size=5))
     kind = min(kind, 2)
     train = int(rng.integers(-1, 3)) if rng.random() < 0.2 else 1
-    geom = [kind, t, n, d, h, train]
+    fields = [kind, t, n, d, h, train]
     if rng.random() < 0.05:
-        geom = [kind, 2**40, 2**40, 2**40, 2**40, 1]
+        fields = [kind, 2**40, 2**40, 2**40, 2**40, 1]
     if rng.random() < 0.05:
-        geom = geom[:int(rng.integers(0, 6))]
+        fields = fields[:int(rng.integers(0, 6))]  # the rest at their defaults (0, False)
+    geom = nat.RnnGeometry(**dict(zip(
+        ("kind", "steps", "n", "input_size", "hidden_size", "train"), fields)))
     g = 4 if kind == 0 else 3
     gb = 4 if kind in (0, 2) else 3
     try:

@@ -268,13 +268,16 @@ class SpatialConvolution(Module):
         return cached.reshape(n, c * kh * kw, oh * ow)
 
     def _native_geometry(self, x, relu=False, src_cl=False, dst_cl=False):
-        """The ints ``workbench._native`` takes for batched input ``x``; ``src_cl`` / ``dst_cl``:
+        """The ``workbench._native.ConvGeometry`` of batched input ``x``; ``src_cl`` / ``dst_cl``:
         the input / output (or grad_output) arrays are channels-last (see ``layout``)."""
         n, c, h, w = x.shape
         _, _, (top, bottom, left, right) = self._geometry(h, w)
-        return [n, c, h, w, self.n_output_plane, self.kernel_h, self.kernel_w, self.stride_h,
-                self.stride_w, self.dilation_h, self.dilation_w, top, bottom, left, right,
-                self.n_group, int(self.with_bias), int(relu), int(src_cl), int(dst_cl)]
+        return backend.native().ConvGeometry(
+            n=n, c_in=c, h=h, w=w, c_out=self.n_output_plane, kernel_h=self.kernel_h,
+            kernel_w=self.kernel_w, stride_h=self.stride_h, stride_w=self.stride_w,
+            dilation_h=self.dilation_h, dilation_w=self.dilation_w, pad_top=top,
+            pad_bottom=bottom, pad_left=left, pad_right=right, groups=self.n_group,
+            bias=self.with_bias, relu=relu, src_channels_last=src_cl, dst_channels_last=dst_cl)
 
     def _native_output_cl(self, x):
         """Whether the native forward writes channels-last: when the input is, or when the

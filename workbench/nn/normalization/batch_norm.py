@@ -113,7 +113,8 @@ class _BatchNorm(Module):
             out3 = layout.physical(out).reshape(n, l, c)
         else:
             out = out3 = self._buffer("output", (n, c, l), x.dtype)
-        geometry = [n, c, l, int(self.train), int(self.affine), int(relu), int(channels_last)]
+        geometry = native.BatchNormGeometry(n=n, c=c, l=l, train=self.train, affine=self.affine,
+                                            relu=relu, channels_last=channels_last)
         w, b = (self.weight, self.bias) if self.affine else (None, None)
         if self.train:
             mean = self._buffer("batch_mean", (c,), x.dtype)
@@ -220,10 +221,13 @@ class _BatchNorm(Module):
         grad_output = np.asarray(grad_output, dtype=x.dtype)
         n, c, l = self._ncl(x.shape)
         geometry = self.__dict__.get("_scratch", {}).get("native_bn")
-        if geometry is not None and self.train and geometry[:5] == [n, c, l, 1, int(self.affine)]:
+        if geometry is not None and self.train and geometry.train and \
+                (geometry.n, geometry.c, geometry.l, geometry.affine) == (n, c, l, self.affine):
             # in the input's memory format (the batch statistics do not depend on it)
             channels_last = layout.is_channels_last(x)
-            geometry = geometry[:6] + [int(channels_last)]
+            geometry = backend.native().BatchNormGeometry(
+                n=n, c=c, l=l, train=True, affine=self.affine, relu=geometry.relu,
+                channels_last=channels_last)
             if channels_last:
                 g = layout.like(grad_output, True, None if layout.is_channels_last(grad_output)
                                 else self._buffer("grad_output_cl", x.shape, x.dtype, True))

@@ -237,7 +237,8 @@ class SpatialCrossMapLRN(Module):
         nat = backend.use_native(x.dtype, "lrn")
         if nat is None:
             return None
-        geom = list(x.shape) + [self.size]
+        n, c, h, w = x.shape
+        geom = nat.LrnGeometry(n=n, c=c, h=h, w=w, size=self.size)
         fast, _ = nat.lrn_info(geom, self.alpha, self.beta, self.k)
         return (nat, geom) if fast else None  # no jit kernel: numpy is faster than oneDNN's ref
 
@@ -246,13 +247,14 @@ class SpatialCrossMapLRN(Module):
                            else "(N, H, W, C)")
         out = self._buffer("output", x.shape, x.dtype)
         found = self._lrn_native(x)
-        self._native_geom = None
+        scratch = self.__dict__.setdefault("_scratch", {})
+        scratch["native_geom"] = None  # scratch: a native object, never pickled with the layer
         if found is not None:
             nat, geom = found
             params = (self.alpha, self.beta, self.k)
             ws = self._buffer("workspace", (nat.lrn_workspace_size(geom, *params),), np.uint8)
             nat.lrn_forward(np.ascontiguousarray(x), out, ws, geom, *params)
-            self._native_geom = geom  # backward follows the path forward took
+            scratch["native_geom"] = geom  # backward follows the path forward took
             return out
         half = (self.size - 1) // 2
         scale = self._buffer("scale", x.shape, x.dtype)
@@ -266,7 +268,7 @@ class SpatialCrossMapLRN(Module):
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
         x = np.asarray(input, dtype=self.output.dtype)
-        geom = getattr(self, "_native_geom", None)
+        geom = self.__dict__.get("_scratch", {}).get("native_geom")
         if geom is not None:
             nat = backend.native()
             gi = self._buffer("grad_input", x.shape, x.dtype)

@@ -132,8 +132,8 @@ class _Pooling(Module):
         return gp, (slice(top, top + h), slice(left, left + w))
 
     def _native_geometry(self, x, geometry, alg):
-        """The ints ``workbench._native`` takes (bottom / right padding extended to cover a
-        ceil-mode window), or None when oneDNN's rule for the divisor would differ."""
+        """The ``workbench._native.PoolGeometry`` of ``x`` (bottom / right padding extended to
+        cover a ceil-mode window), or None when oneDNN's rule for the divisor would differ."""
         n, c, h, w = x.shape
         kh, kw, oh, ow, (top, bottom, left, right) = geometry
         bottom_eff = max(bottom, (oh - 1) * self.dh + kh - h - top)
@@ -142,8 +142,10 @@ class _Pooling(Module):
             return None  # include-pad average: oneDNN would count the extension too
         if top >= kh or left >= kw:
             return None
-        return [n, c, h, w, kh, kw, self.dh, self.dw, top, bottom_eff, left, right_eff, alg,
-                oh, ow, int(layout.is_channels_last(x))]
+        return backend.native().PoolGeometry(
+            n=n, c=c, h=h, w=w, kernel_h=kh, kernel_w=kw, stride_h=self.dh, stride_w=self.dw,
+            pad_top=top, pad_bottom=bottom_eff, pad_left=left, pad_right=right_eff, alg=alg,
+            out_h=oh, out_w=ow, channels_last=layout.is_channels_last(x))
 
     def _native_pool(self, x, geometry, alg):
         """Pool ``x`` natively into the output buffer; None if this case stays in numpy."""
@@ -153,8 +155,9 @@ class _Pooling(Module):
         geom = self._native_geometry(x, geometry, alg)
         if geom is None or (alg == 0 and not np.isfinite(np.add.reduce(x, axis=None))):
             return None  # oneDNN's max drops NaN; numpy propagates it, as Torch does
-        cl = bool(geom[15])  # channels-last in, channels-last out
-        out = self._buffer("output", x.shape[:2] + tuple(geom[13:15]), x.dtype, channels_last=cl)
+        cl = geom.channels_last  # channels-last in, channels-last out
+        out = self._buffer("output", x.shape[:2] + (geom.out_h, geom.out_w), x.dtype,
+                           channels_last=cl)
         ws = None
         if alg == 0:
             ws = self._buffer("workspace", (native.pool_workspace_size(geom),), np.uint8)
@@ -168,7 +171,7 @@ class _Pooling(Module):
         geom = self._native_geometry(x, geometry, alg) if native is not None else None
         if geom is None or self.__dict__.get("_scratch", {}).get("native_pooled") != geom:
             return None  # max pooling needs the workspace of a native forward of this shape
-        cl = bool(geom[15])
+        cl = geom.channels_last
         gi = self._buffer("grad_input", x.shape, x.dtype, channels_last=cl)
         ws = self._buffer("workspace", (native.pool_workspace_size(geom),), np.uint8) \
             if alg == 0 else None

@@ -84,9 +84,10 @@ def _aligned_bytes(owner, key, size, alignment=64):
     return raw[start:start + size]
 
 
-def _geometry(kind, x, cell, train):
+def _geometry(native, kind, x, cell, train):
     n, t, d = x.shape
-    return [kind, t, n, d, cell.hidden_size, int(train)]
+    return native.RnnGeometry(kind=kind, steps=t, n=n, input_size=d,
+                              hidden_size=cell.hidden_size, train=train)
 
 
 def _run_layer(native, owner, k, cell, kind, x, states, train, out=None):
@@ -94,7 +95,7 @@ def _run_layer(native, owner, k, cell, kind, x, states, train, out=None):
     ``x (N, T, D)`` from ``states`` ([h] or [h, c]); returns its context."""
     n, t, _ = x.shape
     h = cell.hidden_size
-    geom = _geometry(kind, x, cell, train)
+    geom = _geometry(native, kind, x, cell, train)
     wl, wi, b = _params(cell, kind)
     h0 = np.ascontiguousarray(states[0], dtype=np.float32)
     c0 = np.ascontiguousarray(states[1], dtype=np.float32) if kind == LSTM_KIND else None
