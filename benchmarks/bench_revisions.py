@@ -1,6 +1,6 @@
 """Two revisions of the code side by side, in one run: for a change that must not change speed.
 
-    .venv/bin/python benchmarks/bench_revisions.py --base-tree /path/to/worktree-of-base [--repeats 3]
+    .venv/bin/python benchmarks/bench_revisions.py --base-tree DIR [--repeats 3]
 
 Measures, for the base tree and for this working tree, alternating within every repeat so that
 background load on a shared machine hits both alike (each measurement its own subprocess with
@@ -12,8 +12,9 @@ background load on a shared machine hits both alike (each measurement its own su
 - the Spark ``Optimizer``: ``bench_spark.py --part train`` (LeNet-5, ``local[2]``), records/s.
 
 Reports medians over the repeats and head / base, and writes
-``benchmarks/results/revisions.json``.  A base tree is a ``git worktree add --detach DIR REV``
-with the native module built in it (``hatch_build.compile_native``).
+``benchmarks/results/revisions.json``.  DIR, the base tree, is a
+``git worktree add --detach DIR REV`` with the native module built in it
+(``hatch_build.compile_native``).
 """
 from __future__ import annotations
 
