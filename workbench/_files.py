@@ -10,7 +10,12 @@ import math
 import os
 import secrets
 
-__all__ = ["atomic_file", "atomic_write_json", "finite"]
+__all__ = ["atomic_file", "atomic_write_json", "finite", "STOP_FILE"]
+
+#: The file that asks a run or a study to stop when it appears in its directory (the JupyterLab
+#: sidebar's Stop writes it through ``workbench.runs.request_stop``; the training and tuning
+#: listeners poll for it).
+STOP_FILE = "workbench-stop-request"
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import re
 import socket
 import time
 
-from ._files import atomic_write_json, finite
+from ._files import STOP_FILE, atomic_write_json, finite
 from .optim.events import Listener
 
 __all__ = ["RECORD_FILE", "STUDY_FILE", "RunRecorder", "RunPathError", "list_runs", "read_run",
@@ -34,7 +34,6 @@ __all__ = ["RECORD_FILE", "STUDY_FILE", "RunRecorder", "RunPathError", "list_run
 RECORD_FILE = "workbench-run.json"
 STUDY_FILE = "study.json"
 STUDY_TRIAL_POINTS = 40
-STOP_FILE = "workbench-stop-request"
 SERIES_POINTS = 120
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}$")
 

@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 
 from helpers import wait_until
-from workbench.server import tensorboard as tb_processes
+from workbench.summary import tensorboard as tb_processes
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_tensorboard_dies_with_the_kernel(tmp_path):
     (tmp_path / "logs").mkdir()
     code = textwrap.dedent(f"""
         import time
-        from workbench.server import tensorboard
+        from workbench.summary import tensorboard
         tb = tensorboard.start({str(tmp_path / 'logs')!r}, timeout=300)
         print(tb.process.pid, flush=True)
         time.sleep(600)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import anywidget
 import traitlets as t
 
-from ..server import tensorboard as processes
+from ..summary import tensorboard as processes
 from .dashboard import STATIC
 
 __all__ = ["TensorBoardPane", "show", "stop"]

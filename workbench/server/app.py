@@ -6,7 +6,7 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
-from . import tensorboard
+from ..summary import tensorboard
 from .handlers import handlers
 
 __all__ = ["WorkbenchApp"]

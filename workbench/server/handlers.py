@@ -25,7 +25,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from .. import runs as registry
-from . import tensorboard
+from ..summary import tensorboard
 
 AUTH_RESOURCE = "workbench"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 
-from .._files import atomic_write_json
+from .._files import STOP_FILE, atomic_write_json
 from .space import Choice, Conditional, LogUniform, RandInt, Uniform
 
 __all__ = ["StudyWriter", "trial_run_name", "hparam_value", "experiment_summary",
@@ -102,12 +102,6 @@ def _scalar(tag, value, step, wall_time=None):
     from tensorboard.compat.proto.summary_pb2 import Summary
     return _event(Summary(value=[Summary.Value(tag=tag, simple_value=float(value))]), step,
                   wall_time)
-
-
-#: The file the JupyterLab sidebar's Stop writes into a run's or study's directory (the name
-#: ``workbench.runs.request_stop`` uses; this layer is below ``workbench.runs`` and does not
-#: import it).
-STOP_FILE = "workbench-stop-request"
 
 
 class StudyWriter:
