@@ -15,8 +15,10 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
   ``max_stretch_iterations`` / ``snapshot_interval`` seconds.  At its start the tasks register
   with a TCP listener on the driver (the rendezvous: milliseconds, where ``allGather`` costs a
   second) and connect in a ring.
-- Per iteration: local forward/backward; a tiny all-reduce of (loss, records, non-finite flags,
-  the driver's stop decision); a reduce-scatter of the gradient; each task updates its 1/N
+- Per iteration, the iteration of ``optim.loop`` (``IterationStep``, ``TrainingState``'s epoch
+  bookkeeping) with the all-reduce inside: local forward/backward on the task's share of the
+  batch; a tiny all-reduce of an ``IterationHeader`` (loss, records, non-finite flags, the
+  driver's stop decision); a reduce-scatter of the gradient; each task updates its 1/N
   slice of the weights with its own 1/N slice of the optimizer state (gradient clipping, and
   per-submodule methods via ``MultiOptimMethod.for_slice``, apply to the slice); an all-gather
   of the weights.  Task 0 sends the iteration's metrics to the driver, which emits the events
@@ -24,6 +26,7 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
   answers "go on" or "stop" before the next iteration's update.  Before it answers, a listener
   may ask for the iteration's weights and gradient (``sync_parameters``: TensorBoard's
   parameter histograms): task 0 sends them, the gradient all-gathered from the tasks' slices.
+  The plan and the messages are the typed records of ``spark.protocol``.
 - At the end of a stretch the tasks return the weights and their optimizer-state slices: the
   driver puts them back together into ``optimizer.model`` / ``optimizer.optim_method``.  That is
   also the snapshot a failed stretch restarts from (up to ``max_retries`` times).
@@ -770,7 +773,7 @@ class SparkTrainer:
         self.stretches += 1
         try:
             conns = self._rendezvous(server, job, token, n_tasks)
-            return self._follow(job, conns, n_tasks)
+            return self._follow(job, conns)
         except StretchFailed as e:
             raise _root_cause(conns, e) from None
         except (CommError, OSError) as e:
@@ -823,7 +826,7 @@ class SparkTrainer:
             send(conn, Addresses(addresses))
         return conns
 
-    def _follow(self, job, conns, n_tasks):
+    def _follow(self, job, conns):
         """Receive task 0's metrics, emit events, decide go/stop; collect the stage result."""
         opt, state = self.opt, self.opt.state
         lead = conns[0]
