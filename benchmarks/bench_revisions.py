@@ -1,6 +1,6 @@
 """Two revisions of the code side by side, in one run: for a change that must not change speed.
 
-    .venv/bin/python benchmarks/bench_revisions.py --base-tree DIR [--repeats 3]
+    .venv/bin/python benchmarks/bench_revisions.py --base-tree DIR [--repeats 3] [--parts spark]
 
 Measures, for the base tree and for this working tree, alternating within every repeat so that
 background load on a shared machine hits both alike (each measurement its own subprocess with
@@ -73,11 +73,11 @@ def run(tree, argv, timeout=3600, threads=None):
     return out.stdout
 
 
-def native_ratios(tree):
+def native_ratios(tree, models):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "native.json")
         run(tree, [os.path.join(tree, "benchmarks", "bench_native.py"), "--repeats", "1",
-                   "--no-numpy", "--models", *NATIVE_MODELS, "--out", path])
+                   "--no-numpy", "--models", *models, "--out", path])
         with open(path) as f:
             rows = json.load(f)["training_and_inference"]
     return {f"{r['task']} {r['model']} {r['threads']}t": r["ratio_vs_torch"] for r in rows}
@@ -111,16 +111,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-tree", required=True)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", nargs="+", default=["native", "local", "spark"],
+                        choices=["native", "local", "spark"])
+    parser.add_argument("--native-models", nargs="+", default=NATIVE_MODELS)
     parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args()
     trees = {"base": os.path.abspath(args.base_tree), "head": HEAD}
     samples = {name: {} for name in trees}
     for r in range(args.repeats):
         for name, tree in (trees.items() if r % 2 == 0 else reversed(trees.items())):
-            got = native_ratios(tree)
-            for threads in (1, 2):
-                got[f"local Optimizer lenet5 {threads}t records/s"] = local_loop(tree, threads)
-            got["Spark local[2] lenet5 records/s"] = spark_loop(tree)
+            got = native_ratios(tree, args.native_models) if "native" in args.parts else {}
+            if "local" in args.parts:
+                for threads in (1, 2):
+                    got[f"local Optimizer lenet5 {threads}t records/s"] = local_loop(tree, threads)
+            if "spark" in args.parts:
+                got["Spark local[2] lenet5 records/s"] = spark_loop(tree)
             for key, value in got.items():
                 samples[name].setdefault(key, []).append(value)
             print(f"repeat {r + 1} {name}: {json.dumps(got)}", flush=True)
@@ -137,7 +142,7 @@ def main():
     result = dict(benchmark="two revisions side by side (medians of alternating repeats)",
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
-                  load_average_at_end=os.getloadavg(), repeats=args.repeats,
+                  load_average_at_end=os.getloadavg(), repeats=args.repeats, parts=args.parts,
                   base=revision(trees["base"]), head=revision(trees["head"]), rows=rows)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

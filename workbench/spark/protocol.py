@@ -5,18 +5,18 @@ task before it starts is a :class:`StretchPlan` (pickled into the task's closure
 runs, the tasks and the driver exchange the messages below over a TCP connection, each one
 JSON frame (``comm.send_msg``) carrying its ``type``:
 
-=====================  ===========  ==========================================================
-message                direction    when
-=====================  ===========  ==========================================================
-:class:`Hello`         task→driver  the task is up; its ring address
-:class:`Addresses`     driver→task  every task registered: the ring, in rank order
-:class:`Iteration`     task 0→drv   an iteration was applied (the driver emits the event)
-:class:`Decision`      driver→t0    go on or stop, answering the last ``Iteration``
-:class:`SendParameters` driver→t0   a listener wants this iteration's weights (and gradient)
-:class:`Parameters`    t0→driver    their byte counts; the raw bytes follow the frame
-:class:`StretchEnd`    t0→driver    the loop ended: ``"stopped"`` or ``"diverged"``
-:class:`TaskFailure`   task→driver  the task failed; ``fatal``: the same data would fail again
-=====================  ===========  ==========================================================
+=======================  =============  =====================================================
+message                  direction      when
+=======================  =============  =====================================================
+:class:`Hello`           task→driver    the task is up; its ring address
+:class:`Addresses`       driver→task    every task registered: the ring, in rank order
+:class:`Iteration`       task 0→driver  an iteration was applied (the driver emits the event)
+:class:`Decision`        driver→task 0  go on or stop, answering the last ``Iteration``
+:class:`SendParameters`  driver→task 0  a listener wants the iteration's weights, gradient
+:class:`Parameters`      task 0→driver  their byte counts; the raw bytes follow the frame
+:class:`StretchEnd`      task 0→driver  the loop ended: ``"stopped"`` or ``"diverged"``
+:class:`TaskFailure`     task→driver    the task failed; ``fatal``: the same data fails again
+=======================  =============  =====================================================
 
 Every iteration the tasks also sum an :class:`IterationHeader` (a vector of six floats) over
 the ring.  A frame of an unknown type or with unknown fields is a ``CommError``: both ends run
