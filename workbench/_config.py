@@ -51,8 +51,30 @@ def _from_json(value, base):
     return value
 
 
+BIGDL_TYPES = ("float", "double")
+
+
+def check_bigdl_type(owner, bigdl_type):
+    """BigDL's ``bigdl_type`` argument: None or ``"float"`` (float32, the default) or
+    ``"double"`` (float64); returns it, raises ValueError naming ``owner`` otherwise."""
+    if bigdl_type is None:
+        return "float"
+    if bigdl_type not in BIGDL_TYPES:
+        raise ValueError(f"{owner}: bigdl_type must be 'float' or 'double', got {bigdl_type!r}")
+    return bigdl_type
+
+
 class Configurable:
-    """Base class that captures constructor arguments for ``get_config``."""
+    """Base class that captures constructor arguments for ``get_config``.
+
+    Every configurable constructor (layers, criteria, initializers, regularizers, optim methods,
+    schedules, triggers, validation methods) also takes BigDL's keyword ``bigdl_type``:
+    ``"float"`` (the default: float32, as BigDL) or ``"double"``.  For a ``Module``,
+    ``"double"`` makes its parameters and buffers float64 (as ``.double()``); the other objects
+    follow the dtype of the data they are given, so for them it only has to be valid.  Any other
+    value is a ValueError.  A ``"double"`` is kept in the config, so a saved model reloads as
+    float64.
+    """
 
     def __init_subclass__(cls, abstract=False, **kwargs):
         # ``class Base(Module, abstract=True)``: a shared base that no config may name
@@ -63,11 +85,15 @@ class Configurable:
         if init is None or getattr(init, "_captures_config", False):
             return
         signature = inspect.signature(init)
+        takes_bigdl_type = "bigdl_type" in signature.parameters
 
         @functools.wraps(init)
         def __init__(self, *args, **kw):
+            # BigDL's ``bigdl_type=`` keyword, accepted by every configurable constructor
+            bigdl_type = None if takes_bigdl_type else kw.pop("bigdl_type", None)
             # Only the most-derived constructor records: super().__init__ calls find it set.
-            if "_init_args" not in self.__dict__:
+            outermost = "_init_args" not in self.__dict__
+            if outermost:
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()
                 params = dict(bound.arguments)
@@ -78,10 +104,19 @@ class Configurable:
                     elif p.kind is inspect.Parameter.VAR_POSITIONAL and name in params:
                         params["*" + name] = list(params.pop(name))
                 self.__dict__["_init_args"] = params
+                bigdl_type = check_bigdl_type(type(self).__name__, bigdl_type)
+                if bigdl_type == "double":
+                    params["bigdl_type"] = "double"  # a config rebuilds a double object
             init(self, *args, **kw)
+            if outermost and bigdl_type == "double":
+                self._apply_bigdl_type(bigdl_type)
 
         __init__._captures_config = True
         cls.__init__ = __init__
+
+    def _apply_bigdl_type(self, bigdl_type):
+        """Act on ``bigdl_type="double"`` once the constructor has run (``Module`` casts its
+        parameters to float64; other objects follow the dtype of the data they see)."""
 
     def get_config(self) -> dict:
         """A JSON-able dict that rebuilds this object with :func:`from_config`."""

@@ -51,7 +51,7 @@ def _numpy(layer, x, g):
         layer.zero_grad_parameters()
         y = layer.forward(np.ascontiguousarray(x)).copy()
         gi = layer.backward(np.ascontiguousarray(x), np.ascontiguousarray(g)).copy()
-        grads = [p.copy() for p in layer.parameters()[1]]
+        grads = [p.copy() for p in layer.parameter_arrays()[1]]
     finally:
         backend.set_backend("native")
     return y, gi, grads
@@ -124,7 +124,7 @@ def test_conv_in_every_layout_equals_numpy(case, seed):
     gin = layer.backward(xin, cl(gout) if g_cl else gout)
     _close(gin, gi0, f"grad_input {case}")
     assert layout.is_channels_last(gin) == layout.is_channels_last(xin), case
-    for a, b in zip(layer.parameters()[1], grads0):
+    for a, b in zip(layer.parameter_arrays()[1], grads0):
         _close(a, b, f"parameter gradient {case}")
 
 
@@ -235,7 +235,7 @@ def test_residual_block_stays_channels_last_and_matches_numpy():
     _close(y, y0, "block output")
     gi = model.backward(x, g)
     _close(gi, gi0, "block grad_input")
-    for a, b in zip(model.parameters()[1], grads0):
+    for a, b in zip(model.parameter_arrays()[1], grads0):
         _close(a, b, "block parameter gradients")
 
 

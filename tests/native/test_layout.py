@@ -53,7 +53,7 @@ def _both_backends(model, x, gout, train):
         model.zero_grad_parameters()
         y = model.forward(x).copy()
         gi = model.backward(x, gout).copy()
-        results[name] = [y, gi] + [g.copy() for g in model.parameters()[1]] + [
+        results[name] = [y, gi] + [g.copy() for g in model.parameter_arrays()[1]] + [
             getattr(m, b).copy() for m in model.modules()
             for b in ("running_mean", "running_var") if hasattr(m, b)]
     return results

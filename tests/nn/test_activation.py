@@ -212,7 +212,7 @@ def test_srelu_initialization_and_shared_axes():
     random.set_seed(4)
     layer = SReLU([2, 5, 5], share_axes=[2, 3])
     assert layer.param_shape == (2, 1, 1)
-    assert [tuple(w.shape) for w in layer.parameters()[0]] == [(2, 1, 1)] * 4
+    assert [tuple(w.shape) for w in layer.parameter_arrays()[0]] == [(2, 1, 1)] * 4
     np.testing.assert_array_equal(layer.t_left, 0)
     np.testing.assert_array_equal(layer.a_right, 1)
     assert np.all(layer.t_right >= layer.t_left)

@@ -94,7 +94,7 @@ def test_graph_gradients_equal_hand_composition():
     model.zero_grad_parameters()
     y = np.array(model.forward(x), copy=True)
     gx = np.array(model.backward(x, g), copy=True)
-    graph_grads = [np.array(p, copy=True) for p in model.parameters()[1]]
+    graph_grads = [np.array(p, copy=True) for p in model.parameter_arrays()[1]]
 
     model.zero_grad_parameters()
     h1 = np.array(l1.forward(x), copy=True)
@@ -106,7 +106,7 @@ def test_graph_gradients_equal_hand_composition():
     gh = np.array(a.backward(h, gj[:, :3]), copy=True) + b.backward(h, gj[:, :3])
     gx_hand = l1.backward(x, t.backward(h1, gh)) + gj[:, 3:]
     np.testing.assert_allclose(gx, gx_hand, rtol=1e-12)
-    for ours, hand in zip(graph_grads, model.parameters()[1]):
+    for ours, hand in zip(graph_grads, model.parameter_arrays()[1]):
         np.testing.assert_allclose(ours, hand, rtol=1e-12)
 
 

@@ -362,7 +362,7 @@ def test_expand_size_errors_and_config():
     with pytest.raises(LayerError, match=r"ExpandSize\[ex\]: expected input \(3 or 1, \*\), "
                                          r"got \(2, 4\)"):
         ExpandSize([3, -1]).set_name("ex").forward(np.ones((2, 4)))
-    with pytest.raises(ValueError, match=r"target_sizes must be .* got \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"sizes must be .* got \[0, 2\]"):
         ExpandSize([0, 2])
     config_round_trip(ExpandSize([2, -1]), f32((1, 3), seed=1))
 

@@ -227,7 +227,50 @@ class Module(Configurable):
         yield prefix, self
 
     def parameters(self):
-        """``(weights, grad_weights)``: two lists of the trainable parameter arrays."""
+        """BigDL's parameter table: ``{layer name: {parameter name: array}}`` for every layer
+        of the model that has parameters (frozen ones too), as copies.
+
+        The names follow BigDL's ``getParametersTable``: a layer with one parameter has
+        ``"weight"`` and ``"gradWeight"``; with two, ``"weight"``, ``"bias"``, ``"gradWeight"``
+        and ``"gradBias"``; with more, ``"weight0"``, ``"gradient0"``, ``"weight1"`` ... in the
+        layer's order.  Batch normalization adds ``"runningMean"`` and ``"runningVar"`` (and has
+        only those when not ``affine``).  Layer names are those of ``name()``; two layers with
+        the same name are a ValueError.  The arrays themselves (views, not copies) are
+        :meth:`parameter_arrays`; the flat vectors are :meth:`get_parameters`.
+        """
+        table = {}
+        for m in self.modules():
+            entry = m._parameter_table()
+            if not entry:
+                continue
+            name = m.name()
+            if name in table:
+                raise ValueError(f"{self.label()}: two layers are named {name!r}; parameters() "
+                                 "keys its table by layer name (set_name them apart)")
+            table[name] = {k: np.array(v, copy=True) for k, v in entry.items()}
+        return table
+
+    def _parameter_table(self):
+        """This layer's entry of :meth:`parameters` (arrays not yet copied), or None."""
+        names = self._param_names
+        if not names:
+            return None
+        weights = [getattr(self, n) for n in names]
+        grads = [getattr(self, "grad_" + n) for n in names]
+        if len(names) == 1:
+            return {"weight": weights[0], "gradWeight": grads[0]}
+        if len(names) == 2:
+            return {"weight": weights[0], "bias": weights[1],
+                    "gradWeight": grads[0], "gradBias": grads[1]}
+        entry = {}
+        for i, (w, g) in enumerate(zip(weights, grads)):
+            entry[f"weight{i}"] = w
+            entry[f"gradient{i}"] = g
+        return entry
+
+    def parameter_arrays(self):
+        """``(weights, grad_weights)``: two lists of the trainable parameter arrays themselves
+        (views: writing them changes the model), in model order; frozen layers left out."""
         triples = list(self.named_parameters(trainable_only=True))
         return ([getattr(m, n) for _, m, n in triples],
                 [getattr(m, "grad_" + n) for _, m, n in triples])
@@ -336,6 +379,14 @@ class Module(Configurable):
     def double(self):
         """Cast parameters and buffers to float64 (e.g. for gradient checks)."""
         return self._cast(np.float64)
+
+    def _apply_bigdl_type(self, bigdl_type):
+        # BigDL's bigdl_type="double" (see workbench._config.Configurable): a float64 module
+        self._cast(np.float64)
+
+    def get_dtype(self):
+        """BigDL: the name of the parameters' dtype, ``"float32"`` or ``"float64"``."""
+        return str(np.dtype(self.dtype))
 
     @property
     def dtype(self):

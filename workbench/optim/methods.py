@@ -20,6 +20,7 @@ Methods that must evaluate the objective several times per step (``LBFGS``) set
 """
 from __future__ import annotations
 
+import copy
 import math
 import sys
 
@@ -100,6 +101,23 @@ class OptimMethod(Configurable):
 
     def _step(self, weights, grads, lr):
         raise NotImplementedError(f"{type(self).__name__} does not implement _step")
+
+    def for_slice(self, start, stop):
+        """A copy of this method for the part ``[start, stop)`` of the flat vector, as a
+        distributed task updates it: same hyperparameters and counters, fresh buffers (the
+        caller loads that part of the buffers with :meth:`load_state`).  Methods with
+        per-parameter arrays (``SGD(learningrates=...)``) use the part of them."""
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop):
+            raise ValueError(f"{type(self).__name__}.for_slice: need 0 <= start <= stop, got "
+                             f"({start!r}, {stop!r})")
+        part = copy.copy(self)
+        part.state = dict(self.state)
+        part.learningrate_schedule = copy.deepcopy(self.learningrate_schedule)
+        part._buffers, part._scratch = {}, {}
+        if "_part" in self.__dict__:  # offsets into the per-parameter arrays
+            offset = self._part[0] if self._part is not None else 0
+            part._part = (offset + start, offset + stop)
+        return part
 
     def clear_history(self):
         """Forget the optimizer buffers (momentum, moments ...); counters are kept."""
@@ -235,14 +253,28 @@ class SGD(OptimMethod):
         nesterov: Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
         learningrate_schedule: a schedule (``Step``, ``Poly``, ``Plateau`` ...), default
             ``Default()``.  BigDL's spelling ``leaningrate_schedule`` also works.
+        learningrates: BigDL's per-parameter learning rates: a 1-D array as long as the flat
+            parameter vector (``model.get_parameters()[0]``); the step of each value is
+            multiplied by its entry (``w -= clr * learningrates * g``).  None: all 1.
+        weightdecays: BigDL's per-parameter weight decays, a 1-D array as long as the flat
+            vector: ``g += weightdecays * w`` instead of the scalar ``weightdecay`` (give one
+            or the other).
+
+    With ``learningrates`` / ``weightdecays`` the method belongs to one model's parameter
+    vector (or, inside ``Optimizer.set_optim_methods``, to its submodule's slice of it).  The
+    arrays are not part of ``get_config()`` (a config stays small); they travel with the
+    object (pickled to Spark tasks, each task using its part of them).
     """
 
     _BUFFERS = ("momentum",)
 
     def __init__(self, learningrate=1e-3, learningrate_decay=0.0, weightdecay=0.0, momentum=0.0,
-                 dampening=None, nesterov=False, learningrate_schedule=None, *,
-                 leaningrate_schedule=None):
+                 dampening=None, nesterov=False, learningrate_schedule=None, learningrates=None,
+                 weightdecays=None, *, leaningrate_schedule=None):
         super().__init__(learningrate_schedule or leaningrate_schedule)
+        self.learningrates = _per_parameter("SGD", "learningrates", learningrates)
+        self.weightdecays = _per_parameter("SGD", "weightdecays", weightdecays)
+        self._part = None  # (start, stop): the part of the vector this copy updates
         self.learningrate, self.learningrate_decay = _lr_args("SGD", learningrate,
                                                               learningrate_decay)
         self.weightdecay = check_number("SGD", "weightdecay", weightdecay, low=0)
@@ -252,6 +284,9 @@ class SGD(OptimMethod):
         self.dampening = None if dampening is None else check_number("SGD", "dampening",
                                                                      dampening)
         self.nesterov = bool(nesterov)
+        if self.weightdecay != 0 and self.weightdecays is not None:
+            raise ValueError("SGD: give weightdecay or weightdecays (per parameter), not both; "
+                             f"got weightdecay={weightdecay!r} and an array")
         damp = self._damp()
         if self.nesterov and (self.momentum <= 0 or damp != 0):
             raise ValueError(f"SGD: nesterov momentum requires momentum > 0 and dampening == 0, "
@@ -262,9 +297,31 @@ class SGD(OptimMethod):
     def _damp(self):
         return self.momentum if self.dampening is None else self.dampening
 
+    def _per_element(self, name, w):
+        """The part of the per-parameter array ``name`` that ``w`` (the vector, or this copy's
+        part of it) takes, checked against its size, in ``w``'s dtype."""
+        values = getattr(self, name)
+        if self._part is not None:
+            values = values[self._part[0]:self._part[1]]
+        if values.size != w.size:
+            raise ValueError(f"SGD: {name} holds {values.size} values but the parameter vector "
+                             f"has {w.size}; it must be as long as model.get_parameters()[0]"
+                             + (f" (this copy updates [{self._part[0]}, {self._part[1]}) of it)"
+                                if self._part is not None else ""))
+        key = (name, id(getattr(self, name)), self._part, w.dtype.str)
+        cached = self._scratch.get(name + "_cast")
+        if cached is None or cached[0] != key:
+            cached = self._scratch[name + "_cast"] = (key, values.astype(w.dtype))
+        return cached[1]
+
     def _step(self, w, g, lr):
         mom, damp = self.momentum, self._damp()
-        d = self._with_weight_decay(w, g, self.weightdecay)
+        if self.weightdecays is not None:
+            d = self._tmp("decayed", w)
+            np.multiply(self._per_element("weightdecays", w), w, out=d)
+            d += g
+        else:
+            d = self._with_weight_decay(w, g, self.weightdecay)
         if mom != 0:
             buf = self._buffers.get("momentum")
             if buf is None:
@@ -289,7 +346,24 @@ class SGD(OptimMethod):
                 d = buf
         t = self._tmp("t", w)
         np.multiply(d, lr, out=t)
+        if self.learningrates is not None:
+            t *= self._per_element("learningrates", w)
         w -= t
+
+
+def _per_parameter(owner, name, values):
+    """A per-parameter array argument (BigDL's ``learningrates`` / ``weightdecays``) as a flat
+    float array, or None."""
+    if values is None:
+        return None
+    a = np.asarray(values)
+    if a.dtype.kind not in "fiu" or a.size == 0:
+        raise ValueError(f"{owner}: {name} must be a non-empty array of numbers, got "
+                         f"{type(values).__name__} of dtype {a.dtype}")
+    a = a.astype(np.float64).ravel()
+    if not np.all(np.isfinite(a)) or (a < 0).any():
+        raise ValueError(f"{owner}: {name} must be finite and >= 0")
+    return a
 
 
 class _Moments(OptimMethod):
@@ -1135,14 +1209,12 @@ class MultiOptimMethod(OptimMethod):
         if not (ints and 0 <= start <= stop <= self.size):
             raise ValueError(f"MultiOptimMethod.for_slice: need 0 <= start <= stop <= "
                              f"{self.size}, got ({start!r}, {stop!r})")
-        from .._config import from_config
         methods, slices = {}, {}
         for name, (a, b) in self.slices.items():
             lo, hi = max(a, start), min(b, stop)
             slices[name] = [lo - start, hi - start] if lo < hi else [0, 0]
-            copy = from_config(self.optim_methods[name].get_config(), OptimMethod)
-            copy.state = dict(self.optim_methods[name].state)
-            methods[name] = copy
+            methods[name] = self.optim_methods[name].for_slice(
+                *((lo - a, hi - a) if lo < hi else (0, 0)))
         part = MultiOptimMethod(methods, slices, stop - start)
         part.state = dict(self.state)
         return part

@@ -182,10 +182,17 @@ class Loss(ValidationMethod):
     batches and partitions weigh correctly; BigDL averages per batch instead).
 
     Args:
-        criterion: the loss (default ``ClassNLLCriterion()``).
+        criterion: the loss (default ``ClassNLLCriterion()``); BigDL's keyword ``cri`` also
+            works (``Loss(cri=MSECriterion())``).
     """
 
-    def __init__(self, criterion=None):
+    def __init__(self, criterion=None, *, cri=None):
+        if cri is not None:
+            if criterion is not None:
+                raise TypeError("Loss: give the criterion once (criterion or BigDL's cri)")
+            criterion = cri
+            self._init_args["criterion"] = cri
+        self._init_args.pop("cri", None)
         if criterion is None:
             from ..nn import ClassNLLCriterion
             criterion = ClassNLLCriterion()

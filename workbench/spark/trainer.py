@@ -233,8 +233,9 @@ def _slice_method(method, lo, hi):
     optimizer state (buffers are sliced; counters and schedules are shared)."""
     doc, arrays = method.get_state()
     if not isinstance(method, MultiOptimMethod):
-        method.load_state(doc, {k: v[lo:hi] for k, v in arrays.items()})
-        return method
+        part = method.for_slice(lo, hi)  # per-parameter arrays (SGD learningrates) sliced too
+        part.load_state(doc, {k: v[lo:hi] for k, v in arrays.items()})
+        return part
     part = method.for_slice(lo, hi)
     sliced = {}
     for key, value in arrays.items():

@@ -52,6 +52,12 @@ class _BatchNorm(Module):
         if init_bias is not None and self.affine:
             self.bias[...] = init_bias
 
+    def _parameter_table(self):
+        # BigDL's BatchNormalization table also holds the running statistics
+        entry = super()._parameter_table() or {}
+        entry.update(runningMean=self.running_mean, runningVar=self.running_var)
+        return entry
+
     def reset(self):
         if self.affine:
             self.weight_init_method.init(self.weight, self.n_output, self.n_output)

@@ -14,18 +14,26 @@ class ExpandSize(Module):
     Torch ``expand``); the backward sums the gradient over the expanded dimensions.
 
     Args:
-        target_sizes: the output size per dimension; -1 keeps the input's size there.
+        sizes: the output size per dimension; -1 keeps the input's size there (BigDL's name;
+            ``target_sizes=`` also works).
 
-    Input shape: a tensor with ``len(target_sizes)`` dimensions, each equal to the target or 1.
-    Output shape: ``target_sizes`` (with -1 entries taken from the input).
+    Input shape: a tensor with ``len(sizes)`` dimensions, each equal to the target or 1.
+    Output shape: ``sizes`` (with -1 entries taken from the input).
     """
 
-    def __init__(self, target_sizes):
+    def __init__(self, sizes=None, *, target_sizes=None):
         super().__init__()
+        if (sizes is None) == (target_sizes is None):
+            raise TypeError("ExpandSize: give the sizes once (sizes, or target_sizes)")
+        if sizes is None:
+            sizes = target_sizes
+        self._init_args["sizes"] = sizes
+        self._init_args.pop("target_sizes", None)
+        target_sizes = sizes
         if not isinstance(target_sizes, (list, tuple)) or not target_sizes or not all(
                 isinstance(s, (int, np.integer)) and not isinstance(s, bool)
                 and (s > 0 or s == -1) for s in target_sizes):
-            raise ValueError(f"ExpandSize: target_sizes must be a non-empty list of positive "
+            raise ValueError(f"ExpandSize: sizes must be a non-empty list of positive "
                              f"ints or -1, got {target_sizes!r}")
         self.target_sizes = tuple(int(s) for s in target_sizes)
 
