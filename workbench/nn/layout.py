@@ -13,13 +13,19 @@ element-wise activations, pooling, the next convolution) keep that layout with n
 activations stay in the primitive's layout between consecutive native layers, and numpy code
 simply reads them.  ``backend.set_kernel("channels_last", False)`` turns it off (everything plain
 NCHW, as the numpy reference computes it).
+
+The *data format* of a layer is another matter: BigDL's ``format="NHWC"`` /
+``data_format="NHWC"`` (pooling, batch norm) says the user's arrays have the logical shape
+``(N, H, W, C)``.  :class:`DataFormat` gives such a layer NHWC input and output by viewing them
+as NCHW (``to_nchw``: no copy, the view is channels-last memory, which the kernels take as it
+is) around the layer's NCHW code.
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["is_channels_last", "physical", "native_array", "native_like", "empty", "like",
-           "match"]
+           "match", "check_data_format", "to_nchw", "to_nhwc", "DataFormat"]
 
 
 def is_channels_last(a) -> bool:
@@ -81,3 +87,82 @@ def _copy(out, a):
 def match(a, template):
     """``a`` in the memory format of ``template`` (a copy only when they differ)."""
     return like(a, is_channels_last(template))
+
+
+# ---------------------------------------------------------------------- BigDL's data formats
+DATA_FORMATS = ("NCHW", "NHWC")
+
+
+def check_data_format(owner, name, value):
+    """A BigDL data format argument: ``"NCHW"`` or ``"NHWC"`` (any case); raises ValueError
+    naming ``owner`` and the argument otherwise."""
+    if not isinstance(value, str) or value.upper() not in DATA_FORMATS:
+        raise ValueError(f"{owner}: {name} must be 'NCHW' or 'NHWC', got {value!r}")
+    return value.upper()
+
+
+def to_nchw(a):
+    """An ``(N, H, W, C)`` (or ``(H, W, C)``) array as its ``(N, C, H, W)`` (``(C, H, W)``)
+    view, without a copy."""
+    a = np.asarray(a)
+    return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a.transpose(2, 0, 1)
+
+
+def to_nhwc(a):
+    """The inverse of :func:`to_nchw`: an ``(N, C, H, W)`` (or ``(C, H, W)``) array as its
+    ``(N, H, W, C)`` view."""
+    a = np.asarray(a)
+    return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a.transpose(1, 2, 0)
+
+
+class DataFormat:
+    """Mixin of a ``Module`` with NCHW code that also takes BigDL's ``"NHWC"`` data format.
+
+    The layer sets ``self.data_format`` (see :func:`check_data_format`) and implements its
+    verbs for NCHW.  With ``"NHWC"``, ``forward`` / ``backward`` take and return ``(N, H, W, C)``
+    (or ``(H, W, C)``) arrays: the input and the output gradient are viewed as NCHW, the layer
+    runs, and its output and input gradient are viewed back.  Fusion with the next layer
+    (``fused_forward``) is only offered for NCHW.
+    """
+
+    data_format = "NCHW"
+    _viewing = False  # True while the NCHW code runs on NHWC arrays seen as NCHW
+
+    def _fail(self, expected, got):
+        # errors of the NCHW code name the shape the user gave (NHWC), not the NCHW view
+        if self._viewing and isinstance(got, np.ndarray) and got.ndim in (3, 4):
+            got = to_nhwc(got)
+        super()._fail(expected, got)
+
+    def forward(self, input):
+        if self.data_format == "NCHW":
+            return super().forward(input)
+        if not isinstance(input, np.ndarray) or input.ndim not in (3, 4):
+            self._fail("(N, H, W, C) or (H, W, C) (data format NHWC)", input)
+        self._viewing = True
+        try:
+            self.output = to_nhwc(super().forward(to_nchw(input)))
+        finally:
+            self._viewing = False
+        return self.output
+
+    def backward(self, input, grad_output):
+        if self.data_format == "NCHW":
+            return super().backward(input, grad_output)
+        from .module import check_grad_output
+        check_grad_output(self, grad_output)
+        self.output = to_nchw(self.output)  # the NCHW code checks the gradient against it
+        self._viewing = True
+        try:
+            grad_input = super().backward(to_nchw(input), to_nchw(grad_output))
+        finally:
+            self.output = to_nhwc(self.output)
+            self._viewing = False
+        self.grad_input = None if grad_input is None else to_nhwc(grad_input)
+        return self.grad_input
+
+    def fused_forward(self, input, successor):
+        fused = getattr(super(), "fused_forward", None)
+        if self.data_format != "NCHW" or fused is None:
+            return None
+        return fused(input, successor)

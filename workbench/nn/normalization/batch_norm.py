@@ -26,7 +26,7 @@ class _BatchNorm(Module):
     _cls = "BatchNorm"
 
     def __init__(self, n_output, eps=1e-5, momentum=0.1, affine=True, init_weight=None,
-                 init_bias=None):
+                 init_bias=None, init_grad_weight=None, init_grad_bias=None):
         super().__init__()
         cls = self._cls
         self.n_output = check_int(cls, "n_output", n_output)
@@ -51,6 +51,10 @@ class _BatchNorm(Module):
             self.weight[...] = init_weight
         if init_bias is not None and self.affine:
             self.bias[...] = init_bias
+        if init_grad_weight is not None and self.affine:
+            self.grad_weight[...] = init_grad_weight
+        if init_grad_bias is not None and self.affine:
+            self.grad_bias[...] = init_grad_bias
 
     def _parameter_table(self):
         # BigDL's BatchNormalization table also holds the running statistics
@@ -289,6 +293,8 @@ class _BatchNorm(Module):
             s += f", momentum={self.momentum:g}"
         if not self.affine:
             s += ", affine=False"
+        if getattr(self, "data_format", "NCHW") == "NHWC":
+            s += ", NHWC"
         return s
 
 
@@ -305,6 +311,7 @@ class BatchNormalization(_BatchNorm):
         momentum: weight of the new batch in the running statistics (in [0, 1], default 0.1).
         affine: learn a per-feature scale ``weight`` (init ones) and shift ``bias`` (init zeros).
         init_weight, init_bias: optional arrays of shape ``(n_output,)`` to start from.
+        init_grad_weight, init_grad_bias: BigDL's optional initial gradients, same shape.
 
     Input shape: ``(N, n_output)``.
     Output shape: same as input.
@@ -324,7 +331,7 @@ class BatchNormalization(_BatchNorm):
         return shape[0], shape[1], 1
 
 
-class SpatialBatchNormalization(_BatchNorm):
+class SpatialBatchNormalization(layout.DataFormat, _BatchNorm):
     """Batch normalization of each channel of ``(N, C, H, W)`` images (``BatchNorm2d``).
 
     Statistics are taken over the batch and the spatial positions of each channel; otherwise as
@@ -339,8 +346,12 @@ class SpatialBatchNormalization(_BatchNorm):
         momentum: weight of the new batch in the running statistics (in [0, 1], default 0.1).
         affine: learn a per-channel scale ``weight`` (init ones) and shift ``bias`` (init zeros).
         init_weight, init_bias: optional arrays of shape ``(n_output,)`` to start from.
+        init_grad_weight, init_grad_bias: BigDL's optional initial gradients, same shape.
+        data_format: BigDL's data format of the input and output, ``"NCHW"`` (default) or
+            ``"NHWC"`` (channels last: ``(N, H, W, n_output)``).
 
-    Input shape: ``(N, n_output, H, W)`` or ``(n_output, H, W)``.
+    Input shape: ``(N, n_output, H, W)`` or ``(n_output, H, W)``; with ``data_format="NHWC"``
+        ``(N, H, W, n_output)`` or ``(H, W, n_output)``.
     Output shape: same as input.
     """
 
@@ -348,7 +359,16 @@ class SpatialBatchNormalization(_BatchNorm):
     _ndims = (3, 4)
     _channel_axis = -3
 
+    def __init__(self, n_output, eps=1e-5, momentum=0.1, affine=True, init_weight=None,
+                 init_bias=None, init_grad_weight=None, init_grad_bias=None,
+                 data_format="NCHW"):
+        super().__init__(n_output, eps, momentum, affine, init_weight, init_bias,
+                         init_grad_weight, init_grad_bias)
+        self.data_format = layout.check_data_format(self._cls, "data_format", data_format)
+
     def _expected(self):
+        if self.data_format == "NHWC":
+            return f"(N, H, W, {self.n_output})"
         return f"(N, {self.n_output}, H, W)"
 
     def _as_3d(self, x):

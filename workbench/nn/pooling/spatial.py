@@ -36,8 +36,9 @@ def pooled_size(size, kernel, stride, pad, ceil_mode):
     return out
 
 
-class _Pooling(Module):
-    """Shared geometry, input checks and padded buffers of the two pooling layers."""
+class _Pooling(layout.DataFormat, Module):
+    """Shared geometry, input checks and padded buffers of the two pooling layers (NCHW code;
+    ``format="NHWC"`` through :class:`workbench.nn.layout.DataFormat`)."""
 
     _cls = "Pooling"
 
@@ -93,9 +94,8 @@ class _Pooling(Module):
         return kh, kw, oh, ow, (top, bottom, left, right)
 
     def _expected(self, sizes=None):
-        if sizes is None:
-            return "(N, C, H, W)"
-        return f"(N, C, H>={sizes[0]}, W>={sizes[1]})"
+        h, w = ("H", "W") if sizes is None else (f"H>={sizes[0]}", f"W>={sizes[1]}")
+        return f"(N, {h}, {w}, C)" if self.data_format == "NHWC" else f"(N, C, {h}, {w})"
 
     def _input(self, input):
         """The input as a batched ``(N, C, H, W)`` float array, checked against the kernel."""
@@ -184,9 +184,11 @@ class _Pooling(Module):
         return g if g.ndim == 4 else g[None]
 
     def _pads_repr(self):
+        """The padding (and a non-default data format) for ``extra_repr``."""
+        fmt = ", NHWC" if self.data_format == "NHWC" else ""
         if self.same_padding:
-            return ", SAME"
-        return f", {self.pad_w},{self.pad_h}" if (self.pad_w or self.pad_h) else ""
+            return ", SAME" + fmt
+        return (f", {self.pad_w},{self.pad_h}" if (self.pad_w or self.pad_h) else "") + fmt
 
     def get_config(self):
         config = super().get_config()
@@ -204,10 +206,14 @@ class SpatialMaxPooling(_Pooling):
             Torch); both -1 means "SAME" padding as in BigDL / TensorFlow.
         to_ceil: compute the output size with ceil instead of floor (also ``ceil()`` /
             ``floor()``).  As in Torch, a last window starting in the padding is dropped.
+        format: BigDL's data format of the input and output, ``"NCHW"`` (default) or
+            ``"NHWC"`` (channels last: ``(N, H, W, C)``).
 
-    Input shape: ``(N, C, H, W)`` or ``(C, H, W)``.
-    Output shape: ``(N, C, H_out, W_out)`` (or without ``N``), where ``H_out =
-        (H + 2*pad_h - kh) // dh + 1`` (floor) or the ceil of the division (ceil mode).
+    Input shape: ``(N, C, H, W)`` or ``(C, H, W)``; with ``format="NHWC"`` ``(N, H, W, C)`` or
+        ``(H, W, C)``.
+    Output shape: ``(N, C, H_out, W_out)`` (or without ``N``; NHWC: ``(N, H_out, W_out, C)``),
+        where ``H_out = (H + 2*pad_h - kh) // dh + 1`` (floor) or the ceil of the division
+        (ceil mode).
 
     Backward sends each output gradient to the first maximum of its window.
     """
@@ -215,8 +221,10 @@ class SpatialMaxPooling(_Pooling):
     _cls = "SpatialMaxPooling"
     _ceil_arg = "to_ceil"
 
-    def __init__(self, kw, kh, dw=None, dh=None, pad_w=0, pad_h=0, to_ceil=False):
+    def __init__(self, kw, kh, dw=None, dh=None, pad_w=0, pad_h=0, to_ceil=False,
+                 format="NCHW"):
         super().__init__()
+        self.data_format = layout.check_data_format(self._cls, "format", format)
         self._init_geometry(kw, kh, kw if dw is None else dw, kh if dh is None else dh,
                             pad_w, pad_h)
         self.ceil_mode = bool(to_ceil)
@@ -288,18 +296,23 @@ class SpatialAveragePooling(_Pooling):
             instead of by the number of input pixels in the window.  Either way, the part of a
             ceil-mode window beyond the padding is not counted (as Torch and BigDL).
         divide: False gives window sums instead of means.
+        format: BigDL's data format of the input and output, ``"NCHW"`` (default) or
+            ``"NHWC"`` (channels last: ``(N, H, W, C)``).
 
-    Input shape: ``(N, C, H, W)`` or ``(C, H, W)``.
-    Output shape: ``(N, C, H_out, W_out)`` (or without ``N``), sizes as in
-        :class:`SpatialMaxPooling`; ``(N, C, 1, 1)`` with ``global_pooling`` and no padding.
+    Input shape: ``(N, C, H, W)`` or ``(C, H, W)``; with ``format="NHWC"`` ``(N, H, W, C)`` or
+        ``(H, W, C)``.
+    Output shape: ``(N, C, H_out, W_out)`` (or without ``N``; NHWC: ``(N, H_out, W_out, C)``),
+        sizes as in :class:`SpatialMaxPooling`; ``(N, C, 1, 1)`` with ``global_pooling`` and no
+        padding.
     """
 
     _cls = "SpatialAveragePooling"
     _ceil_arg = "ceil_mode"
 
     def __init__(self, kw, kh, dw=1, dh=1, pad_w=0, pad_h=0, global_pooling=False,
-                 ceil_mode=False, count_include_pad=True, divide=True):
+                 ceil_mode=False, count_include_pad=True, divide=True, format="NCHW"):
         super().__init__()
+        self.data_format = layout.check_data_format(self._cls, "format", format)
         self.global_pooling = bool(global_pooling)
         self._init_geometry(kw, kh, dw, dh, pad_w, pad_h, check_pad=not self.global_pooling)
         self.ceil_mode = bool(ceil_mode)
