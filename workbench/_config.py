@@ -82,6 +82,9 @@ class Configurable:
         if not cls.__name__.startswith("_") and not abstract:
             _REGISTRY[cls.__name__] = cls
         init = cls.__dict__.get("__init__")
+        if init is None and cls.__init__ is object.__init__:
+            def init(self):  # no constructor arguments (but bigdl_type, as every class)
+                pass
         if init is None or getattr(init, "_captures_config", False):
             return
         signature = inspect.signature(init)

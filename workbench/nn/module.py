@@ -409,11 +409,24 @@ class Module(Configurable):
         return state
 
     # ------------------------------------------------------------------ modes, freezing, names
-    def training(self):
-        """Switch to training mode (dropout active, batch statistics used)."""
+    def training(self, is_training=True):
+        """Switch to training mode (dropout active, batch statistics used); BigDL's
+        ``training(False)`` switches to inference mode instead (as ``evaluate()``)."""
         for m in self.modules():
-            m.train = True
+            m.train = bool(is_training)
         return self
+
+    def set_seed(self, seed=123):
+        """BigDL: seed the random generator that initializes weights (``reset()``,
+        ``set_init_method``) and draws dropout masks, i.e. ``workbench.nn.random.set_seed``;
+        returns self."""
+        from . import random as nn_random
+        nn_random.set_seed(seed)
+        return self
+
+    def is_with_weights(self):
+        """BigDL: whether the module (or a descendant) has parameters."""
+        return any(m._param_names for m in self.modules())
 
     def evaluate(self, *args, **kwargs):
         """With no argument: switch to inference mode.  As in BigDL, ``evaluate(data,

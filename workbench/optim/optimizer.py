@@ -17,8 +17,10 @@ import numpy as np
 
 from .. import io
 from .._checks import check_int
+from .._config import check_bigdl_type
 from ..data.sample import samples_to_arrays
 from ..distributed import engine_for
+from ..nn import backend
 from ..nn import random as nn_random
 from ..nn.criteria.criterion import Criterion
 from ..nn.module import Module
@@ -65,13 +67,22 @@ class Optimizer:
             ``{submodule name: OptimMethod}`` (see ``set_optim_methods``).
         seed: seed of the per-epoch shuffling (default: drawn from ``workbench.nn.random``).
         progress: show a console progress bar (default True).
+        cores: BigDL's local optimizer's number of cores: here the threads of the native
+            kernels and the BLAS while ``optimize()`` trains in this process (default: the
+            process's setting, see ``workbench.nn.backend.set_num_threads``).  A Spark
+            training set ignores it (each task uses the cores Spark gives it).
+        bigdl_type: BigDL's numeric type, ``"float"`` or ``"double"`` (checked; the model's
+            own dtype decides, see ``Module.double()``).
         **distributed: options of the Spark trainer (``features_col``, ``label_col``,
             ``gradient_compression``, ``max_retries`` ...; see
             ``workbench.spark.TRAINER_OPTIONS``), for an RDD or DataFrame training set only.
     """
 
     def __init__(self, model, training_set=None, criterion=None, end_trigger=None, batch_size=32,
-                 optim_method=None, *, training_rdd=None, seed=None, progress=True, **distributed):
+                 optim_method=None, bigdl_type="float", *, training_rdd=None, seed=None,
+                 progress=True, cores=None, **distributed):
+        check_bigdl_type("Optimizer", bigdl_type)
+        self.cores = None if cores is None else check_int("Optimizer", "cores", cores)
         if training_set is None:
             training_set = training_rdd
         if not isinstance(model, Module):
@@ -94,8 +105,12 @@ class Optimizer:
         self.state = TrainingState()
         self._stop = threading.Event()
         self._runner = None
+        self._set_training_set(training_set)
+
+    def _set_training_set(self, training_set):
         self.training_set = training_set
         self._arrays = _as_arrays(training_set, "training_set")
+        self._runner = None
         if self._arrays is None:
             engine = engine_for(training_set)
             if engine is None:
@@ -103,22 +118,36 @@ class Optimizer:
                                 "Samples, an RDD of Samples or a DataFrame, got "
                                 f"{type(training_set).__name__}")
             self._runner = engine.SparkTrainer(self)
-        elif distributed:
-            raise TypeError(f"Optimizer: unexpected arguments {sorted(distributed)}")
+        elif self.distributed_options:
+            raise TypeError(f"Optimizer: unexpected arguments {sorted(self.distributed_options)}")
 
     @classmethod
     def create(cls, model, training_set, criterion, end_trigger=None, batch_size=32,
-               optim_method=None, **kwargs):
-        """BigDL's factory: the same as the constructor."""
-        return cls(model, training_set, criterion, end_trigger, batch_size, optim_method, **kwargs)
+               optim_method=None, cores=None, bigdl_type="float", **kwargs):
+        """BigDL's factory: the same as the constructor (``cores`` as there: the threads of
+        local training)."""
+        return cls(model, training_set, criterion, end_trigger, batch_size, optim_method,
+                   bigdl_type, cores=cores, **kwargs)
 
     # ------------------------------------------------------------------ configuration (BigDL)
-    def set_validation(self, batch_size, val_set=None, trigger=None, val_method=None, *,
+    def set_validation(self, batch_size, val_set=None, trigger=None, val_method=None, *local,
                        val_rdd=None):
         """Validate on ``val_set`` whenever ``trigger`` fires (default every epoch) with the
-        given validation methods (default ``[Top1Accuracy()]``)."""
+        given validation methods (default ``[Top1Accuracy()]``).
+
+        BigDL's local form ``set_validation(batch_size, X_val, Y_val, trigger, val_method)``
+        (its ``LocalOptimizer``) also works: an array in the place of the trigger is the
+        labels."""
         from .triggers import EveryEpoch
         from .validation import Top1Accuracy
+        if hasattr(trigger, "shape") and hasattr(val_set, "shape"):  # (X_val, Y_val, ...)
+            if len(local) > 1:
+                raise TypeError("set_validation: too many arguments")
+            val_set, trigger, val_method = (val_set, trigger), val_method, (
+                local[0] if local else None)
+        elif local:
+            raise TypeError("set_validation: too many arguments (batch_size, val_set, "
+                            "trigger, val_method)")
         val_set = val_rdd if val_set is None else val_set
         if val_set is None:
             raise ValueError("set_validation: no validation set given")
@@ -154,6 +183,36 @@ class Optimizer:
     def set_end_when(self, end_trigger):
         """Replace the end trigger."""
         self.end_trigger = end_trigger
+        return self
+
+    def set_model(self, model):
+        """BigDL: train another model (of the same parameter layout if the optim method has
+        state) with this optimizer's settings."""
+        if not isinstance(model, Module):
+            raise TypeError(f"set_model: model must be a workbench Module, got "
+                            f"{type(model).__name__}")
+        self.model = model
+        return self
+
+    def set_criterion(self, criterion):
+        """BigDL: replace the loss, for optimizer reuse."""
+        if not isinstance(criterion, Criterion):
+            raise TypeError(f"set_criterion: criterion must be a Criterion, got "
+                            f"{type(criterion).__name__}")
+        self.criterion = criterion
+        return self
+
+    def set_traindata(self, training_set, batch_size=None):
+        """BigDL: train on another data set (of any kind the constructor takes), optionally
+        with another batch size, for optimizer reuse."""
+        if batch_size is not None:
+            self.batch_size = check_int("set_traindata", "batch_size", batch_size)
+        self._set_training_set(training_set)
+        return self
+
+    def prepare_input(self):
+        """BigDL: load the input ahead of ``optimize()``.  Nothing to do here (local arrays are
+        in memory, and Spark data is read by the training job itself); returns self."""
         return self
 
     def set_optim_method(self, optim_method):
@@ -226,6 +285,21 @@ class Optimizer:
             sync()
         return self.model
 
+    # BigDL's Scala (and older Python) camelCase spellings of the setters above
+    setValidation = set_validation
+    setCheckpoint = set_checkpoint
+    setTrainSummary = set_train_summary
+    setValSummary = set_val_summary
+    setEndWhen = set_end_when
+    setOptimMethod = set_optim_method
+    setOptimMethods = set_optim_methods
+    setModel = set_model
+    setCriterion = set_criterion
+    setTrainData = set_traindata
+    setConstantGradientClipping = set_gradclip_const
+    setGradientClippingByl2Norm = set_gradclip_l2norm
+    disableGradientClipping = disable_gradclip
+
     # ------------------------------------------------------------------ events
     def emit(self, name, event):
         for listener in list(self.listeners):
@@ -250,6 +324,12 @@ class Optimizer:
         try:
             if self._runner is not None:
                 self._runner.run()
+            elif self.cores is not None:
+                previous = backend.set_num_threads(self.cores)
+                try:
+                    self._train_local()
+                finally:
+                    backend.set_num_threads(previous)
             else:
                 self._train_local()
         except BaseException as e:
