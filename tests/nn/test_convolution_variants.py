@@ -43,7 +43,8 @@ def test_conv_takes_bigdl_positional_arguments():
     np.testing.assert_array_equal(layer.bias, b)
     assert layer.grad_weight.min() == 1 and layer.grad_bias.max() == 2
     assert layer._regularizers["weight"].l2 == 0.5 and "bias" not in layer._regularizers
-    assert SpatialConvolution(3, 4, 2, 2, with_bias=False).parameter_arrays()[0][0].shape == (4, 3, 2, 2)
+    weights = SpatialConvolution(3, 4, 2, 2, with_bias=False).parameter_arrays()[0]
+    assert weights[0].shape == (4, 3, 2, 2)
 
 
 def test_conv_regularizers_add_their_gradient():

@@ -436,3 +436,22 @@ def test_parameter_histograms_hold_the_weights_of_their_iteration(sc, tmp_path):
         assert hist[10].sum_squares == pytest.approx(float(final.ravel() @ final.ravel()),
                                                      rel=1e-6)
         assert hist[10].min == pytest.approx(float(final.min()), rel=1e-6)
+
+
+def test_per_parameter_learning_rates_equal_local_training(sc):
+    # each task updates its slice of the weights with its part of the learningrates array
+    X, y = problem()
+    size = mlp().get_parameters()[0].size
+    lrs = np.linspace(0.0, 2.0, size)
+    wds = np.linspace(0.0, 1e-2, size)
+    trained = {}
+    for kind in ("local", "spark"):
+        model = mlp()
+        data = (X, y) if kind == "local" else samples_rdd(sc, X, y, 2)
+        Optimizer(model, data, ClassNLLCriterion(), MaxIteration(8), 37,
+                  SGD(0.1, momentum=0.9, learningrates=lrs, weightdecays=wds), seed=3,
+                  progress=False).optimize()
+        trained[kind] = model
+    assert rel_err(trained["spark"], trained["local"]) <= 1e-5
+    np.testing.assert_array_equal(trained["spark"].get_parameters()[0][0],
+                                  mlp().get_parameters()[0][0])  # a zero rate: unchanged
