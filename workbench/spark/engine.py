@@ -14,7 +14,7 @@ import sys
 import time
 
 __all__ = ["get_spark", "init_engine", "stop_spark", "task_slots", "is_local",
-           "job_error_message"]
+           "job_error_message", "create_spark_conf", "get_spark_context", "init_nncontext"]
 
 # Conf for sessions that workbench starts itself (never forced on an existing session).
 DEFAULT_CONF = {
@@ -86,6 +86,52 @@ def get_spark(master=None, app_name="bigdl-workbench", conf=None, log_level="WAR
 def init_engine(master=None, app_name="bigdl-workbench", conf=None):
     """BigDL's name for :func:`get_spark` (returns the session)."""
     return get_spark(master, app_name, conf)
+
+
+def create_spark_conf():
+    """BigDL's ``create_spark_conf()``: a ``SparkConf`` holding the settings workbench starts
+    its own sessions with (Arrow on, Python worker reuse, barrier stages that fail fast), each
+    only where the conf does not set it already.  Add your own and pass it to
+    :func:`get_spark_context` / :func:`init_nncontext`."""
+    _python_env()
+    from pyspark import SparkConf
+    conf = SparkConf()
+    for key, value in DEFAULT_CONF.items():
+        conf.setIfMissing(key, value)
+    return conf
+
+
+def _settings(conf):
+    """``(master, app_name, dict)`` from a ``SparkConf``, a dict or None."""
+    if conf is None:
+        return None, None, {}
+    items = dict(conf.getAll()) if hasattr(conf, "getAll") else dict(conf)
+    return items.pop("spark.master", None), items.pop("spark.app.name", None), items
+
+
+def get_spark_context(conf=None):
+    """BigDL's ``get_spark_context(conf=None)``: the active ``SparkContext``, or a new one
+    made from ``conf`` (a ``SparkConf`` or a dict; its ``spark.master`` and
+    ``spark.app.name`` are used) as :func:`get_spark` makes sessions."""
+    master, app_name, settings = _settings(conf)
+    return get_spark(master, app_name or "bigdl-workbench", settings).sparkContext
+
+
+def init_nncontext(conf=None, spark_log_level="WARN", **_ignored):
+    """BigDL's ``init_nncontext(conf=None, spark_log_level="WARN", ...)``: the
+    ``SparkContext`` to train on.
+
+    Args:
+        conf: a ``SparkConf``, a dict of Spark settings, or a string (the application name).
+        spark_log_level: the log level set on a new context.
+
+    BigDL's other keywords (``redirect_spark_log``, ``cluster_mode``...) are accepted and do
+    nothing here: the master comes from ``conf``, ``spark-submit`` or ``local[*]``."""
+    if isinstance(conf, str):
+        conf = {"spark.app.name": conf}
+    master, app_name, settings = _settings(conf)
+    return get_spark(master, app_name or "bigdl-workbench", settings,
+                     log_level=spark_log_level).sparkContext
 
 
 def stop_spark():
