@@ -65,7 +65,8 @@ from .protocol import (Addresses, Decision, FaultInjection, Hello, Iteration, It
 __all__ = ["SparkTrainer", "StretchFailed", "TRAINER_OPTIONS"]
 
 TRAINER_OPTIONS = {
-    "features_col": "DataFrame feature column, or a list of numeric columns (default 'features')",
+    "features_col": "DataFrame feature column; a list of numeric columns (one vector); or a "
+                    "list of array/vector columns, one model input each (default 'features')",
     "label_col": "DataFrame label column (default 'label')",
     "feature_shape": "reshape every record's features to this shape",
     "gradient_compression": "None (default), 'bf16' (BigDL's 16-bit float) or 'fp16'",
