@@ -589,3 +589,33 @@ def run_all(fn, n):
     if errors:
         raise errors[0]
     assert not any(t.is_alive() for t in threads), "a rank did not finish"
+
+
+# ---------------------------------------------------------------------- multi-input models
+def two_input_problem(n=120, seed=0):
+    """``([X1, X2], y)``: 4 classes decided by both inputs (6 and 3 features)."""
+    rng = np.random.default_rng(seed)
+    X1 = rng.standard_normal((n, 6)).astype(np.float32)
+    X2 = rng.standard_normal((n, 3)).astype(np.float32)
+    y = (X1[:, 0] + X1[:, 1] > 0).astype(np.int64) + 2 * (X2[:, 0] > 0)
+    return [X1, X2], y
+
+
+def two_input_graph(seed=5):
+    """BigDL's ``Graph([in1, in2], [out])``: a branch per input, joined, then a classifier."""
+    from workbench.nn import Graph, Input, JoinTable, Linear, LogSoftMax, Tanh
+    random.set_seed(seed)
+    a, b = Input(), Input()
+    ha, hb = Tanh()(Linear(6, 8)(a)), Tanh()(Linear(3, 4)(b))
+    out = LogSoftMax()(Linear(12, 4)(JoinTable(2, 2)([ha, hb])))
+    return Graph([a, b], [out])
+
+
+def two_output_graph(seed=5):
+    """One input, two outputs: class log-probabilities ``(N, 4)`` and a regression ``(N, 1)``
+    (trained with ``ParallelCriterion``)."""
+    from workbench.nn import Graph, Input, Linear, LogSoftMax, Tanh
+    random.set_seed(seed)
+    x = Input()
+    h = Tanh()(Linear(6, 8)(x))
+    return Graph([x], [LogSoftMax()(Linear(8, 4)(h)), Linear(8, 1)(h)])

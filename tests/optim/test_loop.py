@@ -44,6 +44,39 @@ def test_gradients_of_batch_shares_add_up_to_the_whole_batch():
     np.testing.assert_allclose(grad_sum, whole_grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("size_average", [True, False])
+def test_shares_of_a_two_output_batch_add_up_with_parallel_criterion(size_average):
+    """A ParallelCriterion of means (or of sums) is split between tasks like its parts."""
+    from helpers import two_output_graph
+    from workbench.nn import ParallelCriterion
+    X = normal((12, 6), seed=1).astype(np.float32)
+    y, t = np.arange(12) % 4, normal((12, 1), seed=2).astype(np.float32)
+    criterion = ParallelCriterion().add(ClassNLLCriterion(size_average=size_average)) \
+        .add(MSECriterion(size_average=size_average), 0.5)
+    step = IterationStep(two_output_graph(), criterion)
+    whole = step.gradient(X, [y, t])
+    whole_grad = step.grads.copy()
+    parts, grad_sum = 0.0, np.zeros_like(whole_grad, dtype=np.float64)
+    for rows in (slice(0, 5), slice(5, 12)):
+        parts += step.gradient(X[rows], [y[rows], t[rows]], share=len(range(12)[rows]) / 12)
+        grad_sum += step.grads
+    assert parts == pytest.approx(whole, rel=1e-6)
+    np.testing.assert_allclose(grad_sum, whole_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_a_parallel_criterion_mixing_means_and_sums_cannot_be_split():
+    from helpers import two_output_graph
+    from workbench.nn import ParallelCriterion
+    criterion = ParallelCriterion().add(ClassNLLCriterion()) \
+        .add(MSECriterion(size_average=False))
+    step = IterationStep(two_output_graph(), criterion)
+    X, target = np.zeros((4, 6), np.float32), [np.zeros(4, np.int64), np.zeros((4, 1))]
+    assert np.isfinite(step.gradient(X, target))  # the whole batch (the local loop) is fine
+    with pytest.raises(ValueError, match="ParallelCriterion mixes criteria that average over "
+                                         "the batch and criteria that sum"):
+        step.gradient(X, target, share=0.5)
+
+
 def test_gradient_zeroes_the_previous_gradient_and_reports_the_objective():
     X = normal((6, 5), seed=2).astype(np.float32)
     y = normal((6, 3), seed=3).astype(np.float32)

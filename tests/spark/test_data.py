@@ -146,3 +146,81 @@ def test_validation_on_an_rdd_uses_distributed_evaluate(sc):
                        MaxIteration(2), [Top1Accuracy()])
     opt.optimize()
     assert 0 <= opt.state.score <= 1
+
+
+# ---------------------------------------------------------------------- several tensors
+def two_inputs(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 6)).astype(np.float32),
+            rng.standard_normal((n, 3)).astype(np.float32), np.arange(n) % 4)
+
+
+def blocks_of(ds):
+    return sorted(ds.blocks.collect(), key=lambda b: (b[0], b[1]))
+
+
+def test_samples_with_two_feature_tensors_become_table_blocks(sc):
+    X1, X2, y = two_inputs()
+    rdd = sc.parallelize([Sample.from_ndarray([a, b], t) for a, b, t in zip(X1, X2, y)], 2)
+    ds = DataSet(rdd, "training set")
+    try:
+        assert ds.n == 12 and ds.feature_shape == [(6,), (3,)]
+        blocks = blocks_of(ds)
+        X = [np.concatenate([b[2][k] for b in blocks]) for k in range(2)]
+        np.testing.assert_array_equal(X[0], X1)
+        np.testing.assert_array_equal(X[1], X2)
+        assert np.concatenate([b[3] for b in blocks]).tolist() == y.tolist()
+    finally:
+        ds.unpersist()
+    reshaped = DataSet(rdd, "training set", feature_shape=[(2, 3), None])
+    assert reshaped.feature_shape == [(2, 3), (3,)]
+    reshaped.unpersist()
+
+
+def test_samples_with_different_numbers_of_tensors_name_the_row(sc):
+    X1, X2, y = two_inputs()
+    samples = [Sample.from_ndarray([a, b], t) for a, b, t in zip(X1, X2, y)]
+    samples[4] = Sample.from_ndarray(X1[4], y[4])
+    with pytest.raises(SparkDataError, match=r"training set: row 4 of partition 0 has 1 "
+                                             r"features tensor\(s\) but the rows before it have "
+                                             "2"):
+        DataSet(sc.parallelize(samples, 1), "training set")
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_array_and_vector_columns_become_one_tensor_each(spark, nested):
+    from pyspark.ml.linalg import Vectors
+    X1, X2, y = two_inputs()
+    if nested:  # an array of arrays goes row by row, not through Arrow
+        rows = [(a.reshape(2, 3).tolist(), Vectors.dense(b.tolist()), int(t))
+                for a, b, t in zip(X1, X2, y)]
+    else:
+        rows = [(a.tolist(), Vectors.dense(b.tolist()), int(t)) for a, b, t in zip(X1, X2, y)]
+    df = spark.createDataFrame(rows, ["a", "b", "label"]).coalesce(1)
+    ds = DataSet(df, "training set", features_col=["a", "b"])
+    try:
+        assert ds.feature_shape == ([(2, 3), (3,)] if nested else [(6,), (3,)])
+        (_, _, X, labels), = blocks_of(ds)
+        np.testing.assert_allclose(X[0].reshape(12, 6), X1, rtol=1e-6)
+        np.testing.assert_allclose(X[1], X2, rtol=1e-6)
+        assert labels.tolist() == y.tolist()
+    finally:
+        ds.unpersist()
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_null_in_one_input_column_names_the_column_and_row(spark, nested):
+    value = [[0.0, 1.0]] if nested else [0.0, 1.0]
+    kind = "array<array<double>>" if nested else "array<double>"
+    rows = [(value, [1.0, 2.0, 3.0], 1)] * 4 + [(value, None, 0)]
+    df = spark.createDataFrame(rows, f"a {kind}, b array<double>, label int").coalesce(1)
+    with pytest.raises(SparkDataError, match=r"training set: row 4 of partition 0: the features "
+                                             r"column 'b' is null"):
+        DataSet(df, "training set", features_col=["a", "b"])
+
+
+def test_numeric_and_array_columns_do_not_mix(spark):
+    df = spark.createDataFrame([(1.0, [1.0, 2.0], 1)], ["x", "a", "label"])
+    with pytest.raises(SparkDataError, match=r"several feature columns must be all numeric "
+                                             r"columns .* got x: double, a: array<double>"):
+        DataSet(df, "training set", features_col=["x", "a"])

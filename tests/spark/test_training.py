@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import workbench.spark as wspark
-from helpers import assert_same_classes
+from helpers import assert_same_classes, two_input_graph, two_input_problem, two_output_graph
 from workbench import models
 from workbench.data import Sample, load_digits
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential, Tanh, random
@@ -455,3 +455,79 @@ def test_per_parameter_learning_rates_equal_local_training(sc):
     assert rel_err(trained["spark"], trained["local"]) <= 1e-5
     np.testing.assert_array_equal(trained["spark"].get_parameters()[0][0],
                                   mlp().get_parameters()[0][0])  # a zero rate: unchanged
+
+
+# ---------------------------------------------------------------------- multi-input / output
+@pytest.mark.parametrize("source", ["samples", "columns"])
+def test_two_input_graph_equals_local_training(spark, source):
+    """BigDL's ``Graph([in1, in2], [out])`` trained from an RDD of two-tensor Samples or a
+    DataFrame with an array and a vector column: the local loop's weights, validation on
+    Spark as locally."""
+    from pyspark.ml.linalg import Vectors
+    (X1, X2), y = two_input_problem(n=150)
+    local = two_input_graph()
+    opt = Optimizer(local, ([X1, X2], y), ClassNLLCriterion(), MaxIteration(12), 32,
+                    Adam(0.01), seed=7, progress=False)
+    opt.set_validation(64, ([X1, X2], y), SeveralIteration(6), [Top1Accuracy(), Loss()])
+    local_scores = Recorder()
+    opt.add_listener(local_scores).optimize()
+    kwargs = {}
+    if source == "samples":
+        data = spark.sparkContext.parallelize(
+            [Sample.from_ndarray([a, b], t) for a, b, t in zip(X1, X2, y)], 3)
+    else:
+        data = spark.createDataFrame(
+            [(a.tolist(), Vectors.dense(b.tolist()), int(t)) for a, b, t in zip(X1, X2, y)],
+            ["left", "right", "label"])  # in record order, in 2 partitions (local[2])
+        kwargs = dict(features_col=["left", "right"])
+    model = two_input_graph()
+    opt = Optimizer(model, data, ClassNLLCriterion(), MaxIteration(12), 32, Adam(0.01), seed=7,
+                    progress=False, **kwargs)
+    opt.set_validation(64, data, SeveralIteration(6), [Top1Accuracy(), Loss()])
+    scores = Recorder()
+    opt.add_listener(scores).optimize()
+    assert rel_err(model, local) <= 1e-5
+    assert [e for e in scores.events if e[0] == "validation"] == \
+        [e for e in local_scores.events if e[0] == "validation"]
+    acc = model.evaluate(data, 40, [Top1Accuracy()]) if source == "samples" else \
+        wspark.evaluate(model, data, 40, [Top1Accuracy()], features_col=["left", "right"])
+    assert acc[0].count == 150
+    assert acc[0].value == pytest.approx(
+        model.evaluate(([X1, X2], y), 40, [Top1Accuracy()])[0].value, abs=2 / 150)
+
+
+def test_distributed_predict_returns_what_the_model_outputs(sc):
+    """Two inputs → one array; two outputs (trained with ``ParallelCriterion`` from Samples
+    with two label tensors) → a list of arrays, in record order."""
+    from workbench.nn import MSECriterion, ParallelCriterion
+    from workbench.spark.predict import predict_dataset
+    (X1, X2), y = two_input_problem(n=90)
+    two_in = two_input_graph()
+    unlabeled = sc.parallelize([[a, b] for a, b in zip(X1, X2)], 3)
+    ds = wspark.DataSet(unlabeled, "prediction data", labeled=False)
+    try:
+        np.testing.assert_allclose(predict_dataset(two_in, ds, 16),
+                                   two_in.predict([X1, X2]), rtol=1e-5, atol=1e-6)
+    finally:
+        ds.unpersist()
+    t = (X1[:, 2:3] * 0.5).astype(np.float32)
+    criterion = ParallelCriterion().add(ClassNLLCriterion()).add(MSECriterion(), 0.5)
+    local = two_output_graph()
+    Optimizer(local, (X1, [y, t]), criterion, MaxIteration(8), 20, SGD(0.1), seed=2,
+              progress=False).optimize()
+    model = two_output_graph()
+    rdd = sc.parallelize([Sample.from_ndarray(x, [c, r]) for x, c, r in zip(X1, y, t)], 2)
+    Optimizer(model, rdd, criterion, MaxIteration(8), 20, SGD(0.1), seed=2,
+              progress=False).optimize()
+    assert rel_err(model, local) <= 1e-5
+    ds = wspark.DataSet(rdd, "prediction data", labeled=False)
+    try:
+        out = predict_dataset(model, ds, 16)
+    finally:
+        ds.unpersist()
+    assert isinstance(out, list) and [o.shape for o in out] == [(90, 4), (90, 1)]
+    for got, want in zip(out, model.predict(X1)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    (loss,) = model.evaluate(rdd, 32, [Loss(criterion)])
+    assert loss.count == 90 and loss.value == pytest.approx(
+        model.evaluate((X1, [y, t]), 32, [Loss(criterion)])[0].value, rel=1e-5)

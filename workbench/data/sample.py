@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn import batch
+
 __all__ = ["Sample", "samples_to_arrays"]
 
 
@@ -42,10 +44,16 @@ class Sample:
 
 
 def samples_to_arrays(samples):
-    """Stack a list of single-feature Samples into ``(X, y)`` arrays."""
+    """Stack a list of Samples into ``(X, y)``: arrays, or tables (lists of arrays, one per
+    tensor) for Samples with several feature or label tensors.
+
+    Raises:
+        ValueError: no samples, or Samples with different numbers of tensors or different
+            shapes (the message names the first Sample that differs).
+    """
     samples = list(samples)
     if not samples:
         raise ValueError("no samples given")
-    X = np.stack([np.asarray(s.feature) for s in samples])
-    y = np.stack([np.asarray(s.label) for s in samples])
+    X = batch.stack_records([s.features for s in samples], "the Samples' features")
+    y = batch.stack_records([s.labels for s in samples], "the Samples' labels")
     return X, y

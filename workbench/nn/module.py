@@ -17,7 +17,7 @@ import threading
 import numpy as np
 
 from .._config import ConfigError, Configurable, from_config
-from . import layout
+from . import batch, layout
 
 DEFAULT_DTYPE = np.float32
 
@@ -501,8 +501,9 @@ class Module(Configurable):
 
     # ------------------------------------------------------------------ inference helpers
     def predict(self, data, batch_size=256):
-        """Outputs for every row of ``data`` (an array or a list of ``Sample``), in inference
-        mode, batch by batch.  An RDD or DataFrame is predicted on Spark
+        """Outputs for every row of ``data`` (an array, a list of arrays for a multi-input model,
+        or a list of ``Sample``), in inference mode, batch by batch: an array, or a list of
+        arrays for a multi-output model.  An RDD or DataFrame is predicted on Spark
         (``workbench.distributed``)."""
         from ..distributed import engine_for
         engine = engine_for(data)
@@ -512,12 +513,12 @@ class Module(Configurable):
         was_training = self.train
         self.evaluate()
         try:
-            outs = [np.array(self.forward(x[i:i + batch_size]), copy=True)
-                    for i in range(0, len(x), batch_size)]
+            outs = [batch.copy(self.forward(batch.take(x, slice(i, i + batch_size))))
+                    for i in range(0, batch.num_rows(x), batch_size)]
         finally:
             if was_training:
                 self.training()
-        return np.concatenate(outs) if outs else np.empty((0,))
+        return batch.concat(outs) if outs else np.empty((0,))
 
     def predict_class(self, data, batch_size=256, zero_based_label=True):
         """Predicted class ids (argmax of the output; zero-based unless told otherwise)."""
@@ -561,12 +562,11 @@ def _apply_common(module, config):
 
 
 def _features(data):
-    if isinstance(data, np.ndarray):
-        return data
+    """The features of ``predict``'s in-memory data: an array, a list of arrays (one per model
+    input: a table), or a list of ``Sample`` (each with one or several feature tensors)."""
     if isinstance(data, (list, tuple)) and data and hasattr(data[0], "features"):
-        return np.stack([s.features[0] if isinstance(s.features, list) else s.features
-                         for s in data])
-    return np.asarray(data)
+        return batch.stack_records([s.features for s in data], "predict: the Samples' features")
+    return batch.as_batch(data, "predict: the features")
 
 
 def build_module(config):

@@ -97,6 +97,17 @@ def _scaled(grad, scale):
     return grad * grad.dtype.type(scale)
 
 
+def _averages(criterion):
+    """True if ``criterion``'s loss is a mean over the batch, False for a sum; for a composite
+    (``ParallelCriterion``, ``MultiCriterion``) the answer of all its parts, None if they
+    differ."""
+    parts = getattr(criterion, "criteria", None)
+    if isinstance(parts, (list, tuple)) and parts:
+        answers = {_averages(c) for c in parts}
+        return answers.pop() if len(answers) == 1 else None
+    return bool(getattr(criterion, "size_average", True))
+
+
 class IterationStep:
     """Steps 2–4 of an iteration for one model replica (see the module docstring).
 
@@ -111,7 +122,7 @@ class IterationStep:
     def __init__(self, model, criterion):
         self.model, self.criterion = model, criterion
         self.weights, self.grads = model.get_parameters()
-        self.average = getattr(criterion, "size_average", True)
+        self.average = _averages(criterion)
 
     def gradient(self, xb, yb, share=1.0):
         """Zero the gradient, run forward and backward on ``(xb, yb)``; return the objective.
@@ -128,6 +139,10 @@ class IterationStep:
             this part's objective (a float; summed over the replicas on Spark).
         """
         model, criterion = self.model, self.criterion
+        if self.average is None and share != 1.0:
+            raise ValueError(f"{type(criterion).__name__} mixes criteria that average over the "
+                             "batch and criteria that sum: its loss cannot be split between "
+                             "Spark tasks; give all its criteria the same size_average")
         self.grads.fill(0)
         scale = share if self.average else 1.0
         with batch_share(share):

@@ -20,7 +20,7 @@ from .._checks import check_int
 from .._config import check_bigdl_type
 from ..data.sample import samples_to_arrays
 from ..distributed import engine_for
-from ..nn import backend
+from ..nn import backend, batch
 from ..nn import random as nn_random
 from ..nn.criteria.criterion import Criterion
 from ..nn.module import Module
@@ -38,17 +38,20 @@ CHECKPOINT_FORMAT = "workbench-checkpoint"
 
 
 def _as_arrays(data, what):
-    """``(X, y)`` from a tuple of arrays or a list of Samples, or None if neither."""
+    """``(X, y)`` from a tuple of arrays or a list of Samples, or None if neither.  ``X`` (and
+    ``y``) may be a table: a list of arrays, one per model input (output)."""
     if isinstance(data, tuple) and len(data) == 2 and all(hasattr(a, "shape") or
                                                          isinstance(a, list) for a in data):
-        X, y = np.asarray(data[0]), np.asarray(data[1])
+        X, y = batch.as_batch(data[0], f"{what} features"), batch.as_batch(data[1],
+                                                                           f"{what} labels")
     elif isinstance(data, list) and data and hasattr(data[0], "features"):
         X, y = samples_to_arrays(data)
     else:
         return None
-    if len(X) != len(y):
-        raise ValueError(f"{what}: {len(X)} feature rows but {len(y)} labels")
-    if len(X) == 0:
+    n = batch.num_rows(X, f"{what} features")
+    if n != batch.num_rows(y, f"{what} labels"):
+        raise ValueError(f"{what}: {n} feature rows but {batch.num_rows(y)} labels")
+    if n == 0:
         raise ValueError(f"{what} is empty")
     return X, y
 
@@ -59,7 +62,10 @@ class Optimizer:
     Args:
         model: the ``Module`` to train (trained in place and returned by ``optimize``).
         training_set: ``(X, y)`` numpy arrays, a list of ``Sample``, or an RDD of Samples or
-            a DataFrame (trained on Spark).  BigDL's ``training_rdd`` keyword also works.
+            a DataFrame (trained on Spark).  For a multi-input model ``X`` is a list of arrays
+            (one per input; Samples hold several feature tensors); for a multi-output
+            criterion (``ParallelCriterion``) ``y`` may be a list of arrays too.  BigDL's
+            ``training_rdd`` keyword also works.
         criterion: the loss, e.g. ``ClassNLLCriterion()``.
         end_trigger: when to stop (default ``MaxEpoch(1)``, as in BigDL).
         batch_size: global mini-batch size (default 32).
@@ -347,9 +353,8 @@ class Optimizer:
     def _train_local(self):
         model, method, state = self.model, self.optim_method, self.state
         X, y = self._arrays
-        if X.dtype != model.dtype:
-            X = X.astype(model.dtype)
-        n = len(X)
+        X = batch.apply(X, lambda a: a if a.dtype == model.dtype else a.astype(model.dtype))
+        n = batch.num_rows(X)
         state.records_per_epoch = n
         step = IterationStep(model, self.criterion)
         model.training()
@@ -359,7 +364,7 @@ class Optimizer:
                 order = self.epoch_permutation(state.epoch, n)
             start = time.perf_counter()
             idx = order[state.records_in_epoch:state.records_in_epoch + self.batch_size]
-            xb, yb = X[idx], y[idx]
+            xb, yb = batch.take(X, idx), batch.take(y, idx)
             loss = step.gradient(xb, yb)
             bad_loss, bad_gradient = step.non_finite(loss)
             if bad_loss or bad_gradient:

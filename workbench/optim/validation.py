@@ -21,6 +21,7 @@ import numpy as np
 from .._checks import check_int
 from .._config import Configurable
 from ..distributed import engine_for
+from ..nn import batch as batches
 from ..nn.criteria.criterion import Criterion, class_labels
 from ..nn.module import Module, shape_of
 
@@ -509,34 +510,16 @@ def _records(output, target):
 
 
 # ---------------------------------------------------------------------- evaluate
-def _stack(parts):
-    """One array from a list of per-record arrays, or a list of arrays for multi-tensor
-    records (tables)."""
-    first = parts[0]
-    if isinstance(first, (list, tuple)):
-        if len(first) == 1:
-            return np.stack([np.asarray(p[0]) for p in parts])
-        return [np.stack([np.asarray(p[i]) for p in parts]) for i in range(len(first))]
-    return np.stack([np.asarray(p) for p in parts])
-
-
 def _as_xy(data):
     if isinstance(data, (list, tuple)) and data and hasattr(data[0], "features"):
-        return _stack([s.features for s in data]), _stack([s.labels for s in data])
+        return (batches.stack_records([s.features for s in data],
+                                      "evaluate: the Samples' features"),
+                batches.stack_records([s.labels for s in data], "evaluate: the Samples' labels"))
     if isinstance(data, (list, tuple)) and len(data) == 2:
-        X, y = data
-        X = [np.asarray(x) for x in X] if isinstance(X, (list, tuple)) else np.asarray(X)
-        return X, np.asarray(y) if not isinstance(y, (list, tuple)) else [np.asarray(t) for t in y]
+        return (batches.as_batch(data[0], "evaluate: the features"),
+                batches.as_batch(data[1], "evaluate: the labels"))
     raise TypeError("evaluate: data must be (X, y) arrays, a list of Samples, an RDD of "
                     f"Samples or a DataFrame, got {type(data).__name__}")
-
-
-def _length(x):
-    return len(x[0]) if isinstance(x, list) else len(x)
-
-
-def _rows(x, i, j):
-    return [t[i:j] for t in x] if isinstance(x, list) else x[i:j]
 
 
 def evaluate(model, data, batch_size=256, val_methods=None):
@@ -564,21 +547,21 @@ def evaluate(model, data, batch_size=256, val_methods=None):
         return engine.evaluate(model, data, int(batch_size), methods)
 
     X, y = _as_xy(data)
-    n = _length(X)
+    n = batches.num_rows(X, "evaluate: the features")
     if n == 0:
         raise ValueError("evaluate: the data set is empty")
-    if _length(y) != n:
-        raise ValueError(f"evaluate: {n} feature rows but {_length(y)} labels")
+    if batches.num_rows(y, "evaluate: the labels") != n:
+        raise ValueError(f"evaluate: {n} feature rows but {batches.num_rows(y)} labels")
     dtype = model.dtype
-    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.dtype != dtype:
-        X = X.astype(dtype)
+    X = batches.apply(X, lambda a: a.astype(dtype) if a.dtype.kind == "f" and a.dtype != dtype
+                    else a)
     was_training = model.is_training()
     model.evaluate()
     try:
         totals = [None] * len(methods)
         for i in range(0, n, batch_size):
-            output = model.forward(_rows(X, i, i + batch_size))
-            target = _rows(y, i, i + batch_size)
+            output = model.forward(batches.take(X, slice(i, i + batch_size)))
+            target = batches.take(y, slice(i, i + batch_size))
             for k, m in enumerate(methods):
                 r = m.batch(output, target)
                 totals[k] = r if totals[k] is None else totals[k] + r

@@ -1,7 +1,8 @@
 """Spark data → cached numpy blocks.
 
 The trainer, ``predict`` and ``evaluate`` work on a ``DataSet``: the RDD / DataFrame turned into
-numpy blocks once (``(partition, first_row, X, y)`` with at most ``BLOCK_ROWS`` rows each),
+numpy blocks once (``(partition, first_row, X, y)`` with at most ``BLOCK_ROWS`` rows each; ``X``
+and ``y`` are arrays, or tables of arrays (``workbench.nn.batch``) for several tensors),
 cached in the executors, plus per-partition counts collected by one small job.  Every record
 gets a global index: ``offset[partition] + row``, the order of the records in the RDD, so that
 a distributed run can pick exactly the records the local loop would pick.
@@ -13,6 +14,8 @@ labels that are not numbers, columns of the wrong type, an empty data set.  Erro
 from __future__ import annotations
 
 import numpy as np
+
+from ..nn import batch
 
 __all__ = ["SparkDataError", "DataSet", "is_spark_data", "BLOCK_ROWS"]
 
@@ -61,53 +64,93 @@ def _array(value, dtype):
     return arr.astype(dtype, copy=False) if dtype is not None else arr
 
 
+class Tensors(list):
+    """A record's several tensors (a table: one per model input or output), as the record
+    readers yield them; a plain list is one tensor's values."""
+
+
+def _shape_text(shape):
+    return str(tuple(shape)) if not isinstance(shape, list) else \
+        "[" + ", ".join(str(tuple(s)) for s in shape) + "]"
+
+
+def _tensor(value, dtype, shape, role, row, part, what):
+    """One tensor of a record as an array (reshaped to ``shape`` when given)."""
+    try:
+        x = _array(value, dtype)
+    except (TypeError, ValueError) as e:
+        if role.startswith("label"):
+            raise SparkDataError(f"{what}: the {role} of row {row} of partition {part} is {e}; "
+                                 "labels must be numbers or arrays of numbers") from None
+        raise SparkDataError(f"{what}: the {role} of row {row} of partition {part} are "
+                             f"{e}") from None
+    if shape is not None:
+        if x.size != int(np.prod(shape)):
+            raise SparkDataError(
+                f"{what}: row {row} of partition {part} has {x.size} values in its {role}, "
+                f"which do not fit feature_shape {tuple(shape)}")
+        x = x.reshape(shape)
+    return x
+
+
+def _record(value, dtype, shape, role, row, part, what):
+    """A record's features (or label): an array, or a list of arrays for ``Tensors``."""
+    if not isinstance(value, Tensors):
+        if isinstance(shape, list):
+            raise SparkDataError(f"{what}: row {row} of partition {part} has one {role} tensor "
+                                 f"but feature_shape gives {len(shape)} shapes")
+        return _tensor(value, dtype, shape, role, row, part, what)
+    shapes = shape if isinstance(shape, list) else [None] * len(value)
+    if len(shapes) != len(value):
+        raise SparkDataError(f"{what}: row {row} of partition {part} has {len(value)} {role} "
+                             f"tensors but feature_shape gives {len(shapes)} shapes")
+    return [_tensor(v, dtype, s, f"{role} (tensor {k})", row, part, what)
+            for k, (v, s) in enumerate(zip(value, shapes))]
+
+
+def _same_shape(x, before, role, row, part, what):
+    """The shape of a record's tensor(s), checked against the rows before it."""
+    shape = [t.shape for t in x] if isinstance(x, list) else x.shape
+    if before is None or shape == before:
+        return shape
+    if isinstance(shape, list) != isinstance(before, list) or \
+            (isinstance(shape, list) and len(shape) != len(before)):
+        count = len(shape) if isinstance(shape, list) else 1
+        was = len(before) if isinstance(before, list) else 1
+        raise SparkDataError(f"{what}: row {row} of partition {part} has {count} {role} "
+                             f"tensor(s) but the rows before it have {was}; every record needs "
+                             "the same number")
+    raise SparkDataError(f"{what}: row {row} of partition {part} has {role} of shape "
+                         f"{_shape_text(shape)} but the rows before it have "
+                         f"{_shape_text(before)}; every record needs the same shape")
+
+
 def _blocks_of(part, records, dtype, feature_shape, what):
     """Yield ``(part, start, X, y)`` blocks, or one ``(part, -1, message, None)`` on bad input.
 
-    ``records`` yields ``(features, label)``; ``label`` is ``None`` for unlabeled data."""
+    ``records`` yields ``(features, label)``; ``label`` is ``None`` for unlabeled data.  A
+    record's features (label) given as ``Tensors`` make ``X`` (``y``) a table: a list of
+    arrays, one per tensor."""
     feats, labels, start, row = [], [], 0, -1
     fshape = lshape = None
     try:
         for f, lab in records:
             row += 1
-            try:
-                x = _array(f, dtype)
-            except (TypeError, ValueError) as e:
-                raise SparkDataError(f"{what}: the features of row {row} of partition {part} "
-                                     f"are {e}") from None
-            if feature_shape is not None:
-                if x.size != int(np.prod(feature_shape)):
-                    raise SparkDataError(
-                        f"{what}: row {row} of partition {part} has {x.size} feature values, "
-                        f"which do not fit feature_shape {tuple(feature_shape)}")
-                x = x.reshape(feature_shape)
-            if fshape is None:
-                fshape = x.shape
-            elif x.shape != fshape:
-                raise SparkDataError(
-                    f"{what}: row {row} of partition {part} has features of shape {x.shape} "
-                    f"but the rows before it have {fshape}; every record needs the same shape")
+            x = _record(f, dtype, feature_shape, "features", row, part, what)
+            fshape = _same_shape(x, fshape, "features", row, part, what)
             if lab is not None:
-                try:
-                    y = _array(lab, None)
-                except (TypeError, ValueError) as e:
-                    raise SparkDataError(f"{what}: the label of row {row} of partition {part} "
-                                         f"is {e}; labels must be numbers or arrays of "
-                                         "numbers") from None
-                if lshape is None:
-                    lshape = y.shape
-                elif y.shape != lshape:
-                    raise SparkDataError(
-                        f"{what}: row {row} of partition {part} has a label of shape {y.shape} "
-                        f"but the rows before it have {lshape}")
+                y = _record(lab, None, None, "label", row, part, what)
+                lshape = _same_shape(y, lshape, "a label", row, part, what)
                 labels.append(y)
             feats.append(x)
             if len(feats) == BLOCK_ROWS:
-                yield part, start, np.stack(feats), np.stack(labels) if labels else None
+                yield part, start, batch.stack_records(feats), \
+                    batch.stack_records(labels) if labels else None
                 start += len(feats)
                 feats, labels = [], []
         if feats:
-            yield part, start, np.stack(feats), np.stack(labels) if labels else None
+            yield part, start, batch.stack_records(feats), \
+                batch.stack_records(labels) if labels else None
     except SparkDataError as e:
         msg = str(e)
         if not msg.startswith(what):
@@ -123,11 +166,18 @@ def _meta(part, blocks):
     for _, start, X, y in blocks:
         if start < 0:
             return [(part, -1, X, None, None, None, None)]
-        count += len(X)
-        fshape, fdtype = X.shape[1:], str(X.dtype)
+        count += batch.num_rows(X)
+        fshape, fdtype = batch.record_shape(X), batch.apply(X, lambda a: str(a.dtype))
         if y is not None:
-            lshape, ldtype = y.shape[1:], str(y.dtype)
+            lshape, ldtype = batch.record_shape(y), batch.apply(y, lambda a: str(a.dtype))
     return [(part, count, None, fshape, fdtype, lshape, ldtype)]
+
+
+def _tensors(value):
+    """A Sample's features or labels: one tensor as it is, several as ``Tensors``."""
+    if isinstance(value, (list, tuple)) and value and hasattr(value[0], "shape"):
+        return value[0] if len(value) == 1 else Tensors(value)
+    return value
 
 
 def _sample_records(it, labeled):
@@ -140,28 +190,20 @@ def _sample_records(it, labeled):
             f, lab = s, None
         else:
             raise SparkDataError(f"expected Sample records, got {type(s).__name__}")
-        if isinstance(f, (list, tuple)) and f and hasattr(f[0], "shape"):
-            if len(f) != 1:
-                raise SparkDataError(f"Samples with {len(f)} feature tensors are not supported "
-                                     "on Spark yet (one feature tensor per Sample)")
-            f = f[0]
-        if isinstance(lab, (list, tuple)) and lab and hasattr(lab[0], "shape"):
-            if len(lab) != 1:
-                raise SparkDataError(f"Samples with {len(lab)} label tensors are not supported "
-                                     "on Spark yet (one label tensor per Sample)")
-            lab = lab[0]
-        yield f, (lab if labeled else None)
+        yield _tensors(f), (_tensors(lab) if labeled else None)
 
 
-def _row_records(it, n_features, multi, labeled):
+def _row_records(it, features, tensors, labeled):
+    """``(features, label)`` of DataFrame rows: one column's value; several numeric columns'
+    values (one vector); or with ``tensors`` one tensor per column (``Tensors``)."""
+    n = len(features)
     for row in it:
-        if multi:
-            f = [row[i] for i in range(n_features)]
-        else:
-            f = row[0]
-        if f is None or (multi and any(v is None for v in f)):
-            raise SparkDataError("a feature value is null")
-        lab = row[n_features] if labeled else None
+        values = [row[i] for i in range(n)]
+        for c, v in zip(features, values):
+            if v is None:
+                raise SparkDataError(f"the features column {c!r} is null")
+        f = values[0] if n == 1 else Tensors(values) if tensors else values
+        lab = row[n] if labeled else None
         if labeled and lab is None:
             raise SparkDataError("a label is null")
         yield f, lab
@@ -202,7 +244,18 @@ def _arrow_values(column, name, dtype, start, part, what):
     return out
 
 
-def _arrow_partition(batches, features, label, dtype, feature_shape, what):
+def _reshaped(X, shape, role, start, part, what):
+    """A column block ``X`` with each record reshaped to ``shape`` (None: as it is)."""
+    if shape is None:
+        return X
+    if X[0].size != int(np.prod(shape)):
+        raise SparkDataError(
+            f"{what}: row {start} of partition {part} has {X[0].size} {role} values, which do "
+            f"not fit feature_shape {tuple(shape)}")
+    return X.reshape((len(X),) + tuple(shape))
+
+
+def _arrow_partition(batches, features, tensors, label, dtype, feature_shape, what):
     import pickle
 
     import pyarrow as pa
@@ -211,26 +264,24 @@ def _arrow_partition(batches, features, label, dtype, feature_shape, what):
     schema = pa.schema([("part", pa.int32()), ("start", pa.int64()), ("X", pa.binary()),
                         ("y", pa.binary()), ("error", pa.string())])
     start = 0
-    for batch in batches:
-        n = batch.num_rows
+    for frame in batches:
+        n = frame.num_rows
         if n == 0:
             continue
         try:
-            if len(features) == 1:
-                X = _arrow_values(batch.column(0), f"the features column {features[0]!r}",
-                                  dtype, start, part, what)
-            else:
-                X = np.stack([_arrow_values(batch.column(i), f"column {c!r}", dtype, start,
-                                            part, what) for i, c in enumerate(features)], axis=1)
-            if feature_shape is not None:
-                if X[0].size != int(np.prod(feature_shape)):
-                    raise SparkDataError(
-                        f"{what}: row {start} of partition {part} has {X[0].size} feature "
-                        f"values, which do not fit feature_shape {tuple(feature_shape)}")
-                X = X.reshape((n,) + tuple(feature_shape))
+            columns = [_arrow_values(frame.column(i), f"the features column {c!r}", dtype,
+                                     start, part, what) for i, c in enumerate(features)]
+            if not tensors:  # one column, or several numeric columns: one vector
+                X = _reshaped(columns[0] if len(columns) == 1 else np.stack(columns, axis=1),
+                              feature_shape, "feature", start, part, what)
+            else:  # one tensor per column
+                shapes = feature_shape if isinstance(feature_shape, list) else \
+                    [None] * len(columns)
+                X = [_reshaped(c, s, f"column {name!r}", start, part, what)
+                     for c, s, name in zip(columns, shapes, features)]
             y = None
             if label is not None:
-                y = _arrow_values(batch.column(len(features)), "a label", None, start, part,
+                y = _arrow_values(frame.column(len(features)), "a label", None, start, part,
                                   what)
             row = (pickle.dumps(X, protocol=5), pickle.dumps(y, protocol=5), None)
         except SparkDataError as e:
@@ -254,6 +305,7 @@ def _unpack(row):
 def _arrow_blocks(df, features, kinds, label, dtype, feature_shape, what):
     """A DataFrame as blocks through Arrow (``mapInArrow``): whole column batches become numpy
     arrays, no Python object per row.  Vector columns are turned into arrays first."""
+    tensors = len(features) > 1 and "number" not in kinds
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
     cols = [vector_to_array(F.col(c)).alias(c) if k == "vector" else F.col(c)
@@ -263,8 +315,8 @@ def _arrow_blocks(df, features, kinds, label, dtype, feature_shape, what):
     frame = df.select(*cols)
     schema = "part int, start long, X binary, y binary, error string"
     packed = frame.mapInArrow(
-        lambda batches: _arrow_partition(batches, features, label, dtype, feature_shape, what),
-        schema)
+        lambda batches: _arrow_partition(batches, features, tensors, label, dtype,
+                                         feature_shape, what), schema)
     return packed.rdd.map(_unpack)
 
 
@@ -296,14 +348,25 @@ def _check_columns(df, features, label, what):
                              "vector")
 
     kinds = [kind(c, "features") for c in features]
-    if len(features) > 1 and any(k != "number" for k in kinds):
-        raise SparkDataError(f"{what}: several feature columns must all be numeric columns, got "
-                             + ", ".join(f"{c}: {fields[c].simpleString()}"
-                                         for c in features))
+    if len(features) > 1 and "number" in kinds and len(set(kinds)) > 1:
+        raise SparkDataError(
+            f"{what}: several feature columns must be all numeric columns (one vector) or all "
+            "array/vector columns (one model input each), got "
+            + ", ".join(f"{c}: {fields[c].simpleString()}" for c in features))
     label_kind = kind(label, "label") if label is not None else None
     nested = any(isinstance(fields[c], ArrayType) and isinstance(fields[c].elementType, ArrayType)
                  for c in features + ([label] if label is not None else []))
     return kinds, label_kind, nested
+
+
+def _feature_shape(shape, what):
+    """``feature_shape`` as a tuple of ints, or for several tensors a list with a tuple (or
+    None: keep the tensor's shape) per tensor."""
+    if not shape:
+        return None
+    if any(d is None or isinstance(d, (list, tuple)) for d in shape):
+        return [None if d is None else tuple(int(k) for k in d) for d in shape]
+    return tuple(int(d) for d in shape)
 
 
 class DataSet:
@@ -313,10 +376,13 @@ class DataSet:
         data: an RDD of ``Sample`` (or of ``(features, label)`` pairs; of feature arrays when
             unlabeled) or a DataFrame.
         what: how to name the data in messages (``"training set"``).
-        features_col: DataFrame feature column(s): one array/vector column, or a list of
-            numeric columns (default ``"features"``).
+        features_col: DataFrame feature column(s) (default ``"features"``): one
+            array/vector column; a list of numeric columns (stacked into one vector); or a list
+            of array/vector columns, one tensor each (``X`` is then a table, for a multi-input
+            model).  An RDD's Samples with several feature (label) tensors make tables too.
         label_col: DataFrame label column (default ``"label"``); None for unlabeled data.
-        feature_shape: reshape each record's features (e.g. ``(1, 28, 28)``).
+        feature_shape: reshape each record's features (e.g. ``(1, 28, 28)``); for several
+            tensors a list with one shape (or None) per tensor.
         dtype: float dtype of the feature blocks (the model's).
     """
 
@@ -325,7 +391,7 @@ class DataSet:
         self.what = what
         self.source = data
         dtype = np.dtype(dtype)
-        feature_shape = tuple(int(d) for d in feature_shape) if feature_shape else None
+        feature_shape = _feature_shape(feature_shape, what)
         if _is_df(data):
             features = [features_col] if isinstance(features_col, str) else list(features_col)
             if not features:
@@ -338,9 +404,9 @@ class DataSet:
                                             what).cache()
             else:  # nested arrays (or no pyarrow): row by row
                 cols = features + ([label] if label is not None else [])
-                multi, nf = len(features) > 1, len(features)
+                tensors = len(features) > 1 and "number" not in kinds
                 self.blocks = data.select(*cols).rdd.mapPartitionsWithIndex(
-                    lambda part, it: _blocks_of(part, _row_records(it, nf, multi,
+                    lambda part, it: _blocks_of(part, _row_records(it, features, tensors,
                                                                    label is not None),
                                                 dtype, feature_shape, what)).cache()
         else:
@@ -379,7 +445,7 @@ class DataSet:
                 raise SparkDataError(f"{what}: partition {m[0]} has labels of shape "
                                      f"{tuple(m[5])} but partition {first[0]} has "
                                      f"{tuple(first[5])}")
-        self.feature_shape, self.label_shape = tuple(first[3]), first[5]
+        self.feature_shape, self.label_shape = first[3], first[5]
         self.label_dtype = first[6]
         self.empty_partitions = [m[0] for m in meta if m[1] == 0]
 

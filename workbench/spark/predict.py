@@ -18,6 +18,7 @@ import pickle
 import numpy as np
 
 from .._checks import check_int
+from ..nn import batch
 from ..nn.module import Module
 from .data import DataSet
 
@@ -35,9 +36,9 @@ def _predict_partition(payload, batch_size, it):
     for part, start, X, _ in it:
         if model is None:
             model = _run_model(payload, batch_size)
-        outs = [np.array(model.forward(X[i:i + batch_size]), copy=True)
-                for i in range(0, len(X), batch_size)]
-        yield part, start, np.concatenate(outs)
+        outs = [batch.copy(model.forward(batch.take(X, slice(i, i + batch_size))))
+                for i in range(0, batch.num_rows(X), batch_size)]
+        yield part, start, batch.concat(outs)
 
 
 def _evaluate_partition(payload, batch_size, methods, it):
@@ -45,9 +46,10 @@ def _evaluate_partition(payload, batch_size, methods, it):
     for _, _, X, y in it:
         if model is None:
             model = _run_model(payload, batch_size)
-        for i in range(0, len(X), batch_size):
-            output = model.forward(X[i:i + batch_size])
-            target = y[i:i + batch_size]
+        for i in range(0, batch.num_rows(X), batch_size):
+            rows = slice(i, i + batch_size)
+            output = model.forward(batch.take(X, rows))
+            target = batch.take(y, rows)
             for k, m in enumerate(methods):
                 r = m.batch(output, target)
                 totals[k] = r if totals[k] is None else totals[k] + r
@@ -67,7 +69,7 @@ def predict_dataset(model, dataset, batch_size=256):
     finally:
         payload.destroy()
     parts.sort(key=lambda p: (p[0], p[1]))
-    return np.concatenate([p[2] for p in parts])
+    return batch.concat([p[2] for p in parts])  # a list of arrays for a multi-output model
 
 
 def evaluate_dataset(model, dataset, batch_size, methods):

@@ -77,7 +77,8 @@ class StretchPlan:
         timeout: seconds a task waits for a peer or the driver.
         records: records in the training set (``n``).
         offsets: global index of each partition's first record.
-        feature_shape: one record's feature shape (for a task that holds no records).
+        feature_shape: one record's feature shape (for a task that holds no records); a list
+            of shapes for several feature tensors.
         batch_size: the global mini-batch size.
         seed: the run's seed (epoch orders, per-iteration dropout seeds).
         compression: gradient compression of the reduce-scatter (None, "bf16", "fp16").
@@ -95,7 +96,7 @@ class StretchPlan:
     timeout: float
     records: int
     offsets: list
-    feature_shape: tuple
+    feature_shape: tuple | list
     batch_size: int
     seed: int
     compression: str | None

@@ -50,6 +50,7 @@ import warnings
 import numpy as np
 
 from .._checks import check_int
+from ..nn import batch
 from ..nn import random as nn_random
 from ..optim.events import IterationEvent, TrainingState
 from ..optim.loop import Divergence, IterationStep, TrainingError, epoch_permutation
@@ -64,7 +65,8 @@ from .protocol import (Addresses, Decision, FaultInjection, Hello, Iteration, It
 __all__ = ["SparkTrainer", "StretchFailed", "TRAINER_OPTIONS"]
 
 TRAINER_OPTIONS = {
-    "features_col": "DataFrame feature column, or a list of numeric columns (default 'features')",
+    "features_col": "DataFrame feature column; a list of numeric columns (one vector); or a "
+                    "list of array/vector columns, one model input each (default 'features')",
     "label_col": "DataFrame label column (default 'label')",
     "feature_shape": "reshape every record's features to this shape",
     "gradient_compression": "None (default), 'bf16' (BigDL's 16-bit float) or 'fp16'",
@@ -134,12 +136,13 @@ class _TaskRecords:
     """The records one task holds, concatenated, and the global index ranges they cover.
 
     Attributes:
-        X, Y: features and labels, one row per record.
+        X, Y: features and labels, one row per record (arrays, or tables of arrays:
+            ``workbench.nn.batch``).
         starts, ends: the global index range ``[start, end)`` of each block.
         local: the row of ``X`` where each block begins.
     """
-    X: np.ndarray
-    Y: np.ndarray
+    X: np.ndarray | list
+    Y: np.ndarray | list
     starts: np.ndarray
     ends: np.ndarray
     local: np.ndarray
@@ -152,25 +155,24 @@ class _TaskRecords:
         row = 0
         for part, start, X, y in blocks:
             g0 = int(offsets[part]) + int(start)
+            rows = batch.num_rows(X)
             starts.append(g0)
-            ends.append(g0 + len(X))
+            ends.append(g0 + rows)
             local.append(row)
-            row += len(X)
+            row += rows
             xs.append(X)
             ys.append(y)
         if xs:
-            X = xs[0] if len(xs) == 1 else np.concatenate(xs)
-            y = ys[0] if len(ys) == 1 else np.concatenate(ys)
-        else:
-            X = np.empty((0,) + tuple(feature_shape), dtype=dtype)
+            X, y = batch.concat(xs), batch.concat(ys)
+        else:  # a task without records computes nothing: only the shapes matter
+            X = batch.empty(feature_shape, dtype)
             y = np.empty((0,), dtype=np.int64)
-        if X.dtype != dtype:
-            X = X.astype(dtype)
+        X = batch.apply(X, lambda a: a if a.dtype == dtype else a.astype(dtype))
         return cls(X, y, np.array(starts, np.int64), np.array(ends, np.int64),
                    np.array(local, np.int64))
 
     def __len__(self):
-        return len(self.X)
+        return batch.num_rows(self.X)
 
     def rows(self, idx):
         """Rows of ``X`` that hold the global indices ``idx`` (in ``idx`` order)."""
@@ -415,7 +417,8 @@ class _Replica:
             rows, b, nominal = batches.rows(state.records_in_epoch)
             header = IterationHeader()
             if len(rows):
-                header.loss = step.gradient(records.X[rows], records.Y[rows],
+                header.loss = step.gradient(batch.take(records.X, rows),
+                                            batch.take(records.Y, rows),
                                             share=len(rows) / max(b, 1))
                 bad_loss, bad_gradient = step.non_finite(header.loss)
                 header.records = len(rows)
@@ -762,7 +765,7 @@ class SparkTrainer:
         plan = StretchPlan(
             token=token, tasks=n_tasks, driver=(driver_host, server.getsockname()[1]),
             local=local, timeout=self.timeout, records=data.n, offsets=list(data.offsets),
-            feature_shape=tuple(data.feature_shape), batch_size=opt.batch_size, seed=opt.seed,
+            feature_shape=data.feature_shape, batch_size=opt.batch_size, seed=opt.seed,
             compression=self.compression, start=dataclasses.replace(state), fault=fault,
             replica_buffers=(self.replica_buffers if self.replica_buffers is not None
                              and len(self.replica_buffers) == n_tasks else None),
