@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -295,7 +296,9 @@ def _make_udf(shipped, model, output, batch_size, shapes, names, engine=None):
         def score(batches):
             for item in batches:
                 yield _to_arrow(_score(spec, _arrow_args(item)), output)
-        return arrow_udf(score, rtype, PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF)
+        with warnings.catch_warnings():  # "prefer type hints": ours takes any number of columns
+            warnings.simplefilter("ignore", UserWarning)
+            return arrow_udf(score, rtype, PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF)
 
     import pandas as pd
     from pyspark.sql.functions import PandasUDFType, pandas_udf
