@@ -521,13 +521,14 @@ def _apply_common(module, config):
         module.evaluate()
 
 
-def auto_batch_size(batch_size, row_elements=None):
+def auto_batch_size(batch_size, row_elements=None, owner="predict"):
     """The batch size to run: ``batch_size`` if positive, else (None, or BigDL's ``-1`` and any
     non-positive value: "choose for me") about a million values per batch, between 1 and 1024
-    records (``row_elements`` values per record; 256 records when unknown)."""
+    records (``row_elements`` values per record; 256 records when unknown).  Anything but an
+    int or None raises ``ValueError`` naming ``owner``."""
     if batch_size is None:
         batch_size = 0
-    batch_size = check_int("predict", "batch_size", batch_size, minimum=None)
+    batch_size = check_int(owner, "batch_size", batch_size, minimum=None)
     if batch_size > 0:
         return batch_size
     if not row_elements:

@@ -546,7 +546,7 @@ def evaluate(model, data, batch_size=256, val_methods=None):
     """
     if not isinstance(model, Module):
         raise TypeError(f"evaluate: model must be a workbench Module, got {type(model).__name__}")
-    auto_batch_size(batch_size)  # an int or None
+    auto_batch_size(batch_size, owner="evaluate")  # an int or None
     methods = [Top1Accuracy()] if val_methods is None else val_methods
     methods = list(methods) if isinstance(methods, (list, tuple)) else [methods]
     bad = [m for m in methods if not isinstance(m, ValidationMethod)]
@@ -560,7 +560,7 @@ def evaluate(model, data, batch_size=256, val_methods=None):
     X, y = _as_xy(data)
     n = _length(X)
     first = X[0] if isinstance(X, list) else X
-    batch_size = auto_batch_size(batch_size, int(np.prod(np.shape(first)[1:])))
+    batch_size = auto_batch_size(batch_size, int(np.prod(np.shape(first)[1:])), "evaluate")
     if n == 0:
         raise ValueError("evaluate: the data set is empty")
     if _length(y) != n:

@@ -92,7 +92,7 @@ def evaluate_dataset(model, dataset, batch_size, methods):
 def _check(model, batch_size, what):
     if not isinstance(model, Module):
         raise TypeError(f"{what}: model must be a workbench Module, got {type(model).__name__}")
-    auto_batch_size(batch_size)  # an int or None; non-positive means "choose for me"
+    auto_batch_size(batch_size, owner=what)  # an int or None; non-positive: "choose for me"
 
 
 # ---------------------------------------------------------------------- RDD in, RDD out

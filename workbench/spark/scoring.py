@@ -334,7 +334,7 @@ def column(model, output="outputs", batch_size=None, feature_shape=None):
     """
     _check_model(model, output, "column")
     shapes = _shapes(feature_shape, "column")
-    auto_batch_size(batch_size)  # checks the type now, on the driver
+    auto_batch_size(batch_size, owner="column")  # checks the type now, on the driver
     shipped = _ship(model)
 
     def score(*cols):
@@ -356,7 +356,7 @@ def register(spark, name, model, output="class", batch_size=None, feature_shape=
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"register: name must be an identifier, got {name!r}")
     shapes = _shapes(feature_shape, "register")
-    auto_batch_size(batch_size)
+    auto_batch_size(batch_size, owner="register")
     shipped = _ship(model)
     udf = _make_udf(shipped, model, output, batch_size, shapes,
                     [f"the argument of SQL function {name}()"])
@@ -438,6 +438,7 @@ def transform(df, model, features_col="features", prediction_col="prediction", *
         raise SparkDataError(f"{what}: features_col names no column")
     if not isinstance(prediction_col, str) or not prediction_col:
         raise ValueError(f"{what}: prediction_col must be a column name, got {prediction_col!r}")
+    auto_batch_size(batch_size, owner=what)
     _check_frame(df, features, prediction_col, what)
     score = column(model, output, batch_size, feature_shape)
     return df.withColumn(prediction_col, score(*features))
