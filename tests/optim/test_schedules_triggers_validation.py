@@ -310,8 +310,10 @@ def test_evaluate_on_a_tiny_model():
 def test_evaluate_rejects_bad_input():
     model = tiny_model()
     X, y = tiny_data()
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
-        evaluate(model, (X, y), 0)
+    with pytest.raises(ValueError, match="evaluate: batch_size must be an int, got 2.5"):
+        evaluate(model, (X, y), 2.5)
+    # 0 and -1 (BigDL's default) choose the batch size: every row is counted
+    assert evaluate(model, (X, y), -1)[0].count == evaluate(model, (X, y), 0)[0].count == 7
     with pytest.raises(ValueError, match="7 feature rows but 6 labels"):
         evaluate(model, (X, y[:6]))
     with pytest.raises(TypeError, match="data must be"):

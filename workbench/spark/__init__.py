@@ -7,6 +7,11 @@
     opt.set_validation(256, val_df, EveryEpoch(), [Top1Accuracy()])
     model = opt.optimize()                      # synchronous data-parallel SGD on Spark
     model.evaluate(test_df, 256, [Top1Accuracy()])
+    scored = model.predict_class(test_df)       # test_df + a "prediction" column (0-based)
+
+    from workbench.spark.scoring import register, transform
+    transform(df, model, "features")            # + "prediction": the outputs, batch or stream
+    classify = register(spark, "classify", model)   # SELECT classify(features) FROM t
 
 ``Optimizer``, ``model.predict`` and ``model.evaluate`` hand an RDD of ``Sample`` or a
 DataFrame to this package by its type (``workbench.distributed``); nothing needs importing
