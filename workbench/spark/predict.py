@@ -109,7 +109,7 @@ def _record_inputs(record, dtype):
 
 
 def _predict_records(spec, part, records):
-    """Score one RDD partition: one output per record, in order, pending by pending."""
+    """Score one RDD partition: one output per record, in order, batch by batch."""
     token, payload, batch_size, shapes, dtype, output = spec
     model, pending, row = None, [], -1
 
