@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import assert_same_classes
 from workbench.data import load_digits
 from workbench.io import load_model
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, ReLU, Sequential, random
@@ -248,3 +249,50 @@ def test_a_batch_dataframe_error_names_the_column(spark):
     with pytest.raises(StreamingDataError, match=r"'features' has 64 values per row, which do "
                                                  r"not fit feature_shape \(1, 28, 28\)"):
         micro_batch_arrays(df, feature_shape=(1, 28, 28))
+
+
+# ---------------------------------------------------------------------- scoring a stream
+def memory_sink(frame, tmp_path, name):
+    query = frame.writeStream.format("memory").queryName(name).trigger(availableNow=True) \
+        .option("checkpointLocation", str(tmp_path / name)).start()
+    assert query.awaitTermination(120) and query.exception() is None
+    return query
+
+
+def test_a_scored_file_stream_matches_batch_scoring(spark, source, digits, tmp_path):
+    from workbench.spark.scoring import transform
+    X, y, _, _ = digits
+    model = mlp()
+    run(trainer_for(model, end_trigger=MaxEpoch(2)), spark, source, str(tmp_path / "train"))
+    stream = stream_of(spark, source)
+    scored = transform(stream, model, output="outputs")
+    scored = transform(scored, model, prediction_col="class", output="class")
+    memory_sink(scored, tmp_path, "scored_digits")
+    rows = spark.table("scored_digits").toPandas()
+    assert len(rows) == FILES * ROWS
+    # batch scoring of the same files, and the in-process model on the same arrays
+    batch = transform(spark.read.schema(SCHEMA).parquet(source), model,
+                      prediction_col="class", output="class").toPandas()
+    order, batch_order = np.lexsort(np.stack(rows["features"]).T), \
+        np.lexsort(np.stack(batch["features"]).T)
+    np.testing.assert_array_equal(rows["class"].to_numpy()[order],
+                                  batch["class"].to_numpy()[batch_order])
+    features = np.stack(rows["features"]).astype(np.float32)
+    expected = model.predict(features)
+    np.testing.assert_allclose(np.stack(rows["prediction"]), expected, rtol=1e-5, atol=1e-5)
+    assert_same_classes(rows["class"].to_numpy().astype(int), expected)
+
+
+def test_a_scored_rate_stream_matches_in_process_prediction(spark, tmp_path):
+    from pyspark.sql import functions as F
+
+    from workbench.spark.scoring import transform
+    model = mlp()
+    stream = spark.readStream.format("rate-micro-batch").option("rowsPerBatch", 20).load()
+    stream = stream.select("value", F.array(*[F.sin(F.col("value") * (i + 1)).cast("float")
+                                              for i in range(64)]).alias("features"))
+    memory_sink(transform(stream, model, output="class"), tmp_path, "scored_rate")
+    rows = spark.table("scored_rate").toPandas().sort_values("value")
+    assert list(rows["value"]) == list(range(20))
+    features = np.sin(np.outer(np.arange(20), np.arange(1, 65))).astype(np.float32)
+    assert_same_classes(rows["prediction"].to_numpy().astype(int), model.predict(features))
