@@ -70,7 +70,7 @@ from ..nn import random as nn_random
 from ..nn.criteria.criterion import Criterion
 from ..nn.module import Module
 from ..optim.events import CheckpointEvent, FinishedEvent, Listener, TrainingState
-from ..optim.methods import SGD, as_optim_method
+from ..optim.methods import SGD, ConstantClipping, L2NormClipping, as_optim_method
 from ..optim.optimizer import Optimizer, load_checkpoint
 from ..optim.triggers import MaxEpoch, TriggerOr
 from .data import SparkDataError
@@ -294,6 +294,7 @@ class StreamingTrainer:
             from ..optim.progress import ConsoleProgress
             self.listeners.append(ConsoleProgress())
         self.validation = None
+        self.gradclip = []
         self.state = TrainingState()
         self.last_batch_id = -1
         self.batches_trained = 0
@@ -313,6 +314,22 @@ class StreamingTrainer:
         if val_set is None:
             raise ValueError("set_validation: no validation set given")
         self.validation = (batch_size, val_set, trigger, val_method)
+        return self
+
+    def set_gradclip_const(self, min_value, max_value):
+        """Clip every gradient value into ``[min_value, max_value]`` (as ``Optimizer``)."""
+        self.gradclip = [c for c in self.gradclip if not isinstance(c, ConstantClipping)]
+        self.gradclip.append(ConstantClipping(min_value, max_value))
+        return self
+
+    def set_gradclip_l2norm(self, clip_norm):
+        """Scale the gradient down to global L2 norm ``clip_norm`` (as ``Optimizer``)."""
+        self.gradclip = [c for c in self.gradclip if not isinstance(c, L2NormClipping)]
+        self.gradclip.append(L2NormClipping(clip_norm))
+        return self
+
+    def disable_gradclip(self):
+        self.gradclip = []
         return self
 
     def set_train_summary(self, summary):
@@ -442,15 +459,15 @@ class StreamingTrainer:
         Skips a ``batch_id`` already trained (a re-delivery after a restart), trains
         ``passes`` passes from the current weights and optimizer state, saves the resumable
         state, and stops the query if ``stop()`` was called or ``end_trigger`` fired."""
-        with self._lock:
-            self._resume()
-            batch_id = int(batch_id)
-            if batch_id <= self.last_batch_id:
-                self.skipped_batches.append(batch_id)
-                return
-        self._begin()
+        batch_id = int(batch_id)
         what = f"micro-batch {batch_id}"
         try:
+            with self._lock:
+                self._resume()
+                if batch_id <= self.last_batch_id:
+                    self.skipped_batches.append(batch_id)
+                    return
+            self._begin()
             with self._lock:
                 opt = self._train(batch_df, batch_id, what)
                 if opt is not None:
@@ -487,6 +504,7 @@ class StreamingTrainer:
         opt = Optimizer(self.model, data, self.criterion, end, self.batch_size, self.optim_method,
                         seed=self.seed, progress=False, **options)
         opt.state = state
+        opt.gradclip = list(self.gradclip)
         opt.add_listener(_Relay(self))
         if self.validation is not None:
             opt.set_validation(*self.validation)
