@@ -246,6 +246,15 @@ def test_a_batch_dataframe_error_names_the_column(spark):
     df = spark.createDataFrame([([0.0] * 64, 1)], SCHEMA)
     X, y = micro_batch_arrays(df, feature_shape=(1, 8, 8))
     assert X.shape == (1, 1, 8, 8) and X.dtype == np.float32 and list(y) == [1]
+    from pyspark.ml.linalg import Vectors
+    vectors = spark.createDataFrame([(Vectors.dense([1.0, 2.0]), 0.0, 3, 4.5)],
+                                    ["v", "label", "a", "b"])
+    X, y = micro_batch_arrays(vectors, "v")
+    assert X.tolist() == [[1.0, 2.0]] and y.tolist() == [0.0]
+    X, _ = micro_batch_arrays(vectors, ["a", "b"])
+    assert X.tolist() == [[3.0, 4.5]]
+    with pytest.raises(StreamingDataError, match="several feature columns must all be numeric"):
+        micro_batch_arrays(vectors, ["v", "a"])
     with pytest.raises(StreamingDataError, match=r"'features' has 64 values per row, which do "
                                                  r"not fit feature_shape \(1, 28, 28\)"):
         micro_batch_arrays(df, feature_shape=(1, 28, 28))
