@@ -218,6 +218,8 @@ def test_bad_arguments_are_named():
         StreamingTrainer(mlp(), ClassNLLCriterion(), engine="gpu")
     with pytest.raises(TypeError, match="criterion must be a Criterion"):
         StreamingTrainer(mlp(), "nll")
+    with pytest.raises(ValueError, match="passes must be a positive int"):
+        StreamingTrainer(mlp(), ClassNLLCriterion(), passes=0)
     with pytest.raises(TypeError, match="need engine='spark'"):
         StreamingTrainer(mlp(), ClassNLLCriterion(), num_tasks=2)
 

@@ -67,7 +67,7 @@ import warnings
 import numpy as np
 
 from .._files import atomic_file
-from .._checks import check_int
+from .._checks import check_int, positive_int
 from ..nn import random as nn_random
 from ..nn.criteria.criterion import Criterion
 from ..nn.module import Module
@@ -259,6 +259,7 @@ class StreamingTrainer:
         state: the ``TrainingState`` (counters across the micro-batches).
         last_batch_id: the id of the last micro-batch trained (-1 before the first).
         batches_trained: micro-batches trained by this trainer (skipped repeats not counted).
+        skipped_batches: batch ids delivered again and skipped (already trained).
         query: the ``StreamingQuery`` of ``start`` (None before).
     """
 
@@ -269,8 +270,7 @@ class StreamingTrainer:
         if engine not in _ENGINES:
             raise ValueError(f"StreamingTrainer: engine must be one of {_ENGINES}, got "
                              f"{engine!r}")
-        if int(passes) < 1:
-            raise ValueError(f"StreamingTrainer: passes must be a positive int, got {passes!r}")
+        passes = positive_int("StreamingTrainer", "passes", passes)
         if distributed and engine != "spark":
             raise TypeError(f"StreamingTrainer: unexpected arguments {sorted(distributed)} "
                             "(Spark trainer options need engine='spark')")
