@@ -23,9 +23,10 @@ from .data import DataSet, SparkDataError, is_spark_data
 from .engine import (create_spark_conf, get_spark, get_spark_context, init_engine,
                      init_nncontext, stop_spark, task_slots)
 from .predict import evaluate, predict, predict_class
+from .streaming import StreamingDataError, StreamingTrainer
 from .trainer import TRAINER_OPTIONS, SparkTrainer
 
 __all__ = ["get_spark", "init_engine", "create_spark_conf", "get_spark_context", "init_nncontext",
            "stop_spark", "task_slots", "DataSet", "SparkDataError",
            "SparkTrainer", "TRAINER_OPTIONS", "predict", "predict_class", "evaluate", "Ring",
-           "is_spark_data"]
+           "is_spark_data", "StreamingTrainer", "StreamingDataError"]
