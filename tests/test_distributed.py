@@ -63,7 +63,7 @@ def test_an_rdd_trains_predicts_and_evaluates_without_importing_workbench_spark(
         trained = Optimizer(model, rdd, ClassNLLCriterion(), MaxIteration(3), 16, SGD(0.1),
                             progress=False).optimize()
         assert trained is model
-        assert model.predict(rdd, 16).shape == (64, 2)
+        assert np.stack(model.predict(rdd, 16).collect()).shape == (64, 2)
         (acc,) = model.evaluate(rdd, 16, [Top1Accuracy()])
         assert acc.name == "Top1Accuracy" and 0 <= acc.value <= 1
         assert "workbench.spark" in sys.modules

@@ -20,8 +20,13 @@ __all__ = ["DistributedEngine", "engine_for", "is_distributed"]
 class DistributedEngine(Protocol):
     """What an engine for distributed data provides (``workbench.spark`` does)."""
 
-    def predict(self, model, data, batch_size) -> Any:
-        """The model's outputs for every record, in record order (a numpy array)."""
+    def predict(self, model, data, batch_size, **options) -> Any:
+        """The model's outputs in the kind of ``data``: an RDD of one output per record (in
+        record order) for an RDD, the DataFrame plus a prediction column for a DataFrame
+        (``options``: ``features_col``, ``prediction_col``, ``feature_shape``)."""
+
+    def predict_class(self, model, data, batch_size, zero_based_label, **options) -> Any:
+        """Predicted classes: an RDD of ints, or the DataFrame plus a DoubleType column."""
 
     def evaluate(self, model, data, batch_size, val_methods) -> list:
         """One merged ``ValidationResult`` per validation method."""

@@ -236,15 +236,24 @@ def test_distributed_predict_and_evaluate_match_local(spark):
     X, y = problem(n=150)
     model = mlp()
     rdd = samples_rdd(spark.sparkContext, X, y, 3)
-    df = spark.createDataFrame([(x.tolist(), int(t)) for x, t in zip(X, y)],
-                               ["features", "label"]).repartition(1)
+    df = spark.createDataFrame([(i, x.tolist(), int(t)) for i, (x, t) in enumerate(zip(X, y))],
+                               ["id", "features", "label"]).repartition(1)
     scores = model.predict(X)
-    np.testing.assert_allclose(model.predict(rdd, batch_size=16), scores, atol=1e-6)
+    # BigDL's shapes: an RDD in -> an RDD of one output per record, in record order
+    predicted = model.predict(rdd, batch_size=16)
+    assert type(predicted).__name__ in ("RDD", "PipelinedRDD")
+    np.testing.assert_allclose(np.stack(predicted.collect()), scores, atol=1e-6)
     # batched otherwise on Spark (per partition), the scores differ in float32 rounding: the
     # classes agree wherever the local argmax is decided beyond rounding (every row, unless a
     # near tie; a wrong row or a shifted order fails)
-    ties = assert_same_classes(model.predict_class(rdd), scores, reduction_length=16)
-    assert_same_classes(model.predict_class(df), scores, reduction_length=16)
+    classes = model.predict_class(rdd).collect()
+    assert all(type(c) is int for c in classes)
+    ties = assert_same_classes(classes, scores, reduction_length=16)
+    # a DataFrame in -> the DataFrame plus a DoubleType class column
+    scored = model.predict_class(df).orderBy("id")
+    assert scored.columns == ["id", "features", "label", "prediction"]
+    assert dict(scored.dtypes)["prediction"] == "double"
+    assert_same_classes([r.prediction for r in scored.collect()], scores, reduction_length=16)
     local = model.evaluate((X, y), 32, [Top1Accuracy(), Loss()])
     for data in (rdd, df):
         dist = model.evaluate(data, 32, [Top1Accuracy(), Loss()])
@@ -254,10 +263,15 @@ def test_distributed_predict_and_evaluate_match_local(spark):
         assert dist[1].value == pytest.approx(local[1].value, rel=1e-6)
     # an unlabeled RDD of feature arrays, and the module-level functions with column names
     features = spark.sparkContext.parallelize(list(X), 2)
-    np.testing.assert_allclose(model.predict(features), model.predict(X), atol=1e-6)
+    np.testing.assert_allclose(np.stack(model.predict(features).collect()), scores, atol=1e-6)
     renamed = df.withColumnRenamed("features", "x").withColumnRenamed("label", "t")
     r = wspark.evaluate(model, renamed, 64, [Top1Accuracy()], features_col="x", label_col="t")
     assert abs(r[0].value - local[0].value) * 150 <= ties
+    # column names and BigDL's default batch size (-1: chosen for us) through model.predict
+    out = model.predict(renamed, -1, features_col="x", prediction_col="scores").orderBy("id")
+    np.testing.assert_allclose(np.array([r.scores for r in out.collect()]), scores, atol=1e-6)
+    ones = model.predict_class(renamed, -1, zero_based_label=False, features_col="x")
+    assert sorted({r.prediction for r in ones.collect()}) <= [1.0, 2.0, 3.0, 4.0]
 
 
 def test_unknown_option_is_rejected(sc):

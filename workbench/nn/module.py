@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from .._checks import check_int
 from .._config import ConfigError, Configurable, from_config
 from . import layout
 
@@ -436,15 +437,29 @@ class Module(Configurable):
         return x if x.dtype == dtype else x.astype(dtype)
 
     # ------------------------------------------------------------------ inference helpers
-    def predict(self, data, batch_size=256):
-        """Outputs for every row of ``data`` (an array or a list of ``Sample``), in inference
-        mode, batch by batch.  An RDD or DataFrame is predicted on Spark
-        (``workbench.distributed``)."""
+    def predict(self, data, batch_size=256, **spark_options):
+        """Outputs for every record of ``data``, in inference mode, batch by batch; the result
+        has the kind of the input, as in BigDL:
+
+        - an array or a list of ``Sample`` -> a numpy array of outputs;
+        - an RDD (of ``Sample`` or feature arrays) -> an RDD of one numpy output per record,
+          in record order;
+        - a DataFrame -> the DataFrame plus a prediction column (``spark_options``:
+          ``features_col``, ``prediction_col``, ``feature_shape``; see
+          ``workbench.spark.predict``).
+
+        ``batch_size`` None or non-positive (BigDL's default ``-1``) means "choose for me"
+        (:func:`auto_batch_size`).
+        """
         from ..distributed import engine_for
         engine = engine_for(data)
         if engine is not None:
-            return engine.predict(self, data, batch_size)
+            return engine.predict(self, data, batch_size, **spark_options)
+        if spark_options:
+            raise TypeError(f"predict: {sorted(spark_options)} apply to a Spark RDD or "
+                            "DataFrame only")
         x = _features(data)
+        batch_size = auto_batch_size(batch_size, _row_elements(x))
         was_training = self.train
         self.evaluate()
         try:
@@ -455,8 +470,18 @@ class Module(Configurable):
                 self.training()
         return np.concatenate(outs) if outs else np.empty((0,))
 
-    def predict_class(self, data, batch_size=256, zero_based_label=True):
-        """Predicted class ids (argmax of the output; zero-based unless told otherwise)."""
+    def predict_class(self, data, batch_size=256, zero_based_label=True, **spark_options):
+        """Predicted class ids (argmax of the output; zero-based unless told otherwise): a numpy
+        array of ints for in-memory data, an RDD of ints for an RDD, the DataFrame plus a
+        DoubleType class column for a DataFrame (Spark ML's convention)."""
+        from ..distributed import engine_for
+        engine = engine_for(data)
+        if engine is not None:
+            return engine.predict_class(self, data, batch_size, zero_based_label,
+                                        **spark_options)
+        if spark_options:
+            raise TypeError(f"predict_class: {sorted(spark_options)} apply to a Spark RDD or "
+                            "DataFrame only")
         out = self.predict(data, batch_size)
         cls = np.argmax(out.reshape(len(out), -1), axis=1)
         return cls if zero_based_label else cls + 1
@@ -494,6 +519,26 @@ def _apply_common(module, config):
         module.freeze()
     if config.get("training") is False:
         module.evaluate()
+
+
+def auto_batch_size(batch_size, row_elements=None):
+    """The batch size to run: ``batch_size`` if positive, else (None, or BigDL's ``-1`` and any
+    non-positive value: "choose for me") about a million values per batch, between 1 and 1024
+    records (``row_elements`` values per record; 256 records when unknown)."""
+    if batch_size is None:
+        batch_size = 0
+    batch_size = check_int("predict", "batch_size", batch_size, minimum=None)
+    if batch_size > 0:
+        return batch_size
+    if not row_elements:
+        return 256
+    return max(1, min(1024, (1 << 20) // int(row_elements)))
+
+
+def _row_elements(x):
+    x = x[0] if isinstance(x, (list, tuple)) and x else x
+    shape = getattr(x, "shape", ())
+    return int(np.prod(shape[1:])) if len(shape) > 1 else 1
 
 
 def _features(data):

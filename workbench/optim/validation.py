@@ -22,7 +22,7 @@ from .._checks import check_int
 from .._config import Configurable
 from ..distributed import engine_for
 from ..nn.criteria.criterion import Criterion, class_labels
-from ..nn.module import Module, shape_of
+from ..nn.module import Module, auto_batch_size, shape_of
 
 __all__ = ["ValidationMethod", "ValidationResult", "Top1Accuracy", "Top5Accuracy", "Loss", "MAE",
            "HitRatio", "NDCG", "AUC", "MeanAveragePrecision", "TreeNNAccuracy", "evaluate"]
@@ -540,12 +540,13 @@ def evaluate(model, data, batch_size=256, val_methods=None):
         model: a ``Module``; it runs in inference mode and gets its previous mode back.
         data: ``(X, y)`` arrays (``X`` may be a list of arrays for multi-input models) or a list
             of ``Sample``; ``workbench.spark`` adds RDDs and DataFrames.
-        batch_size: records per forward pass.
+        batch_size: records per forward pass; None or non-positive (BigDL's ``-1``): chosen
+            for you (``workbench.nn.module.auto_batch_size``).
         val_methods: a list of ``ValidationMethod`` (default ``[Top1Accuracy()]``).
     """
     if not isinstance(model, Module):
         raise TypeError(f"evaluate: model must be a workbench Module, got {type(model).__name__}")
-    check_int("evaluate", "batch_size", batch_size)
+    auto_batch_size(batch_size)  # an int or None
     methods = [Top1Accuracy()] if val_methods is None else val_methods
     methods = list(methods) if isinstance(methods, (list, tuple)) else [methods]
     bad = [m for m in methods if not isinstance(m, ValidationMethod)]
@@ -554,10 +555,12 @@ def evaluate(model, data, batch_size=256, val_methods=None):
                         f"got {bad[0] if bad else methods!r}")
     engine = engine_for(data)
     if engine is not None:
-        return engine.evaluate(model, data, int(batch_size), methods)
+        return engine.evaluate(model, data, batch_size, methods)
 
     X, y = _as_xy(data)
     n = _length(X)
+    first = X[0] if isinstance(X, list) else X
+    batch_size = auto_batch_size(batch_size, int(np.prod(np.shape(first)[1:])))
     if n == 0:
         raise ValueError("evaluate: the data set is empty")
     if _length(y) != n:
