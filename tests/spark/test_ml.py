@@ -31,10 +31,10 @@ def mlp(hidden=32, seed=3):
         .add(LogSoftMax())
 
 
-def classifier(**params):
-    params = {"batchSize": 32, "maxEpoch": 2, "learningRate": 0.1, "showProgress": False,
-              **params}
-    return NNClassifier(mlp(), ClassNLLCriterion(), [64], **params)
+def classifier(model=None, **params):
+    params = {"batchSize": 32, "maxEpoch": 2, "showProgress": False, **params}
+    est = NNClassifier(model or mlp(), ClassNLLCriterion(), [64], **params)
+    return est if "learningRate" in params else est.setLearningRate(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,9 @@ def fitted(digits):
     pipeline = Pipeline(stages=[
         VectorAssembler(inputCols=PIXELS, outputCol="raw"),
         StandardScaler(inputCol="raw", outputCol="features", withMean=True),
-        classifier(maxEpoch=6)])
+        # the optim method's own rate applies: no learningRate param is set
+        NNClassifier(mlp(hidden=64), ClassNLLCriterion(), [64], batchSize=64, maxEpoch=3,
+                     showProgress=False).setOptimMethod(Adam(0.01))])
     return pipeline.fit(train)
 
 
@@ -76,6 +78,7 @@ def test_pipeline_reaches_93_percent_on_the_digits(digits, fitted):
     assert accuracy >= 0.93
     assert isinstance(fitted.stages[-1], NNClassifierModel)
     assert fitted.stages[-1].getFeatureSize() == [64]
+    assert not fitted.stages[-1].hasParam("learningRate")
 
 
 def test_a_reloaded_pipeline_model_predicts_the_same(digits, fitted, tmp_path):
@@ -86,7 +89,7 @@ def test_a_reloaded_pipeline_model_predicts_the_same(digits, fitted, tmp_path):
     loaded = PipelineModel.load(path)
     stage = loaded.stages[-1]
     assert isinstance(stage, NNClassifierModel) and stage.uid == fitted.stages[-1].uid
-    assert stage.getBatchSize() == 32 and stage.getFeatureSize() == [64]
+    assert stage.getBatchSize() == 64 and stage.getFeatureSize() == [64]
 
     def predictions(model):
         return [r.prediction for r in model.transform(test).orderBy("id").collect()]
@@ -102,6 +105,7 @@ def test_a_reloaded_pipeline_model_predicts_the_same(digits, fitted, tmp_path):
 def test_cross_validator_picks_the_better_learning_rate(vectors):
     train, _ = vectors
     est = classifier(maxEpoch=1)
+    train = train.limit(400).cache()
     grid = ParamGridBuilder().addGrid(est.learningRate, [1e-5, 0.1]).build()
     cv = CrossValidator(estimator=est, estimatorParamMaps=grid, numFolds=2, seed=7,
                         evaluator=MulticlassClassificationEvaluator(metricName="accuracy"))
