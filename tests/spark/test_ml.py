@@ -315,7 +315,7 @@ def test_wrong_feature_size(spark, vectors):
 def test_labels_out_of_range_or_not_whole(spark, label, message):
     rows = [(Vectors.dense(np.full(64, i / 10)), float(i)) for i in range(5)]
     rows[2] = (rows[2][0], label)
-    df = spark.createDataFrame(rows, ["features", "label"]).coalesce(1)
+    df = spark.createDataFrame(rows, ["features", "label"]).repartition(1)
     with pytest.raises(SparkDataError, match="the label column 'label' " + message):
         classifier().fit(df)
 
@@ -325,7 +325,7 @@ def test_a_string_label_column_or_a_null_row(spark):
     with pytest.raises(SparkDataError, match="label"):
         classifier().fit(spark.createDataFrame(rows, ["features", "label"]))
     rows = [([0.0] * 64, 1.0), (None, 1.0), ([0.0] * 64, 2.0)]
-    df = spark.createDataFrame(rows, "features array<double>, label double").coalesce(1)
+    df = spark.createDataFrame(rows, "features array<double>, label double").repartition(1)
     with pytest.raises(SparkDataError, match="featuresCol='features'.*row 1 .*null"):
         classifier().fit(df)
     with pytest.raises(Exception, match="null in row 1"):

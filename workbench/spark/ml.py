@@ -53,9 +53,10 @@ from .._config import ConfigError, from_config
 from ..nn.criteria.criterion import Criterion
 from ..nn.module import Module
 from ..optim.methods import SGD, OptimMethod
+from ..optim.loop import TrainingError
 from ..optim.optimizer import Optimizer
 from ..optim.triggers import MaxEpoch, Trigger
-from .data import SparkDataError
+from .data import DataSet, SparkDataError
 
 __all__ = ["NNEstimator", "NNModel", "NNClassifier", "NNClassifierModel", "DLEstimator",
            "DLModel", "DLClassifier", "DLClassifierModel"]
@@ -425,9 +426,18 @@ class NNEstimator(Estimator, _EstimatorParams, MLWritable, MLReadable):
                 raise SparkDataError(f"{owner}: no column {c!r} for {role} (columns: "
                                      f"{sorted(fields)})")
 
+    def _diagnose(self, dataset, model):
+        """After a failed fit: one pass over the training records; raises a ``SparkDataError``
+        naming the column, value and row when the model cannot take a record or (classifier)
+        a label is not one of its classes."""
+        data = DataSet(dataset, "training set", self.getFeaturesCol(), self.getLabelCol(),
+                       self.getFeatureSize(), model.dtype)
+        try:
+            self._check_data(data, model)
+        finally:
+            data.unpersist()
+
     def _check_data(self, data, model):
-        """One pass over the cached training blocks: the model takes a record (one runs through
-        it on the driver) and, for a classifier, every label is one of its classes."""
         owner = f"{type(self).__name__}.fit"
         stats = sorted(data.blocks.map(_block_stats).collect(), key=lambda s: s[:2])
         x = next(s[2] for s in stats if s[2] is not None)
@@ -457,15 +467,16 @@ class NNEstimator(Estimator, _EstimatorParams, MLWritable, MLReadable):
             model.double()
         optimizer = self._optimizer(model, dataset)
         try:
-            # the trainer's DataSet, built once and kept for optimize(): checking it costs one
-            # pass over cached numpy blocks, not over the (maybe uncached) DataFrame
-            self._check_data(optimizer._runner.training_data(), model)
             optimizer.optimize()
         except SparkDataError as e:
-            if str(e).startswith(owner):
-                raise
             raise SparkDataError(f"{owner} (featuresCol={self.getFeaturesCol()!r}, labelCol="
                                  f"{self.getLabelCol()!r}): {e}") from None
+        except TrainingError:
+            # The happy path pays for no check; a failed fit looks for the record at fault
+            # (a label the classifier cannot take, features the model cannot take) and names
+            # its column, value and row.
+            self._diagnose(dataset, copy.deepcopy(self.model))
+            raise
         return self._copyValues(self._create_model(model))
 
     def _optimizer(self, model, dataset):
