@@ -17,7 +17,7 @@ aliases)::
     fitted.write().overwrite().save(path)      # PipelineModel.load(path) gives it back
 
 - ``NNEstimator(model, criterion, feature_size, label_size)`` → ``NNModel``: the prediction
-  column holds the model's raw output (an array of doubles).
+  column holds the model's raw output (an array of floats, flattened).
 - ``NNClassifier(model, criterion, feature_size)`` → ``NNClassifierModel``: labels are Spark
   ML's 0-based class indices (doubles, as ``StringIndexer`` makes them) and the prediction is
   the 0-based class, a double.
@@ -580,7 +580,8 @@ class NNModel(Model, _NNParams, MLWritable, MLReadable):
         bigdl_type: accepted for BigDL (the model keeps its own float type).
         **params: ``featuresCol``, ``predictionCol``, ``batchSize``, ``featureSize``.
 
-    ``transform`` adds ``predictionCol``: the model's output for each row, an array of doubles.
+    ``transform`` adds ``predictionCol``: the model's output for each row, flattened: an
+    ``array<float>`` for a float32 model, ``array<double>`` for a float64 one (BigDL's Array[T]).
     Rows are scored in Arrow batches on the executors, the model shipped once per executor.
     """
 
