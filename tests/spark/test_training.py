@@ -545,3 +545,27 @@ def test_distributed_predict_returns_what_the_model_outputs(sc):
     (loss,) = model.evaluate(rdd, 32, [Loss(criterion)])
     assert loss.count == 90 and loss.value == pytest.approx(
         model.evaluate((X1, [y, t]), 32, [Loss(criterion)])[0].value, rel=1e-5)
+
+
+@pytest.mark.parametrize("reshape", ["coalesce", "union"])
+def test_a_coalesced_or_unioned_dataframe_trains_as_the_local_loop(spark, reshape):
+    # a barrier stage refuses a coalesce or a union in its lineage: the trainer regroups the
+    # blocks through a shuffle, one partition per task, keeping the records' order
+    from workbench.spark.trainer import barrier_safe
+    X, y = problem(n=120)
+    local = mlp()
+    Optimizer(local, (X, y), ClassNLLCriterion(), MaxIteration(8), 32,
+              SGD(0.1, momentum=0.9), seed=4, progress=False).optimize()
+    rows = [(x.tolist(), int(t)) for x, t in zip(X, y)]
+    if reshape == "coalesce":  # 4 partitions in order, two by two into 2
+        df = spark.sparkContext.parallelize(rows, 4).toDF(["features", "label"]).coalesce(2)
+    else:
+        sc = spark.sparkContext
+        df = sc.parallelize(rows[:60], 1).union(sc.parallelize(rows[60:], 1)).toDF(
+            ["features", "label"])
+    assert df.rdd.getNumPartitions() == 2 and not barrier_safe(df.rdd)
+    assert barrier_safe(spark.createDataFrame(rows, ["features", "label"]).rdd)
+    model = mlp()
+    Optimizer(model, df, ClassNLLCriterion(), MaxIteration(8), 32, SGD(0.1, momentum=0.9),
+              seed=4, progress=False).optimize()
+    assert rel_err(model, local) <= 1e-5

@@ -734,12 +734,15 @@ class SparkTrainer:
     def _task_rdd(self, data, n_tasks):
         """The blocks laid out as ``n_tasks`` partitions.  A barrier stage cannot coalesce, so
         more partitions than tasks are regrouped once by a shuffle (contiguous runs of
-        partitions of about equal record counts) and cached."""
-        if n_tasks == data.num_partitions:
+        partitions of about equal record counts) and cached.  So are blocks whose lineage a
+        barrier stage refuses (a ``coalesce`` or ``union`` in the user's DataFrame or RDD:
+        Spark's ``BarrierJobUnsupportedRDDChainException``), one partition per task."""
+        if n_tasks == data.num_partitions and barrier_safe(data.blocks):
             return data.blocks
         grouped = getattr(data, "_grouped", {})
         if n_tasks not in grouped:
-            owner = self._owners(data, n_tasks)
+            owner = (list(range(n_tasks)) if n_tasks == data.num_partitions
+                     else self._owners(data, n_tasks))
             rdd = (data.blocks.map(lambda b, owner=owner: (owner[b[0]], b))
                    .partitionBy(n_tasks, lambda k: k).values().cache())
             rdd.setName(f"workbench {data.what} blocks for {n_tasks} tasks")
@@ -993,6 +996,31 @@ def _advance(state, msg):
 def _first_line(e):
     text = str(e).strip().splitlines()
     return text[0][:300] if text else type(e).__name__
+
+
+def barrier_safe(rdd):
+    """True if a barrier stage may run on ``rdd`` as it is: every RDD of its stage (up to the
+    shuffles before it) has ``rdd``'s partition count and none prunes partitions, the rule
+    Spark's scheduler enforces.  Read from the JVM lineage; if that cannot be read (not a
+    classic JVM RDD), assume it is safe and let Spark say otherwise."""
+    try:
+        top = rdd._jrdd.rdd()
+        n = top.getNumPartitions()
+        stack, seen = [top], 0
+        while stack and seen < 10_000:
+            r = stack.pop()
+            seen += 1
+            if r.getNumPartitions() != n or r.getClass().getSimpleName() in (
+                    "PartitionPruningRDD", "UnionRDD", "CoalescedRDD"):
+                return False
+            deps = r.dependencies().iterator()
+            while deps.hasNext():
+                dep = deps.next()
+                if dep.getClass().getSimpleName() != "ShuffleDependency":
+                    stack.append(dep.rdd())
+        return True
+    except Exception:  # pragma: no cover - no JVM lineage to read
+        return True
 
 
 class _Job:
