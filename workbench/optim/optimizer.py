@@ -32,7 +32,8 @@ from .progress import ConsoleProgress
 from .triggers import MaxEpoch
 from .validation import evaluate
 
-__all__ = ["Optimizer", "TrainingError", "load_checkpoint", "epoch_permutation", "objective"]
+__all__ = ["Optimizer", "TrainerSettings", "TrainingError", "load_checkpoint", "epoch_permutation",
+           "objective"]
 
 CHECKPOINT_FORMAT = "workbench-checkpoint"
 
@@ -56,7 +57,71 @@ def _as_arrays(data, what):
     return X, y
 
 
-class Optimizer:
+class TrainerSettings:
+    """What every trainer configures the same way: its listeners (summaries, dashboards, the
+    run registry) and gradient clipping.  ``Optimizer`` and
+    ``workbench.spark.StreamingTrainer`` share it; a subclass sets ``self.listeners`` and
+    ``self.gradclip`` (both lists) in its constructor."""
+
+    listeners: list
+    gradclip: list
+
+    def set_train_summary(self, summary):
+        """Write training scalars (Loss, Throughput, LearningRate) with a ``TrainSummary``."""
+        return self.add_listener(summary)
+
+    def set_val_summary(self, summary):
+        """Write validation scores with a ``ValidationSummary``."""
+        return self.add_listener(summary)
+
+    def add_listener(self, listener):
+        """Register a listener (see ``workbench.optim.events.Listener``)."""
+        if listener not in self.listeners:
+            self.listeners.append(listener)
+        return self
+
+    def remove_listener(self, listener):
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+        return self
+
+    def emit(self, name, event):
+        """Call ``name`` (``on_iteration``, ...) on every listener with ``event``."""
+        for listener in list(self.listeners):
+            getattr(listener, name)(event)
+
+    def set_gradclip_const(self, min_value, max_value):
+        """Clip every gradient value into ``[min_value, max_value]`` before each update."""
+        self.gradclip = [c for c in self.gradclip if not isinstance(c, ConstantClipping)]
+        self.gradclip.append(ConstantClipping(min_value, max_value))
+        return self
+
+    def set_gradclip_l2norm(self, clip_norm):
+        """Scale the gradient vector down to global L2 norm ``clip_norm`` when it is larger."""
+        self.gradclip = [c for c in self.gradclip if not isinstance(c, L2NormClipping)]
+        self.gradclip.append(L2NormClipping(clip_norm))
+        return self
+
+    def disable_gradclip(self):
+        """Turn both kinds of gradient clipping off."""
+        self.gradclip = []
+        return self
+
+    def clip_gradients(self, grads):
+        """Apply the configured clipping to the flat gradient vector in place."""
+        for clip in self.gradclip:
+            clip(grads)
+        return grads
+
+    # BigDL's Scala (and older Python) camelCase spellings
+    setTrainSummary = set_train_summary
+    setValSummary = set_val_summary
+    setConstantGradientClipping = set_gradclip_const
+    setGradientClippingByl2Norm = set_gradclip_l2norm
+    disableGradientClipping = disable_gradclip
+
+
+class Optimizer(TrainerSettings):
     """Trains a model (BigDL's ``Optimizer``; argument order as in BigDL).
 
     Args:
@@ -178,14 +243,6 @@ class Optimizer:
                                overwrite=bool(is_overwrite))
         return self
 
-    def set_train_summary(self, summary):
-        """Write training scalars (Loss, Throughput, LearningRate) with a ``TrainSummary``."""
-        return self.add_listener(summary)
-
-    def set_val_summary(self, summary):
-        """Write validation scores with a ``ValidationSummary``."""
-        return self.add_listener(summary)
-
     def set_end_when(self, end_trigger):
         """Replace the end trigger."""
         self.end_trigger = end_trigger
@@ -235,40 +292,6 @@ class Optimizer:
                             f"OptimMethod}}, got {type(optim_methods).__name__}")
         return self.set_optim_method(optim_methods)
 
-    def set_gradclip_const(self, min_value, max_value):
-        """Clip every gradient value into ``[min_value, max_value]`` before each update."""
-        self.gradclip = [c for c in self.gradclip if not isinstance(c, ConstantClipping)]
-        self.gradclip.append(ConstantClipping(min_value, max_value))
-        return self
-
-    def set_gradclip_l2norm(self, clip_norm):
-        """Scale the gradient vector down to global L2 norm ``clip_norm`` when it is larger."""
-        self.gradclip = [c for c in self.gradclip if not isinstance(c, L2NormClipping)]
-        self.gradclip.append(L2NormClipping(clip_norm))
-        return self
-
-    def disable_gradclip(self):
-        """Turn both kinds of gradient clipping off."""
-        self.gradclip = []
-        return self
-
-    def clip_gradients(self, grads):
-        """Apply the configured clipping to the flat gradient vector in place."""
-        for clip in self.gradclip:
-            clip(grads)
-        return grads
-
-    def add_listener(self, listener):
-        """Register a listener (see ``workbench.optim.events.Listener``)."""
-        if listener not in self.listeners:
-            self.listeners.append(listener)
-        return self
-
-    def remove_listener(self, listener):
-        if listener in self.listeners:
-            self.listeners.remove(listener)
-        return self
-
     def stop(self):
         """Ask training to stop; honoured after the current iteration (thread-safe)."""
         self._stop.set()
@@ -294,22 +317,12 @@ class Optimizer:
     # BigDL's Scala (and older Python) camelCase spellings of the setters above
     setValidation = set_validation
     setCheckpoint = set_checkpoint
-    setTrainSummary = set_train_summary
-    setValSummary = set_val_summary
     setEndWhen = set_end_when
     setOptimMethod = set_optim_method
     setOptimMethods = set_optim_methods
     setModel = set_model
     setCriterion = set_criterion
     setTrainData = set_traindata
-    setConstantGradientClipping = set_gradclip_const
-    setGradientClippingByl2Norm = set_gradclip_l2norm
-    disableGradientClipping = disable_gradclip
-
-    # ------------------------------------------------------------------ events
-    def emit(self, name, event):
-        for listener in list(self.listeners):
-            getattr(listener, name)(event)
 
     # ------------------------------------------------------------------ training
     def optimize(self, resume_from=None):

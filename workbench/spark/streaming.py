@@ -72,8 +72,8 @@ from ..nn import random as nn_random
 from ..nn.criteria.criterion import Criterion
 from ..nn.module import Module
 from ..optim.events import CheckpointEvent, FinishedEvent, Listener, TrainingState
-from ..optim.methods import SGD, ConstantClipping, L2NormClipping, as_optim_method
-from ..optim.optimizer import Optimizer, load_checkpoint
+from ..optim.methods import SGD, as_optim_method
+from ..optim.optimizer import Optimizer, TrainerSettings, load_checkpoint
 from ..optim.triggers import MaxEpoch, TriggerOr
 from .data import SparkDataError
 
@@ -228,7 +228,7 @@ class _Relay(Listener):
         self.trainer.emit("on_checkpoint", event)
 
 
-class StreamingTrainer:
+class StreamingTrainer(TrainerSettings):
     """Trains a model incrementally on a streaming DataFrame (see the module docstring).
 
     Args:
@@ -317,45 +317,6 @@ class StreamingTrainer:
             raise ValueError("set_validation: no validation set given")
         self.validation = (batch_size, val_set, trigger, val_method)
         return self
-
-    def set_gradclip_const(self, min_value, max_value):
-        """Clip every gradient value into ``[min_value, max_value]`` (as ``Optimizer``)."""
-        self.gradclip = [c for c in self.gradclip if not isinstance(c, ConstantClipping)]
-        self.gradclip.append(ConstantClipping(min_value, max_value))
-        return self
-
-    def set_gradclip_l2norm(self, clip_norm):
-        """Scale the gradient down to global L2 norm ``clip_norm`` (as ``Optimizer``)."""
-        self.gradclip = [c for c in self.gradclip if not isinstance(c, L2NormClipping)]
-        self.gradclip.append(L2NormClipping(clip_norm))
-        return self
-
-    def disable_gradclip(self):
-        self.gradclip = []
-        return self
-
-    def set_train_summary(self, summary):
-        """Write Loss / Throughput / LearningRate per iteration with a ``TrainSummary``."""
-        return self.add_listener(summary)
-
-    def set_val_summary(self, summary):
-        """Write validation scores with a ``ValidationSummary``."""
-        return self.add_listener(summary)
-
-    def add_listener(self, listener):
-        """Register a listener (see ``workbench.optim.events.Listener``)."""
-        if listener not in self.listeners:
-            self.listeners.append(listener)
-        return self
-
-    def remove_listener(self, listener):
-        if listener in self.listeners:
-            self.listeners.remove(listener)
-        return self
-
-    def emit(self, name, event):
-        for listener in list(self.listeners):
-            getattr(listener, name)(event)
 
     def stop(self):
         """End the stream after the micro-batch in progress (thread-safe): its training and
