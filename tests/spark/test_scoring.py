@@ -196,6 +196,19 @@ def test_a_lazy_frame_keeps_the_model_it_was_scored_with(spark, classifier, digi
     assert np.all(collected(transform(digits_df, model)) == 0)
 
 
+def test_release_frees_every_broadcast_and_scoring_goes_on(spark, classifier, digits_df):
+    transform(digits_df, classifier)
+    shipped = list(scoring._shipped.values())
+    assert shipped and all(bc._jbroadcast.isValid() for bc in shipped)
+    scoring.release()
+    assert not scoring._shipped
+    assert not any(bc._jbroadcast.isValid() for bc in shipped)  # destroyed in the JVM
+    # a new transform ships the model again and scores as before
+    np.testing.assert_array_equal(collected(transform(digits_df, classifier)),
+                                  collected(transform(digits_df, classifier)))
+    assert len(scoring._shipped) == 1
+
+
 # ---------------------------------------------------------------------- bad input
 def test_schema_errors_are_raised_on_the_driver_naming_the_column(spark, classifier, digits_df):
     with pytest.raises(ValueError, match=r"no features column 'pixels' \(columns: \['id', "

@@ -307,3 +307,19 @@ def test_a_scored_rate_stream_matches_in_process_prediction(spark, tmp_path):
     assert list(rows["value"]) == list(range(20))
     features = np.sin(np.outer(np.arange(20), np.arange(1, 65))).astype(np.float32)
     assert_same_classes(rows["prediction"].to_numpy().astype(int), model.predict(features))
+
+
+def test_an_nn_classifier_model_scores_a_stream_as_it_scores_a_batch(spark, source, tmp_path):
+    # the Spark ML model (what a PipelineModel holds) on a file-source stream: a memory sink
+    # holds the classes batch transform gives for the same files
+    from workbench.spark.ml import NNClassifierModel
+    model = mlp()
+    run(trainer_for(model, end_trigger=MaxEpoch(2)), spark, source, str(tmp_path / "train"))
+    scorer = NNClassifierModel(model, [64]).setPredictionCol("digit")
+    memory_sink(scorer.transform(stream_of(spark, source)), tmp_path, "nn_model_stream")
+    streamed = spark.table("nn_model_stream").toPandas()
+    batch = scorer.transform(spark.read.schema(SCHEMA).parquet(source)).toPandas()
+    assert len(streamed) == len(batch) == FILES * ROWS
+    key = {tuple(f): d for f, d in zip(batch["features"], batch["digit"])}
+    assert [key[tuple(f)] for f in streamed["features"]] == list(streamed["digit"])
+    assert streamed["digit"].nunique() > 5  # a trained model, not one class everywhere
