@@ -8,9 +8,25 @@ cannot run code; a malformed, truncated or hostile file raises :class:`ModelFile
     model = load_model("lenet.bigdl")
 
 Checkpoints use the same container through :func:`write_archive` / :func:`read_archive`.
+
+Importers from other frameworks (read without executing anything from the file), loaded on first
+use: :func:`load_caffe_model` / :func:`load_caffe` (``caffe``, needs protobuf) and
+:func:`load_torch` (``torch7``, Torch7's ``.t7`` binary files).
 """
 from .archive import FORMAT_NAME, FORMAT_VERSION, ModelFileError, read_archive, write_archive
 from .model import MODEL_KIND, load_model, loadModel, save_model, saveModel
 
 __all__ = ["ModelFileError", "write_archive", "read_archive", "save_model", "load_model",
-           "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND"]
+           "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND",
+           "load_caffe_model", "load_caffe", "load_torch"]
+
+_LAZY = {"load_caffe_model": "caffe", "load_caffe": "caffe", "load_torch": "torch7"}
+
+
+def __getattr__(name):
+    # the importers pull in their parsers (protobuf) only when used
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f".{module}", __name__), name)
