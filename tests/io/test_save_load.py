@@ -529,3 +529,17 @@ def test_deeply_nested_config_is_rejected(tmp_path, depth):
     arrays = npz_bytes({"weight": np.zeros((2, 2), np.float32), "bias": np.zeros(2, np.float32)})
     path = make_zip(tmp_path / "deep.bigdl", [("meta.json", text), ("arrays.npz", arrays)])
     rejected(path)
+
+
+def test_bigdl_save_and_load_spellings_on_the_model(tmp_path):
+    # model.saveModel / model.save and Model.loadModel / Model.load, as a BigDL script writes them
+    from workbench.nn import Linear, Model, ReLU, Sequential
+    net = Sequential().add(Linear(4, 3)).add(ReLU()).add(Linear(3, 2))
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    path = str(tmp_path / "net.bigdl")
+    assert net.saveModel(path) is net
+    with pytest.raises(Exception, match="exist"):
+        net.saveModel(path)  # BigDL's over_write=False: an existing file is kept
+    net.save(path, over_write=True)
+    for loaded in (Model.loadModel(path), Model.load(path)):
+        np.testing.assert_array_equal(loaded.evaluate().forward(x), net.evaluate().forward(x))

@@ -186,4 +186,41 @@ class Graph(Container):
 
 
 class Model(Graph):
-    """BigDL's name for a graph model: ``Model(inputs, outputs)``."""
+    """BigDL's name for a graph model: ``Model(inputs, outputs)``.
+
+    It also carries BigDL's loaders as static methods (``Model.loadModel``,
+    ``Model.load_caffe_model``, ``Model.load_caffe``, ``Model.load_torch``): thin doors to
+    ``workbench.io``, imported when called (the one place ``nn`` reaches up to ``io``; the
+    readers never execute anything from the file).
+    """
+
+    @staticmethod
+    def loadModel(model_path, weight_path=None):  # noqa: N802 - BigDL's name
+        """A model saved with ``saveModel`` / ``workbench.io.save_model``."""
+        from .. import io
+        return io.loadModel(model_path, weight_path)
+
+    @staticmethod
+    def load(path):
+        """BigDL's ``Model.load(path)``: the same as :meth:`loadModel`."""
+        from .. import io
+        return io.load_model(path)
+
+    @staticmethod
+    def load_caffe_model(def_path, model_path):
+        """A new model from a Caffe prototxt and caffemodel (see ``workbench.io.caffe``)."""
+        from .. import io
+        return io.load_caffe_model(def_path, model_path)
+
+    @staticmethod
+    def load_caffe(model, def_path, model_path, match_all=True):
+        """Caffe weights into ``model``'s layers of the same names (``match_all``: every layer
+        of ``model`` with weights must be found)."""
+        from .. import io
+        return io.load_caffe(model, def_path, model_path, match_all)
+
+    @staticmethod
+    def load_torch(path):
+        """A model from a Torch7 binary ``.t7`` file (see ``workbench.io.torch7``)."""
+        from .. import io
+        return io.load_torch(path)

@@ -343,6 +343,17 @@ class Module(Configurable):
         d.update({p: getattr(m, n) for p, m, n in self.named_buffers()})
         return d
 
+    def saveModel(self, model_path, weight_path=None, over_write=False):  # noqa: N802
+        """BigDL's ``model.saveModel(path, weight_path=None, over_write=False)``: save in the
+        safe model format (``workbench.io.save_model``; the weights go in the same file)."""
+        from .. import io  # nn reaches up to io only here and in Model's loaders
+        io.saveModel(self, model_path, weight_path, over_write)
+        return self
+
+    def save(self, path, over_write=False):
+        """BigDL's ``model.save(path, over_write=False)``: as :meth:`saveModel`."""
+        return self.saveModel(path, over_write=over_write)
+
     def load_state_dict(self, state):
         """Copy arrays from ``state`` into parameters and buffers; shapes must match exactly."""
         own = self.state_dict()
