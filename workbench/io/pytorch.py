@@ -215,6 +215,8 @@ class _StateDictUnpickler(pickle.Unpickler):
             return found
         if module == "torch" and name in _STORAGES:
             return _StorageType(name)
+        if module == "__builtin__":  # protocol 2 spells builtins as Python 2 did
+            module = "builtins"
         raise PyTorchFileError(
             f"read_torch_state_dict: refuses global '{module}.{name}' in {self._where}: only "
             "tensors are read; save a state_dict (torch.save(model.state_dict(), path)), not a "
