@@ -34,9 +34,10 @@ def _tuple(items):
     return pickle.MARK + b"".join(_int(v) for v in items) + pickle.TUPLE
 
 
-def state_dict_pickle(tensors):
+def state_dict_pickle(tensors, build=b""):
     """The opcodes ``torch.save`` writes for ``{key: FloatStorage tensor}``: ``tensors`` maps a
-    key to ``(storage key, numel, offset, size, stride)``."""
+    key to ``(storage key, numel, offset, size, stride)``; ``build`` is put after each tensor
+    (a hostile file's BUILD, say)."""
     out = [pickle.PROTO + b"\x02", pickle.EMPTY_DICT, pickle.MARK]
     for key, (skey, numel, offset, size, stride) in tensors.items():
         out += [_str(key), pickle.GLOBAL + b"torch._utils\n_rebuild_tensor_v2\n", pickle.MARK,
@@ -44,7 +45,7 @@ def state_dict_pickle(tensors):
                 _str(skey), _str("cpu"), _int(numel), pickle.TUPLE, pickle.BINPERSID,
                 _int(offset), _tuple(size), _tuple(stride), pickle.NEWFALSE,
                 pickle.GLOBAL + b"collections\nOrderedDict\n", pickle.EMPTY_TUPLE, pickle.REDUCE,
-                pickle.TUPLE, pickle.REDUCE]
+                pickle.TUPLE, pickle.REDUCE, build]
     out += [pickle.SETITEMS, pickle.STOP]
     return b"".join(out)
 
@@ -141,6 +142,22 @@ def test_storage_smaller_than_shape(tmp_path):
     pkl = state_dict_pickle({"w": ("0", 4, 2, (4,), (1,))})
     with pytest.raises(PyTorchFileError, match="needs 6 elements"):
         read_torch_state_dict(torch_zip(tmp_path / "off.pt", pkl, {"0": np.ones(4)}))
+
+
+def test_state_set_after_the_bounds_check_refused(tmp_path):
+    # a BUILD after _rebuild_tensor_v2 would grow the checked tensor to 1e12 elements
+    grow = (pickle.EMPTY_DICT + _str("size") + _tuple((1_000_000, 1_000_000)) + pickle.SETITEM
+            + pickle.BUILD)
+    pkl = state_dict_pickle({"w": ("0", 4, 0, (2, 2), (1, 2))}, build=grow)
+    path = torch_zip(tmp_path / "sd.pt", pkl, {"0": np.ones(4)})
+    with pytest.raises(PyTorchFileError, match="sets the state of a TensorRef"):
+        read_torch_state_dict(path)
+    # nor can it set attributes on the allowed globals (this module's stand-ins)
+    pkl = (pickle.PROTO + b"\x02" + pickle.GLOBAL + b"torch._utils\n_rebuild_tensor_v2\n"
+           + pickle.EMPTY_DICT + _str("__defaults__") + _int(1) + pickle.SETITEM + pickle.BUILD
+           + pickle.STOP)
+    with pytest.raises(PyTorchFileError, match="sets the state of a Callable"):
+        read_torch_state_dict(torch_zip(tmp_path / "g.pt", pkl, {}))
 
 
 def test_storage_declared_larger_than_its_member(tmp_path):

@@ -137,23 +137,55 @@ def _read_bf16(path, header, key):
 
 
 # ------------------------------------------------------------------------------ torch.save
-class _StorageType:
+class _Sealed:
+    """Base of the stand-ins: a pickle's BUILD opcode (``__setstate__``) cannot change them
+    after they were checked (e.g. a tensor's size after its bounds check)."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise PyTorchFileError(f"read_torch_state_dict: the pickle sets the state of a "
+                               f"{type(self).__name__.strip('_')}, which a state_dict never "
+                               "does: refused")
+
+
+class _Callable(_Sealed):
+    """A sealed wrapper of an allowed global, fresh for every lookup: the pickle cannot set
+    attributes on this module's functions or on ``collections.OrderedDict``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
+class _StorageType(_Sealed):
     """Stand-in for a ``torch.<X>Storage`` class named in a pickle: only its dtype."""
+
+    __slots__ = ("name", "dtype")
 
     def __init__(self, name):
         self.name = name
         self.dtype = np.dtype(_STORAGES[name])
 
 
-class _StorageRef:
-    """A storage declared by a persistent id: its key, type and element count."""
+class _StorageRef(_Sealed):
+    """A storage declared by a persistent id: its key, type and element count (and, in the
+    legacy format, its offset in a root storage)."""
+
+    __slots__ = ("key", "stype", "numel", "base_offset")
 
     def __init__(self, key, stype, numel):
-        self.key, self.stype, self.numel = key, stype, numel
+        self.key, self.stype, self.numel, self.base_offset = key, stype, numel, 0
 
 
-class _TensorRef:
+class _TensorRef(_Sealed):
     """A tensor declared by ``_rebuild_tensor_v2``: a checked view of a storage, made later."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
 
     def __init__(self, storage, offset, size, stride):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
@@ -212,7 +244,7 @@ class _StateDictUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         found = _ALLOWED.get((module, name))
         if found is not None:
-            return found
+            return _Callable(found)
         if module == "torch" and name in _STORAGES:
             return _StorageType(name)
         if module == "__builtin__":  # protocol 2 spells builtins as Python 2 did
@@ -468,7 +500,7 @@ def _read_legacy(path):
         if base is None:
             raise PyTorchFileError(f"read_torch_state_dict: {path}: storage "
                                    f"{r.storage.key!r} has no data")
-        offset = getattr(r.storage, "base_offset", 0)
+        offset = r.storage.base_offset
         out[k] = _view(r, base[offset:offset + r.storage.numel])
     return out
 
