@@ -11,6 +11,10 @@ Checkpoints use the same container through :func:`write_archive` / :func:`read_a
 """
 from .archive import FORMAT_NAME, FORMAT_VERSION, ModelFileError, read_archive, write_archive
 from .model import MODEL_KIND, load_model, loadModel, save_model, saveModel
+from .pytorch import (PyTorchFileError, load_pytorch_weights, read_safetensors, read_state_dict,
+                      read_torch_state_dict)
 
 __all__ = ["ModelFileError", "write_archive", "read_archive", "save_model", "load_model",
-           "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND"]
+           "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND",
+           "PyTorchFileError", "load_pytorch_weights", "read_safetensors", "read_state_dict",
+           "read_torch_state_dict"]
