@@ -15,10 +15,14 @@ use: :func:`load_caffe_model` / :func:`load_caffe` (``caffe``, needs protobuf) a
 """
 from .archive import FORMAT_NAME, FORMAT_VERSION, ModelFileError, read_archive, write_archive
 from .model import MODEL_KIND, load_model, loadModel, save_model, saveModel
+from .pytorch import (PyTorchFileError, load_pytorch_weights, read_safetensors, read_state_dict,
+                      read_torch_state_dict)
 
 __all__ = ["ModelFileError", "write_archive", "read_archive", "save_model", "load_model",
            "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND",
-           "load_caffe_model", "load_caffe", "load_torch"]
+           "load_caffe_model", "load_caffe", "load_torch",
+           "PyTorchFileError", "load_pytorch_weights", "read_safetensors", "read_state_dict",
+           "read_torch_state_dict"]
 
 _LAZY = {"load_caffe_model": "caffe", "load_caffe": "caffe", "load_torch": "torch7"}
 

@@ -355,7 +355,11 @@ class Module(Configurable):
         return self.saveModel(path, over_write=over_write)
 
     def load_state_dict(self, state):
-        """Copy arrays from ``state`` into parameters and buffers; shapes must match exactly."""
+        """Copy arrays from ``state`` into parameters and buffers; shapes must match exactly.
+
+        ``state`` is keyed by this model's own paths (those of :meth:`state_dict`).  PyTorch
+        weights (other key names, a name map, safetensors / ``torch.save`` files) load through
+        ``workbench.io.pytorch.load_state_dict``, which also accepts these paths."""
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         extra = sorted(set(state) - set(own))
