@@ -7,10 +7,14 @@ cannot run code; a malformed, truncated or hostile file raises :class:`ModelFile
     save_model(model, "lenet.bigdl", over_write=True)
     model = load_model("lenet.bigdl")
 
+Keras models come in through :func:`load_keras` (JSON + HDF5, full ``.h5``, ``.keras``).
+
 Checkpoints use the same container through :func:`write_archive` / :func:`read_archive`.
 """
 from .archive import FORMAT_NAME, FORMAT_VERSION, ModelFileError, read_archive, write_archive
+from .keras import load_keras, load_keras_weights
 from .model import MODEL_KIND, load_model, loadModel, save_model, saveModel
 
 __all__ = ["ModelFileError", "write_archive", "read_archive", "save_model", "load_model",
-           "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND"]
+           "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND",
+           "load_keras", "load_keras_weights"]
