@@ -218,6 +218,35 @@ def test_keras2_json_and_legacy_weights_match_numpy(tmp_path):
     assert bare.forward(x).shape == (6, 3)
 
 
+def test_keras2_functional_json(tmp_path):
+    """Keras 2's functional config: inbound_nodes as [[layer, node, tensor, kwargs]]."""
+    def layer(cls, name, inbound, **config):
+        return {"class_name": cls, "name": name, "config": dict(name=name, **config),
+                "inbound_nodes": [[[n, 0, 0, {}] for n in inbound]] if inbound else []}
+    doc = {"class_name": "Model", "keras_version": "2.15.0", "config": {
+        "name": "f", "input_layers": [["x", 0, 0]], "output_layers": [["sum", 0, 0]],
+        "layers": [layer("InputLayer", "x", [], batch_input_shape=[None, 4]),
+                   layer("Dense", "d1", ["x"], units=3, activation="tanh", use_bias=True),
+                   layer("Dense", "d2", ["x"], units=3, activation="linear", use_bias=False),
+                   layer("Add", "sum", ["d1", "d2"])]}}
+    (tmp_path / "f.json").write_text(json.dumps(doc))
+    rng = np.random.default_rng(0)
+    k1, b1, k2 = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=(4, 3))
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.attrs["layer_names"] = [b"x", b"d1", b"d2", b"sum"]
+        for name, arrays in (("x", {}), ("d1", {"kernel:0": k1, "bias:0": b1}),
+                             ("d2", {"kernel:0": k2}), ("sum", {})):
+            g = f.create_group(name)
+            g.attrs["weight_names"] = [f"{name}/{k}".encode() for k in arrays]
+            for k, v in arrays.items():
+                g.create_dataset(f"{name}/{k}", data=v.astype(np.float32))
+    model = load_keras(tmp_path / "f.json", tmp_path / "f.h5")
+    assert isinstance(model, nn.Graph)
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_allclose(model.forward(x), np.tanh(x @ k1 + b1) + x @ k2, rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_truncated_files_are_rejected(tmp_path):
     js, h5, _ = _keras2_files(tmp_path)
     data = h5.read_bytes()

@@ -118,7 +118,7 @@ def _read_keras_zip(path):
                     continue
                 stored = info.compress_type == zipfile.ZIP_STORED
                 if info.file_size > limit or (stored and info.file_size > size) or (
-                        info.file_size > 1000 * max(info.compress_size, 1)):
+                        info.file_size > 100 * max(info.compress_size, 1)):
                     _fail(path, f"zip member {name} declares {info.file_size} bytes, more than "
                                 "the archive can hold")
                 with z.open(info) as f:
@@ -128,7 +128,7 @@ def _read_keras_zip(path):
                 out[name] = data
     except zipfile.BadZipFile as e:
         raise ModelFileError(f"{path}: not a readable .keras archive ({e})") from None
-    except (EOFError, OSError, zlib_error()) as e:
+    except (EOFError, OSError, _zlib_error()) as e:
         raise ModelFileError(f"{path}: the .keras archive is truncated or corrupt ({e})") from None
     config = _parse_json(out["config.json"], f"{path}:config.json")
     meta = {}
@@ -140,7 +140,7 @@ def _read_keras_zip(path):
     return config, meta if isinstance(meta, dict) else {}, out[_WEIGHTS_MEMBER]
 
 
-def zlib_error():
+def _zlib_error():
     import zlib
     return zlib.error
 
