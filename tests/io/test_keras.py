@@ -145,6 +145,20 @@ def test_functional_two_inputs_two_outputs(K, tmp_path):
 
 
 @pytest.mark.oracle
+def test_conv1d_dilation_and_reshaping_layers(K, tmp_path):
+    L = K.layers
+    seq = _perturb(K.Sequential([K.Input((10, 3)), L.Conv1D(4, 3, strides=2, activation="relu"),
+                                 L.MaxPooling1D(2), L.GlobalAveragePooling1D(), L.Dense(2)]))
+    rng = np.random.default_rng(0)
+    _check_all(seq, rng.normal(size=(2, 10, 3)).astype("float32"), tmp_path)
+    img = _perturb(K.Sequential([
+        K.Input((9, 9, 2)), L.Conv2D(3, 3, dilation_rate=2), L.UpSampling2D(),
+        L.Cropping2D(((1, 0), (0, 1))), L.Permute((3, 1, 2)), L.Flatten(), L.Dense(2),
+        L.LeakyReLU(), L.ReLU(max_value=6)]))
+    _check_all(img, rng.normal(size=(2, 9, 9, 2)).astype("float32"), tmp_path)
+
+
+@pytest.mark.oracle
 def test_by_name_and_into_an_existing_model(K, tmp_path):
     L = K.layers
     src = _perturb(K.Sequential([K.Input((4,)), L.Dense(6, name="a"), L.Dense(2, name="b")]))
