@@ -11,7 +11,10 @@ Checkpoints use the same container through :func:`write_archive` / :func:`read_a
 
 Importers from other frameworks (read without executing anything from the file), loaded on first
 use: :func:`load_caffe_model` / :func:`load_caffe` (``caffe``, needs protobuf) and
-:func:`load_torch` (``torch7``, Torch7's ``.t7`` binary files).
+:func:`load_torch` (``torch7``, Torch7's ``.t7`` binary files), :func:`load_keras` /
+:func:`load_keras_weights` (``keras``: JSON + HDF5, a full ``.h5``, a ``.keras`` archive; needs
+h5py).  PyTorch ``state_dict``s (safetensors, ``torch.save`` files) are read by
+:func:`load_pytorch_weights` without torch and without unpickling.
 """
 from .archive import FORMAT_NAME, FORMAT_VERSION, ModelFileError, read_archive, write_archive
 from .model import MODEL_KIND, load_model, loadModel, save_model, saveModel
@@ -20,11 +23,12 @@ from .pytorch import (PyTorchFileError, load_pytorch_weights, read_safetensors, 
 
 __all__ = ["ModelFileError", "write_archive", "read_archive", "save_model", "load_model",
            "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND",
-           "load_caffe_model", "load_caffe", "load_torch",
+           "load_caffe_model", "load_caffe", "load_torch", "load_keras", "load_keras_weights",
            "PyTorchFileError", "load_pytorch_weights", "read_safetensors", "read_state_dict",
            "read_torch_state_dict"]
 
-_LAZY = {"load_caffe_model": "caffe", "load_caffe": "caffe", "load_torch": "torch7"}
+_LAZY = {"load_caffe_model": "caffe", "load_caffe": "caffe", "load_torch": "torch7",
+         "load_keras": "keras", "load_keras_weights": "keras"}
 
 
 def __getattr__(name):

@@ -189,7 +189,8 @@ class Model(Graph):
     """BigDL's name for a graph model: ``Model(inputs, outputs)``.
 
     It also carries BigDL's loaders as static methods (``Model.loadModel``,
-    ``Model.load_caffe_model``, ``Model.load_caffe``, ``Model.load_torch``): thin doors to
+    ``Model.load_caffe_model``, ``Model.load_caffe``, ``Model.load_torch``,
+    ``Model.load_keras``): thin doors to
     ``workbench.io``, imported when called (the one place ``nn`` reaches up to ``io``; the
     readers never execute anything from the file).
     """
@@ -218,6 +219,14 @@ class Model(Graph):
         of ``model`` with weights must be found)."""
         from .. import io
         return io.load_caffe(model, def_path, model_path, match_all)
+
+    @staticmethod
+    def load_keras(json_path=None, hdf5_path=None, by_name=False):
+        """A Keras model: a JSON architecture and/or HDF5 weights, a full ``.h5`` or a
+        ``.keras`` archive (see ``workbench.io.keras``; the model takes NHWC images as Keras's
+        does)."""
+        from .. import io
+        return io.load_keras(json_path, hdf5_path, by_name)
 
     @staticmethod
     def load_torch(path):
