@@ -330,7 +330,7 @@ class _Importer:
         elif lo == 0.0 and hi == np.inf:
             module = nn.ReLU()
         else:
-            big = float(np.finfo(np.float64).max)
+            big = float(np.finfo(np.float32).max)
             lo, hi = max(lo, -big), min(hi, big)
             if not lo < hi:
                 self.fail(f"Clip with min={lo} >= max={hi} is not supported")
@@ -578,6 +578,9 @@ class _Importer:
         if "output_shape" in a:
             self.fail("the output_shape attribute is not supported (use pads/output_padding)")
         kernel = list(a.get("kernel_shape", w.shape[2:]))
+        auto = a.get("auto_pad", b"NOTSET")
+        if (auto.decode() if isinstance(auto, bytes) else auto) != "NOTSET":
+            self.fail(f"auto_pad={auto!r} is not supported for ConvTranspose")
         strides, dil, pads = self._spatial(n, a, x, kernel)
         if dil != [1, 1]:
             self.fail("dilated transposed convolution is not supported")
