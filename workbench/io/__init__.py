@@ -8,9 +8,12 @@ cannot run code; a malformed, truncated or hostile file raises :class:`ModelFile
     model = load_model("lenet.bigdl")
 
 Checkpoints use the same container through :func:`write_archive` / :func:`read_archive`.
+ONNX files come in with :func:`load_onnx` and go out with :func:`save_onnx` (``workbench.io.onnx``).
 """
 from .archive import FORMAT_NAME, FORMAT_VERSION, ModelFileError, read_archive, write_archive
 from .model import MODEL_KIND, load_model, loadModel, save_model, saveModel
+from .onnx import OnnxError, load_onnx, save_onnx
 
 __all__ = ["ModelFileError", "write_archive", "read_archive", "save_model", "load_model",
-           "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND"]
+           "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND",
+           "load_onnx", "save_onnx", "OnnxError"]
