@@ -14,16 +14,19 @@ use: :func:`load_caffe_model` / :func:`load_caffe` (``caffe``, needs protobuf) a
 :func:`load_torch` (``torch7``, Torch7's ``.t7`` binary files), :func:`load_keras` /
 :func:`load_keras_weights` (``keras``: JSON + HDF5, a full ``.h5``, a ``.keras`` archive; needs
 h5py).  PyTorch ``state_dict``s (safetensors, ``torch.save`` files) are read by
-:func:`load_pytorch_weights` without torch and without unpickling.
+:func:`load_pytorch_weights` without torch and without unpickling.  ONNX files come in with
+:func:`load_onnx` and go out with :func:`save_onnx` (``onnx``, needs the onnx package).
 """
 from .archive import FORMAT_NAME, FORMAT_VERSION, ModelFileError, read_archive, write_archive
 from .model import MODEL_KIND, load_model, loadModel, save_model, saveModel
+from .onnx import OnnxError, load_onnx, save_onnx
 from .pytorch import (PyTorchFileError, load_pytorch_weights, read_safetensors, read_state_dict,
                       read_torch_state_dict)
 
 __all__ = ["ModelFileError", "write_archive", "read_archive", "save_model", "load_model",
            "saveModel", "loadModel", "FORMAT_NAME", "FORMAT_VERSION", "MODEL_KIND",
            "load_caffe_model", "load_caffe", "load_torch", "load_keras", "load_keras_weights",
+           "load_onnx", "save_onnx", "OnnxError",
            "PyTorchFileError", "load_pytorch_weights", "read_safetensors", "read_state_dict",
            "read_torch_state_dict"]
 
