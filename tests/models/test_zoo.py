@@ -392,3 +392,21 @@ def test_googlenet_parity(transform_input):
     assert_parity(torch_googlenet(10, transform_input),
                   models.GoogLeNet(10, transform_input=transform_input),
                   RNG.standard_normal((1, 3, 80, 80)).astype(np.float32))
+
+
+@pytest.mark.parametrize("build, x", [
+    (lambda: models.ResNet20(10, shortcut_type="A"), RNG.random((2, 3, 32, 32), np.float32)),
+    (lambda: models.GoogLeNet(5, transform_input=True), RNG.random((1, 3, 48, 48), np.float32)),
+    (lambda: models.TextCNN(40, 8, 9, 3), RNG.integers(0, 40, (2, 9))),
+], ids=["resnet20A", "googlenet", "textcnn"])
+def test_saved_and_loaded_with_names(tmp_path, build, x):
+    """The safe model format keeps the structure, weights and the layer names the map uses."""
+    from workbench.io import load_model, save_model
+    model = build()
+    model.evaluate()
+    path = str(tmp_path / "model")
+    save_model(model, path)
+    loaded = load_model(path)
+    loaded.evaluate()
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+    assert models.torchvision_names(loaded) == models.torchvision_names(model)

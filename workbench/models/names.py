@@ -40,7 +40,7 @@ def torchvision_names(model) -> dict[str, tuple[str, str]]:
             ``set_name`` (all the zoo's models are).
 
     Returns:
-        ``dict[str, tuple[str, str]]`` in model order.
+        ``dict[str, tuple[str, str]]``: the parameters in model order, then the buffers.
 
     Raises:
         ValueError: a layer with parameters has no name of its own (naming the layer), or two

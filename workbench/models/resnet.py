@@ -88,7 +88,7 @@ def ResNet_CIFAR(depth=20, class_num=10, shortcut_type="B"):
 
 
 def ResNet20(class_num=10, shortcut_type="B"):
-    """ResNet-20 for CIFAR-10 (0.27M parameters with option B): :func:`ResNet_CIFAR` of depth 20."""
+    """ResNet-20 for CIFAR-10 (272,474 parameters with option B, 269,722 with A): depth 20."""
     return ResNet_CIFAR(20, class_num, shortcut_type)
 
 
