@@ -41,43 +41,13 @@ VOCAB, EMBED, HIDDEN, SEQ = 4000, 128, 256, 35
 
 
 # ---------------------------------------------------------------------- workbench models
-def wb_resnet20(classes=10):
-    from workbench.nn import (CAddTable, ConcatTable, Identity, Linear, LogSoftMax, ReLU,
-                              Reshape, Sequential, SpatialAveragePooling,
-                              SpatialBatchNormalization, SpatialConvolution)
-
-    def block(c_in, c_out, stride):
-        body = (Sequential().add(SpatialConvolution(c_in, c_out, 3, 3, stride, stride, 1, 1,
-                                                    with_bias=False))
-                .add(SpatialBatchNormalization(c_out)).add(ReLU())
-                .add(SpatialConvolution(c_out, c_out, 3, 3, 1, 1, 1, 1, with_bias=False))
-                .add(SpatialBatchNormalization(c_out)))
-        if stride == 1 and c_in == c_out:
-            short = Identity()
-        else:  # option B: 1x1 convolution + batch-norm
-            short = (Sequential().add(SpatialConvolution(c_in, c_out, 1, 1, stride, stride,
-                                                         with_bias=False))
-                     .add(SpatialBatchNormalization(c_out)))
-        return Sequential().add(ConcatTable().add(body).add(short)).add(CAddTable()).add(ReLU())
-
-    model = (Sequential().add(SpatialConvolution(3, 16, 3, 3, 1, 1, 1, 1, with_bias=False))
-             .add(SpatialBatchNormalization(16)).add(ReLU()))
-    c = 16
-    for c_out, stride in ((16, 1), (32, 2), (64, 2)):
-        for i in range(3):
-            model.add(block(c, c_out, stride if i == 0 else 1))
-            c = c_out
-    return (model.add(SpatialAveragePooling(8, 8)).add(Reshape([64])).add(Linear(64, classes))
-            .add(LogSoftMax()))
-
-
 def wb_model(name):
     from workbench import models
     from workbench.nn import Linear, LogSoftMax, ReLU, Sequential
     if name == "lenet5":
         return models.LeNet5(10)
-    if name == "resnet20":
-        return wb_resnet20()
+    if name == "resnet20":  # option B shortcuts, convolutions without bias (the zoo's)
+        return models.ResNet20(10)
     if name == "mlp":
         return (Sequential().add(Linear(784, 512)).add(ReLU()).add(Linear(512, 512)).add(ReLU())
                 .add(Linear(512, 10)).add(LogSoftMax()))

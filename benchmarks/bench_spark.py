@@ -46,33 +46,6 @@ def session(master):
 
 
 # ---------------------------------------------------------------------- models and data
-def resnet20(class_num=10):
-    """ResNet-20 for 32x32 images (He et al. 2016, CIFAR variant) from workbench.nn layers."""
-    from workbench.nn import (CAddTable, ConcatTable, Identity, Linear, LogSoftMax, ReLU,
-                              Reshape, Sequential, SpatialAveragePooling,
-                              SpatialBatchNormalization, SpatialConvolution)
-
-    def conv_bn(n_in, n_out, stride):
-        return (Sequential().add(SpatialConvolution(n_in, n_out, 3, 3, stride, stride, 1, 1))
-                .add(SpatialBatchNormalization(n_out)))
-
-    def block(n_in, n_out, stride):
-        body = conv_bn(n_in, n_out, stride).add(ReLU()).add(conv_bn(n_out, n_out, 1))
-        short = Identity() if stride == 1 and n_in == n_out else conv_bn(n_in, n_out, stride)
-        return (Sequential().add(ConcatTable().add(body).add(short)).add(CAddTable())
-                .add(ReLU()))
-
-    model = Sequential().add(conv_bn(3, 16, 1)).add(ReLU())
-    n_in = 16
-    for n_out, stride in ((16, 1), (32, 2), (64, 2)):
-        for i in range(3):
-            model.add(block(n_in, n_out, stride if i == 0 else 1))
-            n_in = n_out
-    model.add(SpatialAveragePooling(8, 8, 1, 1)).add(Reshape([64]))
-    model.add(Linear(64, class_num)).add(LogSoftMax())
-    return model
-
-
 def digits_frame(spark, parts=2):
     from workbench.data import load_digits
     (X, y), _ = load_digits(size=28)
@@ -131,7 +104,7 @@ def part_train(args):
         build, batch, iterations, warmup = (lambda: models.LeNet5(10)), args.batch, 120, 10
     else:
         data = synthetic_rdd(sc, 512, (3, 32, 32))
-        build, batch, iterations, warmup = resnet20, args.batch, 14, 3
+        build, batch, iterations, warmup = models.ResNet20, args.batch, 14, 3
     runs, firsts, stats = [], [], []
     for r in range(args.repeats):
         random.set_seed(r)
