@@ -200,9 +200,10 @@ class Sequential(Container):
     def backward_params(self, input, grad_output):
         """``backward`` with no gradient w.r.t. ``input``: the first child runs its own
         ``backward_params`` (see ``Module.backward_params``); returns None."""
-        if active_grad_pool() is not None:
-            return self._backward(input, grad_output, True, True)
-        return self._pooled(input, grad_output, True)
+        with root_input_grad_unused():  # said explicitly here; nested calls need theirs
+            if active_grad_pool() is not None:
+                return self._backward(input, grad_output, True, True)
+            return self._pooled(input, grad_output, True)
 
     def _pooled(self, input, grad_output, skip_first):
         # kept with the scratch buffers: never pickled (models ship to Spark executors)

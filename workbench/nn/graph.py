@@ -237,7 +237,8 @@ class Graph(Container):
         """``backward`` with no gradient w.r.t. the graph's inputs (training): a node computes
         its input gradient only if a trained layer comes before it, and a node with nothing
         trained up to it is not backward-called; returns None."""
-        return self._backward(input, grad_output, True)
+        with root_input_grad_unused():  # said explicitly here; nested calls need theirs
+            return self._backward(input, grad_output, True)
 
     def _backward(self, input, grad_output, skip_input):
         nodes, prev = self._nodes, self._prev
