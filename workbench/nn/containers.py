@@ -6,7 +6,7 @@ import numpy as np
 from .._config import ConfigError
 from . import layout
 from .module import (GradPool, LayerError, Module, active_grad_pool, build_module,
-                     input_grad_is_unused, shape_of)
+                     root_input_grad_unused, shape_of)
 
 __all__ = ["Container", "Sequential", "Concat", "ConcatTable", "ParallelTable"]
 
@@ -47,6 +47,16 @@ class Container(Module):
         """The i-th child (zero-based)."""
         return self._children[i]
 
+    def _replace_child(self, i, module):
+        self._children[i] = module
+        self._flat = None
+
+    def _gradient_cut(self):
+        cut = set()
+        for child in self._children:
+            cut |= child._gradient_cut()
+        return cut
+
     def modules(self):
         yield self
         for child in self._children:
@@ -84,8 +94,83 @@ class Sequential(Container):
     pass shares the gradient buffers of its layers (``module.GradPool``): afterwards only its own
     ``grad_input`` (the one returned) is kept, the children's ``grad_input`` are None.
 
+    Fine-tuning: ``freeze_up_to(name)`` freezes the children up to the named one;
+    ``stop_gradient(name)`` trains the named child but none before it; ``replace(name, module)``,
+    ``insert`` and ``remove`` change the children (e.g. the classifier head).  Under training
+    (``backward_params``) the backward of the children before the first trainable one is
+    skipped.
+
     Example: ``Sequential().add(Linear(784, 100)).add(ReLU()).add(Linear(100, 10))``
     """
+
+    _honours_stop_gradient = True
+
+    def insert(self, module, index=None):
+        """Insert a child at ``index`` (zero-based, as ``get``; default: append)."""
+        if not isinstance(module, Module):
+            raise TypeError(f"{self.label()}.insert expects a Module, got "
+                            f"{type(module).__name__}")
+        n = len(self._children)
+        if index is None:
+            index = n
+        if not isinstance(index, int) or not -n <= index <= n:
+            raise IndexError(f"{self.label()}.insert: index must be an int in [{-n}, {n}], "
+                             f"got {index!r}")
+        self._children.insert(index, module)
+        self._flat = None
+        return self
+
+    def remove(self, index=None):
+        """Remove the child at ``index`` (zero-based; default: the last, e.g. the classifier
+        head) and return it."""
+        n = len(self._children)
+        if index is None:
+            index = n - 1
+        if not isinstance(index, int) or not -n <= index < n:
+            raise IndexError(f"{self.label()}.remove: index must be an int in [{-n}, {n - 1}], "
+                             f"got {index!r}")
+        self._flat = None
+        return self._children.pop(index)
+
+    def _stops_gradient(self):
+        return super()._stops_gradient() or any(c._stops_gradient() for c in self._children)
+
+    def _last_stop(self):
+        """Index of the last child that stops the gradient (0 if none)."""
+        for i in range(len(self._children) - 1, -1, -1):
+            if self._children[i]._stops_gradient():
+                return i
+        return 0
+
+    def _gradient_cut(self):
+        k = self._last_stop()
+        cut = {id(m) for c in self._children[:k] for m in c.modules()}
+        for c in self._children[k:]:
+            cut |= c._gradient_cut()
+        return cut
+
+    def _freeze_up_to(self, targets):
+        if id(self) in targets:
+            self.freeze()
+            return True
+        for i in range(len(self._children) - 1, -1, -1):
+            child = self._children[i]
+            if any(id(m) in targets for m in child.modules()):
+                for c in self._children[:i]:
+                    c.freeze()
+                child._freeze_up_to(targets)
+                return True
+        return False
+
+    def _first_to_run(self, skip_input):
+        """The lowest child whose backward runs: none before the last ``stop_gradient`` child,
+        and, when the input gradient is unused, none before the first trained child."""
+        start = self._last_stop()
+        if skip_input:
+            n = len(self._children)
+            while start < n and not self._children[start]._is_trained():
+                start += 1
+        return start
 
     def update_output(self, input):
         # A child with ``fused_forward`` (e.g. SpatialBatchNormalization, SpatialConvolution) may
@@ -107,16 +192,18 @@ class Sequential(Container):
         # child's grad_input is dropped once the child below has consumed it, so only the
         # container's own grad_input (the one returned) outlives the pass.
         # Inside input_grad_unused() the root Sequential skips the gradient w.r.t. its input.
-        if active_grad_pool() is not None:
-            return self._backward(input, grad_output, True)
-        return self._pooled(input, grad_output, input_grad_is_unused())
+        with root_input_grad_unused() as unused:
+            if active_grad_pool() is not None:
+                return self._backward(input, grad_output, True)
+            return self._pooled(input, grad_output, unused)
 
     def backward_params(self, input, grad_output):
         """``backward`` with no gradient w.r.t. ``input``: the first child runs its own
         ``backward_params`` (see ``Module.backward_params``); returns None."""
-        if active_grad_pool() is not None:
-            return self._backward(input, grad_output, True, True)
-        return self._pooled(input, grad_output, True)
+        with root_input_grad_unused():  # said explicitly here; nested calls need theirs
+            if active_grad_pool() is not None:
+                return self._backward(input, grad_output, True, True)
+            return self._pooled(input, grad_output, True)
 
     def _pooled(self, input, grad_output, skip_first):
         # kept with the scratch buffers: never pickled (models ship to Spark executors)
@@ -125,20 +212,30 @@ class Sequential(Container):
             return self._backward(input, grad_output, True, skip_first)
 
     def _backward(self, input, grad_output, release, skip_first=False):
+        # children below ``start`` get no backward at all (stop_gradient, or nothing trained
+        # there when the input gradient is unused); child ``start`` computes no input gradient
+        # unless this container's own is needed
         grad = grad_output
-        n = len(self._children)
-        for i in range(n - 1, -1, -1):
-            below = self._children[i - 1].output if i > 0 else input
-            if i > 0 and self._children[i - 1].__dict__.get("_scratch", {}).get(
-                    "fused_relu") is self._children[i]:
-                self._children[i].grad_input = grad  # fused: the child below masks it
-            elif i == 0 and skip_first:
-                grad = self._children[i].backward_params(below, grad)
+        children = self._children
+        n = len(children)
+        start = self._first_to_run(skip_first)
+        for i in range(n - 1, start - 1, -1):
+            child = children[i]
+            below = children[i - 1].output if i > 0 else input
+            if i == start and (start > 0 or skip_first):
+                grad = child.backward_params(below, grad)
+            elif i > 0 and children[i - 1].__dict__.get("_scratch", {}).get(
+                    "fused_relu") is child:
+                child.grad_input = grad  # fused: the child below masks it
             else:
-                grad = self._children[i].backward(below, grad)
+                grad = child.backward(below, grad)
             if release and i < n - 1:
-                for m in self._children[i + 1].modules():
+                for m in children[i + 1].modules():
                     m.grad_input = None
+            if grad is None:  # a nested container stopped the gradient
+                break
+        if start > 0:
+            grad = None
         self.grad_input = grad
         return grad
 
@@ -172,6 +269,10 @@ class ConcatTable(_Branches):
         return [child.forward(input) for child in self._children]
 
     def backward(self, input, grad_output):
+        with root_input_grad_unused():  # the children's input gradients are summed
+            return self._backward(input, grad_output)
+
+    def _backward(self, input, grad_output):
         if not isinstance(grad_output, (list, tuple)) or len(grad_output) != len(self._children):
             raise LayerError(f"{self.label()}: expected a table of {len(self._children)} "
                              f"gradients, got {shape_of(grad_output)}")
@@ -223,6 +324,10 @@ class Concat(_Branches):
                              f"dimension {self.dimension}: {e}") from None
 
     def backward(self, input, grad_output):
+        with root_input_grad_unused():  # the children's input gradients are joined
+            return self._backward(input, grad_output)
+
+    def _backward(self, input, grad_output):
         axis = self.dimension - 1
         total, offset = None, 0
         for child in self._children:
@@ -251,8 +356,9 @@ class ParallelTable(_Branches):
         return [child.forward(x) for child, x in zip(self._children, input)]
 
     def backward(self, input, grad_output):
-        self.grad_input = [child.backward(x, g)
-                           for child, x, g in zip(self._children, input, grad_output)]
+        with root_input_grad_unused():
+            self.grad_input = [child.backward(x, g)
+                               for child, x, g in zip(self._children, input, grad_output)]
         return self.grad_input
 
     def update_grad_input(self, input, grad_output):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from .._config import ConfigError
 from .containers import Container, indent, add_tables
-from .module import LayerError, Module, build_module, shape_of
+from .module import (LayerError, Module, build_module, name_list, root_input_grad_unused,
+                     shape_of)
 
 __all__ = ["Input", "InputLayer", "Node", "Graph", "Model"]
 
@@ -61,7 +62,15 @@ class Graph(Container):
 
     A node may feed several others (shared branches); its gradient is the sum of theirs.
     Each layer instance may appear in one node only.
+
+    Fine-tuning (BigDL's ``Model``): ``freeze_up_to(names)`` freezes the named nodes and all
+    their ancestors; ``stop_gradient(names)`` trains the named nodes but computes no gradient
+    past them (the nodes that feed only them are never backward-called); ``new_graph(outputs)``
+    cuts the graph at the named nodes (a feature extractor sharing the layers);
+    ``replace(name, module)`` swaps a node's layer (e.g. the classifier head).
     """
+
+    _honours_stop_gradient = True
 
     def __init__(self, inputs, outputs):
         super().__init__()
@@ -103,6 +112,104 @@ class Graph(Container):
     def add(self, module):
         raise TypeError("Graph: build graphs by calling layers on nodes, not with add()")
 
+    # ------------------------------------------------------------------ fine-tuning
+    def _replace_child(self, i, module):
+        self._nodes[i].module = module
+        self._children[i] = module
+        self._flat = None
+
+    def _reached(self):
+        """Which nodes a backward reaches from the outputs: not past a node that stops the
+        gradient."""
+        reached = [False] * len(self._nodes)
+        stack = list(self._outputs)
+        while stack:
+            i = stack.pop()
+            if reached[i]:
+                continue
+            reached[i] = True
+            if not self._nodes[i].module._stops_gradient():
+                stack.extend(self._prev[i])
+        return reached
+
+    def _stops_gradient(self):
+        return super()._stops_gradient() or not any(
+            r for i, r in enumerate(self._reached()) if i in self._inputs)
+
+    def _gradient_cut(self):
+        cut = set()
+        for node, reached in zip(self._nodes, self._reached()):
+            if reached:
+                cut |= node.module._gradient_cut()
+            else:
+                cut.update(id(m) for m in node.module.modules())
+        return cut
+
+    def _freeze_up_to(self, targets):
+        if id(self) in targets:
+            self.freeze()
+            return True
+        found = False
+        frozen = [False] * len(self._nodes)
+        for i in range(len(self._nodes) - 1, -1, -1):
+            module = self._nodes[i].module
+            if frozen[i]:
+                continue
+            if id(module) in targets:
+                frozen[i] = True
+            elif any(id(m) in targets for m in module.modules()):
+                module._freeze_up_to(targets)  # inside it; what feeds it is frozen whole
+            else:
+                continue
+            found = True
+            stack = list(self._prev[i])
+            while stack:
+                p = stack.pop()
+                if not frozen[p]:
+                    frozen[p] = True
+                    stack.extend(self._prev[p])
+        for i, f in enumerate(frozen):
+            if f:
+                self._nodes[i].module.freeze()
+        return found
+
+    def node(self, name):
+        """The ``Node`` whose layer is named ``name`` (to build on it: ``Linear(..)(node)``)."""
+        for n in self._nodes:
+            if n.module.name() == name:
+                return n
+        known = [n.module.name() for n in self._nodes]
+        raise ValueError(f"{self.label()}: no node named {name!r} (its nodes: "
+                         f"{known[:12]}{' ...' if len(known) > 12 else ''})")
+
+    def new_graph(self, outputs):
+        """BigDL: a graph of the same inputs whose outputs are the nodes named ``outputs``:
+        the graph cut after them, sharing the layers (and so the weights and frozen flags) with
+        this one.  For fine-tuning, cut before the classifier and put a new head on it.
+
+        Args:
+            outputs: a node name or a list of them.
+
+        Returns:
+            a new ``Graph`` (a ``Model``).
+        """
+        names = name_list(outputs, f"{self.label()}.new_graph")
+        outs = [self.node(n) for n in names]
+        needed = set()
+        stack = [id(n) for n in outs]
+        by_id = {id(n): k for k, n in enumerate(self._nodes)}
+        while stack:
+            k = by_id[stack.pop()]
+            if k not in needed:
+                needed.add(k)
+                stack.extend(id(p) for p in self._nodes[k].prev)
+        inputs = [self._nodes[i] for i in self._inputs if i in needed]
+        if not inputs:
+            raise ValueError(f"{self.label()}.new_graph: {names} depend on no input")
+        return Model(inputs, outs)
+
+    newGraph = new_graph
+
     def update_output(self, input):
         n_in = len(self._inputs)
         if n_in > 1 and (not isinstance(input, (list, tuple)) or len(input) != n_in):
@@ -123,7 +230,26 @@ class Graph(Container):
         return outs[0] if len(outs) == 1 else outs
 
     def backward(self, input, grad_output):
-        grads = [None] * len(self._nodes)
+        with root_input_grad_unused() as unused:
+            return self._backward(input, grad_output, unused)
+
+    def backward_params(self, input, grad_output):
+        """``backward`` with no gradient w.r.t. the graph's inputs (training): a node computes
+        its input gradient only if a trained layer comes before it, and a node with nothing
+        trained up to it is not backward-called; returns None."""
+        with root_input_grad_unused():  # said explicitly here; nested calls need theirs
+            return self._backward(input, grad_output, True)
+
+    def _backward(self, input, grad_output, skip_input):
+        nodes, prev = self._nodes, self._prev
+        stops = [n.module._stops_gradient() for n in nodes]
+        if skip_input:
+            # trained[i]: a backward of node i or of a node feeding it (past no stop) trains
+            trained = [False] * len(nodes)
+            for i, n in enumerate(nodes):
+                trained[i] = n.module._is_trained() or (
+                    not stops[i] and any(trained[p] for p in prev[i]))
+        grads = [None] * len(nodes)
 
         def accumulate(i, g):
             grads[i] = g if grads[i] is None else add_tables(grads[i], g)
@@ -134,17 +260,27 @@ class Graph(Container):
             for k, o in enumerate(self._outputs):
                 accumulate(o, grad_output[k])
         input_grads = {}
-        for i in range(len(self._nodes) - 1, -1, -1):
-            if grads[i] is None:
+        for i in range(len(nodes) - 1, -1, -1):
+            if grads[i] is None or skip_input and not trained[i]:
                 continue
-            gi = self._nodes[i].module.backward(self._node_inputs[i], grads[i])
+            module = nodes[i].module
+            if stops[i] or skip_input and not any(trained[p] for p in prev[i]):
+                module.backward_params(self._node_inputs[i], grads[i])
+                continue
+            gi = module.backward(self._node_inputs[i], grads[i])
+            if gi is None:  # a nested container stopped the gradient
+                continue
             if i in self._inputs:
                 input_grads[i] = gi
-            elif len(self._prev[i]) == 1:
-                accumulate(self._prev[i][0], gi)
+            elif len(prev[i]) == 1:
+                accumulate(prev[i][0], gi)
             else:
-                for p, g in zip(self._prev[i], gi):
-                    accumulate(p, g)
+                for p, g in zip(prev[i], gi):
+                    if g is not None:
+                        accumulate(p, g)
+        if skip_input:
+            self.grad_input = None
+            return None
         result = [input_grads.get(i) for i in self._inputs]
         self.grad_input = result[0] if len(result) == 1 else result
         return self.grad_input

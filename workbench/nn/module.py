@@ -102,6 +102,30 @@ class Module(Configurable):
         """Whether ``acc_grad_parameters`` stands alone (see ``backward_params``)."""
         return False
 
+    # ------------------------------------------------------------------ fine-tuning: the cut
+    def _stops_gradient(self):
+        """Whether this module's ``backward`` hands nothing back to the layers before it: it was
+        named in ``stop_gradient`` (or a container whose input gets no gradient)."""
+        return bool(self.__dict__.get("_stop_grad", False))
+
+    def _gradient_cut(self):
+        """Ids of the descendants that no gradient reaches in this module's backward (they sit
+        before a ``stop_gradient`` layer): trained by nothing, left out of ``get_parameters``
+        as frozen layers are.  A layer has none; containers override."""
+        return set()
+
+    def _is_trained(self):
+        """Whether a backward of this module accumulates any parameter gradient: some
+        descendant has parameters, is not frozen and is not cut off by ``stop_gradient``."""
+        cut = None
+        for m in self.modules():
+            if m._param_names and not m._frozen:
+                if cut is None:
+                    cut = self._gradient_cut()
+                if id(m) not in cut:
+                    return True
+        return False
+
     def _set_regularizer(self, name, regularizer):
         """Penalize parameter ``name`` with a ``Regularizer`` (None removes it)."""
         regs = self.__dict__.setdefault("_regularizers", {})
@@ -117,7 +141,9 @@ class Module(Configurable):
         """Sum of the weight regularizers' penalties (``wRegularizer`` / ``bRegularizer``) of
         the trainable layers: the part of the objective whose gradient ``backward`` adds to the
         parameters' (a frozen layer gets no such gradient, and its penalty is left out)."""
-        return sum(reg.penalty(getattr(m, n)) for m in self.modules() if not m._frozen
+        cut = self._gradient_cut()
+        return sum(reg.penalty(getattr(m, n)) for m in self.modules()
+                   if not m._frozen and id(m) not in cut
                    for n, reg in m.__dict__.get("_regularizers", {}).items())
 
     def penalty_loss(self):
@@ -207,11 +233,12 @@ class Module(Configurable):
     def named_parameters(self, trainable_only=False):
         """``(path, module, name)`` for each parameter; ``path`` is unique within the model."""
         seen = set()
+        cut = self._gradient_cut() if trainable_only else ()
         for path, m in self._walk(""):
             if id(m) in seen:
                 continue
             seen.add(id(m))
-            if trainable_only and m._frozen:
+            if trainable_only and (m._frozen or id(m) in cut):
                 continue
             for name in m._param_names:
                 yield f"{path}{name}", m, name
@@ -281,7 +308,13 @@ class Module(Configurable):
 
         Returns ``(weights, grad_weights)``, two contiguous 1-D arrays; afterwards every layer's
         ``weight`` / ``bias`` (and their gradients) are views into them, so updating the flat
-        vector updates the model.  Call it on the root of the model.  Frozen layers are left out.
+        vector updates the model.  Call it on the root of the model.  Frozen layers (and layers
+        cut off by ``stop_gradient``) are left out.
+
+        The vectors are rebuilt when the set of trainable parameters changed since the last call
+        (``freeze``, ``unfreeze``, ``stop_gradient``, ``replace`` ...): call it again after such
+        a change (the ``Optimizer`` calls it when ``optimize()`` starts).  A parameter that left
+        the vector gets its own arrays back, so the old vectors no longer alias it.
         """
         triples = list(self.named_parameters(trainable_only=True))
         if self._flat is not None:
@@ -290,6 +323,12 @@ class Module(Configurable):
                     getattr(m, n) is w and getattr(m, "grad_" + n) is g
                     for (_, m, n), (w, g) in zip(triples, views)):
                 return flat_w, flat_g
+            kept = {id(getattr(m, n)) for _, m, n in triples}
+            for _, m, n in self.named_parameters():
+                for attr in (n, "grad_" + n):
+                    a = getattr(m, attr)
+                    if id(a) not in kept and (a.base is flat_w or a.base is flat_g):
+                        setattr(m, attr, a.copy())  # numpy views point at the owner
         dtypes = {getattr(m, n).dtype for _, m, n in triples}
         if len(dtypes) > 1:
             raise TypeError(f"{self.label()}: parameters mix dtypes {sorted(map(str, dtypes))}; "
@@ -475,15 +514,118 @@ class Module(Configurable):
                 d._frozen = False
         return self
 
-    def _by_names(self, names):
+    def _by_names(self, names, what=None):
         if names is None:
             return [self]
-        names = [names] if isinstance(names, str) else list(names)
-        found = {m.name(): m for m in self.modules() if m.name() in names}
+        names = name_list(names, f"{self.label()}.{what or 'freeze'}")
+        found = {}
+        for m in self.modules():
+            if m.name() in names:
+                found.setdefault(m.name(), m)
         unknown = [n for n in names if n not in found]
         if unknown:
-            raise ValueError(f"{self.label()}: no layer named {unknown}")
+            known = sorted({m.name() for m in self.modules()})
+            raise ValueError(f"{self.label()}: no layer named {unknown} (its layers: "
+                             f"{known[:12]}{' ...' if len(known) > 12 else ''})")
         return list(found.values())
+
+    def freeze_up_to(self, names):
+        """BigDL: freeze the model from its input up to the named layers, inclusive.
+
+        In a ``Sequential`` the children up to and including the one that is (or holds) a
+        named layer are frozen; in a ``Graph`` the named nodes and every node before them
+        (their ancestors).  Containers inside are searched too: ``freeze_up_to("conv3")``
+        freezes what precedes ``conv3`` at every level that leads to it.  Frozen layers get no
+        parameter gradient and are left out of ``get_parameters()`` (so of the optimizer's
+        state and of the all-reduce on Spark); under training their backward is skipped when
+        nothing trainable comes before them.
+
+        Args:
+            names: a layer name or a list of them.
+
+        Returns:
+            self.
+        """
+        targets = self._by_names(names, "freeze_up_to")
+        self._freeze_up_to({id(m) for m in targets})
+        return self
+
+    freezeUpTo = freeze_up_to
+
+    def _freeze_up_to(self, targets):
+        """Freeze what leads to the modules whose ids are in ``targets``; True if this module is
+        or holds one of them.  Containers override (``Sequential``, ``Graph``); this default
+        treats every child as a parallel branch."""
+        if id(self) in targets:
+            self.freeze()
+            return True
+        found = False
+        for child in getattr(self, "_children", ()):
+            found = child._freeze_up_to(targets) or found
+        return found
+
+    def stop_gradient(self, stop_layers):
+        """BigDL: stop the gradient at the named layers.  Their parameters are still trained,
+        but their gradient w.r.t. their input is not computed, so the layers before them (the
+        ones that feed only them) get no gradient at all: their backward is never called and
+        their parameters are left out of ``get_parameters()``, as frozen ones are.
+
+        The named layers must be children of a ``Sequential`` or nodes of a ``Graph`` (at any
+        depth, through those two containers only); ``Model.stop_gradient`` of BigDL.
+
+        Args:
+            stop_layers: a layer name or a list of them.
+
+        Returns:
+            self.
+        """
+        targets = self._by_names(stop_layers, "stop_gradient")
+        for m in targets:
+            path = _path_to(self, m)
+            bad = [p for p in path[:-1] if not getattr(p, "_honours_stop_gradient", False)]
+            if m is self or bad:
+                where = bad[0].label() if bad else "the root"
+                raise ValueError(f"{self.label()}.stop_gradient: layer {m.name()!r} is inside "
+                                 f"{where}; only children of a Sequential and nodes of a Graph "
+                                 "can stop the gradient")
+        for m in targets:
+            m._stop_grad = True
+        self._flat = None
+        return self
+
+    stopGradient = stop_gradient
+
+    def replace(self, name, module):
+        """Put ``module`` where the descendant named ``name`` is (a ``Sequential``'s child, a
+        ``Graph``'s node, any container's child), e.g. a new classifier head:
+        ``model.replace("fc", Linear(512, 10))``.  The new module takes the old one's name
+        unless it was given its own, and starts trainable; call ``get_parameters()`` again
+        (the ``Optimizer`` does when ``optimize()`` starts).
+
+        Args:
+            name: the name of the layer to replace.
+            module: the ``Module`` to put there.
+
+        Returns:
+            self.
+        """
+        if not isinstance(module, Module):
+            raise TypeError(f"{self.label()}.replace: expected a Module for {name!r}, got "
+                            f"{type(module).__name__}")
+        (old,) = self._by_names([name], "replace")
+        if old is self:
+            raise ValueError(f"{self.label()}.replace: {name!r} is the model itself")
+        if any(m is module for m in self.modules()):
+            raise ValueError(f"{self.label()}.replace: {module.label()} is already in the model")
+        path = _path_to(self, old)
+        parent = path[-2]
+        parent._replace_child(next(i for i, c in enumerate(parent._children) if c is old),
+                              module)
+        if module._name is None and old._name is not None:
+            module.set_name(old._name)
+        for p in path[:-1]:
+            p._flat = None
+        return self
 
     def set_name(self, name):
         """Name this layer (used in error messages, ``freeze`` and saved files)."""
@@ -573,6 +715,8 @@ class Module(Configurable):
             config["name"] = self._name
         if self._frozen:
             config["frozen"] = True
+        if self.__dict__.get("_stop_grad"):
+            config["stop_gradient"] = True
         if not self.train:
             config["training"] = False
         return config
@@ -596,9 +740,37 @@ def _apply_common(module, config):
     if "name" in config:
         module.set_name(config["name"])
     if config.get("frozen"):
-        module.freeze()
+        module._frozen = True  # each descendant's own flag is in its own config
+    if config.get("stop_gradient"):
+        module._stop_grad = True
     if config.get("training") is False:
         module.evaluate()
+
+
+def name_list(names, owner):
+    """``names`` (one name or a list of them) as a list of strings."""
+    if isinstance(names, str):
+        return [names]
+    try:
+        names = list(names)
+    except TypeError:
+        raise TypeError(f"{owner}: expected a layer name or a list of names, got "
+                        f"{type(names).__name__}") from None
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{owner}: expected a layer name or a non-empty list of names, got "
+                        f"{names!r}")
+    return names
+
+
+def _path_to(root, target):
+    """``[root, ..., target]``: the containers from ``root`` down to ``target``."""
+    if root is target:
+        return [root]
+    for child in getattr(root, "_children", ()):
+        path = _path_to(child, target)
+        if path:
+            return [root] + path
+    return []
 
 
 def auto_batch_size(batch_size, row_elements=None, owner="predict"):
@@ -782,6 +954,21 @@ def input_grad_unused():
 def input_grad_is_unused():
     """True inside :func:`input_grad_unused` (in this thread)."""
     return getattr(_input_grad, "unused", False)
+
+
+@contextlib.contextmanager
+def root_input_grad_unused():
+    """For a container's ``backward``: yields whether an enclosing :func:`input_grad_unused`
+    applies to this call (the root's), and clears it for the calls nested inside, whose input
+    gradients the container needs."""
+    if not getattr(_input_grad, "unused", False):
+        yield False
+        return
+    _input_grad.unused = False
+    try:
+        yield True
+    finally:
+        _input_grad.unused = True
 
 
 def active_grad_pool():

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..nn.module import batch_share, input_grad_unused
+from ..nn.module import batch_share
 
 __all__ = ["TrainingError", "Divergence", "IterationStep", "epoch_permutation", "objective"]
 
@@ -151,8 +151,8 @@ class IterationStep:
             grad_output = criterion.backward(output, yb)
             if scale != 1.0:
                 grad_output = _scaled(grad_output, scale)
-            with input_grad_unused():  # nothing reads the data's gradient
-                model.backward(xb, grad_output)
+            # nothing reads the data's gradient: no backward where nothing trained is left
+            model.backward_params(xb, grad_output)
             return objective(model, float(loss) * scale, share)
 
     def non_finite(self, loss):

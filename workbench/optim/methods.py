@@ -1200,6 +1200,17 @@ class MultiOptimMethod(OptimMethod):
         slices, size = submodule_slices(model, list(optim_methods))
         return cls(optim_methods, {k: list(v) for k, v in slices.items()}, size)
 
+    def rebind(self, model):
+        """Recompute the slices from ``model``'s trainable parameters as they are now (after
+        ``freeze`` / ``replace`` ...); if they moved, the methods' buffers are cleared (they
+        belonged to the old layout).  Returns True if the slices changed."""
+        slices, size = submodule_slices(model, list(self.optim_methods))
+        if size == self.size and slices == self.slices:
+            return False
+        self._bind({k: list(v) for k, v in slices.items()}, size)
+        self.clear_history()
+        return True
+
     def for_slice(self, start, stop):
         """A MultiOptimMethod for the part ``[start, stop)`` of the vector (as a distributed
         task updates it): each method restricted to its overlap with the part, with fresh

@@ -26,7 +26,7 @@ from ..nn.criteria.criterion import Criterion
 from ..nn.module import Module
 from .events import (CheckpointEvent, FinishedEvent, IterationEvent, Listener, TrainingState,
                      ValidationEvent)
-from .methods import SGD, ConstantClipping, L2NormClipping, as_optim_method
+from .methods import SGD, ConstantClipping, L2NormClipping, MultiOptimMethod, as_optim_method
 from .loop import Divergence, IterationStep, TrainingError, epoch_permutation, objective
 from .progress import ConsoleProgress
 from .triggers import MaxEpoch
@@ -336,6 +336,7 @@ class Optimizer(TrainerSettings):
         self._stop.clear()
         if self.seed is None:
             self.seed = int(nn_random.rng().integers(2 ** 31))
+        self._bind_trainable()
         if resume_from is not None:
             self._restore(resume_from)
         for listener in list(self.listeners):
@@ -358,6 +359,21 @@ class Optimizer(TrainerSettings):
         self.emit("on_finished", FinishedEvent(self.state.epoch, self.state.iteration, self.model,
                                                stopped=self._stop.is_set(), state=self.state))
         return self.model
+
+    def _bind_trainable(self):
+        """Fit the optim method to the model's trainable parameters as they are now (fine-tuning
+        changes them between ``optimize()`` calls: ``freeze``, ``unfreeze``, ``stop_gradient``,
+        ``replace``): when they changed since the last run, the method's buffers (momentum,
+        moments), which belonged to the old vector, are cleared; a per-submodule method's slices
+        are recomputed."""
+        layout = [(path, getattr(m, n).size)
+                  for path, m, n in self.model.named_parameters(trainable_only=True)]
+        if getattr(self, "_trainable", None) not in (None, layout):
+            self.optim_method.clear_history()
+        self._trainable = layout
+        if isinstance(self.optim_method, MultiOptimMethod) and \
+                self.optim_method.slices is not None:
+            self.optim_method.rebind(self.model)
 
     def epoch_permutation(self, epoch, n):
         """The order of the records in ``epoch`` (a function of the seed and the epoch only)."""

@@ -317,7 +317,8 @@ class _TaskResult:
     slice: tuple
     optim: tuple          # (document, arrays) of this task's slice of the optimizer state
     covers: list | None   # the sub-methods of a MultiOptimMethod this slice ran
-    stats: dict           # seconds of compute / wait / straggle / sync, iterations, records
+    stats: dict           # seconds of compute / wait / straggle / sync, iterations, records,
+    #                       bytes_sent on the ring, vector_values (the trainable vector's length)
     buffers: dict         # this replica's buffers (batch-norm running statistics)
     pid: int
     weights: np.ndarray | None = None  # task 0 only
@@ -388,7 +389,7 @@ class _Replica:
         self.applied = (np.zeros_like(self.step.grads[self.lo:self.hi])
                         if plan.keep_gradient else None)
         self.stats = dict(compute=0.0, sync=0.0, wait=0.0, straggle=0.0, iterations=0,
-                          records=0)
+                          records=0, bytes_sent=0, vector_values=int(self.step.weights.size))
 
     def train(self, records):
         """Iterate until the driver says stop or an iteration diverges; the task's result."""
@@ -462,6 +463,7 @@ class _Replica:
                                             lr, t3 - t0))
         if rank == 0:
             send(self.driver, StretchEnd(status, divergence))
+        stats["bytes_sent"] = int(ring.bytes_sent)  # this stretch's ring traffic from this task
         return _TaskResult(
             rank=rank, slice=(self.lo, self.hi), optim=self.method.get_state(),
             covers=_covered(self.full_method, self.lo, self.hi), stats=stats,
