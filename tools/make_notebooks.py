@@ -592,12 +592,12 @@ def import_finetune_notebook():
            "column); `feature_shape=(1, 8, 8)` gives each record the image shape the "
            "convolutions expect. Spark runs in this process with two task slots (`local[2]`)."),
         code("spark = get_spark('local[2]', app_name='tutorial-08')\n"
-             "sc = spark.sparkContext\n"
-             "sc.setLogLevel('ERROR')\n"
+             "spark.sparkContext.setLogLevel('ERROR')\n"
              "schema = 'features array<float>, label long'\n"
              "rows = [(x.ravel().tolist(), int(t)) for x, t in zip(X_train, y_train)]\n"
-             "train_df = spark.createDataFrame(sc.parallelize(rows, 2), schema).cache()\n"
-             "print(train_df.count(), 'training rows, all ten digits')"),
+             "train_df = spark.createDataFrame(rows, schema).cache()\n"
+             "print(train_df.count(), 'training rows of all ten digits in',\n"
+             "      train_df.rdd.getNumPartitions(), 'partitions')"),
         code("model.freeze_up_to('pool2')\n"
              "model.replace('fc2', Linear(64, 10))\n"
              "frozen = {name: [np.array(getattr(layer, p), copy=True) for p in ('weight', 'bias')]\n"
