@@ -659,6 +659,171 @@ def model_zoo_notebook():
     ]
 
 
+def import_finetune_notebook():
+    """Tutorial 08: a PyTorch model in (ONNX and state_dict), checked equal, fine-tuned on Spark."""
+    return [
+        md("# Import a model from another framework and fine-tune it on Spark\n\n"
+           "A model trained elsewhere comes into workbench two ways, both read without running "
+           "anything from the file: an **ONNX** file becomes a workbench model "
+           "(`workbench.io.load_onnx`), and a PyTorch **`state_dict`** saved with `torch.save` "
+           "fills the weights of a workbench model built to match "
+           "(`workbench.io.load_pytorch_weights`, no torch and no unpickling needed). We check "
+           "both against the original, then fine-tune on Spark: the convolutional feature "
+           "extractor frozen, a new classifier head trained for a different task.\n\n"
+           "PyTorch is only the *other framework* here, the one the model comes from; workbench "
+           "itself never imports torch. The model is tiny so the whole tutorial runs in a couple "
+           "of minutes on one core."),
+        code("import collections, os, tempfile\n"
+             "import numpy as np\n"
+             "os.environ.setdefault('SPARK_LOCAL_IP', '127.0.0.1')\n"
+             "import torch\n"
+             "from torch import nn\n"
+             "from workbench.data import load_digits\n"
+             "from workbench.io import load_onnx, load_pytorch_weights\n"
+             "from workbench.models import torchvision_names\n"
+             "from workbench.nn import (ClassNLLCriterion, Linear, LogSoftMax, Model, ReLU, Reshape,\n"
+             "                          Sequential, SpatialConvolution, SpatialMaxPooling, random)\n"
+             "from workbench.optim import Adam, MaxEpoch, Optimizer\n"
+             "from workbench.spark import get_spark\n"
+             "torch.manual_seed(0)\n"
+             "torch.set_num_threads(1)\n"
+             "random.set_seed(42)\n"
+             "workdir = tempfile.mkdtemp(prefix='tutorial-08-')"),
+        md("## The data and the original task\nThe 8×8 handwritten digits bundled with workbench "
+           "(`load_digits(size=8)`: a fixed stratified split, standardized, shape `(N, 1, 8, 8)`, "
+           "labels 0–9). The original model only ever sees the digits **0–4**; the fine-tuned one "
+           "will classify all ten."),
+        code("(X_train, y_train), (X_test, y_test) = load_digits(size=8)\n"
+             "old_train, old_test = y_train < 5, y_test < 5\n"
+             "print(X_train.shape, X_test.shape, '-', old_train.sum(), 'training and',\n"
+             "      old_test.sum(), 'test images of the digits 0-4')"),
+        md("## 1. Train a small CNN in PyTorch\nTwo convolution + pooling stages (the feature "
+           "extractor) and two fully connected layers, log-probabilities out. The module names "
+           "(`conv1`, `fc2`, ...) become the `state_dict` keys (`conv1.weight`, ...)."),
+        code("def torch_net(classes):\n"
+             "    return nn.Sequential(collections.OrderedDict([\n"
+             "        ('conv1', nn.Conv2d(1, 16, 3, padding=1)), ('relu1', nn.ReLU()), ('pool1', nn.MaxPool2d(2)),\n"
+             "        ('conv2', nn.Conv2d(16, 32, 3, padding=1)), ('relu2', nn.ReLU()), ('pool2', nn.MaxPool2d(2)),\n"
+             "        ('flatten', nn.Flatten()),\n"
+             "        ('fc1', nn.Linear(32 * 2 * 2, 64)), ('relu3', nn.ReLU()),\n"
+             "        ('fc2', nn.Linear(64, classes)), ('log_softmax', nn.LogSoftmax(dim=1))]))\n\n"
+             "net = torch_net(5)\n"
+             "xs, ys = torch.from_numpy(X_train[old_train]), torch.from_numpy(y_train[old_train])\n"
+             "adam = torch.optim.Adam(net.parameters(), lr=0.01)\n"
+             "order = torch.Generator().manual_seed(0)\n"
+             "for epoch in range(5):\n"
+             "    for batch in torch.randperm(len(xs), generator=order).split(32):\n"
+             "        adam.zero_grad()\n"
+             "        loss = nn.functional.nll_loss(net(xs[batch]), ys[batch])\n"
+             "        loss.backward()\n"
+             "        adam.step()\n"
+             "net.eval()\n"
+             "with torch.no_grad():\n"
+             "    torch_out = net(torch.from_numpy(X_test[old_test])).numpy()\n"
+             "torch_accuracy = (torch_out.argmax(1) == y_test[old_test]).mean()\n"
+             "print(f'PyTorch, digits 0-4: test accuracy {torch_accuracy:.4f}')\n"
+             "assert torch_accuracy >= 0.95, torch_accuracy"),
+        md("## 2. Export: a `state_dict` and an ONNX file\n`torch.save(net.state_dict())` writes "
+           "the weights (a zip of a small pickle and raw tensor bytes). `torch.onnx.export` "
+           "writes the whole graph, here with a dynamic batch dimension; the TorchScript-based "
+           "exporter (`dynamo=False`) without constant folding keeps the graph as the layers "
+           "were written."),
+        code("pt_path = os.path.join(workdir, 'digits04.pt')\n"
+             "onnx_path = os.path.join(workdir, 'digits04.onnx')\n"
+             "torch.save(net.state_dict(), pt_path)\n"
+             "torch.onnx.export(net, torch.zeros(1, 1, 8, 8), onnx_path, input_names=['image'],\n"
+             "                  output_names=['log_probs'],\n"
+             "                  dynamic_axes={'image': {0: 'batch'}, 'log_probs': {0: 'batch'}},\n"
+             "                  dynamo=False, do_constant_folding=False)\n"
+             "print(sorted(net.state_dict()))\n"
+             "print(os.path.getsize(pt_path), 'and', os.path.getsize(onnx_path), 'bytes')"),
+        md("## 3a. Import the ONNX file\n`load_onnx` parses the protobuf and maps each node to a "
+           "workbench layer (an unsupported op is an error naming it); it returns the model in "
+           "inference mode."),
+        code("imported = load_onnx(onnx_path)\n"
+             "print(imported)"),
+        md("## 3b. Load the `state_dict` into the same architecture built in workbench\nBigDL's "
+           "layers, named as the torch modules. `torchvision_names(model)` is the map "
+           "`{state_dict key: (layer name, parameter)}` read from those names; "
+           "`load_pytorch_weights` reads the `.pt` file with a restricted unpickler (only the "
+           "globals a `state_dict` needs, nothing is called), checks every shape and fails on "
+           "any missing or unexpected key."),
+        code("def build(classes):\n"
+             "    return (Sequential()\n"
+             "            .add(SpatialConvolution(1, 16, 3, 3, 1, 1, 1, 1).set_name('conv1')).add(ReLU())\n"
+             "            .add(SpatialMaxPooling(2, 2, 2, 2))\n"
+             "            .add(SpatialConvolution(16, 32, 3, 3, 1, 1, 1, 1).set_name('conv2')).add(ReLU())\n"
+             "            .add(SpatialMaxPooling(2, 2, 2, 2).set_name('pool2'))\n"
+             "            .add(Reshape([32 * 2 * 2]))\n"
+             "            .add(Linear(32 * 2 * 2, 64).set_name('fc1')).add(ReLU())\n"
+             "            .add(Linear(64, classes).set_name('fc2')).add(LogSoftMax()))\n\n"
+             "model = build(5)\n"
+             "name_map = torchvision_names(model)\n"
+             "print(name_map)\n"
+             "load_pytorch_weights(model, pt_path, name_map)\n"
+             "model.evaluate()"),
+        md("## Checked equal\nBoth imports give PyTorch's log-probabilities to float rounding, "
+           "hence the same predictions and the same test accuracy."),
+        code("for how, m in [('ONNX', imported), ('state_dict', model)]:\n"
+             "    out = m.forward(X_test[old_test])\n"
+             "    accuracy = (out.argmax(1) == y_test[old_test]).mean()\n"
+             "    print(f'{how:>10}: largest difference {np.abs(out - torch_out).max():.1e}, '\n"
+             "          f'test accuracy {accuracy:.4f}')\n"
+             "    np.testing.assert_allclose(out, torch_out, rtol=1e-4, atol=1e-4)\n"
+             "    assert np.array_equal(out.argmax(1), torch_out.argmax(1))\n"
+             "    assert accuracy == torch_accuracy"),
+        md("## 4. Fine-tune on Spark with the feature extractor frozen\nThe new task: all ten "
+           "digits. `freeze_up_to('pool2')` freezes every layer from the input up to the end of "
+           "the convolutional stages (their parameters get no gradient, are left out of the "
+           "optimizer's state and of the all-reduce between Spark tasks); `replace('fc2', ...)` "
+           "puts a fresh 10-way head where the 5-way one was. `fc1` and the new head train.\n\n"
+           "The training set is a DataFrame (a `features` column of 64 floats, a `label` "
+           "column); `feature_shape=(1, 8, 8)` gives each record the image shape the "
+           "convolutions expect. Spark runs in this process with two task slots (`local[2]`)."),
+        code("spark = get_spark('local[2]', app_name='tutorial-08')\n"
+             "spark.sparkContext.setLogLevel('ERROR')\n"
+             "schema = 'features array<float>, label long'\n"
+             "rows = [(x.ravel().tolist(), int(t)) for x, t in zip(X_train, y_train)]\n"
+             "train_df = spark.createDataFrame(rows, schema).cache()\n"
+             "print(train_df.count(), 'training rows of all ten digits in',\n"
+             "      train_df.rdd.getNumPartitions(), 'partitions')"),
+        code("model.freeze_up_to('pool2')\n"
+             "model.replace('fc2', Linear(64, 10))\n"
+             "frozen = {name: [np.array(getattr(layer, p), copy=True) for p in ('weight', 'bias')]\n"
+             "          for layer in model.modules() for name in [layer.name()] if name in ('conv1', 'conv2')}\n"
+             "fc1_before = np.array(next(m for m in model.modules() if m.name() == 'fc1').weight, copy=True)\n"
+             "print(model.get_parameters()[0].size, 'trainable parameters of', build(10).get_parameters()[0].size)\n"
+             "optimizer = Optimizer(model, train_df, ClassNLLCriterion(), MaxEpoch(3), 32, Adam(0.01),\n"
+             "                      seed=7, progress=False, feature_shape=(1, 8, 8))\n"
+             "tuned = optimizer.optimize()\n"
+             "tuned.evaluate()"),
+        md("## The result\nThe frozen convolutions are bit-for-bit what PyTorch trained; `fc1` "
+           "moved; the fine-tuned model classifies all ten digits well although its features "
+           "were learned on five."),
+        code("layers = {m.name(): m for m in tuned.modules()}\n"
+             "for name, (weight, bias) in frozen.items():\n"
+             "    assert layers[name].weight.tobytes() == weight.tobytes(), name\n"
+             "    assert layers[name].bias.tobytes() == bias.tobytes(), name\n"
+             "assert np.array_equal(layers['conv1'].weight, net.conv1.weight.detach().numpy())\n"
+             "assert not np.array_equal(layers['fc1'].weight, fc1_before)\n"
+             "assert layers['fc2'].weight.shape == (10, 64)\n"
+             "predicted = tuned.forward(X_test).argmax(1)\n"
+             "accuracy = (predicted == y_test).mean()\n"
+             "print(f'fine-tuned, all ten digits: test accuracy {accuracy:.4f} '\n"
+             "      f'(digits 5-9 alone: {(predicted == y_test)[~old_test].mean():.4f})')\n"
+             "assert accuracy >= 0.88, f'test accuracy {accuracy:.4f} is below 0.88'"),
+        md("## 5. Save and reload\nBigDL's `saveModel` writes the project's safe format (JSON "
+           "architecture + an `.npz` of weights in one zip, never a pickle); `Model.loadModel` "
+           "reads it back, and the reloaded model predicts exactly the same."),
+        code("path = os.path.join(workdir, 'digits-finetuned.bigdl')\n"
+             "tuned.saveModel(path, over_write=True)\n"
+             "reloaded = Model.loadModel(path)\n"
+             "reloaded.evaluate()\n"
+             "assert np.array_equal(reloaded.forward(X_test), tuned.forward(X_test))\n"
+             "print(len(X_test), 'equal predictions from', os.path.basename(path))"),
+    ]
+
+
 def write(name, cells):
     nb = nbf.v4.new_notebook()
     nb.cells = cells
@@ -676,3 +841,4 @@ if __name__ == "__main__":
     write("03_distributed_training.ipynb", distributed_notebook())
     write("05_hyperparameter_tuning.ipynb", tuning_notebook())
     write("09_model_zoo.ipynb", model_zoo_notebook())
+    write("08_import_and_fine_tune.ipynb", import_finetune_notebook())
