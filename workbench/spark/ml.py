@@ -701,7 +701,9 @@ class _Writer(MLWriter):
         inst = self.instance
         extra = {"workbench": {"format": FORMAT, "version": FORMAT_VERSION,
                                "bigdl_type": inst.bigdl_type}}
-        DefaultParamsWriter.saveMetadata(inst, path, self.sparkSession, extraMetadata=extra)
+        # a SparkContext: what pyspark 3.5 takes (4.x takes a context or a session)
+        DefaultParamsWriter.saveMetadata(inst, path, self.sparkSession.sparkContext,
+                                         extraMetadata=extra)
         files = {}
         with tempfile.TemporaryDirectory(prefix="workbench-ml-") as tmp:
             if inst.model is not None:
@@ -730,7 +732,7 @@ class _Reader(MLReader):
 
     def load(self, path):
         spark = self.sparkSession or SparkSession.active()
-        meta = DefaultParamsReader.loadMetadata(path, spark)
+        meta = DefaultParamsReader.loadMetadata(path, spark.sparkContext)
         own = meta.get("workbench", {})
         if own.get("format") != FORMAT:
             raise io.ModelFileError(f"{path}: not a saved workbench.spark.ml instance")
