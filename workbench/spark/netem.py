@@ -141,8 +141,8 @@ class NetCluster:
         delay: one-way latency added per connection hop by the relay, in seconds (0: none).
         burst: bytes the tbf lets through at once (default: 100 µs worth at ``rate``, at least
             256 KiB: with less, segmentation offload makes 1 Gbit/s reach only ~60%).
-        name: a tag for the namespace names (default: ``wbnet<pid>``); at most 8 characters
-            of it are used.
+        name: a tag added to the namespace names (``wbnet<pid><name>h`` for the hub,
+            ``...n<i>`` for the nodes), so one process can run several clusters at once.
     """
 
     def __init__(self, nodes, rate="10gbit", delay=50e-6, burst=None, name=None):
@@ -153,9 +153,9 @@ class NetCluster:
         self.nodes, self.rate, self.delay = int(nodes), rate, float(delay)
         self.rate_bytes = parse_rate(rate) if rate else None
         self.burst = int(burst or max(256 * 1024, (self.rate_bytes or 0) * 100e-6))
-        tag = str(name or os.getpid())[-8:]
-        self.tag = f"{PREFIX}{tag}"
         pid = os.getpid()
+        # the pid keeps concurrent runs (two test sessions, a benchmark) apart
+        self.tag = f"{PREFIX}{pid}{name or ''}"
         self.subnet = f"10.{100 + pid % 150}.{(pid // 150) % 250}"
         self.hub = f"{self.tag}h"
         self.names = [f"{self.tag}n{i}" for i in range(self.nodes)]
@@ -254,7 +254,9 @@ class NetCluster:
     def leftovers(self):
         """Names of this cluster's namespaces that still exist (empty after ``close()``)."""
         out = _ip("netns", "list", check=False).stdout
-        return [line.split()[0] for line in out.splitlines() if line.startswith(self.tag)]
+        mine = set(self.names) | {self.hub}
+        return [line.split()[0] for line in out.splitlines() if line.split()[:1] and
+                line.split()[0] in mine]
 
     # ------------------------------------------------------------------ using it
     def popen(self, i, argv, **kwargs):
