@@ -1,6 +1,6 @@
 """Scale-out measurements on an emulated cluster network (needs root: network namespaces).
 
-    sudo .venv/bin/python benchmarks/bench_scaling.py          # ~15 min; writes
+    sudo .venv/bin/python benchmarks/bench_scaling.py          # ~10 min; writes
         benchmarks/results/scaling.json and scaling_*.png
     sudo .venv/bin/python benchmarks/bench_scaling.py --quick  # a few minutes, fewer points
 
