@@ -9,6 +9,10 @@ and offers the collectives the trainer needs:
 - ``all_gather(vec)``: every rank's slice is copied into every other rank's vector.
 - ``allreduce(vec)`` = both, and ``allreduce_small(values)`` for a few float64 control values.
 
+``Doubling`` is the other all-reduce, recursive doubling: log2(N) steps instead of the ring's
+2(N-1), each with the whole vector; faster where latency, not bytes, dominates (small gradients
+on many nodes).  An option for benchmarks and users; the trainer's default stays the ring.
+
 A message larger than ``DIRECT_SEND`` bytes is sent by a persistent sender thread while the
 calling thread receives, so two ranks sending each other big chunks cannot deadlock on full
 socket buffers.  Every socket has a timeout: a silent peer raises ``CommError`` instead of
@@ -27,7 +31,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["CommError", "Ring", "slices", "send_msg", "recv_msg", "listen", "connect",
+__all__ = ["CommError", "Ring", "Doubling", "slices", "send_msg", "recv_msg", "listen", "connect",
            "COMPRESSIONS"]
 
 DIRECT_SEND = 16 * 1024
@@ -347,3 +351,136 @@ class Ring:
         for i in range(1, n):
             total += every[i]
         return total
+
+
+# ---------------------------------------------------------------------- recursive doubling
+class Doubling:
+    """All-reduce by recursive doubling: for the largest power of two ``p <= n``, log2(p)
+    exchanges of the *whole* vector with the rank whose number differs in one bit (ranks
+    ``p..n-1`` first fold their vector into rank ``r - p`` and get the result back at the end).
+
+    The ring (:class:`Ring`) sends 2(n-1)/n of the vector in 2(n-1) steps: optimal in bytes,
+    but its latency grows with n.  Doubling sends the vector log2(p) times in log2(p) (+2)
+    steps: better when a step's latency outweighs the bytes — small gradients on many nodes
+    (LeNet-5's 248 KB at 64+ nodes, see docs/SCALING.md).  Every rank ends with bit-identical
+    sums (each exchange adds the same two operands on both sides), though they may differ in
+    the last bits from the ring's (another order of additions), so it is an option, never the
+    default of the trainer.  Build it with :meth:`connect`.
+    """
+
+    def __init__(self, rank, size, peers, timeout=300.0):
+        self.rank, self.size, self.timeout = int(rank), int(size), float(timeout)
+        self.peers = peers  # {rank: socket}
+        self._senders = {r: _Sender(s) for r, s in peers.items()}
+        self._scratch = None
+        self.bytes_sent = 0
+
+    @staticmethod
+    def partners(rank, n):
+        """Ranks ``rank`` exchanges with, in order (``p`` = largest power of two <= n)."""
+        p = 1 << (n.bit_length() - 1)
+        if rank >= p:
+            return [rank - p]
+        out = [rank + p] if rank + p < n else []
+        k = 1
+        while k < p:
+            out.append(rank ^ k)
+            k <<= 1
+        return out
+
+    @classmethod
+    def connect(cls, rank, addresses, server, token, timeout=300.0):
+        """Connect ``rank`` to its partners: it dials the lower-numbered ones and accepts the
+        higher (dialling completes in the kernel's backlog, so no order deadlocks).
+
+        Args: as :meth:`Ring.connect`."""
+        n = len(addresses)
+        partners = cls.partners(rank, n)
+        peers = {}
+        for q in partners:
+            if q < rank:
+                s = connect(*addresses[q], timeout)
+                send_msg(s, {"token": token, "rank": rank})
+                peers[q] = s
+        expected = {q for q in partners if q > rank}
+        server.settimeout(timeout)
+        while expected:
+            try:
+                s, _ = server.accept()
+            except socket.timeout:
+                for s in peers.values():
+                    s.close()
+                raise CommError(f"rank {rank}: ranks {sorted(expected)} did not connect within "
+                                f"{timeout}s") from None
+            _tune(s, timeout)
+            try:
+                hello = recv_msg(s, limit=4096)
+            except (CommError, ValueError):
+                s.close()
+                continue
+            if hello.get("token") == token and hello.get("rank") in expected:
+                expected.discard(hello["rank"])
+                peers[hello["rank"]] = s
+            else:
+                s.close()
+        server.close()
+        return cls(rank, n, peers, timeout)
+
+    def close(self):
+        for sender in self._senders.values():
+            sender.close()
+        for s in self.peers.values():
+            try:
+                s.close()
+            except OSError:  # pragma: no cover
+                pass
+
+    def _send(self, q, vec):
+        data = memoryview(vec).cast("B")
+        self.bytes_sent += len(data)
+        if len(data) <= DIRECT_SEND:
+            send_all(self.peers[q], data)
+            return None
+        self._senders[q].start(data)
+        return self._senders[q]
+
+    def allreduce(self, vec, compression=None):
+        """In-place sum of ``vec`` (1-D, contiguous) over all ranks."""
+        if compression is not None:
+            raise ValueError("Doubling sends float32 only; compression is a Ring option")
+        n, r = self.size, self.rank
+        if n == 1:
+            return vec
+        p = 1 << (n.bit_length() - 1)
+        if self._scratch is None or self._scratch.size < vec.size or \
+                self._scratch.dtype != vec.dtype:
+            self._scratch = np.empty(vec.size, dtype=vec.dtype)
+        other = self._scratch[:vec.size]
+        raw = memoryview(other).cast("B")
+        if r >= p:  # fold in, then wait for the result
+            q = r - p
+            sender = self._send(q, vec)
+            if sender is not None:
+                sender.wait(self.timeout)
+            recv_exact(self.peers[q], memoryview(vec).cast("B"))
+            return vec
+        if r + p < n:
+            recv_exact(self.peers[r + p], raw)
+            vec += other
+        k = 1
+        while k < p:
+            q = r ^ k
+            sender = self._send(q, vec)
+            try:
+                recv_exact(self.peers[q], raw)
+            finally:
+                if sender is not None:
+                    sender.wait(self.timeout)
+            # a + b == b + a in IEEE arithmetic: both partners end with the same bits
+            vec += other
+            k <<= 1
+        if r + p < n:
+            sender = self._send(r + p, vec)
+            if sender is not None:
+                sender.wait(self.timeout)
+        return vec

@@ -1,0 +1,103 @@
+"""The emulated cluster network (workbench.spark.netem): namespaces and links are made and always
+removed, the delay line and the rate limit do what they are set to, a black-holed link stalls
+and recovers, and the ring all-reduce runs across it unchanged.  Needs root and iproute2: skipped
+(with the reason) where network namespaces cannot be made."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from workbench.spark import netem
+
+OK, WHY = netem.available()
+pytestmark = [pytest.mark.netns,
+              pytest.mark.skipif(not OK, reason=f"network namespaces not permitted here: {WHY}")]
+
+
+def _host_links():
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.count("\n")
+
+
+def test_namespaces_are_made_and_always_removed_even_on_error():
+    links_before = _host_links()
+    net = netem.NetCluster(3, rate="1gbit", delay=100e-6, name="t1")
+    with pytest.raises(RuntimeError, match="boom"):
+        with net:
+            assert sorted(net.leftovers()) == sorted([net.hub] + net.names)
+            assert _host_links() == links_before  # nothing was made in our own namespace
+            addr = subprocess.run(["ip", "netns", "exec", net.names[2], "ip", "-o", "addr"],
+                                  capture_output=True, text=True).stdout
+            assert net.ip(2) in addr
+            net.popen(1, [sys.executable, "-c", "import time; time.sleep(60)"])
+            raise RuntimeError("boom")
+    assert net.leftovers() == []
+    assert _host_links() == links_before
+
+
+def test_bad_arguments_say_what_is_wrong():
+    with pytest.raises(ValueError, match="rate must look like"):
+        netem.NetCluster(2, rate="fast")
+    with pytest.raises(ValueError, match="nodes must be"):
+        netem.NetCluster(0)
+    assert netem.parse_rate("10gbit") == 1.25e9
+
+
+def test_delay_line_and_rate_limit_are_what_was_set():
+    delay, rate = 300e-6, "200mbit"
+    with netem.NetCluster(2, rate=rate, delay=delay, name="t2") as net:
+        rtts = netem.measure_rtt(net, count=50)
+        bandwidth = netem.measure_bandwidth(net, nbytes=6 << 20)
+    assert len(rtts) == 50
+    assert min(rtts) >= 2 * delay  # the relay holds each direction for `delay`
+    # the tbf lets at most its burst through above the rate
+    assert bandwidth <= netem.parse_rate(rate) * 1.1
+    assert bandwidth >= netem.parse_rate(rate) * 0.2  # ... and the link is not broken
+
+
+def test_a_black_holed_link_stalls_the_connection_until_it_comes_back():
+    with netem.NetCluster(2, rate="1gbit", delay=0, name="t3") as net:
+        host, port = netem._probe_server(net, 1)
+        net.blackhole(1)
+        probe = net.popen(0, [sys.executable, "-c", netem._PROBE, "rtt", host, 0, port, 5],
+                          stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert probe.poll() is None  # no packet gets through: it cannot have finished
+        net.blackhole(1, on=False)
+        out = probe.communicate(timeout=60)[0]
+    assert len(out.split()) == 5  # TCP retransmitted and got through once the link was back
+
+
+RING = r"""
+import importlib.util, json, sys, numpy as np
+spec = importlib.util.spec_from_file_location("comm", sys.argv[3])  # comm.py alone: fast start
+comm = importlib.util.module_from_spec(spec); spec.loader.exec_module(comm)
+Ring, listen = comm.Ring, comm.listen
+rank, host = int(sys.argv[1]), sys.argv[2]
+srv = listen(host); print(srv.getsockname()[1], flush=True)
+addresses = [tuple(a) for a in json.loads(sys.stdin.readline())]
+ring = Ring.connect(rank, addresses, srv, "t", timeout=60)
+v = np.arange(100_003, dtype=np.float32) * (rank + 1)
+ring.allreduce(v)
+print(float(v[1]), float(v[-1]), flush=True)
+"""
+
+
+def test_the_ring_allreduce_runs_across_the_emulated_network():
+    n = 3
+    with netem.NetCluster(n, rate="1gbit", delay=50e-6, name="t4") as net:
+        procs = [net.popen(r, [sys.executable, "-c", RING, r, net.ip(r), netem.COMM_PATH],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for r in range(n)]
+        addresses = [net.forward(net.ip(r), int(p.stdout.readline())) for r, p in
+                     enumerate(procs)]
+        assert all(host == net.hub_ip for host, _ in addresses)  # every hop through the relay
+        for p in procs:  # every rank must have the addresses before any can finish
+            p.stdin.write(json.dumps(addresses) + "\n")
+            p.stdin.flush()
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    total = sum(range(1, n + 1))
+    for out in outs:
+        assert [float(x) for x in out.split()] == [1.0 * total, 100_002.0 * total]
+
