@@ -134,6 +134,24 @@ class RunRecorder(Listener):
     def on_checkpoint(self, e):
         self.record["checkpoint"] = e.path
 
+    def on_profile(self, e):
+        # the last sampled profile: what the panel and a restarted kernel's views show
+        self.record["profile"] = e.to_dict()
+        self._write(force=True)
+
+    def on_cluster(self, e):
+        cluster = e.to_dict()
+        # each task's records/s over time, for the panel's per-task curves
+        series = self.record.get("cluster", {}).get("series", {})
+        for t in cluster["tasks"]:
+            points = series.setdefault(str(t["rank"]), [])
+            points.append([e.iteration, finite(t["records_per_second"])])
+            if len(points) > 2 * SERIES_POINTS:
+                series[str(t["rank"])] = _downsample(points, SERIES_POINTS)
+        cluster["series"] = series
+        self.record["cluster"] = cluster
+        self._write()
+
     def on_finished(self, e):
         status = "failed" if e.error is not None else "stopped" if e.stopped else "finished"
         error = (e.error or "interrupted") if e.error is not None else None

@@ -196,7 +196,7 @@ class ModelSummary:
         foot = (f"<div class='wb-summary-totals'>Total params: {self.total_params:,} · "
                 f"trainable: {self.trainable_params:,} · "
                 f"non-trainable: {self.frozen_params:,}</div>")
-        return (f"<div class='wb-summary'><table style='border-collapse:collapse;"
+        return (f"<div class='wb-model-summary'><table style='border-collapse:collapse;"
                 f"font-family:monospace;font-size:12px'><thead><tr>{head}</tr></thead>"
                 f"<tbody>{''.join(rows)}</tbody></table>{foot}</div>")
 
