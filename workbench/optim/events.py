@@ -142,8 +142,9 @@ class TaskStats:
         attempt: Spark's attempt number of the task (> 0 after a retry).
         iterations: iterations covered by these numbers (since the last report).
         records: records of the task's shares of those batches.
-        compute: seconds in forward + backward + the optim method's update of its slice.
-        allreduce: seconds in the gradient reduce-scatter and the weights' all-gather.
+        compute: seconds in forward + backward of its share of the batches.
+        allreduce: seconds in the gradient reduce-scatter, the update of its slice of the
+            weights and their all-gather.
         waiting: seconds waiting on its peers and the driver (the header exchange, the
             driver's decision): a fast task waits for a straggler here.
         seconds: wall seconds those iterations took.
@@ -166,15 +167,24 @@ class TaskStats:
 
 @dataclass
 class ClusterEvent:
-    """The Spark tasks' latest :class:`TaskStats` (one per rank), sent at the sampling
-    interval ``cluster_every`` of the Spark trainer; ``restarts``: stretches restarted from a
-    snapshot so far, ``retries``: failed task attempts so far."""
+    """The Spark tasks' latest :class:`TaskStats` (one per rank), every ``report_every``
+    iterations of the Spark trainer (an option; default 10), and when a stretch fails.
+
+    Attributes:
+        epoch, iteration: the iteration the tasks reported at.
+        tasks: one :class:`TaskStats` per rank.
+        wall_time: when the last report came.
+        stretches: barrier stages started so far (one per stretch, restarts included).
+        restarts: stretches that failed and were restarted from the last snapshot.
+        last_error: the last failure's message (None if none).
+    """
     epoch: int
     iteration: int
     tasks: list
     wall_time: float
+    stretches: int = 1
     restarts: int = 0
-    retries: int = 0
+    last_error: str | None = None
 
     def straggler(self):
         """The rank of the slowest task if it is markedly slower than the others (compute
@@ -191,7 +201,8 @@ class ClusterEvent:
     def to_dict(self):
         straggler = self.straggler()
         return {"epoch": self.epoch, "iteration": self.iteration, "wall_time": self.wall_time,
-                "restarts": self.restarts, "retries": self.retries, "straggler": straggler,
+                "stretches": self.stretches, "restarts": self.restarts,
+                "last_error": self.last_error, "straggler": straggler,
                 "tasks": [{**vars(t), "records_per_second": t.records_per_second}
                           for t in self.tasks]}
 

@@ -128,7 +128,7 @@ function drawCluster(box, tasks, info) {
   });
   box.replaceChildren(
     h("div", { class: "wb-section-title" },
-      `Spark tasks (iteration ${info.iteration}; restarts ${info.restarts || 0}, retries ${info.retries || 0}; ms per iteration: `,
+      `Spark tasks (iteration ${info.iteration}; stretches ${info.stretches || 1}, restarts from a snapshot ${info.restarts || 0}; ms per iteration: `,
       h("span", { class: "wb-key-fw" }, "compute"), " / ", h("span", { class: "wb-key-ar" }, "all-reduce"),
       " / ", h("span", { class: "wb-key-wait" }, "waiting"), ")"),
     h("table", { class: "wb-task-table" },
