@@ -10,7 +10,8 @@ number of trials, the parallelism, the search algorithm (grid / random / tpe) an
 **Run** starts a :class:`workbench.tune.Study` in a background thread (the kernel stays free);
 the leaderboard (trial, parameters, status, the metric it is ranked by — a completed trial's
 final value, which is what makes the study's best trial, else the best so far —, the peak
-over its epochs, epochs, elapsed, pruned) and a chart of the validation metric per epoch for every trial fill in while it runs; **Stop** ends
+over its epochs, epochs, elapsed, pruned) and a chart of the validation metric per epoch for
+every trial fill in while it runs; **Stop** ends
 the study (running trials stop at their next report, finished ones are kept).  At the end the
 best trial is highlighted and the notebook gets ``best_model`` (its trained model) and
 ``trials`` (a pandas DataFrame of every trial); the names are ``out=`` and ``trials_out=``.
