@@ -9,7 +9,14 @@ script, acting as the front end, receives them.  In each round the configuration
 - ``plain``: ``Optimizer`` with no listener (no console progress either);
 - ``dashboard``: the same with ``Dashboard(optimizer)`` attached (default 1 s throttle);
 - ``magic``: the whole ``%%bigdl_train`` listener set minus TensorBoard files (dashboard,
-  history, run record).
+  history, run record);
+- ``cockpit``: ``magic`` plus the sampled per-layer profile (``set_profile(50)``, drawn by the
+  dashboard's layer chart and written to the run record) — the new views' cost.
+
+The profile's direct cost is also measured apart, immune to background load: the seconds of one
+iteration's forward + backward with and without the per-layer clocks (interleaved, medians),
+and the resulting fraction of a run when one iteration in ``every`` is profiled.  (The Spark
+cluster view costs one small JSON frame per task every ``report_every`` = 10 iterations.)
 
 Throughput is records / wall-clock seconds of ``optimize()`` for LeNet-5 on the digits
 (batch 32, 20 epochs = 900 iterations per run), and records / CPU-seconds of the kernel process
@@ -48,20 +55,42 @@ import tempfile
 (X, y), _ = load_digits(size=28)
 runs_dir = tempfile.mkdtemp(prefix='bench-dashboard-')
 
+def profile_cost(reps=60, batch=32):
+    # median seconds of one forward+backward of LeNet-5, plain and profiled (interleaved)
+    from workbench.nn.introspect import LayerProfile
+    from workbench.optim.loop import IterationStep
+    random.set_seed(0)
+    net = LeNet5(10); net.training()
+    step = IterationStep(net, ClassNLLCriterion())
+    xb, yb = X[:batch], y[:batch]
+    plain, profiled = [], []
+    for _ in range(reps):
+        t = time.perf_counter(); step.gradient(xb, yb); plain.append(time.perf_counter() - t)
+        prof = LayerProfile(net)
+        t = time.perf_counter()
+        with prof.watch():
+            step.gradient(xb, yb)
+        profiled.append(time.perf_counter() - t)
+    plain.sort(); profiled.sort()
+    print('RESULT ' + json.dumps({'plain': plain[reps // 2], 'profiled': profiled[reps // 2]}),
+          flush=True)
+
 def bench(config, epochs, seed):
     random.set_seed(seed)
     opt = Optimizer(LeNet5(10), (X, y), ClassNLLCriterion(), MaxEpoch(epochs), 32,
                     SGD(learningrate=0.05, momentum=0.9, dampening=0.0), seed=seed,
                     progress=False)
     dash = None
-    if config in ('dashboard', 'magic'):
+    if config in ('dashboard', 'magic', 'cockpit'):
         dash = Dashboard(opt, run=f'bench-{config}')
         display(dash)
-    if config == 'magic':
+    if config == 'cockpit':
+        opt.set_profile(50)
+    if config in ('magic', 'cockpit'):
         opt.add_listener(History()).add_listener(RunRecorder(runs_dir, f'bench-{seed}'))
     spent = [0.0]
     if dash is not None:  # time spent inside the dashboard (incl. serializing its messages)
-        for name in ('on_start', 'on_iteration', 'on_validation', 'on_finished'):
+        for name in ('on_start', 'on_iteration', 'on_validation', 'on_profile', 'on_finished'):
             def timed(*a, f=getattr(dash, name)):
                 t = time.perf_counter()
                 try:
@@ -139,12 +168,12 @@ def main():
     try:
         execute(kc, SETUP)
         execute(kc, "bench('plain', 1, 0); bench('dashboard', 1, 0)")  # warm-up
-        runs = {c: [] for c in ("plain", "dashboard", "magic")}
-        cpu_runs = {c: [] for c in ("plain", "dashboard", "magic")}
+        CONFIGS = ["plain", "dashboard", "magic", "cockpit"]
+        runs = {c: [] for c in CONFIGS}
+        cpu_runs = {c: [] for c in CONFIGS}
         latencies, updates, callback_fraction = [], [], []
         for r in range(args.rounds):
-            order = ["plain", "dashboard", "magic"]
-            order = order[r % 3:] + order[:r % 3]
+            order = CONFIGS[r % 4:] + CONFIGS[:r % 4]
             for config in order:
                 text, widget_msgs = execute(kc, f"bench({config!r}, {args.epochs}, {r})")
                 result = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
@@ -157,6 +186,8 @@ def main():
                     callback_fraction.append(result["dashboard_seconds"] / result["seconds"])
                 print(f"round {r} {config:9s} {result['records_per_s']:8.1f} rec/s  "
                       f"{result['records_per_cpu_s']:8.1f} rec/cpu-s", flush=True)
+        text, _ = execute(kc, "profile_cost()")
+        cost = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
@@ -191,6 +222,16 @@ def main():
                     "trait updates incl. JSON serialization and the send) / optimize() time: "
                     "the direct overhead, immune to the machine's background load"},
         "magic_listeners_slowdown": round(slowdown_magic, 4),
+        "cockpit_slowdown": round(1 - med["cockpit"] / med["plain"], 4),
+        "cockpit_slowdown_cpu": round(1 - cpu_med["cockpit"] / cpu_med["plain"], 4),
+        "cockpit_vs_magic_slowdown_cpu": round(1 - cpu_med["cockpit"] / cpu_med["magic"], 4),
+        "profile_direct_cost": {
+            "forward_backward_s_plain": round(cost["plain"], 6),
+            "forward_backward_s_profiled": round(cost["profiled"], 6),
+            "profiled_iteration_extra": round(cost["profiled"] / cost["plain"] - 1, 4),
+            "run_fraction_every_50": round((cost["profiled"] / cost["plain"] - 1) / 50, 5),
+            "note": "LeNet-5, batch 32: the per-layer clocks' cost on a profiled iteration, and "
+                    "that cost spread over a run that profiles one iteration in 50"},
         "slowdown_goal": 0.03,
         "widget_updates_per_run": updates,
         "first_point_latency_s": {"median": round(statistics.median(latencies), 4),
@@ -209,7 +250,10 @@ def main():
                                           "magic_listeners_slowdown_cpu",
                                           "dashboard_slowdown_paired_median",
                                           "dashboard_callback_time_fraction",
-                                          "magic_listeners_slowdown", "first_point_latency_s")},
+                                          "magic_listeners_slowdown", "first_point_latency_s",
+                                          "cockpit_slowdown", "cockpit_slowdown_cpu",
+                                          "cockpit_vs_magic_slowdown_cpu",
+                                          "profile_direct_cost")},
                      indent=2))
     print("wrote", args.out)
 

@@ -16,6 +16,23 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 TOKEN = "browser-test-token"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def checkout_labextension(base_dir):
+    """Serve this checkout's built extension (``extension/labextension``, from ``jlpm build``
+    or an editable install) ahead of an installed copy: a data dir first on JUPYTER_PATH holds
+    a link to it, and JupyterLab takes the first copy of an extension it finds.  Returns the
+    data dir, or None when the checkout has no build (the installed copy is served)."""
+    built = os.path.join(REPO, "extension", "labextension")
+    if not os.path.exists(os.path.join(built, "package.json")):
+        return None
+    data = base_dir / "jupyter-data"
+    (data / "labextensions").mkdir(parents=True, exist_ok=True)
+    link = data / "labextensions" / "bigdl-workbench"
+    if not link.exists():
+        link.symlink_to(built, target_is_directory=True)
+    return str(data)
 
 
 def free_port():
@@ -34,6 +51,9 @@ def jupyterlab(base_dir, root):
                      ("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTER_CONFIG_DIR", "config")):
         env[var] = str(base_dir / sub)
     env.pop("WORKBENCH_RUNS_DIR", None)
+    data = checkout_labextension(base_dir)
+    if data is not None:
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (data, env.get("JUPYTER_PATH")) if p)
     port = free_port()
     log = open(base_dir / "lab.log", "w")
     server = subprocess.Popen(

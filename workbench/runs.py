@@ -75,6 +75,44 @@ def _downsample(points, limit):
     return out
 
 
+def _plain(value):
+    """A JSON-able value for the hyperparameter table (objects by their repr)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return finite(value)
+    return repr(value)
+
+
+def _hparams(optimizer):
+    """The run's hyperparameters, flat (what the panel's comparison diffs): the optim method
+    and its arguments, batch size, end trigger, seed, model class and parameter count, and
+    the Spark trainer's options."""
+    out = {"model": type(optimizer.model).__name__,
+           "batch_size": getattr(optimizer, "batch_size", None),
+           "end_trigger": repr(getattr(optimizer, "end_trigger", "")),
+           "seed": getattr(optimizer, "seed", None)}
+    try:
+        out["parameters"] = int(optimizer.model.get_parameters()[0].size)
+    except Exception:  # a model without flat parameters yet: the count is informative only
+        pass
+    method = getattr(optimizer, "optim_method", None)
+    if method is not None:
+        out["optim"] = type(method).__name__
+        try:
+            args = method.get_config().get("args", {})
+        except Exception:
+            args = {}
+        for k, v in args.items():
+            if v is not None and not k.startswith("leaning"):  # BigDL's misspelled alias
+                out[f"optim.{k}"] = _plain(v)
+    for k, v in (getattr(optimizer, "distributed_options", None) or {}).items():
+        out[f"spark.{k}"] = _plain(v)
+    if getattr(optimizer, "profile_every", 0):
+        out["profile_every"] = optimizer.profile_every
+    return out
+
+
 class RunRecorder(Listener):
     """Keeps a run's registry record up to date while it trains (at most every ``interval``
     seconds, and at every validation and at the end).
@@ -112,6 +150,7 @@ class RunRecorder(Listener):
             "end_trigger": repr(getattr(optimizer, "end_trigger", "")),
             "batch_size": getattr(optimizer, "batch_size", None),
             "model": type(optimizer.model).__name__,
+            "hparams": _hparams(optimizer),
         }
         self.record.update(self.info)
         self._write(force=True)
@@ -133,6 +172,24 @@ class RunRecorder(Listener):
 
     def on_checkpoint(self, e):
         self.record["checkpoint"] = e.path
+
+    def on_profile(self, e):
+        # the last sampled profile: what the panel and a restarted kernel's views show
+        self.record["profile"] = e.to_dict()
+        self._write(force=True)
+
+    def on_cluster(self, e):
+        cluster = e.to_dict()
+        # each task's records/s over time, for the panel's per-task curves
+        series = self.record.get("cluster", {}).get("series", {})
+        for t in cluster["tasks"]:
+            points = series.setdefault(str(t["rank"]), [])
+            points.append([e.iteration, finite(t["records_per_second"])])
+            if len(points) > 2 * SERIES_POINTS:
+                series[str(t["rank"])] = _downsample(points, SERIES_POINTS)
+        cluster["series"] = series
+        self.record["cluster"] = cluster
+        self._write()
 
     def on_finished(self, e):
         status = "failed" if e.error is not None else "stopped" if e.stopped else "finished"
@@ -244,9 +301,11 @@ def _study_record(name, doc):
     best_trial = next((t for t in trials if t.get("number") == best), None)
     best_value = None
     if best_trial is not None:
-        best_value = finite(best_trial.get("best_value"))
+        # the study's best trial is the best by its final value (its model is the one the
+        # study returns): that value, not the trial's peak, is the study's best value
+        best_value = finite(best_trial.get("value"))
         if best_value is None:
-            best_value = finite(best_trial.get("value"))
+            best_value = finite(best_trial.get("best_value"))
     starts = [t.get("start") for t in trials if isinstance(t.get("start"), (int, float))]
     record = {
         "kind": "study", "status": doc.get("status") or "running",

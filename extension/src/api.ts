@@ -43,6 +43,56 @@ export interface IRun {
   spark_ui?: string | null;
   error?: string | null;
   log_dir: string;
+  /** Flat hyperparameters (optim method and its arguments, batch size, trigger, ...). */
+  hparams?: { [name: string]: unknown };
+  /** The last sampled per-layer profile (Optimizer.set_profile). */
+  profile?: IProfile | null;
+  /** The Spark tasks' last reports (the cluster view). */
+  cluster?: ICluster | null;
+}
+
+export interface ILayerTime {
+  path: string;
+  depth: number;
+  name: string;
+  kind: string;
+  forward: number;
+  backward: number;
+  leaf: boolean;
+}
+
+export interface IProfile {
+  epoch: number;
+  iteration: number;
+  wall_time: number;
+  source: string;
+  layers: ILayerTime[];
+}
+
+export interface ITaskStats {
+  rank: number;
+  executor: string;
+  host: string;
+  attempt: number;
+  iterations: number;
+  records: number;
+  compute: number;
+  allreduce: number;
+  waiting: number;
+  seconds: number;
+  records_per_second: number;
+}
+
+export interface ICluster {
+  epoch: number;
+  iteration: number;
+  wall_time: number;
+  stretches: number;
+  restarts: number;
+  last_error: string | null;
+  straggler: number | null;
+  tasks: ITaskStats[];
+  series?: { [rank: string]: [number, number][] };
 }
 
 export interface IRuns {

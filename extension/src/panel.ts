@@ -6,6 +6,7 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { IRun, IStudyTrial, listRuns } from './api';
+import { clusterView, comparison, profileView, trialKey } from './cockpit';
 import { CommandIDs } from './commands';
 
 const REFRESH_MS = 2000;
@@ -123,9 +124,55 @@ export class RunsPanel extends Widget {
     header.append(title, tb, refresh);
     this._where = document.createElement('div');
     this._where.className = 'jp-Workbench-where';
+    this._compare = document.createElement('div');
+    this._compare.className = 'jp-Workbench-compareBox';
     this._list = document.createElement('ul');
     this._list.className = 'jp-Workbench-runs';
-    this.node.append(header, this._where, this._list);
+    this.node.append(header, this._where, this._compare, this._list);
+  }
+
+  /** The runs (by name) and study trials ("study#n") picked for comparison. */
+  get picked(): Set<string> {
+    return this._picked;
+  }
+
+  private _pick(key: string, on: boolean): void {
+    if (on) {
+      this._picked.add(key);
+    } else {
+      this._picked.delete(key);
+    }
+    this._render();
+  }
+
+  private _checkbox(key: string, title: string): HTMLInputElement {
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.className = 'jp-Workbench-pick';
+    box.title = title;
+    box.dataset.key = key;
+    box.checked = this._picked.has(key);
+    box.addEventListener('change', () => this._pick(key, box.checked));
+    return box;
+  }
+
+  /** A collapsible section whose open state survives the refreshes. */
+  private _details(key: string, label: string, body: HTMLElement): HTMLDetailsElement {
+    const details = document.createElement('details');
+    details.className = 'jp-Workbench-details';
+    details.dataset.key = key;
+    details.open = this._open.has(key);
+    const summary = document.createElement('summary');
+    summary.textContent = label;
+    details.append(summary, body);
+    details.addEventListener('toggle', () => {
+      if (details.open) {
+        this._open.add(key);
+      } else {
+        this._open.delete(key);
+      }
+    });
+    return details;
   }
 
   get runs(): IRun[] {
@@ -172,6 +219,15 @@ export class RunsPanel extends Widget {
 
   private _render(): void {
     this._list.replaceChildren();
+    const names = new Set(this._runs.flatMap(r => r.kind === 'study'
+      ? (r.trials || []).map(t => trialKey(r.name, t)) : [r.name]));
+    for (const key of [...this._picked]) {
+      if (!names.has(key)) {
+        this._picked.delete(key);
+      }
+    }
+    const compare = comparison(this._runs, this._picked);
+    this._compare.replaceChildren(...(compare ? [compare] : []));
     if (!this._runs.length) {
       const empty = document.createElement('li');
       empty.className = 'jp-Workbench-empty';
@@ -196,7 +252,7 @@ export class RunsPanel extends Widget {
       const status = document.createElement('span');
       status.className = `jp-Workbench-status jp-Workbench-status-${run.status}`;
       status.textContent = run.status;
-      top.append(name, status);
+      top.append(this._checkbox(run.name, `Compare ${run.name} with other runs`), name, status);
       const metrics = document.createElement('div');
       metrics.className = 'jp-Workbench-metrics';
       const parts = [];
@@ -228,6 +284,19 @@ export class RunsPanel extends Widget {
           this._commands.execute(CommandIDs.stopRun, { run: run.name })));
       }
       li.append(top, metrics, sparkline(run.loss_series || []), when, actions);
+      if (run.cluster && run.cluster.tasks && run.cluster.tasks.length) {
+        const straggler = run.cluster.straggler;
+        li.append(this._details(`${run.name}/cluster`,
+          `Spark tasks (${run.cluster.tasks.length})` +
+          (straggler !== null && straggler !== undefined ? ` · straggler: task ${straggler}` : ''),
+          clusterView(run.cluster)));
+      }
+      if (run.profile && run.profile.layers && run.profile.layers.length) {
+        const leaves = run.profile.layers.filter(l => l.leaf);
+        const slow = leaves.reduce((a, b) => (b.forward + b.backward > a.forward + a.backward ? b : a), leaves[0]);
+        li.append(this._details(`${run.name}/profile`,
+          `Time per layer · slowest: ${slow ? slow.name : '–'}`, profileView(run.profile)));
+      }
       if (run.error) {
         const err = document.createElement('div');
         err.className = 'jp-Workbench-error';
@@ -271,15 +340,14 @@ export class RunsPanel extends Widget {
     parts.push(`best ${run.metric || 'value'} ${fmt(run.best_value)}` +
                (run.best !== null && run.best !== undefined ? ` (trial ${run.best})` : ''));
     metrics.textContent = parts.join(' · ');
-    // The three leaders: completed trials by their final value (the study's best is the best
+    // Every trial, ranked: completed trials by their final value (the study's best is the best
     // completed one), then the others by their best value so far.
     const sign = run.mode === 'min' ? 1 : -1;
     const score = (t: IStudyTrial) =>
       t.status === 'completed' && t.value !== null && t.value !== undefined ? t.value : t.best_value;
     const group = (t: IStudyTrial) => (t.status === 'completed' ? 0 : t.status === 'running' ? 1 : 2);
     const leaders = (run.trials || []).filter(t => score(t) !== null)
-      .sort((a, b) => group(a) - group(b) || sign * ((score(a) as number) - (score(b) as number)))
-      .slice(0, 3);
+      .sort((a, b) => group(a) - group(b) || sign * ((score(a) as number) - (score(b) as number)));
     const table = document.createElement('table');
     table.className = 'jp-Workbench-leaderboard';
     for (const t of leaders) {
@@ -288,13 +356,22 @@ export class RunsPanel extends Widget {
       if (t.number === run.best) {
         tr.className = 'jp-Workbench-best';
       }
+      const pick = document.createElement('td');
+      pick.append(this._checkbox(trialKey(run.name, t), `Compare trial ${t.number}`));
+      tr.append(pick);
+      // the value the trials are ranked by: a completed trial's final value (what makes the
+      // study's best), else its best so far
       const cells = [`#${t.number}`, fmt(score(t)), t.status,
                      Object.entries(t.params || {}).map(([k, v]) => `${k}=${showParam(v)}`).join(' ')];
-      for (const text of cells) {
+      cells.forEach((text, i) => {
         const td = document.createElement('td');
         td.textContent = text;
+        if (i === 1) {
+          td.className = 'jp-Workbench-score';
+          td.title = t.status === 'completed' ? 'final value' : 'best so far';
+        }
         tr.append(td);
-      }
+      });
       table.append(tr);
     }
     const when = document.createElement('div');
@@ -316,6 +393,9 @@ export class RunsPanel extends Widget {
   private _commands: CommandRegistry;
   private _runs: IRun[] = [];
   private _list: HTMLUListElement;
+  private _compare: HTMLDivElement;
+  private _picked = new Set<string>();
+  private _open = new Set<string>();
   private _where: HTMLDivElement;
   private _timer = -1;
 }

@@ -168,3 +168,16 @@ def test_history_frame():
     assert frame["val_Top1Accuracy"].notna().sum() == 2
     assert list(frame.dropna(subset=["val_Top1Accuracy"]).index) == [8, 16]
     assert frame["epoch"].dtype == np.int64 and history.status == "finished"
+
+
+def test_layer_profile_reaches_the_dashboard():
+    opt = make_optimizer(MaxIteration(6)).set_profile(3)
+    dash = Dashboard(opt, interval=3600)
+    opt.optimize()
+    assert dash.profile_iteration == 6
+    names = [r["name"] for r in dash.layers]
+    assert names == [m.name() for m in opt.model.modules() if m is not opt.model]
+    slowest = [r for r in dash.layers if r["slowest"]]
+    assert len(slowest) == 1
+    assert slowest[0]["forward_ms"] + slowest[0]["backward_ms"] == max(
+        r["forward_ms"] + r["backward_ms"] for r in dash.layers)

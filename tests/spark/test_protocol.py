@@ -11,7 +11,8 @@ from workbench.optim.loop import Divergence
 from workbench.spark.comm import CommError, send_msg
 from workbench.spark.protocol import (Addresses, Decision, FaultInjection, Hello, Iteration,
                                       IterationHeader, Parameters, SendParameters, StretchEnd,
-                                      StretchPlan, TaskFailure, receive, send)
+                                      StretchPlan, TaskFailure, TaskReport, LayerTimes,
+                                      receive, send)
 
 MESSAGES = [
     Hello("t0k3n", 1, "127.0.0.1", 40123, 4242, 0),
@@ -25,6 +26,8 @@ MESSAGES = [
     StretchEnd("stopped"),
     StretchEnd("diverged", Divergence(12, 3, float("inf"), "loss")),
     TaskFailure("task 1: ValueError: bad shape", fatal=True),
+    TaskReport(10, 1, "127.0.0.1:41000", "host-a", 0, 10, 160, 0.5, 0.1, 0.25, 0.9),
+    LayerTimes(20, [["0.", 1, "conv1", "SpatialConvolution", 0.002, 0.003, True]]),
 ]
 
 
@@ -99,8 +102,17 @@ def test_fault_injection_option_is_validated_and_typed():
     assert FaultInjection.from_option(None) is None
     with pytest.raises(TypeError, match=r"unknown keys \['iteraton'\]"):
         FaultInjection.from_option({"iteraton": 4})
-    with pytest.raises(ValueError, match="mode must be 'raise', 'exit' or 'hang'"):
+    with pytest.raises(ValueError, match="mode must be 'raise', 'exit', 'hang' or 'slow'"):
         FaultInjection.from_option({"iteration": 4, "mode": "crash"})
+
+
+def test_a_task_report_and_layer_times_become_the_events_records():
+    report = TaskReport(10, 1, "exec:1", "h", 0, 10, 160, 0.5, 0.1, 0.25, 0.9)
+    stats = report.stats()
+    assert (stats.rank, stats.executor, stats.records) == (1, "exec:1", 160)
+    assert stats.records_per_second == pytest.approx(160 / 0.9)
+    times = LayerTimes(3, [["0.", 1, "fc", "Linear", 0.001, 0.002, True]]).times()
+    assert times[0].name == "fc" and times[0].total == pytest.approx(0.003) and times[0].leaf
 
 
 def test_a_plan_pickles_with_its_typed_parts():

@@ -727,6 +727,24 @@ class Module(Configurable):
         _apply_common(module, config)
         return module
 
+    def summary(self, input_shape=None):
+        """The model at a glance, as Keras's ``model.summary()``: the layer tree (containers
+        and graph nodes indented under their parent), each layer's output shape, parameter
+        count and whether it trains or is frozen, and the totals.
+
+        Args:
+            input_shape: one record's shape without the batch axis (``(1, 28, 28)``), or a
+                list of them for several inputs.  Given, the output shapes come from a real
+                forward pass on zeros in inference mode (the mode is restored afterwards).
+
+        Returns:
+            a ``workbench.nn.introspect.ModelSummary``: ``print`` it for the text table; in a
+            notebook it shows as an HTML table (``.widget()`` gives an ipywidgets one).
+        """
+        from .introspect import summarize  # introspect builds on this module
+
+        return summarize(self, input_shape)
+
     def extra_repr(self):
         """Arguments shown in ``repr``, e.g. ``"3 -> 4"`` for ``nn.Linear(3 -> 4)``."""
         return ""

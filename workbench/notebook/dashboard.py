@@ -56,6 +56,16 @@ def _limits(trigger):
     return None, None
 
 
+def profile_rows(event):
+    """The dashboard's layer chart rows of a ``LayerProfileEvent``: the leaf layers in model
+    order, milliseconds forward and backward, the slowest one flagged."""
+    slowest = event.slowest()
+    return [{"name": t.name, "kind": t.kind, "path": t.path,
+             "forward_ms": 1e3 * t.forward, "backward_ms": 1e3 * t.backward,
+             "slowest": t is slowest}
+            for t in event.layers if t.leaf]
+
+
 def current_kernel_id():
     """The id of the Jupyter kernel this runs in (from its connection file), or "" outside one
     (the sidebar matches widgets to kernels by it)."""
@@ -191,6 +201,11 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
     metrics = t.Dict({}).tag(sync=True)
     summary = t.List([]).tag(sync=True)
     kernel_id = t.Unicode("").tag(sync=True)
+    # the cockpit: the last sampled per-layer profile and the Spark tasks' statistics
+    layers = t.List([]).tag(sync=True)
+    profile_iteration = t.Int(0).tag(sync=True)
+    tasks = t.List([]).tag(sync=True)
+    cluster = t.Dict({}).tag(sync=True)
 
     def __init__(self, optimizer=None, *, run="", interval=1.0, max_points=600,
                  replace_console=True, **kwargs):
@@ -226,6 +241,8 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
         self._stop_requested = False
         self._count = 0
         self._records0 = 0
+        self._profile = None
+        self._cluster = None
 
     # ------------------------------------------------------------------ wiring
     def attach(self, optimizer):
@@ -304,6 +321,14 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
         self._dirty = True
         self._flush(time.time())
 
+    def on_profile(self, e):
+        self._profile = e
+        self._dirty = True
+
+    def on_cluster(self, e):
+        self._cluster = e
+        self._dirty = True
+
     def on_finished(self, e):
         self._restore_sigint()
         if e.stopped:
@@ -352,6 +377,12 @@ class Dashboard(StopControls, anywidget.AnyWidget, Listener):
                 self.points = self._count
             self.elapsed = elapsed
             self.metrics = {k: list(v) for k, v in self._metrics.items()}
+            if self._profile is not None and self._profile.iteration != self.profile_iteration:
+                self.layers = profile_rows(self._profile)
+                self.profile_iteration = self._profile.iteration
+            if self._cluster is not None:
+                self.tasks = self._cluster.to_dict()["tasks"]
+                self.cluster = {k: v for k, v in self._cluster.to_dict().items() if k != "tasks"}
             if self._stop_requested and final is None:
                 self.status = "stopping"
             if final is not None:

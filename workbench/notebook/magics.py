@@ -69,6 +69,8 @@ def run_training(plan, user_ns, *, display_fn=display, out=None):
             optimizer.set_validation(v["batch_size"], v["data"], v["trigger"], v["methods"])
         if plan.checkpoint:
             optimizer.set_checkpoint(plan.checkpoint["trigger"], plan.checkpoint["path"])
+        if plan.profile_every:
+            optimizer.set_profile(plan.profile_every)
     except USER_ERRORS as e:
         raise OptionError(f"bigdl_train: {e}") from None
     try:

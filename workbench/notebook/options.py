@@ -113,6 +113,9 @@ OptionError = UsageError
           help="Put the history (a pandas DataFrame: one row per iteration with epoch, loss, "
                "throughput, lr, wall_time, and val_<method> columns on validation rows) in "
                "this variable. Default: history.")
+@argument("--profile-every", type=int, metavar="N",
+          help="Time every layer's forward and backward every N iterations (the dashboard's "
+               "layer chart, the run's record, TensorBoard's Profile/ scalars). Default: off.")
 @argument("--no-dashboard", action="store_true",
           help="Print a console progress bar instead of the live dashboard.")
 def bigdl_train(line, cell=None):
@@ -188,6 +191,7 @@ class TrainPlan:
     out_name: str = ""
     history_name: str = "history"
     dashboard: bool = True
+    profile_every: int = 0
     notes: list = field(default_factory=list)
 
 
@@ -449,7 +453,8 @@ def resolve(args, user_ns, *, now=None):
     for attr, option in (("batch_size", "--batch-size"), ("epochs", "--epochs"),
                          ("iterations", "--iterations"), ("val_batch_size", "--val-batch-size"),
                          ("val_every", "--val-every"),
-                         ("checkpoint_every", "--checkpoint-every")):
+                         ("checkpoint_every", "--checkpoint-every"),
+                         ("profile_every", "--profile-every")):
         _positive(args, attr, option)
     criterion = make(args.criterion, "--criterion", "criterion", user_ns)
     optim_method = make(args.optim, "--optim", "optim method", user_ns,
@@ -515,4 +520,4 @@ def resolve(args, user_ns, *, now=None):
                      log_dir=args.log_dir or default_runs_dir(), run=run, master=args.master,
                      spark_options=spark_options,
                      out_name=out_name, history_name=history_name,
-                     dashboard=not args.no_dashboard)
+                     dashboard=not args.no_dashboard, profile_every=args.profile_every or 0)

@@ -8,8 +8,10 @@ for the batch size and the optim method, integer ranges for layer sizes, float r
 dropout...; each row can be switched off (then the parameter is not tuned).  It also sets the
 number of trials, the parallelism, the search algorithm (grid / random / tpe) and the pruner.
 **Run** starts a :class:`workbench.tune.Study` in a background thread (the kernel stays free);
-the leaderboard (trial, parameters, status, best metric so far, epochs, elapsed, pruned) and a
-chart of the validation metric per epoch for every trial fill in while it runs; **Stop** ends
+the leaderboard (trial, parameters, status, the metric it is ranked by — a completed trial's
+final value, which is what makes the study's best trial, else the best so far —, the peak
+over its epochs, epochs, elapsed, pruned) and a chart of the validation metric per epoch for
+every trial fill in while it runs; **Stop** ends
 the study (running trials stop at their next report, finished ones are kept).  At the end the
 best trial is highlighted and the notebook gets ``best_model`` (its trained model) and
 ``trials`` (a pandas DataFrame of every trial); the names are ``out=`` and ``trials_out=``.

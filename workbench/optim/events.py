@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["TrainingState", "IterationEvent", "ValidationEvent", "CheckpointEvent",
-           "FinishedEvent", "Listener"]
+           "FinishedEvent", "LayerProfileEvent", "TaskStats", "ClusterEvent", "Listener"]
 
 
 @dataclass
@@ -100,6 +100,113 @@ class FinishedEvent:
     state: TrainingState = field(default_factory=TrainingState)
 
 
+@dataclass
+class LayerProfileEvent:
+    """A sampled per-layer profile: the seconds each module spent in one iteration's forward
+    and backward (``Optimizer.set_profile(every)``; on Spark, task 0's share of the batch).
+
+    Attributes:
+        epoch, iteration: the profiled iteration.
+        layers: ``workbench.nn.introspect.LayerTime`` per module, depth first (a container's
+            time includes its children's; the leaves add up to the pass).
+        wall_time: when it was taken.
+        source: ``"local"`` or ``"task 0"``.
+    """
+    epoch: int
+    iteration: int
+    layers: list
+    wall_time: float
+    source: str = "local"
+
+    def slowest(self):
+        """The leaf layer with the largest forward + backward time (None if none ran)."""
+        leaves = [t for t in self.layers if t.leaf and t.total > 0]
+        return max(leaves, key=lambda t: t.total) if leaves else None
+
+    def to_dict(self):
+        return {"epoch": self.epoch, "iteration": self.iteration, "wall_time": self.wall_time,
+                "source": self.source,
+                "layers": [{"path": t.path, "depth": t.depth, "name": t.name, "kind": t.kind,
+                            "forward": t.forward, "backward": t.backward, "leaf": t.leaf}
+                           for t in self.layers]}
+
+
+@dataclass
+class TaskStats:
+    """What one Spark training task reports about its last stretch of iterations.
+
+    Attributes:
+        rank: the task's place in the ring (0 ... tasks-1).
+        executor: the Spark executor id ("driver" in local mode).
+        host: the executor's host.
+        attempt: Spark's attempt number of the task (> 0 after a retry).
+        iterations: iterations covered by these numbers (since the last report).
+        records: records of the task's shares of those batches.
+        compute: seconds in forward + backward of its share of the batches.
+        allreduce: seconds in the gradient reduce-scatter, the update of its slice of the
+            weights and their all-gather.
+        waiting: seconds waiting on its peers and the driver (the header exchange, the
+            driver's decision): a fast task waits for a straggler here.
+        seconds: wall seconds those iterations took.
+    """
+    rank: int
+    executor: str
+    host: str
+    attempt: int
+    iterations: int
+    records: int
+    compute: float
+    allreduce: float
+    waiting: float
+    seconds: float
+
+    @property
+    def records_per_second(self):
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ClusterEvent:
+    """The Spark tasks' latest :class:`TaskStats` (one per rank), every ``report_every``
+    iterations of the Spark trainer (an option; default 10), and when a stretch fails.
+
+    Attributes:
+        epoch, iteration: the iteration the tasks reported at.
+        tasks: one :class:`TaskStats` per rank.
+        wall_time: when the last report came.
+        stretches: barrier stages started so far (one per stretch, restarts included).
+        restarts: stretches that failed and were restarted from the last snapshot.
+        last_error: the last failure's message (None if none).
+    """
+    epoch: int
+    iteration: int
+    tasks: list
+    wall_time: float
+    stretches: int = 1
+    restarts: int = 0
+    last_error: str | None = None
+
+    def straggler(self):
+        """The rank of the slowest task if it is markedly slower than the others (compute
+        seconds per iteration above 1.5x the median of the other tasks'), else None."""
+        if len(self.tasks) < 2:
+            return None
+        per_iter = {t.rank: t.compute / max(t.iterations, 1) for t in self.tasks}
+        slow = max(per_iter, key=per_iter.get)
+        others = sorted(v for r, v in per_iter.items() if r != slow)
+        mid = len(others) // 2
+        median = others[mid] if len(others) % 2 else 0.5 * (others[mid - 1] + others[mid])
+        return slow if per_iter[slow] > 1.5 * median else None
+
+    def to_dict(self):
+        straggler = self.straggler()
+        return {"epoch": self.epoch, "iteration": self.iteration, "wall_time": self.wall_time,
+                "stretches": self.stretches, "restarts": self.restarts,
+                "last_error": self.last_error, "straggler": straggler,
+                "tasks": [{**vars(t), "records_per_second": t.records_per_second}
+                          for t in self.tasks]}
+
+
 class Listener:
     """Base class for training listeners; override the events you need.
 
@@ -122,6 +229,12 @@ class Listener:
 
     def on_checkpoint(self, event: CheckpointEvent):
         pass
+
+    def on_profile(self, event: LayerProfileEvent):
+        """A sampled per-layer profile (only when the optimizer profiles)."""
+
+    def on_cluster(self, event: ClusterEvent):
+        """The Spark tasks' statistics (Spark training only)."""
 
     def on_finished(self, event: FinishedEvent):
         pass

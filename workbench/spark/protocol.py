@@ -16,6 +16,9 @@ message                  direction      when
 :class:`Parameters`      task 0→driver  their byte counts; the raw bytes follow the frame
 :class:`StretchEnd`      task 0→driver  the loop ended: ``"stopped"`` or ``"diverged"``
 :class:`TaskFailure`     task→driver    the task failed; ``fatal``: the same data fails again
+:class:`TaskReport`      task→driver    every ``report_every`` iterations: where the task's
+                                        time went (the cockpit's cluster view)
+:class:`LayerTimes`      task 0→driver  a sampled per-layer profile (``profile_every``)
 =======================  =============  =====================================================
 
 Every iteration the tasks also sum an :class:`IterationHeader` (a vector of six floats) over
@@ -27,20 +30,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..optim.events import TrainingState
+from ..nn.introspect import LayerTime
+from ..optim.events import TaskStats, TrainingState
 from ..optim.loop import Divergence
 from .comm import CommError, recv_msg, send_msg
 
 __all__ = ["StretchPlan", "FaultInjection", "IterationHeader", "Hello", "Addresses",
            "Iteration", "Decision", "SendParameters", "Parameters", "StretchEnd",
-           "TaskFailure", "send", "receive"]
+           "TaskFailure", "TaskReport", "LayerTimes", "send", "receive"]
 
 
 @dataclass(frozen=True)
 class FaultInjection:
     """The testing option ``fault_injection``: task ``rank`` fails before applying update
     ``iteration``, by raising (``"raise"``), exiting its process (``"exit"``) or hanging for
-    ``seconds`` (``"hang"``); once, unless ``repeat``."""
+    ``seconds`` (``"hang"``); once, unless ``repeat``.  ``"slow"`` fails nothing: from update
+    ``iteration`` on, task ``rank`` spends ``seconds`` more in every iteration's compute (a
+    straggler, for the cluster view; the results are unchanged)."""
     iteration: int
     rank: int = 0
     mode: str = "raise"
@@ -59,9 +65,9 @@ class FaultInjection:
         if unknown:
             raise TypeError(f"Optimizer: fault_injection has unknown keys {unknown} "
                             f"(known: {sorted(names)})")
-        if option.get("mode", "raise") not in ("raise", "exit", "hang"):
-            raise ValueError(f"Optimizer: fault_injection mode must be 'raise', 'exit' or "
-                             f"'hang', got {option['mode']!r}")
+        if option.get("mode", "raise") not in ("raise", "exit", "hang", "slow"):
+            raise ValueError(f"Optimizer: fault_injection mode must be 'raise', 'exit', "
+                             f"'hang' or 'slow', got {option['mode']!r}")
         return cls(**{"iteration": 0, **option})
 
 
@@ -88,6 +94,10 @@ class StretchPlan:
             stretch, or None to start every replica from the model's.
         keep_gradient: keep each update's gradient slice (a listener may ask for it).
         task_counts: records held per task with ``balanced_batches``, else None.
+        report_every: each task sends a :class:`TaskReport` every this many iterations
+            (0: never).
+        profile_every: task 0 sends :class:`LayerTimes` of every this many iterations
+            (0: never).
     """
     token: str
     tasks: int
@@ -105,6 +115,8 @@ class StretchPlan:
     replica_buffers: list | None = None
     keep_gradient: bool = False
     task_counts: list | None = None
+    report_every: int = 0
+    profile_every: int = 0
 
     @property
     def balanced(self):
@@ -195,8 +207,49 @@ class TaskFailure:
     fatal: bool = False
 
 
+@dataclass
+class TaskReport:
+    """Where a task's time went since its last report, sent at ``iteration`` (a multiple of
+    ``report_every``): the fields of ``optim.events.TaskStats`` (see there)."""
+    iteration: int
+    rank: int
+    executor: str
+    host: str
+    attempt: int
+    iterations: int
+    records: int
+    compute: float
+    allreduce: float
+    waiting: float
+    seconds: float
+
+    def stats(self):
+        """The ``TaskStats`` listeners see."""
+        return TaskStats(**{f.name: getattr(self, f.name)
+                            for f in dataclasses.fields(TaskStats)})
+
+
+@dataclass
+class LayerTimes:
+    """Task 0's per-layer profile of ``iteration``: ``layers`` holds, per module depth first,
+    ``[path, depth, name, kind, forward seconds, backward seconds, leaf]``."""
+    iteration: int
+    layers: list
+
+    @classmethod
+    def of(cls, iteration, times):
+        return cls(iteration, [[t.path, t.depth, t.name, t.kind, t.forward, t.backward, t.leaf]
+                               for t in times])
+
+    def times(self):
+        """The ``LayerTime`` records."""
+        return [LayerTime(str(p), int(d), str(n), str(k), float(f), float(b), bool(leaf))
+                for p, d, n, k, f, b, leaf in self.layers]
+
+
 _TYPES = {cls.__name__: cls for cls in (Hello, Addresses, Iteration, Decision, SendParameters,
-                                         Parameters, StretchEnd, TaskFailure)}
+                                         Parameters, StretchEnd, TaskFailure, TaskReport,
+                                         LayerTimes)}
 
 
 def _encode(record):

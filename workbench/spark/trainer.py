@@ -42,6 +42,7 @@ import os
 import pickle
 import secrets
 import selectors
+import socket
 import threading
 import time
 import traceback
@@ -52,15 +53,16 @@ import numpy as np
 from .._checks import check_int
 from ..nn import batch
 from ..nn import random as nn_random
-from ..optim.events import IterationEvent, TrainingState
+from ..nn.introspect import LayerProfile
+from ..optim.events import ClusterEvent, IterationEvent, LayerProfileEvent, TrainingState
 from ..optim.loop import Divergence, IterationStep, TrainingError, epoch_permutation
 from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
 from .comm import COMPRESSIONS, CommError, Ring, connect, listen, recv_exact, send_all, slices
 from .data import DataSet, is_spark_data
 from .engine import is_local, job_error_message, task_slots
 from .protocol import (Addresses, Decision, FaultInjection, Hello, Iteration, IterationHeader,
-                       Parameters, SendParameters, StretchEnd, StretchPlan, TaskFailure,
-                       receive, send)
+                       LayerTimes, Parameters, SendParameters, StretchEnd, StretchPlan,
+                       TaskFailure, TaskReport, receive, send)
 
 __all__ = ["SparkTrainer", "StretchFailed", "TRAINER_OPTIONS"]
 
@@ -80,7 +82,10 @@ TRAINER_OPTIONS = {
                         "own records (no waiting on uneven shares; batches differ from the "
                         "local loop's); default False: exactly the local loop's batches",
     "fault_injection": "testing: {'iteration': k, 'rank': r, 'mode': 'raise' | 'exit' | "
-                       "'hang', 'repeat': False}: task r fails before update k",
+                       "'hang' | 'slow', 'seconds': s, 'repeat': False}: task r fails before "
+                       "update k ('slow': takes s seconds longer from update k on)",
+    "report_every": "every task reports its records/s and compute / all-reduce / waiting "
+                    "time every this many iterations (the cluster view; default 10, 0: off)",
 }
 _ALIASES = {"feature_cols": "features_col", "features_cols": "features_col",
             "feature_col": "features_col", "labelCol": "label_col", "featuresCol": "features_col"}
@@ -330,10 +335,12 @@ def _train_task(plan, payload, iterator):
 
     ctx = BarrierTaskContext.get()
     rank = ctx.partitionId()
+    # the executor's address (host:port) identifies it in every deploy mode
+    executor = ctx.getTaskInfos()[rank].address
     if plan.local:
         bind, host = "127.0.0.1", "127.0.0.1"
     else:
-        bind, host = "0.0.0.0", ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
+        bind, host = "0.0.0.0", executor.rsplit(":", 1)[0]
     server = listen(bind)
     driver = connect(plan.driver[0], plan.driver[1], plan.timeout)
     ring = None
@@ -345,7 +352,9 @@ def _train_task(plan, payload, iterator):
         reply = receive(driver, Addresses)
         ring = Ring.connect(rank, [tuple(a) for a in reply.addresses], server, plan.token,
                             plan.timeout)
-        return [_Replica(plan, ring, driver, model, criterion, method, gradclip).train(records)]
+        replica = _Replica(plan, ring, driver, model, criterion, method, gradclip)
+        replica.identity = (executor, socket.gethostname(), ctx.attemptNumber())
+        return [replica.train(records)]
     except BaseException as e:
         if not isinstance(e, CommError):  # the root cause: tell the driver before dying
             try:
@@ -390,6 +399,20 @@ class _Replica:
                         if plan.keep_gradient else None)
         self.stats = dict(compute=0.0, sync=0.0, wait=0.0, straggle=0.0, iterations=0,
                           records=0, bytes_sent=0, vector_values=int(self.step.weights.size))
+        self.identity = ("", "", 0)  # executor, host, attempt (set by the task)
+        self._reported = dict(self.stats, time=time.perf_counter())
+
+    def _report(self, iteration):
+        """Send the driver where this task's time went since its last report."""
+        stats, last, now = self.stats, self._reported, time.perf_counter()
+        executor, host, attempt = self.identity
+        send(self.driver, TaskReport(
+            iteration, self.rank, executor, host, attempt,
+            stats["iterations"] - last["iterations"], stats["records"] - last["records"],
+            stats["compute"] - last["compute"], stats["sync"] - last["sync"],
+            (stats["wait"] + stats["straggle"]) - (last["wait"] + last["straggle"]),
+            now - last["time"]))
+        self._reported = dict(stats, time=now)
 
     def train(self, records):
         """Iterate until the driver says stop or an iteration diverges; the task's result."""
@@ -417,15 +440,25 @@ class _Replica:
             before.save()
             rows, b, nominal = batches.rows(state.records_in_epoch)
             header = IterationHeader()
+            profile = (LayerProfile(model) if rank == 0 and plan.profile_every
+                       and (state.iteration + 1) % plan.profile_every == 0 else None)
             if len(rows):
-                header.loss = step.gradient(batch.take(records.X, rows),
-                                            batch.take(records.Y, rows),
-                                            share=len(rows) / max(b, 1))
+                xb, yb = batch.take(records.X, rows), batch.take(records.Y, rows)
+                share = len(rows) / max(b, 1)
+                if profile is None:
+                    header.loss = step.gradient(xb, yb, share=share)
+                else:
+                    with profile.watch():
+                        header.loss = step.gradient(xb, yb, share=share)
                 bad_loss, bad_gradient = step.non_finite(header.loss)
                 header.records = len(rows)
                 header.bad_loss, header.bad_gradient = float(bad_loss), float(bad_gradient)
             else:
                 g.fill(0)
+            fault = plan.fault
+            if fault is not None and fault.mode == "slow" and fault.rank == rank and \
+                    state.iteration + 1 >= fault.iteration:
+                time.sleep(float(fault.seconds))  # a straggler: slower, the same numbers
             t1 = time.perf_counter()
             header, t2 = self._exchange(header, state.iteration, first)
             t_header = time.perf_counter()
@@ -458,6 +491,10 @@ class _Replica:
             stats["sync"] += t3 - t_header      # reduce-scatter, slice update, all-gather
             stats["iterations"] += 1
             stats["records"] += len(rows)
+            if plan.report_every and state.iteration % plan.report_every == 0:
+                self._report(state.iteration)
+            if profile is not None:
+                send(self.driver, LayerTimes.of(state.iteration, profile.layers()))
             if rank == 0:
                 send(self.driver, Iteration(state.iteration, state.epoch, header.loss, nominal,
                                             lr, t3 - t0))
@@ -489,7 +526,8 @@ class _Replica:
                 header.send_parameters = float(isinstance(answer, SendParameters))
             answered = time.perf_counter()
             fault = plan.fault
-            if fault is not None and fault.iteration == iteration + 1 and fault.rank == rank:
+            if fault is not None and fault.mode != "slow" and fault.iteration == iteration + 1 \
+                    and fault.rank == rank:
                 _inject(fault, rank, iteration + 1)
             total = header.allreduce(self.ring)
             if total.send_parameters == 0:
@@ -600,6 +638,10 @@ class SparkTrainer:
         self.rendezvous_timeout = float(opts.get("rendezvous_timeout", 120.0))
         self.fault = FaultInjection.from_option(opts.get("fault_injection"))
         self.balanced = bool(opts.get("balanced_batches", False))
+        self.report_every = check_int("Optimizer", "report_every", opts.get("report_every", 10),
+                                      minimum=0)
+        self._reports = {}       # rank -> the last TaskReport (the cluster view)
+        self._cluster = None     # the last ClusterEvent
         self._train = None
         self._val = {}
         self._link, self._synced = None, False  # task 0's connection while it waits
@@ -692,10 +734,11 @@ class SparkTrainer:
                               f"{snapshot.state.iteration} (retry {self.retries} of "
                               f"{self.max_retries})", RuntimeWarning, stacklevel=2)
                 snapshot.restore(opt)
+                self._emit_cluster(error=str(e))  # the restart shows at once
                 if fault is not None and not fault.repeat:
                     fault = None  # an injected fault fires once unless told to repeat
                 continue
-            if fault is not None and state.iteration >= fault.iteration:
+            if fault is not None and fault.mode != "slow" and state.iteration >= fault.iteration:
                 fault = None
             self._apply(outcome.results)
             snapshot = Snapshot.take(opt)
@@ -775,7 +818,8 @@ class SparkTrainer:
             replica_buffers=(self.replica_buffers if self.replica_buffers is not None
                              and len(self.replica_buffers) == n_tasks else None),
             keep_gradient=any(getattr(x, "needs_parameters", False) for x in opt.listeners),
-            task_counts=self._task_counts(data, n_tasks) if self.balanced else None)
+            task_counts=self._task_counts(data, n_tasks) if self.balanced else None,
+            report_every=self.report_every, profile_every=getattr(opt, "profile_every", 0))
         group = f"workbench-train-{token}"
         job = _Job(sc, rdd, plan, payload, group)
         conns = {}
@@ -836,16 +880,19 @@ class SparkTrainer:
         return conns
 
     def _follow(self, job, conns):
-        """Receive task 0's metrics, emit events, decide go/stop; collect the stage result."""
+        """Receive task 0's metrics, emit events, decide go/stop; collect the stage result.
+        The other tasks' connections carry only their ``TaskReport``s (and a failure)."""
         opt, state = self.opt, self.opt.state
         lead = conns[0]
         sel = selectors.DefaultSelector()
-        # Only task 0 talks; the others' connections stay open until the stage ends.
-        sel.register(lead, selectors.EVENT_READ)
+        for rank, conn in conns.items():
+            sel.register(conn, selectors.EVENT_READ, rank)
         started, last = time.monotonic(), time.monotonic()
         iterations = 0
         outcome = None
         end_msg = None
+        profile = None  # task 0's LayerTimes, emitted after its iteration's event
+        self._reports = {}
         while end_msg is None:
             try:
                 ready = sel.select(timeout=0.5)
@@ -861,8 +908,21 @@ class SparkTrainer:
                     job.cancel()
                     raise StretchFailed(f"no progress from the tasks for {self.timeout + 30:.0f}s")
                 continue
+            others = [key for key, _ in ready if key.data != 0]
+            for key in others:
+                try:
+                    report = receive(key.fileobj, TaskReport)
+                except (CommError, OSError):
+                    sel.unregister(key.fileobj)  # the task ended (or died: the job says)
+                    continue
+                if isinstance(report, TaskFailure):
+                    job.join(self.timeout)
+                    raise StretchFailed(report.message, report.fatal)
+                self._on_report(report, len(conns))
+            if len(others) == len(ready):
+                continue
             try:
-                msg = receive(lead, Iteration, StretchEnd)
+                msg = receive(lead, Iteration, StretchEnd, TaskReport, LayerTimes)
             except CommError as e:
                 job.join(self.timeout)
                 raise StretchFailed(job.error or f"task 0 went away: {e}") from None
@@ -870,6 +930,12 @@ class SparkTrainer:
             if isinstance(msg, TaskFailure):
                 job.join(self.timeout)
                 raise StretchFailed(msg.message, msg.fatal)
+            if isinstance(msg, TaskReport):
+                self._on_report(msg, len(conns))
+                continue
+            if isinstance(msg, LayerTimes):
+                profile = msg
+                continue
             if isinstance(msg, StretchEnd):
                 end_msg = msg
                 continue
@@ -883,6 +949,11 @@ class SparkTrainer:
                     state))
             finally:
                 self._link = None
+            if profile is not None and profile.iteration == state.iteration:
+                opt.emit("on_profile", LayerProfileEvent(state.epoch, state.iteration,
+                                                         profile.times(), time.time(),
+                                                         source="task 0"))
+                profile = None
             if outcome is None:
                 outcome = self._decide(iterations, started)
                 send(lead, Decision(stop=outcome is not None))
@@ -903,6 +974,29 @@ class SparkTrainer:
             raise StretchFailed("the tasks stopped without being asked to")
         outcome.results = results
         return outcome
+
+    def _on_report(self, report, n_tasks):
+        """Keep a task's report; once every task reported the same iteration, emit the
+        ``ClusterEvent``."""
+        self._reports[report.rank] = report
+        if len(self._reports) == n_tasks and \
+                len({r.iteration for r in self._reports.values()}) == 1:
+            self._emit_cluster()
+
+    def _emit_cluster(self, error=None):
+        """Emit the tasks' last reports as a ``ClusterEvent`` (again after a failure, with
+        the restart counted; nothing before the first complete report)."""
+        opt, reports = self.opt, self._reports
+        if reports and len({r.iteration for r in reports.values()}) == 1:
+            iteration = next(iter(reports.values())).iteration
+            tasks = [reports[r].stats() for r in sorted(reports)]
+            self._cluster = ClusterEvent(opt.state.epoch, iteration, tasks, time.time())
+        if self._cluster is None:
+            return
+        self._cluster = dataclasses.replace(
+            self._cluster, wall_time=time.time(), stretches=self.stretches,
+            restarts=self.retries, last_error=error or self.last_error)
+        opt.emit("on_cluster", self._cluster)
 
     def sync_parameters(self):
         """Bring the current weights into the driver's model while a stretch runs.

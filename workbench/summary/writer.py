@@ -198,6 +198,41 @@ class TrainSummary(_Summary):
                 self._sync()  # on Spark the weights of this iteration are on the tasks
             self._write(_histogram_event(self._parameters(), event.iteration, event.wall_time))
 
+    def on_profile(self, event):
+        """Each leaf layer's forward and backward milliseconds of a profiled iteration
+        (``Profile/<layer>/forward_ms``, ``.../backward_ms``; see ``Optimizer.set_profile``)."""
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        entries, seen = [], set()
+        for t in event.layers:
+            if not t.leaf:
+                continue
+            layer = t.name if t.name not in seen else f"{t.name}@{t.path.rstrip('.') or 'root'}"
+            seen.add(t.name)
+            entries.append(Summary.Value(tag=f"Profile/{layer}/forward_ms",
+                                         simple_value=1e3 * t.forward))
+            entries.append(Summary.Value(tag=f"Profile/{layer}/backward_ms",
+                                         simple_value=1e3 * t.backward))
+        if entries:
+            self._write(Event(wall_time=event.wall_time, step=int(event.iteration),
+                              summary=Summary(value=entries)))
+
+    def on_cluster(self, event):
+        """Per Spark task: ``Cluster/task<rank>/records_per_s``, ``compute_s``,
+        ``allreduce_s``, ``waiting_s`` (per iteration) at the reporting iteration."""
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        entries = []
+        for t in event.tasks:
+            n = max(t.iterations, 1)
+            for tag, v in (("records_per_s", t.records_per_second), ("compute_s", t.compute / n),
+                           ("allreduce_s", t.allreduce / n), ("waiting_s", t.waiting / n)):
+                entries.append(Summary.Value(tag=f"Cluster/task{t.rank}/{tag}",
+                                             simple_value=float(v)))
+        if entries:
+            self._write(Event(wall_time=event.wall_time, step=int(event.iteration),
+                              summary=Summary(value=entries)))
+
     def _parameters(self):
         seen = set()
         for path, module, name in self.model.named_parameters():

@@ -166,11 +166,11 @@ function render({ model, el }) {
 
   // Completed trials first, by their final value (the study's best trial is the best
   // completed one), then running ones, then pruned / stopped ones by their best value so far.
+  const score = (t) => (t.status === "completed" && t.value !== null ? t.value : t.best_value);
   function ranked(trials) {
     const sign = model.get("mode") === "min" ? 1 : -1;
     const group = (t) => (t.status === "completed" ? 0 : t.status === "running" ? 1
                           : t.status === "pruned" || t.status === "stopped" ? 2 : 3);
-    const score = (t) => (t.status === "completed" && t.value !== null ? t.value : t.best_value);
     return [...trials].sort((a, b) => {
       const ga = group(a), gb = group(b);
       if (ga !== gb) return ga - gb;
@@ -187,8 +187,15 @@ function render({ model, el }) {
     const best = model.get("best"), leader = model.get("leader");
     const names = Object.keys(model.get("controls") || {}).filter((k) => trials.some((t) => k in (t.params || {})));
     for (const t of trials) for (const k of Object.keys(t.params || {})) if (!names.includes(k)) names.push(k);
+    // The column the rows are ranked by comes first and says so: a completed trial's final
+    // value (the study's best trial is the best completed one: its model is the final one),
+    // else the best value so far.  The peak over the epochs is shown apart, never as "best".
+    const metric = model.get("metric");
     const head = h("tr", {}, h("th", {}, "#"), h("th", {}, "trial"), ...names.map((k) => h("th", {}, k)),
-                   h("th", {}, "status"), h("th", {}, `best ${model.get("metric")}`), h("th", {}, "final"), h("th", {}, "epochs"),
+                   h("th", {}, "status"),
+                   h("th", { class: "wb-rank-col", title: "ranked by: the final value of a completed trial, else its best so far" },
+                     `${metric} ${model.get("mode") === "min" ? "▲" : "▼"}`),
+                   h("th", { title: "the best value any epoch reported" }, `peak ${metric}`), h("th", {}, "epochs"),
                    h("th", {}, "elapsed"), h("th", {}, "pruned"));
     const rows = ranked(trials).map((t, i) => {
       let cls = `wb-trial wb-row-${t.status}`;
@@ -200,8 +207,10 @@ function render({ model, el }) {
                      String(t.number)),
                    ...names.map((k) => h("td", {}, show((t.params || {})[k]))),
                    h("td", { class: "wb-trial-status" }, t.status),
+                   h("td", { class: "wb-trial-final wb-trial-score",
+                             title: t.status === "completed" ? "final value" : "best so far" },
+                     show(score(t))),
                    h("td", { class: "wb-trial-best" }, show(t.best_value)),
-                   h("td", { class: "wb-trial-final" }, show(t.value)),
                    h("td", {}, String((t.reports || []).length)),
                    h("td", {}, duration(t.elapsed)),
                    h("td", { class: "wb-trial-pruned" }, t.pruned ? "pruned" : ""));
@@ -228,7 +237,7 @@ function render({ model, el }) {
       h("span", {}, h("b", {}, "running "), String(active)),
       h("span", {}, h("b", {}, "pruned "), String(pruned)),
       h("span", { class: "wb-best-so-far" }, h("b", {}, `best ${model.get("metric")} `),
-        top ? `${show(top.best_value)} (trial ${top.number})` : "–"),
+        top ? `${show(score(top))} (trial ${top.number})` : "–"),
       h("span", {}, h("b", {}, "elapsed "), duration(model.get("elapsed"))));
   }
 
