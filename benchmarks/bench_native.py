@@ -13,7 +13,13 @@ repeat the frameworks alternate, so background load on the shared machine hits t
 report is the median of the repeats and the ratio workbench / PyTorch.  Writes
 benchmarks/results/native.json and benchmarks/results/native.png.
 
-    python benchmarks/bench_native.py [--repeats 3] [--threads 1 2] [--quick]
+    python benchmarks/bench_native.py [--repeats 3] [--threads 1 2] [--isa native|avx2]
+                                      [--layers-only]
+
+``--isa avx2`` caps every library at AVX2 in the child processes (benchmarks/machine.py), so an
+AVX-512 machine measures what an AVX2 one runs; the JSON records the CPU model and the ISA each
+library dispatched to (``machine``).  ``--out`` defaults to results/native.json for the native
+ISA and results/native_avx2.json when capped on a CPU that has more than AVX2.
 """
 from __future__ import annotations
 
@@ -256,9 +262,13 @@ def fma_peak(probes=25, iterations=20_000_000):
 
 
 # ---------------------------------------------------------------------- driver
+ISA = {"isa": "native"}  # the --isa of this run; its environment goes into every child
+
+
 def child(call, threads):
     """Run ``call`` (python source returning a JSON-able value) in a fresh subprocess."""
-    env = dict(os.environ)
+    from machine import isa_env
+    env = dict(os.environ, **isa_env(ISA["isa"]))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "WORKBENCH_NUM_THREADS"):
         env[var] = str(threads)
@@ -282,14 +292,26 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--models", nargs="+", default=list(TRAIN))
     parser.add_argument("--no-numpy", action="store_true", help="skip the numpy-kernel runs")
-    parser.add_argument("--out", default=os.path.join(RESULTS, "native.json"))
+    parser.add_argument("--isa", default="native", choices=("native", "avx2"),
+                        help="cap every library's ISA in the child processes (machine.py)")
+    parser.add_argument("--out", default=None)
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out")
     args = parser.parse_args()
+    ISA["isa"] = args.isa
+    sys.path.insert(0, HERE)
+    from machine import cpu_model
+    if args.out is None:
+        capped = args.isa == "avx2" and cpu_model()["cpu_has_avx512f"]
+        args.out = os.path.join(RESULTS, "native_avx2.json" if capped else "native.json")
     if args.plot_only:
         with open(args.out) as f:
             return plot(json.load(f), os.path.splitext(args.out)[0] + ".png")
     import torch
 
+    load_start = os.getloadavg()
+    machine = child("__import__('machine').describe()", 1)
+    machine["isa_option"] = args.isa
+    print(f"machine: {json.dumps(machine)}", flush=True)
     peak = child("b.fma_peak()", 1)
     peak_best = peak["best"]
     print(f"FMA peak, one core: {json.dumps(peak)}", flush=True)
@@ -352,8 +374,9 @@ def main():
     result = dict(benchmark="native layer core vs PyTorch CPU: records/s, median of repeats",
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
-                  load_average_at_end=os.getloadavg(), torch=torch.__version__,
-                  onednn=backend.native().onednn_version(), repeats=args.repeats,
+                  load_average_at_start=load_start, load_average_at_end=os.getloadavg(),
+                  torch=torch.__version__, onednn=backend.native().onednn_version(),
+                  machine_and_isa=machine, repeats=args.repeats,
                   fma_peak_gflops_one_core=peak,
                   training_and_inference=rows, resnet20_conv_forward=layers)
     with open(args.out, "w") as f:
