@@ -53,8 +53,9 @@ def describe(with_torch=True):
     from workbench.nn import backend
     native = backend.native()
     if native is not None:
-        out.update(onednn=native.onednn_version(), onednn_isa=native.onednn_isa(),
-                   workbench_loops_isa=native.max_isa())
+        out["onednn"] = native.onednn_version()
+        if hasattr(native, "onednn_isa"):  # a module built before these queries existed
+            out.update(onednn_isa=native.onednn_isa(), workbench_loops_isa=native.max_isa())
     import numpy
     out["numpy"] = numpy.__version__
     if with_torch:
