@@ -507,6 +507,9 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--parts", nargs="+", default=["throughput", "layers", "convs"],
                         choices=("throughput", "layers", "convs"))
+    parser.add_argument("--layer-repeats", type=int, default=None,
+                        help="process pairs per profile (default --repeats); each already "
+                             "takes the median over 30 steps")
     parser.add_argument("--profile-models", nargs="+", default=["lenet5", "mlp"],
                         choices=sorted(PROFILE))
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out")
@@ -572,7 +575,8 @@ def main():
             if not train and name not in INFER:
                 continue
             for threads in args.threads:
-                profile += layer_table(name, train, threads, args.repeats)
+                profile += layer_table(name, train, threads,
+                                       args.layer_repeats or args.repeats)
                 print(json.dumps(profile[-1]), flush=True)
 
     layers = []
@@ -612,7 +616,8 @@ def main():
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")
-    plot(result, os.path.splitext(args.out)[0] + ".png")
+    if rows and layers:  # the picture needs both halves
+        plot(result, os.path.splitext(args.out)[0] + ".png")
 
 
 def plot(result, path):
