@@ -81,11 +81,13 @@ print(json.dumps({"cpu_ms": 1e3 * sorted(cpu)[20], "wall_ms": 1e3 * sorted(wall)
 
 
 def measure(tree, framework, train, threads):
+    # passive OpenMP waits for both (as bench_native.py): a spinning thread's CPU time would
+    # count as work; cwd is the tree, since ``python -c`` puts the cwd before PYTHONPATH
     env = dict(os.environ, PYTHONPATH=tree, OMP_NUM_THREADS=str(threads),
-               WORKBENCH_NUM_THREADS=str(threads))
+               WORKBENCH_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
     out = subprocess.run([sys.executable, "-c", STEP, framework, "1" if train else "0",
                           str(threads), HERE], env=env, capture_output=True, text=True,
-                         timeout=1800)
+                         timeout=1800, cwd=tree)
     if out.returncode:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
