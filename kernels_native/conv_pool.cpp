@@ -503,10 +503,14 @@ struct Pool {
         memory::desc src_md(src, dt::f32, t), dst_md(dst, dt::f32, t);
         memory::dims k{q.kernel_h, q.kernel_w}, s{q.stride_h, q.stride_w}, d{0, 0},
             pl{q.pad_top, q.pad_left}, pr{q.pad_bottom, q.pad_right};
-        fwd_pd = dnnl::pooling_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
-                                                       alg(), src_md, dst_md, s, k, d, pl, pr,
-                                                       scratch_attr());
+        const auto prop = q.train ? dnnl::prop_kind::forward_training
+                                  : dnnl::prop_kind::forward_inference;
+        fwd_pd = dnnl::pooling_forward::primitive_desc(e, prop, alg(), src_md, dst_md, s, k, d,
+                                                       pl, pr, scratch_attr());
         fwd = dnnl::pooling_forward(fwd_pd);
+        f_src.init(src_md, fwd_pd.src_desc(), true, false);
+        f_dst.init(dst_md, fwd_pd.dst_desc(), false, true);
+        if (!q.train) return;  // inference: no argmax workspace, no backward
         if (q.alg == 0) {
             ws = memory(fwd_pd.workspace_desc(), e, DNNL_MEMORY_NONE);
             ws_bytes = fwd_pd.workspace_desc().get_size();
@@ -514,8 +518,6 @@ struct Pool {
         auto bwd_pd = dnnl::pooling_backward::primitive_desc(e, alg(), src_md, dst_md, s, k, d,
                                                              pl, pr, fwd_pd, scratch_attr());
         bwd = dnnl::pooling_backward(bwd_pd);
-        f_src.init(src_md, fwd_pd.src_desc(), true, false);
-        f_dst.init(dst_md, fwd_pd.dst_desc(), false, true);
         b_ddst.init(dst_md, bwd_pd.diff_dst_desc(), true, false);
         b_dsrc.init(src_md, bwd_pd.diff_src_desc(), false, true);
     }
@@ -539,7 +541,7 @@ Pool& get_pool(const PoolGeometry& key) {
 // Max pooling's argmax workspace is a uint8 numpy buffer owned by the layer: the cached
 // primitive is shared by every layer of the same shape, the workspace must not be.
 void* workspace_of(Pool& p, py::object ws) {
-    if (p.q.alg != 0) return nullptr;
+    if (p.q.alg != 0 || !p.q.train) return nullptr;
     py::array a = ws.cast<py::array>();
     if (a.dtype().kind() != 'u' || a.itemsize() != 1 || a.ndim() != 1 ||
         !(a.flags() & py::array::c_style) || !a.writeable() ||
@@ -566,7 +568,7 @@ void pool_forward(py::array x, py::array out, py::object ws, const PoolGeometry&
     std::unordered_map<int, memory> args;
     args[DNNL_ARG_SRC] = p.f_src.bind(px, s, true);
     args[DNNL_ARG_DST] = p.f_dst.out(po);
-    if (q.alg == 0) {
+    if (q.alg == 0 && q.train) {
         p.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = p.ws;
     }
@@ -576,6 +578,7 @@ void pool_forward(py::array x, py::array out, py::object ws, const PoolGeometry&
 }
 
 void pool_backward(py::array gout, py::array gin, py::object ws, const PoolGeometry& geom) {
+    if (!geom.train) throw py::value_error("pool_backward: the geometry says train=False");
     KernelLock guard;
     Pool& p = get_pool(geom);
     const PoolGeometry& q = p.q;

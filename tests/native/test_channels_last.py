@@ -1,8 +1,9 @@
 """Channels-last activations (workbench.nn.layout) through the native layers.
 
-A native convolution writes its output channels-last; pooling, element-wise activations, CAddTable and the gradient pool keep
-that memory format.  Values must be exactly what the plain-NCHW numpy reference computes, in
-every mix of input / grad_output formats.  No timing here (benchmarks/bench_native.py).
+A native convolution writes its output channels-last; pooling, element-wise activations,
+CAddTable and the gradient pool keep that memory format.  Values must be exactly what the
+plain-NCHW numpy reference computes, in every mix of input / grad_output formats.  No timing
+here (benchmarks/bench_native.py).
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ loops (LeNet-5's two max-poolings took 2x the rest of its inference step), on ch
 ``jit:avx2``, 11x faster.  So every native convolution writes its output channels-last, and the
 native layers after it (batch norm, element-wise activations, pooling, the next convolution) keep
 that layout with no reorder: activations stay in the primitive's layout between consecutive
-native layers, and numpy code simply reads them.  ``backend.set_kernel("channels_last", False)`` turns it off (everything plain
-NCHW, as the numpy reference computes it).
+native layers, and numpy code simply reads them.
+``backend.set_kernel("channels_last", False)`` turns it off (everything plain NCHW, as the numpy
+reference computes it).
 
 The *data format* of a layer is another matter: BigDL's ``format="NHWC"`` /
 ``data_format="NHWC"`` (pooling, batch norm) says the user's arrays have the logical shape
