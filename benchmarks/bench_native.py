@@ -13,7 +13,17 @@ repeat the frameworks alternate, so background load on the shared machine hits t
 report is the median of the repeats and the ratio workbench / PyTorch.  Writes
 benchmarks/results/native.json and benchmarks/results/native.png.
 
-    python benchmarks/bench_native.py [--repeats 3] [--threads 1 2] [--quick]
+    python benchmarks/bench_native.py [--repeats 3] [--threads 1 2] [--isa native|avx2]
+                                      [--parts throughput layers convs]
+
+``layers``: per layer of LeNet-5 (training b128, inference b256) and the MLP, ours and PyTorch's
+forward and backward milliseconds, wall and CPU time (the CPU time is the steadier on a shared
+machine), and the whole step without the timing wrappers (``profile_workbench``).
+
+``--isa avx2`` caps every library at AVX2 in the child processes (benchmarks/machine.py), so an
+AVX-512 machine measures what an AVX2 one runs; the JSON records the CPU model and the ISA each
+library dispatched to (``machine``).  ``--out`` defaults to results/native.json for the native
+ISA and results/native_avx2.json when capped on a CPU that has more than AVX2.
 """
 from __future__ import annotations
 
@@ -184,11 +194,217 @@ def _time(step, batch, iterations, warmup):
     import resource
     for _ in range(warmup):
         step()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(iterations):
         step()
     rate = batch * iterations / (time.perf_counter() - start)
-    return {"rate": rate, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    # records per CPU-second of the process (all its threads): on a machine shared with other
+    # load the steadier figure (time given to other processes is not counted; with 2 threads a
+    # thread waiting at a barrier counts while it spins)
+    cpu_rate = batch * iterations / max(time.process_time() - cpu, 1e-9)
+    return {"rate": rate, "cpu_rate": cpu_rate,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+# ---------------------------------------------------------------------- per-layer profile
+# The layers of the profiled models, in order, as the two frameworks build them: workbench's
+# LeNet-5 starts with a Reshape the PyTorch model has no counterpart of (None).
+PROFILE = {"lenet5": (["reshape_in", "conv1", "tanh1", "pool1", "tanh2", "conv2", "pool2",
+                       "flatten", "fc1", "tanh3", "fc2", "logsoftmax"],
+                      [None, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+           "mlp": (["fc1", "relu1", "fc2", "relu2", "fc3", "logsoftmax"], [0, 1, 2, 3, 4, 5])}
+
+
+def _now():
+    """Wall and CPU (all threads of the process) seconds.  On this shared machine the CPU time
+    is the steadier figure: time the scheduler gives other processes is not counted."""
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start):
+    wall, cpu = _now()
+    return wall - start[0], cpu - start[1]
+
+
+def _clock(times, key, fn):
+    def timed(*args, **kwargs):
+        start = _now()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            times.setdefault(key, []).append(_since(start))
+    return timed
+
+
+def profile_workbench(name, train, threads, steps=30, warmup=5):
+    """Milliseconds (median over ``steps``) of each top-level layer's forward and backward in
+    the benchmark's training step or inference forward, timed by wrapping the layer's own
+    methods (so a layer's Python overhead counts as its time), and of the whole step without
+    the wrappers.  A layer fused into the one before it (a ReLU after a convolution) shows 0."""
+    import numpy as np
+    from workbench.nn import ClassNLLCriterion, backend, random
+    from workbench.nn.module import input_grad_unused
+    from workbench.optim import SGD
+    backend.set_backend("native")
+    backend.set_num_threads(threads)
+    random.set_seed(0)
+    batch, shape, _, _ = (TRAIN if train else INFER)[name]
+    model = wb_model(name)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    crit, method = ClassNLLCriterion(), SGD(learningrate=0.01, momentum=0.9, dampening=0.0)
+    w, g = model.get_parameters()
+    model.training() if train else model.evaluate()
+    times = {}
+
+    def step():
+        out = model.forward(x)
+        if train:
+            crit.forward(out, y)
+            g.fill(0)
+            with input_grad_unused():
+                model.backward(x, crit.backward(out, y))
+            method.update(w, g)
+
+    whole = _median_ms(step, steps, warmup)
+    labels, _ = PROFILE[name]
+    for label, child in zip(labels, model._children):
+        for verb, kind in (("forward", "forward"), ("fused_forward", "forward"),
+                           ("backward", "backward"), ("backward_params", "backward")):
+            fn = getattr(child, verb, None)
+            if fn is not None:
+                setattr(child, verb, _clock(times, (label, kind), fn))
+    crit.forward = _clock(times, ("criterion", "forward"), crit.forward)
+    crit.backward = _clock(times, ("criterion", "backward"), crit.backward)
+    method.update = _clock(times, ("sgd_update", "backward"), method.update)
+    for _ in range(warmup):
+        step()
+    times.clear()
+    for _ in range(steps):
+        step()
+    return {"step_ms": whole, "layers": _per_layer(times, steps)}
+
+
+def profile_torch(name, train, threads, steps=30, warmup=5):
+    """The same for PyTorch: a layer's forward between its forward pre-hook and hook, its
+    backward between the pre-hook and hook of the autograd node that made its output (the
+    nodes of parameters, e.g. a Linear's weight transpose, are left out)."""
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    batch, shape, _, _ = (TRAIN if train else INFER)[name]
+    model = torch_model(name)
+    x = torch.randn((batch,) + shape)
+    y = torch.randint(0, 10, (batch,))
+    crit = torch.nn.NLLLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train(train)
+
+    def step():
+        if train:
+            opt.zero_grad()
+            crit(model(x), y).backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                model(x)
+
+    whole = _median_ms(step, steps, warmup)
+    labels, index = PROFILE[name]
+    times, started = {}, {}
+    for label, i in zip(labels, index):
+        if i is None:
+            continue
+        layer = model[i]
+
+        def pre(module, args, label=label):
+            started[label] = _now()
+
+        def post(module, args, output, label=label):
+            times.setdefault((label, "forward"), []).append(_since(started[label]))
+            node = output.grad_fn
+            if node is not None:
+                def node_pre(grad_outputs, label=label):
+                    started[label, "b"] = _now()
+
+                def node_post(grad_inputs, grad_outputs, label=label):
+                    times.setdefault((label, "backward"), []).append(
+                        _since(started[label, "b"]))
+                node.register_prehook(node_pre)
+                node.register_hook(node_post)
+        layer.register_forward_pre_hook(pre)
+        layer.register_forward_hook(post)
+    crit.forward = _clock(times, ("criterion", "forward"), crit.forward)
+    opt.step = _clock(times, ("sgd_update", "backward"), opt.step)
+    for _ in range(warmup):
+        step()
+    times.clear()
+    for _ in range(steps):
+        step()
+    return {"step_ms": whole, "layers": _per_layer(times, steps)}
+
+
+def _median_ms(step, steps, warmup):
+    """{"wall": ms, "cpu": ms}: medians of ``steps`` calls of ``step``."""
+    for _ in range(warmup):
+        step()
+    ts = []
+    for _ in range(steps):
+        start = _now()
+        step()
+        ts.append(_since(start))
+    return {kind: 1e3 * statistics.median(t[i] for t in ts)
+            for i, kind in enumerate(("wall", "cpu"))}
+
+
+def _per_layer(times, steps):
+    """{label: {"forward": {"wall": ms, "cpu": ms}, "backward": ...}}: medians per step (a
+    layer called twice in a step sums its calls)."""
+    out = {}
+    for (label, kind), ts in times.items():
+        calls = max(1, len(ts) // steps)
+        per_step = [tuple(map(sum, zip(*ts[i:i + calls])))
+                    for i in range(0, calls * steps, calls)]
+        out.setdefault(label, {})[kind] = {
+            clock: 1e3 * statistics.median(t[i] for t in per_step)
+            for i, clock in enumerate(("wall", "cpu"))}
+    return out
+
+
+def layer_table(name, train, threads, repeats):
+    """Rows of the ``layers`` table: per layer, ours and PyTorch's forward / backward ms
+    (median over the repeats, each its own pair of processes, interleaved)."""
+    runs = {"workbench": [], "torch": []}
+    for _ in range(repeats):
+        for fw in runs:
+            runs[fw].append(child(f"b.profile_{fw}({name!r}, {train}, {threads})", threads))
+    rows = []
+    labels = PROFILE[name][0] + ["criterion", "sgd_update"]
+
+    def med(values):
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 4) if values else None
+
+    for label in labels:
+        row = dict(model=name, task="train" if train else "inference", threads=threads,
+                   layer=label)
+        for fw in runs:
+            for kind in ("forward", "backward") if train else ("forward",):
+                for clock in ("wall", "cpu"):
+                    row[f"{fw}_{kind}_{clock}_ms"] = med(
+                        r["layers"].get(label, {}).get(kind, {}).get(clock)
+                        for r in runs[fw] if "layers" in r)
+        if any(v is not None for k, v in row.items() if k.endswith("_ms")):
+            rows.append(row)
+    step = dict(model=name, task="train" if train else "inference", threads=threads,
+                layer="whole step (no wrappers)")
+    for fw in runs:
+        for clock in ("wall", "cpu"):
+            step[f"{fw}_step_{clock}_ms"] = med(r["step_ms"][clock] for r in runs[fw]
+                                                if "step_ms" in r)
+    rows.append(step)
+    return rows
 
 
 # ---------------------------------------------------------------------- per-layer GFLOP/s
@@ -256,9 +472,13 @@ def fma_peak(probes=25, iterations=20_000_000):
 
 
 # ---------------------------------------------------------------------- driver
+ISA = {"isa": "native"}  # the --isa of this run; its environment goes into every child
+
+
 def child(call, threads):
     """Run ``call`` (python source returning a JSON-able value) in a fresh subprocess."""
-    env = dict(os.environ)
+    from machine import isa_env
+    env = dict(os.environ, **isa_env(ISA["isa"]))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "WORKBENCH_NUM_THREADS"):
         env[var] = str(threads)
@@ -282,19 +502,40 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--models", nargs="+", default=list(TRAIN))
     parser.add_argument("--no-numpy", action="store_true", help="skip the numpy-kernel runs")
-    parser.add_argument("--out", default=os.path.join(RESULTS, "native.json"))
+    parser.add_argument("--isa", default="native", choices=("native", "avx2"),
+                        help="cap every library's ISA in the child processes (machine.py)")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--parts", nargs="+", default=["throughput", "layers", "convs"],
+                        choices=("throughput", "layers", "convs"))
+    parser.add_argument("--layer-repeats", type=int, default=None,
+                        help="process pairs per profile (default --repeats); each already "
+                             "takes the median over 30 steps")
+    parser.add_argument("--profile-models", nargs="+", default=["lenet5", "mlp"],
+                        choices=sorted(PROFILE))
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out")
     args = parser.parse_args()
+    ISA["isa"] = args.isa
+    sys.path.insert(0, HERE)
+    from machine import cpu_model
+    if args.out is None:
+        capped = args.isa == "avx2" and cpu_model()["cpu_has_avx512f"]
+        args.out = os.path.join(RESULTS, "native_avx2.json" if capped else "native.json")
     if args.plot_only:
         with open(args.out) as f:
             return plot(json.load(f), os.path.splitext(args.out)[0] + ".png")
     import torch
 
+    load_start = os.getloadavg()
+    machine = child("__import__('machine').describe()", 1)
+    machine["isa_option"] = args.isa
+    print(f"machine: {json.dumps(machine)}", flush=True)
     peak = child("b.fma_peak()", 1)
     peak_best = peak["best"]
     print(f"FMA peak, one core: {json.dumps(peak)}", flush=True)
     rows = []
     for train, table in ((True, TRAIN), (False, INFER)):
+        if "throughput" not in args.parts:
+            break
         for name in [m for m in args.models if m in table]:
             for threads in args.threads:
                 modes = [("workbench", "native"), ("torch", "nchw")]
@@ -312,20 +553,34 @@ def main():
                 for (fw, mode), rs in runs.items():
                     key = f"{fw}_{mode}"
                     row[key + "_per_s"] = median_of(rs, "rate")
+                    row[key + "_per_cpu_s"] = median_of(rs, "cpu_rate")
                     row[key + "_rss_mb"] = median_of(rs, "rss_mb")
                     errors = [r["error"] for r in rs if "error" in r]
                     if errors:
                         row[key + "_error"] = errors[0]
                 ours, peer = row["workbench_native_per_s"], row["torch_nchw_per_s"]
                 row["ratio_vs_torch"] = round(ours / peer, 3) if ours and peer else None
+                ours_cpu, peer_cpu = row["workbench_native_per_cpu_s"], row["torch_nchw_per_cpu_s"]
+                row["ratio_vs_torch_per_cpu_s"] = (round(ours_cpu / peer_cpu, 3)
+                                                   if ours_cpu and peer_cpu else None)
                 if row.get("torch_channels_last_per_s") and ours:
                     row["ratio_vs_torch_channels_last"] = round(
                         ours / row["torch_channels_last_per_s"], 3)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 
+    profile = []
+    for name in args.profile_models if "layers" in args.parts else ():
+        for train in (True, False):
+            if not train and name not in INFER:
+                continue
+            for threads in args.threads:
+                profile += layer_table(name, train, threads,
+                                       args.layer_repeats or args.repeats)
+                print(json.dumps(profile[-1]), flush=True)
+
     layers = []
-    for threads in args.threads:
+    for threads in args.threads if "convs" in args.parts else ():
         per = {fw: [] for fw in ("native", "torch")}
         for _ in range(args.repeats):
             for fw in per:
@@ -352,14 +607,17 @@ def main():
     result = dict(benchmark="native layer core vs PyTorch CPU: records/s, median of repeats",
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
-                  load_average_at_end=os.getloadavg(), torch=torch.__version__,
-                  onednn=backend.native().onednn_version(), repeats=args.repeats,
+                  load_average_at_start=load_start, load_average_at_end=os.getloadavg(),
+                  torch=torch.__version__, onednn=backend.native().onednn_version(),
+                  machine_and_isa=machine, repeats=args.repeats,
                   fma_peak_gflops_one_core=peak,
-                  training_and_inference=rows, resnet20_conv_forward=layers)
+                  training_and_inference=rows, layers=profile,
+                  resnet20_conv_forward=layers)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")
-    plot(result, os.path.splitext(args.out)[0] + ".png")
+    if rows and layers:  # the picture needs both halves
+        plot(result, os.path.splitext(args.out)[0] + ".png")
 
 
 def plot(result, path):

@@ -1,6 +1,12 @@
 """Spark benchmarks of workbench.spark, each side by side with its peer, in one run.
 
     .venv/bin/python benchmarks/bench_spark.py            # writes benchmarks/results/spark.json
+    .venv/bin/python benchmarks/bench_spark.py --isa avx2 # every library capped at AVX2
+
+``--isa avx2`` puts benchmarks/machine.py's caps (oneDNN, our loops, PyTorch, MKL) into the
+environment of every part's process, which Spark's Python workers inherit; the JSON records the
+CPU model, the ISA each library dispatched to and the versions (``machine_and_isa``).  Capped on
+a CPU with AVX-512, the results go to results/spark_avx2.json.
 
 1. Training throughput on local[2] vs local[1]: LeNet-5 on the digits (global batch 128) and
    ResNet-20 on CIFAR-shaped synthetic images (global batch 64); local[2] both with the local
@@ -321,9 +327,19 @@ def part_cpu(args):
 
 
 # ---------------------------------------------------------------------- driver
+ISA = {"isa": "native"}  # the --isa of this run; its environment goes into every part
+
+
+def part_describe(args):
+    from machine import describe
+    return describe()
+
+
 def run_part(*argv):
+    from machine import isa_env
     proc = subprocess.run([sys.executable, __file__, "--part", *map(str, argv)],
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=1800,
+                          env=dict(os.environ, **isa_env(ISA["isa"])))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"part {argv} failed:\n{proc.stderr[-3000:]}")
@@ -339,26 +355,38 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--balanced", action="store_true")
     parser.add_argument("--skip", nargs="*", default=[])
+    parser.add_argument("--isa", default="native", choices=("native", "avx2"),
+                        help="cap every library's ISA in the parts' processes (machine.py)")
+    parser.add_argument("--out", default=None)
     args, rest = parser.parse_known_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if args.part:
         fn = {"train": part_train, "allreduce": part_allreduce, "cpu": part_cpu,
-              "torchdistributor": part_torchdistributor}[args.part]
+              "torchdistributor": part_torchdistributor, "describe": part_describe}[args.part]
         print("RESULT " + json.dumps(fn(args)))
         return
     started = time.time()
+    ISA["isa"] = args.isa
+    from machine import cpu_model
+    out = args.out or (RESULTS.replace(".json", "_avx2.json")
+                       if args.isa == "avx2" and cpu_model()["cpu_has_avx512f"] else RESULTS)
     res = {}
-    if args.skip and os.path.exists(RESULTS):  # re-run some parts, keep the others
-        with open(RESULTS) as f:
+    if args.skip and os.path.exists(out):  # re-run some parts, keep the others
+        with open(out) as f:
             res = json.load(f)
+    machine = run_part("describe")
+    machine["isa_option"] = args.isa
     res.update({"benchmark": "workbench.spark on this machine",
                 "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
                 "cpus": os.cpu_count(), "python": platform.python_version(),
-                "pyspark": __import__("pyspark").__version__})
+                "pyspark": __import__("pyspark").__version__, "machine_and_isa": machine,
+                "load_average_at_start": os.getloadavg()})
     parts = {}
 
     def save():
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "w") as f:
+        res["load_average_at_end"] = os.getloadavg()
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w") as f:
             json.dump(res, f, indent=2)
 
     if "scaling" not in args.skip:

@@ -10,6 +10,7 @@
 #include <dnnl.hpp>
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -74,6 +75,40 @@ class KernelLock {
   private:
     std::unique_lock<std::mutex> lk_;
 };
+
+// The widest vector ISA the hand-written loops (the clones of conv_pool.cpp's channels-last
+// batch-norm rows) and the CPU-dependent rules (dense.cpp's GEMM rule) may assume: the CPU's,
+// capped by WORKBENCH_MAX_CPU_ISA, else by ONEDNN_MAX_CPU_ISA (oneDNN's own cap, with its names:
+// SSE41, AVX, AVX2, AVX2_VNNI, AVX512_CORE, ...).  So one variable makes an AVX-512 machine run
+// every kernel as an AVX2 machine does, for measurement; read once, when first asked.
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+
+inline Isa isa_cap_from(const char* value) {
+    std::string v = value ? value : "";
+    for (auto& ch : v) ch = (char)std::tolower((unsigned char)ch);
+    if (v.empty() || v == "all" || v == "native" || v.rfind("avx512", 0) == 0 ||
+        v.rfind("avx10", 0) == 0 || v.rfind("amx", 0) == 0)
+        return Isa::avx512;
+    if (v.rfind("avx2", 0) == 0) return Isa::avx2;
+    return Isa::generic;  // sse41, avx, default, ...
+}
+
+inline Isa max_isa() {
+    static const Isa isa = [] {
+        Isa cpu = Isa::generic;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cpu = Isa::avx2;
+        if (__builtin_cpu_supports("avx512f")) cpu = Isa::avx512;
+        const char* cap = std::getenv("WORKBENCH_MAX_CPU_ISA");
+        if (!cap || !*cap) cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+        const Isa limit = isa_cap_from(cap);
+        return (int)limit < (int)cpu ? limit : cpu;
+    }();
+    return isa;
+}
+
+inline const char* isa_name(Isa isa) {
+    return isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2" : "generic";
+}
 
 // Every family's primitive cache registers a clear function here; clear_cache() runs them all.
 inline std::vector<std::function<void()>>& cache_clearers() {

@@ -503,10 +503,14 @@ struct Pool {
         memory::desc src_md(src, dt::f32, t), dst_md(dst, dt::f32, t);
         memory::dims k{q.kernel_h, q.kernel_w}, s{q.stride_h, q.stride_w}, d{0, 0},
             pl{q.pad_top, q.pad_left}, pr{q.pad_bottom, q.pad_right};
-        fwd_pd = dnnl::pooling_forward::primitive_desc(e, dnnl::prop_kind::forward_training,
-                                                       alg(), src_md, dst_md, s, k, d, pl, pr,
-                                                       scratch_attr());
+        const auto prop = q.train ? dnnl::prop_kind::forward_training
+                                  : dnnl::prop_kind::forward_inference;
+        fwd_pd = dnnl::pooling_forward::primitive_desc(e, prop, alg(), src_md, dst_md, s, k, d,
+                                                       pl, pr, scratch_attr());
         fwd = dnnl::pooling_forward(fwd_pd);
+        f_src.init(src_md, fwd_pd.src_desc(), true, false);
+        f_dst.init(dst_md, fwd_pd.dst_desc(), false, true);
+        if (!q.train) return;  // inference: no argmax workspace, no backward
         if (q.alg == 0) {
             ws = memory(fwd_pd.workspace_desc(), e, DNNL_MEMORY_NONE);
             ws_bytes = fwd_pd.workspace_desc().get_size();
@@ -514,8 +518,6 @@ struct Pool {
         auto bwd_pd = dnnl::pooling_backward::primitive_desc(e, alg(), src_md, dst_md, s, k, d,
                                                              pl, pr, fwd_pd, scratch_attr());
         bwd = dnnl::pooling_backward(bwd_pd);
-        f_src.init(src_md, fwd_pd.src_desc(), true, false);
-        f_dst.init(dst_md, fwd_pd.dst_desc(), false, true);
         b_ddst.init(dst_md, bwd_pd.diff_dst_desc(), true, false);
         b_dsrc.init(src_md, bwd_pd.diff_src_desc(), false, true);
     }
@@ -539,7 +541,7 @@ Pool& get_pool(const PoolGeometry& key) {
 // Max pooling's argmax workspace is a uint8 numpy buffer owned by the layer: the cached
 // primitive is shared by every layer of the same shape, the workspace must not be.
 void* workspace_of(Pool& p, py::object ws) {
-    if (p.q.alg != 0) return nullptr;
+    if (p.q.alg != 0 || !p.q.train) return nullptr;
     py::array a = ws.cast<py::array>();
     if (a.dtype().kind() != 'u' || a.itemsize() != 1 || a.ndim() != 1 ||
         !(a.flags() & py::array::c_style) || !a.writeable() ||
@@ -566,7 +568,7 @@ void pool_forward(py::array x, py::array out, py::object ws, const PoolGeometry&
     std::unordered_map<int, memory> args;
     args[DNNL_ARG_SRC] = p.f_src.bind(px, s, true);
     args[DNNL_ARG_DST] = p.f_dst.out(po);
-    if (q.alg == 0) {
+    if (q.alg == 0 && q.train) {
         p.ws.set_data_handle(pws);
         args[DNNL_ARG_WORKSPACE] = p.ws;
     }
@@ -576,6 +578,7 @@ void pool_forward(py::array x, py::array out, py::object ws, const PoolGeometry&
 }
 
 void pool_backward(py::array gout, py::array gin, py::object ws, const PoolGeometry& geom) {
+    if (!geom.train) throw py::value_error("pool_backward: the geometry says train=False");
     KernelLock guard;
     Pool& p = get_pool(geom);
     const PoolGeometry& q = p.q;
@@ -641,15 +644,25 @@ inline float relu_masked(float g, float y) {
     return r;
 }
 
-// Channels-last row kernels: ``rows`` rows of ``c`` floats, per-channel vectors of ``c``.  Built
-// for AVX-512, AVX2 and generic x86-64, picked at load time (the build flags are generic), with
-// no FMA contraction so that x * a + b rounds as in the NCHW loops (an exact 0 stays 0 for the
-// ReLU).
+// Channels-last row kernels: ``rows`` rows of ``c`` floats, per-channel vectors of ``c``.  Each
+// is built for AVX-512, AVX2 and generic x86-64 (the build flags are generic) and picked at
+// first call by max_isa() (common.hpp): the CPU's widest, or the one WORKBENCH_MAX_CPU_ISA /
+// ONEDNN_MAX_CPU_ISA caps it at, so an AVX-512 machine can measure its AVX2 code.  No FMA
+// contraction, so that x * a + b rounds as in the NCHW loops (an exact 0 stays 0 for the ReLU)
+// and every variant gives the same bits.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define WBN_BN_CLONES \
-    __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
+#define WBN_FP_STRICT optimize("fp-contract=off")
+#define WBN_BN_VARIANTS(NAME, PARAMS, BODY)                                                  \
+    __attribute__((target("avx512f"), WBN_FP_STRICT)) void NAME##_avx512 PARAMS BODY         \
+    __attribute__((target("avx2"), WBN_FP_STRICT)) void NAME##_avx2 PARAMS BODY              \
+    __attribute__((WBN_FP_STRICT)) void NAME##_generic PARAMS BODY                          \
+    void NAME PARAMS {                                                                      \
+        static const auto fn = max_isa() == Isa::avx512 ? NAME##_avx512                     \
+                               : max_isa() == Isa::avx2 ? NAME##_avx2 : NAME##_generic;     \
+        fn WBN_BN_ARGS_##NAME;                                                              \
+    }
 #else
-#define WBN_BN_CLONES
+#define WBN_BN_VARIANTS(NAME, PARAMS, BODY) void NAME PARAMS BODY
 #endif
 
 // Rows per float partial sum before it is added to the double total.
@@ -711,13 +724,14 @@ inline __attribute__((always_inline)) void nhwc_sum_t(const float* x, int64_t ro
     }
 }
 
-WBN_BN_CLONES void nhwc_sum(const float* x, int64_t rows, int64_t c, const float* m,
-                            double* acc) {
+#define WBN_BN_ARGS_nhwc_sum (x, rows, c, m, acc)
+WBN_BN_VARIANTS(nhwc_sum, (const float* x, int64_t rows, int64_t c, const float* m,
+                            double* acc), {
     if (m)
         nhwc_sum_t<true>(x, rows, c, m, acc);
     else
         nhwc_sum_t<false>(x, rows, c, m, acc);
-}
+})
 
 // out = x * a + b per channel, max(0, .) with RELU.  By blocks of rows, one 16-channel slice
 // at a time (its coefficients stay in registers; the block stays in L1 between slices).
@@ -744,13 +758,14 @@ inline __attribute__((always_inline)) void nhwc_apply_t(const float* x, float* o
     }
 }
 
-WBN_BN_CLONES void nhwc_apply(const float* x, float* o, int64_t rows, int64_t c, const float* a,
-                              const float* b, bool relu) {
+#define WBN_BN_ARGS_nhwc_apply (x, o, rows, c, a, b, relu)
+WBN_BN_VARIANTS(nhwc_apply, (const float* x, float* o, int64_t rows, int64_t c, const float* a,
+                              const float* b, bool relu), {
     if (relu)
         nhwc_apply_t<true>(x, o, rows, c, a, b);
     else
         nhwc_apply_t<false>(x, o, rows, c, a, b);
-}
+})
 
 // sum(g) and sum(g * (x - m)) per channel, g masked by the ReLU (output x * a + b > 0) with
 // RELU; added to acc_g / acc_gx in double (float partial sums over kBnBlock rows).
@@ -810,14 +825,15 @@ inline __attribute__((always_inline)) void nhwc_grad_sums_t(
     }
 }
 
-WBN_BN_CLONES void nhwc_grad_sums(const float* x, const float* g, int64_t rows, int64_t c,
+#define WBN_BN_ARGS_nhwc_grad_sums (x, g, rows, c, m, a, b, relu, acc_g, acc_gx)
+WBN_BN_VARIANTS(nhwc_grad_sums, (const float* x, const float* g, int64_t rows, int64_t c,
                                   const float* m, const float* a, const float* b, bool relu,
-                                  double* acc_g, double* acc_gx) {
+                                  double* acc_g, double* acc_gx), {
     if (relu)
         nhwc_grad_sums_t<true>(x, g, rows, c, m, a, b, acc_g, acc_gx);
     else
         nhwc_grad_sums_t<false>(x, g, rows, c, m, a, b, acc_g, acc_gx);
-}
+})
 
 // grad_input = a * (g - k1 - (x - m) * k2), g masked as above with RELU; ``gi`` may be ``g``
 // (each element read before it is written).  Blocked as nhwc_apply_t.
@@ -851,14 +867,15 @@ inline __attribute__((always_inline)) void nhwc_grad_apply_t(
     }
 }
 
-WBN_BN_CLONES void nhwc_grad_apply(const float* x, const float* g, float* gi, int64_t rows,
+#define WBN_BN_ARGS_nhwc_grad_apply (x, g, gi, rows, c, m, a, b, k1, k2, relu)
+WBN_BN_VARIANTS(nhwc_grad_apply, (const float* x, const float* g, float* gi, int64_t rows,
                                    int64_t c, const float* m, const float* a, const float* b,
-                                   const float* k1, const float* k2, bool relu) {
+                                   const float* k1, const float* k2, bool relu), {
     if (relu)
         nhwc_grad_apply_t<true>(x, g, gi, rows, c, m, a, b, k1, k2);
     else
         nhwc_grad_apply_t<false>(x, g, gi, rows, c, m, a, b, k1, k2);
-}
+})
 
 #pragma GCC diagnostic pop
 

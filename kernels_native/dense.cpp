@@ -78,9 +78,10 @@ enum GemmKind { FORWARD = 0, GRAD_INPUT = 1, GRAD_WEIGHT = 2 };
 //   transposed-A accumulate time on the 21 such shapes measured (median 0.82); oneDNN for
 //   everything else: smaller weight gradients (OpenBLAS 0.91-1.55x) and the forward and
 //   grad-input GEMMs (within about +-15% either way, with no pattern by shape).
-// - AVX-512: oneDNN (its avx512 sgemm; OpenBLAS not measured there).
+// - AVX-512: oneDNN (its avx512 sgemm; OpenBLAS not measured there).  The CPU's ISA as capped
+//   by max_isa() (common.hpp), so an AVX-512 machine capped at AVX2 follows the AVX2 rule.
 int rule_provider(GemmKind kind, int64_t batch, int64_t n_in, int64_t n_out, int threads) {
-    if (threads != 1 || !available(OPENBLAS) || __builtin_cpu_supports("avx512f")) return ONEDNN;
+    if (threads != 1 || !available(OPENBLAS) || max_isa() == Isa::avx512) return ONEDNN;
     if (kind == GRAD_WEIGHT && n_in * n_out >= (1 << 15)) return OPENBLAS;
     return ONEDNN;
 }

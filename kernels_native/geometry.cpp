@@ -93,7 +93,7 @@ void register_geometry(py::module_& m) {
         "The geometry of a pooling (pool_forward, pool_backward, pool_workspace_size), by "
         "keyword: n, c, h, w, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_bottom, "
         "pad_left, pad_right, alg (0 max, 1 average with padding, 2 without), out_h, out_w, "
-        "channels_last.");
+        "channels_last, train (False: inference, no workspace and no backward).");
     bind_geometry<BatchNormGeometry>(
         m, "BatchNormGeometry",
         "The geometry of a batch normalization (bn_forward, bn_backward), by keyword: n, c, l "

@@ -54,12 +54,14 @@ struct ConvGeometry {
 
 // Pooling.  The output size is given (Python decides ceil mode, SAME ...), and the bottom / right
 // padding must make oneDNN produce exactly that size.  alg: 0 max, 1 average counting the
-// padding, 2 average without it.  channels_last: input, output and their gradients.
+// padding, 2 average without it.  channels_last: input, output and their gradients.  train:
+// false for inference (forward_inference: max pooling keeps no argmax workspace, and there is no
+// backward).
 struct PoolGeometry {
     int64_t n = 0, c = 0, h = 0, w = 0, kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1;
     int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0, alg = 0;
     int64_t out_h = 0, out_w = 0;
-    bool channels_last = false;
+    bool channels_last = false, train = true;
 
     template <class F>
     static void members(F&& f) {
@@ -70,6 +72,7 @@ struct PoolGeometry {
         f("pad_top", &G::pad_top); f("pad_bottom", &G::pad_bottom);
         f("pad_left", &G::pad_left); f("pad_right", &G::pad_right); f("alg", &G::alg);
         f("out_h", &G::out_h); f("out_w", &G::out_w); f("channels_last", &G::channels_last);
+        f("train", &G::train);
     }
 };
 

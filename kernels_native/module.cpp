@@ -59,6 +59,26 @@ bool has_avx512() { return __builtin_cpu_supports("avx512f"); }
 
 bool has_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
+// The name of the ISA oneDNN's CPU kernels dispatch to here (the CPU's, capped by
+// ONEDNN_MAX_CPU_ISA): the benchmarks record it next to their numbers.
+std::string onednn_isa() {
+    using dnnl::cpu_isa;
+    switch (dnnl::get_effective_cpu_isa()) {
+        case cpu_isa::sse41: return "sse41";
+        case cpu_isa::avx: return "avx";
+        case cpu_isa::avx2: return "avx2";
+        case cpu_isa::avx2_vnni: return "avx2_vnni";
+        case cpu_isa::avx2_vnni_2: return "avx2_vnni_2";
+        case cpu_isa::avx512_core: return "avx512_core";
+        case cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+        case cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+        case cpu_isa::avx512_core_fp16: return "avx512_core_fp16";
+        case cpu_isa::avx512_core_amx: return "avx512_core_amx";
+        case cpu_isa::avx512_core_amx_fp16: return "avx512_core_amx_fp16";
+        default: return "other";
+    }
+}
+
 void set_num_threads(int n) {
     if (n < 1) throw py::value_error("set_num_threads: n must be >= 1");
     KernelLock guard;  // not while a kernel runs
@@ -95,6 +115,11 @@ PYBIND11_MODULE(_native, m) {
         py::gil_scoped_release nogil;
         return fma512_flops(iterations);
     }, py::arg("iterations"), "Run 384 * iterations fp32 FLOPs of AVX-512 FMA on one core.");
+    m.def("onednn_isa", &onednn_isa,
+          "The ISA oneDNN dispatches to (the CPU's, capped by ONEDNN_MAX_CPU_ISA).");
+    m.def("max_isa", []() { return std::string(isa_name(max_isa())); },
+          "The ISA of the hand-written loops and CPU rules: avx512, avx2 or generic (the CPU's, "
+          "capped by WORKBENCH_MAX_CPU_ISA, else ONEDNN_MAX_CPU_ISA).");
     m.def("get_num_threads", []() { return process_threads().load(); });
     m.def("clear_cache", &clear_cache);
     m.def("onednn_version", []() {

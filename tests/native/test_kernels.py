@@ -305,7 +305,7 @@ CONV = (
 ).split()
 POOL = (
     "n c h w kernel_h kernel_w stride_h stride_w pad_top pad_bottom pad_left "
-    "pad_right alg out_h out_w channels_last"
+    "pad_right alg out_h out_w channels_last train"
 ).split()
 BN = (
     "n c l train affine relu channels_last"
@@ -324,14 +324,15 @@ for i in range(400):
     v[16:20] = [int(t) for t in rng.integers(0, 2, size=4)]
     if rng.integers(0, 8) == 0:
         v[int(rng.integers(16, 20))] = int(rng.choice([-1, 2]))
-    cl = int(rng.integers(0, 2))
+    cl, train = int(rng.integers(0, 2)), int(rng.integers(0, 2))
     shape = [int(t) for t in rng.integers(0, 7, size=4)]
     for fn, args in (
         (nat.conv_forward, (arr(shape), arr(shape), None, arr(shape), conv(v))),
         (nat.conv_backward_data, (arr(shape), arr(shape), arr(shape), conv(v))),
         (nat.conv_backward_weights, (arr(shape), arr(shape), arr(shape), None, conv(v))),
-        (nat.pool_forward, (arr(shape), arr(shape), None, pool(v[:15] + [cl]))),
-        (nat.pool_backward, (arr(shape), arr(shape), arr([8], np.uint8), pool(v[:15] + [cl]))),
+        (nat.pool_forward, (arr(shape), arr(shape), None, pool(v[:15] + [cl, train]))),
+        (nat.pool_backward, (arr(shape), arr(shape), arr([8], np.uint8),
+                             pool(v[:15] + [cl, train]))),
         (nat.conv_forward, (arr(shape, np.float64), arr(shape), None, arr(shape), conv(v))),
         (nat.pool_forward, (arr(shape), arr(shape), None, pool(v[:3]))),
         (nat.bn_forward, (arr(shape[:3]), arr(shape[:3]), arr(shape[:1]), arr(shape[:1]),

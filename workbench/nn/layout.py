@@ -7,12 +7,15 @@ correctly (it follows the strides); the native kernels take either without a cop
 
 Channels-last is the layout of oneDNN's convolutions on this machine's CPUs: for 16 channels it
 is byte for byte the blocked layout (``nChw16c``) oneDNN prefers, and for 32 or 64 channels its
-convolutions run on it directly.  So a native convolution with ``n_output_plane % 16 == 0`` (or a
-channels-last input) writes its output channels-last, and the native layers after it (batch norm,
-element-wise activations, pooling, the next convolution) keep that layout with no reorder:
-activations stay in the primitive's layout between consecutive native layers, and numpy code
-simply reads them.  ``backend.set_kernel("channels_last", False)`` turns it off (everything plain
-NCHW, as the numpy reference computes it).
+convolutions run on it directly.  For channel counts below a block (LeNet-5's 6 and 12) it is
+what oneDNN's JIT pooling needs: on plain NCHW oneDNN 3.2 pools with its scalar ``simple_nchw``
+loops (LeNet-5's two max-poolings took 2x the rest of its inference step), on channels-last with
+``jit:avx2``, 11x faster.  So every native convolution writes its output channels-last, and the
+native layers after it (batch norm, element-wise activations, pooling, the next convolution) keep
+that layout with no reorder: activations stay in the primitive's layout between consecutive
+native layers, and numpy code simply reads them.
+``backend.set_kernel("channels_last", False)`` turns it off (everything plain NCHW, as the numpy
+reference computes it).
 
 The *data format* of a layer is another matter: BigDL's ``format="NHWC"`` /
 ``data_format="NHWC"`` (pooling, batch norm) says the user's arrays have the logical shape

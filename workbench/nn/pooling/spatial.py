@@ -131,9 +131,10 @@ class _Pooling(layout.DataFormat, Module):
         gp.fill(0)
         return gp, (slice(top, top + h), slice(left, left + w))
 
-    def _native_geometry(self, x, geometry, alg):
+    def _native_geometry(self, x, geometry, alg, train=True):
         """The ``workbench._native.PoolGeometry`` of ``x`` (bottom / right padding extended to
-        cover a ceil-mode window), or None when oneDNN's rule for the divisor would differ."""
+        cover a ceil-mode window), or None when oneDNN's rule for the divisor would differ.
+        ``train`` False: oneDNN's inference forward (max pooling keeps no argmax workspace)."""
         n, c, h, w = x.shape
         kh, kw, oh, ow, (top, bottom, left, right) = geometry
         bottom_eff = max(bottom, (oh - 1) * self.dh + kh - h - top)
@@ -145,21 +146,23 @@ class _Pooling(layout.DataFormat, Module):
         return backend.native().PoolGeometry(
             n=n, c=c, h=h, w=w, kernel_h=kh, kernel_w=kw, stride_h=self.dh, stride_w=self.dw,
             pad_top=top, pad_bottom=bottom_eff, pad_left=left, pad_right=right_eff, alg=alg,
-            out_h=oh, out_w=ow, channels_last=layout.is_channels_last(x))
+            out_h=oh, out_w=ow, channels_last=layout.is_channels_last(x), train=train)
 
-    def _native_pool(self, x, geometry, alg):
-        """Pool ``x`` natively into the output buffer; None if this case stays in numpy."""
+    def _native_pool(self, x, geometry, alg, train=None):
+        """Pool ``x`` natively into the output buffer; None if this case stays in numpy.  In
+        ``evaluate()`` mode (``train`` None: the module's mode) the inference forward runs: no
+        argmax workspace written or kept."""
         native = backend.use_native(x.dtype, "pooling") if x.size else None
         if native is None:
             return None
-        geom = self._native_geometry(x, geometry, alg)
+        geom = self._native_geometry(x, geometry, alg, self.train if train is None else train)
         if geom is None or (alg == 0 and not np.isfinite(np.add.reduce(x, axis=None))):
             return None  # oneDNN's max drops NaN; numpy propagates it, as Torch does
         cl = geom.channels_last  # channels-last in, channels-last out
         out = self._buffer("output", x.shape[:2] + (geom.out_h, geom.out_w), x.dtype,
                            channels_last=cl)
         ws = None
-        if alg == 0:
+        if alg == 0 and geom.train:
             ws = self._buffer("workspace", (native.pool_workspace_size(geom),), np.uint8)
         native.pool_forward(layout.native_array(x, cl), layout.native_array(out, cl), ws, geom)
         self.__dict__.setdefault("_scratch", {})["native_pooled"] = geom
@@ -169,7 +172,14 @@ class _Pooling(layout.DataFormat, Module):
         """The input gradient computed natively, or None (numpy path)."""
         native = backend.use_native(x.dtype, "pooling") if x.size else None
         geom = self._native_geometry(x, geometry, alg) if native is not None else None
-        if geom is None or self.__dict__.get("_scratch", {}).get("native_pooled") != geom:
+        pooled = self.__dict__.get("_scratch", {}).get("native_pooled")
+        if geom is not None and pooled is not None and not pooled.train and \
+                pooled == self._native_geometry(x, geometry, alg, False):
+            # the forward ran for inference and kept no argmax: pool again, keeping it (the
+            # output is rewritten with the same values)
+            self._native_pool(x, geometry, alg, train=True)
+            pooled = geom
+        if geom is None or pooled != geom:
             return None  # max pooling needs the workspace of a native forward of this shape
         cl = geom.channels_last
         gi = self._buffer("grad_input", x.shape, x.dtype, channels_last=cl)
