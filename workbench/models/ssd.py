@@ -3,8 +3,10 @@ BigDL's SSD models: a convolutional trunk, two feature maps with prior boxes and
 confidence heads, and ``DetectionOutputSSD`` for inference."""
 from __future__ import annotations
 
+import math
+
 from ..nn import (DetectionOutputSSD, InferReshape, Input, JoinTable, Model, PriorBox, ReLU,
-                  SpatialConvolution, SpatialMaxPooling, Transpose)
+                  SpatialBatchNormalization, SpatialConvolution, SpatialMaxPooling, Transpose)
 
 __all__ = ["TinySSD"]
 
@@ -15,16 +17,18 @@ def _flat(node, name):
     return InferReshape([-1], batch_mode=True).set_name(f"{name}_flat")(moved)
 
 
-def TinySSD(class_num, resolution=48, n_channels=1, width=16, nms_thresh=0.45, keep_top_k=50,
-            conf_thresh=0.01):
+def TinySSD(class_num, resolution=48, n_channels=1, width=16, nms_thresh=0.45, nms_topk=100,
+            keep_top_k=50, conf_thresh=0.05):
     """An SSD detector small enough to train on a laptop CPU in seconds.
 
     A trunk of three 3x3 convolutions (``width``, ``2 width``, ``2 width`` channels), each
-    followed by ReLU and 2x2 max pooling, gives feature maps at strides 4 and 8.  Each map has
-    four priors per cell (a square of side ``min``, one of side ``sqrt(min * max)``, and the
-    two 2:1 rectangles) with ``min, max`` = ``resolution / 6, 0.3 resolution`` on the first map
-    and ``resolution / 3, 0.6 resolution`` on the second, variances ``(0.1, 0.1, 0.2, 0.2)``,
-    and two 3x3 convolution heads: 4 offsets and ``class_num`` scores per prior.
+    followed by batch normalization, ReLU and 2x2 max pooling, gives feature maps at strides 4
+    and 8.  Each map has four priors per cell (a square of side ``min``, one of side
+    ``sqrt(min * max)``, and the two 2:1 rectangles) with ``min, max`` = ``resolution / 6,
+    0.3 resolution`` on the first map and ``resolution / 3, 0.6 resolution`` on the second,
+    variances ``(0.1, 0.1, 0.2, 0.2)``, and two 3x3 convolution heads: 4 offsets and
+    ``class_num`` scores per prior.  The score heads start out saying "background" with
+    probability 0.99 (RetinaNet's prior), which spares the first hundred iterations.
 
     The priors come from pooling the image to each map's size, not from the trunk, so the
     training backward never reaches ``PriorBox`` (which has no gradient) and the trunk's
@@ -40,8 +44,8 @@ def TinySSD(class_num, resolution=48, n_channels=1, width=16, nms_thresh=0.45, k
         resolution: image side in pixels, a multiple of 8 (>= 16).
         n_channels: image channels (1 for grey).
         width: channels of the first convolution (> 0).
-        nms_thresh, keep_top_k, conf_thresh: ``DetectionOutputSSD``'s suppression overlap,
-            detections kept per image and minimum score.
+        nms_thresh, nms_topk, keep_top_k, conf_thresh: ``DetectionOutputSSD``'s suppression
+            overlap, candidates per class, detections kept per image and minimum score.
 
     Input shape: ``(N, n_channels, resolution, resolution)``.
     Output shape: see above; ``P = 4 * ((resolution / 4)^2 + (resolution / 8)^2)``.
@@ -58,6 +62,7 @@ def TinySSD(class_num, resolution=48, n_channels=1, width=16, nms_thresh=0.45, k
     for k, (cin, cout) in enumerate([(n_channels, width), (width, 2 * width),
                                      (2 * width, 2 * width)], 1):
         x = SpatialConvolution(cin, cout, 3, 3, 1, 1, 1, 1).set_name(f"conv{k}")(x)
+        x = SpatialBatchNormalization(cout).set_name(f"bn{k}")(x)
         x = ReLU().set_name(f"relu{k}")(x)
         x = SpatialMaxPooling(2, 2, 2, 2).set_name(f"pool{k}")(x)
         if k >= 2:
@@ -71,6 +76,9 @@ def TinySSD(class_num, resolution=48, n_channels=1, width=16, nms_thresh=0.45, k
         a = prior_box.num_priors
         loc = SpatialConvolution(channels, a * 4, 3, 3, 1, 1, 1, 1).set_name(f"loc{m}")
         conf = SpatialConvolution(channels, a * class_num, 3, 3, 1, 1, 1, 1)
+        # start from "background, 99%": nearly every prior is background, and learning that
+        # from an even start costs the first hundred iterations
+        conf.bias.reshape(a, class_num)[:, 0] += math.log(0.99 * (class_num - 1) / 0.01)
         locs.append(_flat(loc(feature), f"loc{m}"))
         confs.append(_flat(conf.set_name(f"conf{m}")(feature), f"conf{m}"))
         grid = SpatialMaxPooling(stride, stride, stride, stride).set_name(f"grid{m}")(image)
@@ -78,6 +86,6 @@ def TinySSD(class_num, resolution=48, n_channels=1, width=16, nms_thresh=0.45, k
     heads = [JoinTable(2).set_name("loc")(locs), JoinTable(2).set_name("conf")(confs),
              JoinTable(3).set_name("priors")(priors)]
     detect = DetectionOutputSSD(class_num, share_location=True, bg_label=0,
-                                nms_thresh=nms_thresh, nms_topk=200, keep_top_k=keep_top_k,
+                                nms_thresh=nms_thresh, nms_topk=nms_topk, keep_top_k=keep_top_k,
                                 conf_thresh=conf_thresh).set_name("detection_output")
     return Model(image, detect(heads))

@@ -13,7 +13,8 @@ from .criterion import Criterion, LabelError
 from ..._checks import check_int
 from ..._config import Configurable
 
-__all__ = ["MultiBoxLossParam", "MultiBoxLoss", "match_priors", "encode_boxes"]
+__all__ = ["MultiBoxLossParam", "MultiBoxLoss", "match_priors", "match_prior_batch",
+           "encode_boxes"]
 
 
 def pairwise_iou(a, b):
@@ -45,22 +46,37 @@ def match_priors(priors, boxes, overlap_threshold=0.5):
         ``(match, overlap)``: ``(P,)`` the index of each prior's box (-1: unmatched) and
         ``(P,)`` each prior's largest overlap with any box.
     """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    match, overlap = match_prior_batch(priors, boxes[None], np.ones((1, len(boxes)), bool),
+                                       overlap_threshold)
+    return match[0], overlap[0]
+
+
+def match_prior_batch(priors, boxes, valid, overlap_threshold=0.5):
+    """``match_priors`` for a batch at once: ``boxes (N, G, 4)`` of which ``valid (N, G)``
+    are real; returns ``match (N, P)`` (box index or -1) and ``overlap (N, P)``."""
+    n, g = valid.shape
     p = len(priors)
-    match = np.full(p, -1, dtype=np.int64)
-    if len(boxes) == 0:
-        return match, np.zeros(p)
-    iou = pairwise_iou(np.asarray(boxes, np.float64), np.asarray(priors, np.float64))
-    overlap = iou.max(axis=0)
+    iou = pairwise_iou(np.asarray(boxes, np.float64).reshape(-1, 4),
+                       np.asarray(priors, np.float64)).reshape(n, g, p)
+    iou[~valid] = -1
+    overlap = np.maximum(iou.max(axis=1, initial=-1), 0) if g else np.zeros((n, p))
+    match = np.full((n, p), -1, dtype=np.int64)
     free = iou.copy()
-    for _ in range(len(boxes)):
-        g, j = np.unravel_index(np.argmax(free), free.shape)
-        if free[g, j] <= 0:
+    images = np.arange(n)
+    for _ in range(g):
+        flat = free.reshape(n, -1).argmax(axis=1)
+        gi, pj = np.divmod(flat, p)
+        ok = free[images, gi, pj] > 0
+        if not ok.any():
             break
-        match[j] = g
-        free[g, :] = -1
-        free[:, j] = -1
-    rest = (match < 0) & (overlap >= overlap_threshold) & (overlap > 0)
-    match[rest] = iou.argmax(axis=0)[rest]
+        im, gi, pj = images[ok], gi[ok], pj[ok]
+        match[im, pj] = gi
+        free[im, gi, :] = -1
+        free[im, :, pj] = -1
+    if g:
+        rest = (match < 0) & (overlap >= overlap_threshold) & (overlap > 0)
+        match[rest] = iou.argmax(axis=1)[rest]
     return match, overlap
 
 
@@ -159,6 +175,7 @@ class MultiBoxLoss(Criterion):
             raise TypeError(f"MultiBoxLoss: param must be a MultiBoxLossParam, got "
                             f"{type(param).__name__}")
         self.param = param
+        self._last = None
 
     def _parse(self, input, target):
         c = self.param.n_classes
@@ -188,36 +205,48 @@ class MultiBoxLoss(Criterion):
             raise LabelError(f"{self.label()}: box label {labels[bad][0].item()!r} is not an "
                              f"object class (0 .. {self.param.n_classes - 1} but the "
                              f"background {self.param.bg_label_ind})")
-        if not self.param.use_difficult_gt:
-            rows = rows[rows[:, 1] == 0]
         return rows[:, 0].astype(np.int64), rows[:, 2:]
 
-    def _assign(self, input, target):
+    def _assign(self, input, target, reuse=False):
         """Per prior: its class target, whether it counts (matched or mined), and for the
-        matched ones the encoded offsets."""
+        matched ones the encoded offsets.  With ``reuse``, the last forward's assignment if it
+        was made for the same arrays (the backward that follows a forward)."""
+        key = (tuple(id(a) for a in input) if isinstance(input, (list, tuple)) else
+               (id(input),)) + (id(target),)
+        if reuse and self._last is not None and self._last[0] == key:
+            return self._last[1]
         loc, conf, priors, n, p, t = self._parse(input, target)
         prm = self.param
         boxes = np.asarray(priors[0, 0], np.float64).reshape(p, 4)
         variances = np.asarray(priors[0, 1], np.float64).reshape(p, 4)
         logp = log_softmax(np.asarray(conf, np.float64).reshape(n, p, prm.n_classes), -1)
-        labels = np.full((n, p), prm.bg_label_ind, dtype=np.int64)
-        positive = np.zeros((n, p), dtype=bool)
-        counted = np.zeros((n, p), dtype=bool)
+        valid = t[:, :, 0] >= 0
+        if valid.any():
+            self._boxes_of(t[valid])  # checks the labels
+        if not prm.use_difficult_gt:
+            valid &= t[:, :, 1] == 0
+        match, overlap = match_prior_batch(boxes, t[:, :, 2:], valid, prm.overlap_threshold)
+        positive = match >= 0
+        safe = np.maximum(match, 0)
+        labels = np.where(positive, np.take_along_axis(t[:, :, 0], safe, 1).astype(np.int64),
+                          prm.bg_label_ind)
         loc_target = np.zeros((n, p, 4))
-        for i in range(n):
-            gt_labels, gt_boxes = self._boxes_of(t[i][t[i, :, 0] >= 0])
-            match, overlap = match_priors(boxes, gt_boxes, prm.overlap_threshold)
-            pos = match >= 0
-            labels[i, pos] = gt_labels[match[pos]]
-            loc_target[i, pos] = encode_boxes(gt_boxes[match[pos]], boxes[pos], variances[pos])
-            candidates = np.flatnonzero(~pos & (overlap < prm.neg_overlap))
-            k = min(int(pos.sum() * prm.neg_pos_ratio), len(candidates))
-            # the hardest background priors: the least confident that they are background
-            hardest = candidates[np.argsort(logp[i, candidates, prm.bg_label_ind],
-                                            kind="stable")[:k]]
-            positive[i], counted[i] = pos, pos
-            counted[i, hardest] = True
-        return loc, conf, logp, labels, positive, counted, loc_target
+        rows, cols = np.nonzero(positive)
+        loc_target[rows, cols] = encode_boxes(t[rows, match[rows, cols], 2:], boxes[cols],
+                                              variances[cols])
+        # hard negatives: of the unmatched priors overlapping no box by neg_overlap, the ones
+        # least confident that they are background, neg_pos_ratio per match of the image
+        candidate = ~positive & (overlap < prm.neg_overlap)
+        bg_logp = np.where(candidate, logp[:, :, prm.bg_label_ind], np.inf)
+        wanted = np.minimum((positive.sum(1) * prm.neg_pos_ratio).astype(np.int64),
+                            candidate.sum(1))
+        rank = np.empty((n, p), dtype=np.int64)
+        np.put_along_axis(rank, np.argsort(bg_logp, axis=1, kind="stable"),
+                          np.arange(p)[None].repeat(n, 0), 1)
+        counted = positive | (candidate & (rank < wanted[:, None]))
+        result = (loc, conf, logp, labels, positive, counted, loc_target)
+        self._last = (key, result)
+        return result
 
     def update_output(self, input, target):
         loc, _, logp, labels, positive, counted, loc_target = self._assign(input, target)
@@ -232,7 +261,8 @@ class MultiBoxLoss(Criterion):
         return (self.param.loc_weight * loc_loss + conf_loss) / matches
 
     def update_grad_input(self, input, target):
-        loc, conf, logp, labels, positive, counted, loc_target = self._assign(input, target)
+        loc, conf, logp, labels, positive, counted, loc_target = self._assign(input, target,
+                                                                              reuse=True)
         matches = int(positive.sum())
         grad_loc = np.zeros(loc_target.shape)
         grad_conf = np.zeros(logp.shape)
