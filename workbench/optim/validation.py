@@ -1,5 +1,5 @@
 """Validation methods (Top1Accuracy, Top5Accuracy, Loss, MAE, HitRatio, NDCG, AUC,
-MeanAveragePrecision, TreeNNAccuracy) and ``evaluate``.
+MeanAveragePrecision, MeanAveragePrecisionObjectDetection, TreeNNAccuracy) and ``evaluate``.
 
 A validation method turns one batch of model outputs and targets into a ``ValidationResult``
 that holds sums, not averages (or histograms, for AUC and MeanAveragePrecision), so results add
@@ -26,7 +26,8 @@ from ..nn.criteria.criterion import Criterion, class_labels
 from ..nn.module import Module, auto_batch_size, shape_of
 
 __all__ = ["ValidationMethod", "ValidationResult", "Top1Accuracy", "Top5Accuracy", "Loss", "MAE",
-           "HitRatio", "NDCG", "AUC", "MeanAveragePrecision", "TreeNNAccuracy", "evaluate"]
+           "HitRatio", "NDCG", "AUC", "MeanAveragePrecision",
+           "MeanAveragePrecisionObjectDetection", "TreeNNAccuracy", "evaluate"]
 
 
 class ValidationResult:
@@ -496,6 +497,203 @@ class MeanAveragePrecision(ValidationMethod):
             top.append((s, h))
         positives = np.bincount(ids, minlength=self.classes)
         return MAPResult(self.name, self.k, top, positives, len(ids))
+
+
+class DetectionMAPResult(ValidationResult):
+    """MeanAveragePrecisionObjectDetection's mergeable result: per class, the ``(score,
+    true positive)`` of every detection that counts (matched to a difficult box: left out), and
+    the number of ground-truth boxes that are not difficult.  ``+`` concatenates, so the AP of
+    the merged result is the AP of all the images together.
+
+    ``value`` is the mean of the per-class APs over the classes that have ground truth.
+    """
+
+    def __init__(self, name, scores, hits, positives, count, use_voc2007, skip_class):
+        super().__init__(name, 0.0, count)
+        self.scores, self.hits, self.positives = scores, hits, positives
+        self.use_voc2007, self.skip_class = use_voc2007, skip_class
+
+    def average_precisions(self):
+        """The AP of each class (nan for the skipped class and classes without ground truth)."""
+        aps = np.full(len(self.scores), np.nan)
+        for c, (scores, hits) in enumerate(zip(self.scores, self.hits)):
+            if c == self.skip_class or self.positives[c] == 0:
+                continue
+            aps[c] = average_precision(scores, hits, int(self.positives[c]), self.use_voc2007)
+        return aps
+
+    @property
+    def value(self):
+        aps = self.average_precisions()
+        aps = aps[~np.isnan(aps)]
+        return float(aps.mean()) if aps.size else float("nan")
+
+    def __add__(self, other):
+        if isinstance(other, numbers.Number) and other == 0:
+            return self
+        if not isinstance(other, DetectionMAPResult) or len(other.scores) != len(self.scores) \
+                or (other.use_voc2007, other.skip_class) != (self.use_voc2007, self.skip_class):
+            raise TypeError(f"cannot add {other!r} to a {self.name} result of the same classes")
+        return DetectionMAPResult(
+            self.name, [np.concatenate(p) for p in zip(self.scores, other.scores)],
+            [np.concatenate(p) for p in zip(self.hits, other.hits)],
+            self.positives + other.positives, self.count + other.count, self.use_voc2007,
+            self.skip_class)
+
+    __radd__ = __add__
+
+    def __repr__(self):
+        aps = ", ".join(f"{c}: {a:.4f}" for c, a in enumerate(self.average_precisions())
+                        if not np.isnan(a))
+        return f"{self.name}: {self.value:.4f} (count {self.count}; AP per class {{{aps}}})"
+
+
+def average_precision(scores, hits, positives, use_voc2007=False):
+    """Pascal VOC average precision of one class from its detections.
+
+    Args:
+        scores: ``(D,)`` detection scores; ranked high to low (ties keep their order).
+        hits: ``(D,)`` True for a true positive.
+        positives: the number of ground-truth boxes (> 0).
+        use_voc2007: the 11-point interpolation of VOC 2007 (the mean of the best precision at
+            recall >= 0, 0.1, ..., 1); else the area under the interpolated precision-recall
+            curve (VOC 2010 and later).
+    """
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    hit = np.asarray(hits, dtype=bool)[order]
+    tp = np.cumsum(hit)
+    recall = tp / positives
+    precision = tp / np.arange(1, len(hit) + 1)
+    if use_voc2007:
+        # k / 10 is exact where np.arange(0, 1.1, 0.1) is not (0.30000000000000004)
+        return float(np.mean([precision[recall >= k / 10].max(initial=0.0)
+                              for k in range(11)]))
+    # the best precision at any recall >= r, summed over the steps where recall grows
+    best = np.maximum.accumulate(precision[::-1])[::-1] if len(hit) else precision
+    return float(best[hit].sum() / positives)
+
+
+def box_iou(box, boxes):
+    """Jaccard overlap of one ``(x1, y1, x2, y2)`` box with each row of ``boxes`` (continuous
+    coordinates: a box's area is ``(x2 - x1) * (y2 - y1)``; empty boxes overlap nothing)."""
+    w = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
+    h = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    union = ((box[2] - box[0]) * (box[3] - box[1])
+             + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+class MeanAveragePrecisionObjectDetection(ValidationMethod):
+    """Pascal VOC mean average precision of an object detector (BigDL's
+    ``MeanAveragePrecisionObjectDetection``).
+
+    Per image and class, the detections are taken best score first; each is matched to the
+    ground-truth box of its class it overlaps most.  At IoU >= ``iou`` it is a true positive if
+    that box is not matched yet, a false positive if it is (a duplicate), and left out if the
+    box is *difficult*; below ``iou`` it is a false positive.  Difficult boxes do not count as
+    positives.  A class's AP ranks its detections of all images by score (see
+    ``average_precision``); the mAP is the mean AP over the classes that have ground truth
+    (BigDL divides by all classes but the skipped one, so a class without ground truth counts
+    as 0 there).  Results add up across batches and Spark tasks.
+
+    Args:
+        classes: the number of classes, background included (the labels are ``0 ..
+            classes - 1``, as ``DetectionOutputSSD`` gives them).
+        iou: the overlap a detection needs to match a box (default 0.5).
+        use_voc2007: VOC 2007's 11-point AP (default False: the area, VOC 2010 and later).
+        skip_class: a class left out of the mean, e.g. the background 0 (-1: none).
+
+    Output: ``DetectionOutputSSD``'s ``(N, 1 + D * 6)``: per image the number of detections,
+    then ``(label, score, x1, y1, x2, y2)`` per detection.
+    Target: ``(N, G, 6)`` ground-truth boxes per image, rows ``(label, difficult, x1, y1, x2,
+    y2)`` in the output's coordinates; rows with a negative label are padding (so images with
+    different numbers of boxes stack into one batch).  ``difficult`` is 0 or 1.
+    """
+
+    def __init__(self, classes, iou=0.5, use_voc2007=False, skip_class=-1):
+        cls = "MeanAveragePrecisionObjectDetection"
+        self.classes = check_int(cls, "classes", classes)
+        if isinstance(iou, bool) or not isinstance(iou, numbers.Real) or not 0 < iou <= 1:
+            raise ValueError(f"{cls}: iou must be a number in (0, 1], got {iou!r}")
+        self.iou = float(iou)
+        self.use_voc2007 = bool(use_voc2007)
+        if isinstance(skip_class, bool) or not isinstance(skip_class, numbers.Integral) or \
+                not -1 <= skip_class < self.classes:
+            raise ValueError(f"{cls}: skip_class must be a class id in [0, {self.classes}) or "
+                             f"-1 (none), got {skip_class!r}")
+        self.skip_class = int(skip_class)
+
+    def _parse(self, output, target):
+        o = np.asarray(output)
+        if o.ndim == 1:
+            o = o[None]
+        if o.ndim != 2 or o.shape[1] < 1 or (o.shape[1] - 1) % 6 or o.dtype.kind not in "fiu":
+            raise ValueError(f"{self.name}: expected detections (N, 1 + D * 6) as "
+                             f"DetectionOutputSSD gives, got {shape_of(output)}")
+        t = np.asarray(target, dtype=np.float64)
+        if t.ndim == 2 and len(o) == 1:
+            t = t[None]
+        if t.ndim != 3 or t.shape[0] != len(o) or t.shape[2] != 6:
+            raise ValueError(f"{self.name}: expected ground truth ({len(o)}, G, 6) of rows "
+                             f"(label, difficult, x1, y1, x2, y2), got {shape_of(target)}")
+        counts = o[:, 0]
+        if np.any(counts < 0) or np.any(counts != np.round(counts)) or \
+                np.any(counts * 6 > o.shape[1] - 1):
+            bad = int(np.argmax((counts < 0) | (counts * 6 > o.shape[1] - 1)
+                                | (counts != np.round(counts))))
+            raise ValueError(f"{self.name}: image {bad} claims {counts[bad]:g} detections, "
+                             f"its row holds {(o.shape[1] - 1) // 6}")
+        return o.astype(np.float64), t
+
+    def _labels(self, labels, what):
+        if np.any(labels != np.round(labels)) or np.any(labels >= self.classes):
+            bad = labels[(labels != np.round(labels)) | (labels >= self.classes)][0].item()
+            raise ValueError(f"{self.name}: {what} label {bad!r} is not a class id in "
+                             f"[0, {self.classes})")
+        return labels.astype(np.int64)
+
+    def batch(self, output, target):
+        o, t = self._parse(output, target)
+        scores = [[] for _ in range(self.classes)]
+        hits = [[] for _ in range(self.classes)]
+        positives = np.zeros(self.classes, dtype=np.int64)
+        for i in range(len(o)):
+            dets = o[i, 1:1 + 6 * int(o[i, 0])].reshape(-1, 6)
+            gt = t[i][t[i, :, 0] >= 0]
+            gt_labels = self._labels(gt[:, 0], "ground-truth")
+            if not np.isin(gt[:, 1], (0, 1)).all():
+                raise ValueError(f"{self.name}: difficult flags must be 0 or 1, got "
+                                 f"{gt[~np.isin(gt[:, 1], (0, 1)), 1][0].item()!r}")
+            difficult = gt[:, 1] == 1
+            det_labels = self._labels(dets[:, 0], "detection")
+            if np.any(det_labels < 0):
+                raise ValueError(f"{self.name}: detection label {det_labels.min()} is not a "
+                                 f"class id in [0, {self.classes})")
+            positives += np.bincount(gt_labels[~difficult], minlength=self.classes)
+            for c in np.unique(det_labels):
+                mine = dets[det_labels == c]
+                mine = mine[np.argsort(-mine[:, 1], kind="stable")]
+                boxes, hard = gt[gt_labels == c, 2:], difficult[gt_labels == c]
+                taken = np.zeros(len(boxes), dtype=bool)
+                for d in mine:
+                    if len(boxes):
+                        overlaps = box_iou(d[2:], boxes)
+                        j = int(np.argmax(overlaps))
+                        if overlaps[j] >= self.iou:
+                            if hard[j]:
+                                continue          # neither right nor wrong
+                            hit = not taken[j]
+                            taken[j] = True
+                            scores[c].append(d[1])
+                            hits[c].append(hit)
+                            continue
+                    scores[c].append(d[1])
+                    hits[c].append(False)
+        return DetectionMAPResult(self.name, [np.asarray(s, dtype=np.float64) for s in scores],
+                                  [np.asarray(h, dtype=bool) for h in hits], positives, len(o),
+                                  self.use_voc2007, self.skip_class)
 
 
 def _records(output, target):

@@ -1,6 +1,6 @@
 """Criteria (losses), split by kind: the shared argument checks and ``WeightedCriterion``
-(``base``), classification, regression, embedding/ranking, distribution and composite
-criteria.  The ``Criterion`` base class is in ``criterion.py``.
+(``base``), classification, regression, embedding/ranking, distribution, composite and
+detection (``MultiBoxLoss``) criteria.  The ``Criterion`` base class is in ``criterion.py``.
 """
 from .classification import (CategoricalCrossEntropy, MultiLabelSoftMarginCriterion,
                              MultiMarginCriterion, MultiLabelMarginCriterion, SoftMarginCriterion,
@@ -14,6 +14,7 @@ from .embedding import (CosineEmbeddingCriterion, CosineDistanceCriterion, Cosin
                         DotProductCriterion)
 from .distribution import (DistKLDivCriterion, KullbackLeiblerDivergenceCriterion, KLDCriterion,
                            GaussianCriterion, DiceCoefficientCriterion, PGCriterion)
+from .detection import MultiBoxLoss, MultiBoxLossParam
 from .composite import (MultiCriterion, ParallelCriterion, TimeDistributedCriterion,
                         TimeDistributedMaskCriterion, TransformerCriterion)
 
@@ -28,4 +29,5 @@ __all__ = ["CategoricalCrossEntropy", "MultiLabelSoftMarginCriterion", "MultiMar
            "DotProductCriterion", "DistKLDivCriterion", "KullbackLeiblerDivergenceCriterion",
            "KLDCriterion", "GaussianCriterion", "DiceCoefficientCriterion", "PGCriterion",
            "MultiCriterion", "ParallelCriterion", "TimeDistributedCriterion",
-           "TimeDistributedMaskCriterion", "TransformerCriterion"]
+           "TimeDistributedMaskCriterion", "TransformerCriterion",
+           "MultiBoxLoss", "MultiBoxLossParam"]
