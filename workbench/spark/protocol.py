@@ -88,6 +88,8 @@ class StretchPlan:
             stretch, or None to start every replica from the model's.
         keep_gradient: keep each update's gradient slice (a listener may ask for it).
         task_counts: records held per task with ``balanced_batches``, else None.
+        allreduce: the collective of the stretch, ``"ring"`` (``comm.Ring``) or
+            ``"doubling"`` (``comm.Doubling``); the driver has resolved ``"auto"``.
     """
     token: str
     tasks: int
@@ -105,6 +107,7 @@ class StretchPlan:
     replica_buffers: list | None = None
     keep_gradient: bool = False
     task_counts: list | None = None
+    allreduce: str = "ring"
 
     @property
     def balanced(self):
