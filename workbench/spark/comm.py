@@ -561,6 +561,12 @@ class Doubling:
 # pessimistic), link rate 1.15 GB/s.  Only their product (~200 KB) decides the crossover.
 STEP_LATENCY = 177e-6
 LINK_RATE = 1.15e9
+# "auto" never picks doubling above this many bytes, whatever the model says: on the emulated
+# 10 GbE (CPU-bound, where bytes cost more than on a real link) the trainer's iteration on
+# doubling was 2.4-2.7x slower than on the ring at 1 MB and 8 ranks (results/
+# scaling_trainer_step.json), and doubling moves log2(N) times the ring's bytes, so a wrong
+# choice costs more above the crossover than it saves below it.
+AUTO_LIMIT = 512 * 1024
 
 
 def allreduce_seconds(algorithm, tasks, nbytes, alpha=STEP_LATENCY, rate=LINK_RATE):
@@ -586,20 +592,21 @@ def allreduce_seconds(algorithm, tasks, nbytes, alpha=STEP_LATENCY, rate=LINK_RA
 def choose_allreduce(choice, tasks, nbytes, compression=None):
     """The all-reduce the trainer runs: ``choice`` itself for "ring" / "doubling"; for "auto"
     recursive doubling when there are at least 4 tasks, no 16-bit compression (a ring-only
-    option for bandwidth-bound gradients) and the model (:func:`allreduce_seconds`) says it
-    is faster for this gradient size, else the ring.  With 2-3 tasks the ring takes as few
-    steps as doubling and moves fewer bytes.
+    option for bandwidth-bound gradients), a gradient of at most ``AUTO_LIMIT`` (512 KiB) and
+    the model (:func:`allreduce_seconds`) says it is faster for this size, else the ring.
+    With 2-3 tasks the ring takes as few steps as doubling and moves fewer bytes.
 
-    The crossover gradient size it gives grows with the task count: ~400 KB at 4 tasks,
-    ~1.1 MB at 8, ~2.1 MB at 16, ~3.9 MB at 32, ~6.9 MB at 64, ~22 MB at 256 (LeNet-5's 248 KB
-    goes to doubling from 4 tasks, ResNet-50's 102 MB always to the ring).  Just above a power
-    of two (5 tasks; 6 below ~180 KB) the two extra steps that fold the odd ranks in and out
-    cost what doubling saves, so those stay on the ring."""
+    The model's crossover gradient size grows with the task count: ~400 KB at 4 tasks,
+    ~1.1 MB at 8, ~2.1 MB at 16, ~3.9 MB at 32, ~6.9 MB at 64, ~22 MB at 256; the measured
+    one was lower (see ``AUTO_LIMIT``), hence the cap.  LeNet-5's 248 KB goes to doubling from
+    4 tasks, ResNet-50's 102 MB always to the ring.  Just above a power of two (5 tasks; 6
+    below ~180 KB) the two extra steps that fold the odd ranks in and out cost what doubling
+    saves, so those stay on the ring."""
     if choice not in ALLREDUCES:
         raise ValueError(f"Optimizer: allreduce must be one of {ALLREDUCES}, got {choice!r}")
     if choice != "auto":
         return choice
-    if tasks < 4 or compression is not None:
+    if tasks < 4 or compression is not None or nbytes > AUTO_LIMIT:
         return "ring"
     faster = allreduce_seconds("doubling", tasks, nbytes) < allreduce_seconds("ring", tasks,
                                                                               nbytes)
