@@ -13,7 +13,10 @@ limit on each node's link, a user-space delay line in the switch namespace) runn
    "10 GbE at 50 µs" and "1 GbE at 200 µs" (one-way delay per hop), plus the per-iteration
    control exchange of the trainer (``allreduce_small`` of 3 float64: loss, count, a flag).
 3. ``straggler``: one rank computes 20 ms longer per iteration than the others.
-4. ``doubling``: the ring vs recursive doubling (``comm.Doubling``) at latency-bound sizes.
+4. ``doubling``: the ring vs recursive doubling (``comm.Doubling``) at latency-bound sizes;
+   ``trainer_step``: the same for the trainer's whole iteration of communication (control
+   exchange, reduce-scatter, all-gather: ``Optimizer(allreduce=...)``; not in the default list,
+   run it with ``--parts trainer_step --out benchmarks/results/scaling_trainer_step.json``).
 5. ``blackhole``: one rank's link drops every packet for 1 s / 3 s while the ring iterates:
    how long the iteration it hit takes (TCP retransmission back-off adds to the outage).
 6. ``kill``: one rank's process is killed: how long until the others get ``CommError``.
@@ -88,6 +91,10 @@ def worker(rank, host, comm_path):
                         time.sleep(pause)  # "compute" of this iteration
                     if control:
                         ring.allreduce_small([0.5, 128.0, 0.0])
+                    elif job.get("step"):  # the trainer's iteration: control, gradient, weights
+                        ring.allreduce_small([0.5, 128.0, 0.0, 0.0, 0.0, 0.0])
+                        ring.reduce_scatter(vec)
+                        ring.all_gather(vec)
                     else:
                         ring.allreduce(vec)
                     times.append(time.perf_counter() - t0)
@@ -140,9 +147,9 @@ def collect(procs, timeout=1800):
 
 
 def sweep(net, n, sizes, budget, min_iters=5, max_iters=50, straggler=None, compute=0.0,
-          algo="ring"):
+          algo="ring", step=False):
     job = {"op": "sweep", "sizes": sizes, "budget": budget, "min_iters": min_iters,
-           "max_iters": max_iters, "straggler": straggler, "compute": compute}
+           "max_iters": max_iters, "straggler": straggler, "compute": compute, "step": step}
     outs = collect(start_ring(net, n, [job], algo=algo))
     points = []
     for k, nbytes in enumerate(sizes):
@@ -224,6 +231,22 @@ def part_doubling(quick):
     return out
 
 
+def part_trainer_step(quick):
+    """The trainer's communication per iteration (control exchange + reduce-scatter of the
+    gradient + all-gather of the weights) on the ring and on doubling (``allreduce=``), 10 GbE."""
+    from workbench.spark import netem
+    rate, delay = NETWORKS["10gbe"]
+    sizes = [248_024, 1 << 20, 4 << 20]
+    out = {}
+    for n in ([4, 8] if quick else [4, 8, 16]):
+        with netem.NetCluster(n, rate=rate, delay=delay, name=f"ts{n}") as net:
+            out[str(n)] = {algo: sweep(net, n, sizes, budget=1.0, algo=algo, step=True)
+                           for algo in ("ring", "doubling")}
+        print("trainer_step", n, {a: [round(p["min_s"] * 1e3, 2) for p in pts]
+                                  for a, pts in out[str(n)].items()}, flush=True)
+    return out
+
+
 def part_blackhole(quick):
     from workbench.spark import netem
     n, rate, delay = 4, *NETWORKS["1gbe"]
@@ -286,14 +309,14 @@ def merge_allreduce(old, new):
 
 
 PARTS = {"links": part_links, "allreduce": part_allreduce, "straggler": part_straggler,
-         "doubling": part_doubling,
+         "doubling": part_doubling, "trainer_step": part_trainer_step,
          "blackhole": part_blackhole, "kill": part_kill}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--parts", default=",".join(PARTS))
+    ap.add_argument("--parts", default=",".join(p for p in PARTS if p != "trainer_step"))
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--worker", nargs=3, metavar=("RANK", "HOST", "COMM"))
     args = ap.parse_args()

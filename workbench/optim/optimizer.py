@@ -167,7 +167,7 @@ class Optimizer(TrainerSettings):
         bigdl_type: BigDL's numeric type, ``"float"`` or ``"double"`` (checked; the model's
             own dtype decides, see ``Module.double()``).
         **distributed: options of the Spark trainer (``features_col``, ``label_col``,
-            ``gradient_compression``, ``max_retries`` ...; see
+            ``gradient_compression``, ``allreduce``, ``max_retries`` ...; see
             ``workbench.spark.TRAINER_OPTIONS``), for an RDD or DataFrame training set only.
     """
 

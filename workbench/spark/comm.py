@@ -11,7 +11,9 @@ and offers the collectives the trainer needs:
 
 ``Doubling`` is the other all-reduce, recursive doubling: log2(N) steps instead of the ring's
 2(N-1), each with the whole vector; faster where latency, not bytes, dominates (small gradients
-on many nodes).  An option for benchmarks and users; the trainer's default stays the ring.
+on many nodes).  It offers the same collectives as ``Ring``, so the trainer can run on either:
+``Optimizer(..., allreduce="ring" | "doubling" | "auto")``; the default stays the ring, and
+``choose_allreduce`` is the rule of ``"auto"`` (the cost model of docs/SCALING.md).
 
 A message larger than ``DIRECT_SEND`` bytes is sent by a persistent sender thread while the
 calling thread receives, so two ranks sending each other big chunks cannot deadlock on full
@@ -32,12 +34,13 @@ import threading
 import numpy as np
 
 __all__ = ["CommError", "Ring", "Doubling", "slices", "send_msg", "recv_msg", "listen", "connect",
-           "COMPRESSIONS"]
+           "COMPRESSIONS", "ALLREDUCES", "choose_allreduce", "allreduce_seconds"]
 
 DIRECT_SEND = 16 * 1024
 SEGMENT = 256 * 1024  # elements received (and reduced) at a time
 SOCKET_BUFFER = None  # None: leave the kernel autotuning on
 COMPRESSIONS = (None, "bf16", "fp16")
+ALLREDUCES = ("ring", "doubling", "auto")
 _LEN = struct.Struct("!Q")
 
 
@@ -435,6 +438,27 @@ class Doubling:
             except OSError:  # pragma: no cover
                 pass
 
+    def _swap(self, q, sends, recvs):
+        """Send the buffers ``sends`` to rank ``q`` while receiving ``recvs`` (in order) from it."""
+        data = [memoryview(b).cast("B") for b in sends]
+        total = sum(len(d) for d in data)
+        self.bytes_sent += total
+        sender = None
+        if total <= DIRECT_SEND:  # fits the socket buffers: no deadlock sending first
+            for d in data:
+                send_all(self.peers[q], d)
+        else:
+            sender = self._senders[q]
+            for d in data:
+                sender.start(d)
+        try:
+            for b in recvs:
+                recv_exact(self.peers[q], memoryview(b).cast("B"))
+        finally:
+            if sender is not None:
+                for _ in data:
+                    sender.wait(self.timeout)
+
     def _send(self, q, vec):
         data = memoryview(vec).cast("B")
         self.bytes_sent += len(data)
@@ -484,3 +508,106 @@ class Doubling:
             if sender is not None:
                 sender.wait(self.timeout)
         return vec
+
+    def reduce_scatter(self, vec, compression=None):
+        """As :meth:`Ring.reduce_scatter` (``vec`` ends summed everywhere, not only on the
+        slice); returns ``(lo, hi)`` of this rank's slice ``slices(vec.size, n)[rank]``."""
+        self.allreduce(vec, compression)
+        return slices(vec.size, self.size)[self.rank]
+
+    def all_gather(self, vec):
+        """As :meth:`Ring.all_gather`, in log2(p) (+2) steps: each exchange copies the slices
+        the partner's group holds (a copy, no arithmetic: the result is exact)."""
+        n, r = self.size, self.rank
+        if n == 1:
+            return vec
+        bounds = slices(vec.size, n)
+        p = 1 << (n.bit_length() - 1)
+
+        def span(first, count):
+            """The slices of ranks ``first .. first + count - 1`` (those < n): contiguous."""
+            last = min(first + count, n)
+            return vec[bounds[first][0]:bounds[last - 1][1]] if first < last else None
+
+        def held(base, k):  # the slices a group of k ranks from ``base`` holds after its steps
+            return [s for s in (span(base, k), span(base + p, k)) if s is not None and s.size]
+
+        if r >= p:  # hand the own slice in, get everything back at the end
+            lo, hi = bounds[r]
+            self._swap(r - p, [vec[lo:hi]], [])
+            self._swap(r - p, [], [vec])
+            return vec
+        if r + p < n:
+            self._swap(r + p, [], held(r + p, 1))
+        k = 1
+        while k < p:
+            q = r ^ k
+            self._swap(q, held(r & ~(k - 1), k), held(q & ~(k - 1), k))
+            k <<= 1
+        if r + p < n:
+            self._swap(r + p, [vec], [])
+        return vec
+
+    def allreduce_small(self, values):
+        """Sum a few float64 values over the ranks (bit-identical on every rank)."""
+        total = np.array(values, dtype=np.float64).reshape(-1)
+        return self.allreduce(total)
+
+
+# ---------------------------------------------------------------------- choosing one
+# The cost model of docs/SCALING.md §3 on a real 10 GbE cluster (benchmarks/scaling_model.py,
+# results/scaling_model.json "real_10gbe"): per-step latency alpha = 177 us (fitted on the
+# emulated 10 GbE at 2 ranks: 50 us of wire delay + a relay hop + our Python code, so
+# pessimistic), link rate 1.15 GB/s.  Only their product (~200 KB) decides the crossover.
+STEP_LATENCY = 177e-6
+LINK_RATE = 1.15e9
+# "auto" never picks doubling above this many bytes, whatever the model says: on the emulated
+# 10 GbE (CPU-bound, where bytes cost more than on a real link) the trainer's iteration on
+# doubling was 2.4-2.7x slower than on the ring at 1 MB and 8 ranks (results/
+# scaling_trainer_step.json), and doubling moves log2(N) times the ring's bytes, so a wrong
+# choice costs more above the crossover than it saves below it.
+AUTO_LIMIT = 512 * 1024
+
+
+def allreduce_seconds(algorithm, tasks, nbytes, alpha=STEP_LATENCY, rate=LINK_RATE):
+    """Modelled seconds of one training iteration's communication of an ``nbytes`` gradient
+    over ``tasks`` ranks: the reduce-scatter + all-gather of the gradient and weights and the
+    control exchange (one ``allreduce_small``).
+
+    ring: 2(N-1) steps of m/N bytes, control (N-1) steps.  doubling: s = log2(p) (+2 if N is
+    not a power of two) steps of m bytes for the gradient, s steps of at most m/2 bytes for
+    the weights (m in all), s steps of control."""
+    n, m = int(tasks), float(nbytes)
+    if n <= 1:
+        return 0.0
+    if algorithm == "ring":
+        return 2 * (n - 1) * (alpha + m / n / rate) + (n - 1) * alpha
+    if algorithm == "doubling":
+        p = 1 << (n.bit_length() - 1)
+        steps = (p.bit_length() - 1) + (2 if n > p else 0)
+        return steps * (alpha + m / rate) + steps * alpha + m / rate + steps * alpha
+    raise ValueError(f"allreduce must be one of {ALLREDUCES[:2]}, got {algorithm!r}")
+
+
+def choose_allreduce(choice, tasks, nbytes, compression=None):
+    """The all-reduce the trainer runs: ``choice`` itself for "ring" / "doubling"; for "auto"
+    recursive doubling when there are at least 4 tasks, no 16-bit compression (a ring-only
+    option for bandwidth-bound gradients), a gradient of at most ``AUTO_LIMIT`` (512 KiB) and
+    the model (:func:`allreduce_seconds`) says it is faster for this size, else the ring.
+    With 2-3 tasks the ring takes as few steps as doubling and moves fewer bytes.
+
+    The model's crossover gradient size grows with the task count: ~400 KB at 4 tasks,
+    ~1.1 MB at 8, ~2.1 MB at 16, ~3.9 MB at 32, ~6.9 MB at 64, ~22 MB at 256; the measured
+    one was lower (see ``AUTO_LIMIT``), hence the cap.  LeNet-5's 248 KB goes to doubling from
+    4 tasks, ResNet-50's 102 MB always to the ring.  Just above a power of two (5 tasks; 6
+    below ~180 KB) the two extra steps that fold the odd ranks in and out cost what doubling
+    saves, so those stay on the ring."""
+    if choice not in ALLREDUCES:
+        raise ValueError(f"Optimizer: allreduce must be one of {ALLREDUCES}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    if tasks < 4 or compression is not None or nbytes > AUTO_LIMIT:
+        return "ring"
+    faster = allreduce_seconds("doubling", tasks, nbytes) < allreduce_seconds("ring", tasks,
+                                                                              nbytes)
+    return "doubling" if faster else "ring"

@@ -98,6 +98,8 @@ class StretchPlan:
             (0: never).
         profile_every: task 0 sends :class:`LayerTimes` of every this many iterations
             (0: never).
+        allreduce: the collective of the stretch, ``"ring"`` (``comm.Ring``) or
+            ``"doubling"`` (``comm.Doubling``); the driver has resolved ``"auto"``.
     """
     token: str
     tasks: int
@@ -117,6 +119,7 @@ class StretchPlan:
     task_counts: list | None = None
     report_every: int = 0
     profile_every: int = 0
+    allreduce: str = "ring"
 
     @property
     def balanced(self):

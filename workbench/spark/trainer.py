@@ -14,7 +14,9 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
   validation or a checkpoint is due, when the end trigger fires, on ``stop()``, or after
   ``max_stretch_iterations`` / ``snapshot_interval`` seconds.  At its start the tasks register
   with a TCP listener on the driver (the rendezvous: milliseconds, where ``allGather`` costs a
-  second) and connect in a ring.
+  second) and connect in a ring (or, with ``allreduce="doubling"``, to their recursive-doubling
+  partners: ``comm.Doubling`` offers the same collectives in log2(N) steps, for small
+  gradients on many tasks; ``"auto"`` chooses by ``comm.choose_allreduce``).
 - Per iteration, the iteration of ``optim.loop`` (``IterationStep``, ``TrainingState``'s epoch
   bookkeeping) with the all-reduce inside: local forward/backward on the task's share of the
   batch; a tiny all-reduce of an ``IterationHeader`` (loss, records, non-finite flags, the
@@ -47,6 +49,7 @@ import threading
 import time
 import traceback
 import warnings
+import zlib
 
 import numpy as np
 
@@ -57,7 +60,8 @@ from ..nn.introspect import LayerProfile
 from ..optim.events import ClusterEvent, IterationEvent, LayerProfileEvent, TrainingState
 from ..optim.loop import Divergence, IterationStep, TrainingError, epoch_permutation
 from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
-from .comm import COMPRESSIONS, CommError, Ring, connect, listen, recv_exact, send_all, slices
+from .comm import (ALLREDUCES, COMPRESSIONS, CommError, Doubling, Ring, choose_allreduce, connect,
+                   listen, recv_exact, send_all, slices)
 from .data import DataSet, is_spark_data
 from .engine import is_local, job_error_message, task_slots
 from .protocol import (Addresses, Decision, FaultInjection, Hello, Iteration, IterationHeader,
@@ -72,6 +76,10 @@ TRAINER_OPTIONS = {
     "label_col": "DataFrame label column (default 'label')",
     "feature_shape": "reshape every record's features to this shape",
     "gradient_compression": "None (default), 'bf16' (BigDL's 16-bit float) or 'fp16'",
+    "allreduce": "the gradient's all-reduce: 'ring' (default; bandwidth-optimal), 'doubling' "
+                 "(recursive doubling: log2(N) steps, for small gradients on many tasks; sums "
+                 "in another order, so not the ring's bits) or 'auto' (doubling where the cost "
+                 "model of docs/SCALING.md says it is faster: 4+ tasks, small gradients)",
     "max_retries": "stretches that may fail and be restarted from the snapshot (default 3)",
     "num_tasks": "at most this many tasks (default: the cluster's free slots)",
     "max_stretch_iterations": "iterations after which a stretch ends for a snapshot (1000)",
@@ -323,7 +331,8 @@ class _TaskResult:
     optim: tuple          # (document, arrays) of this task's slice of the optimizer state
     covers: list | None   # the sub-methods of a MultiOptimMethod this slice ran
     stats: dict           # seconds of compute / wait / straggle / sync, iterations, records,
-    #                       bytes_sent on the ring, vector_values (the trainable vector's length)
+    #                       bytes_sent on the ring, vector_values (the trainable vector's length),
+    #                       weights_crc32 (the replica's weights at the end, for checks)
     buffers: dict         # this replica's buffers (batch-norm running statistics)
     pid: int
     weights: np.ndarray | None = None  # task 0 only
@@ -350,8 +359,9 @@ def _train_task(plan, payload, iterator):
         model, criterion, method, gradclip = pickle.loads(payload.value)
         records = _TaskRecords.gather(iterator, plan.offsets, model.dtype, plan.feature_shape)
         reply = receive(driver, Addresses)
-        ring = Ring.connect(rank, [tuple(a) for a in reply.addresses], server, plan.token,
-                            plan.timeout)
+        collective = Doubling if plan.allreduce == "doubling" else Ring
+        ring = collective.connect(rank, [tuple(a) for a in reply.addresses], server, plan.token,
+                                  plan.timeout)
         replica = _Replica(plan, ring, driver, model, criterion, method, gradclip)
         replica.identity = (executor, socket.gethostname(), ctx.attemptNumber())
         return [replica.train(records)]
@@ -376,7 +386,8 @@ class _Replica:
 
     Args:
         plan: the ``StretchPlan``.
-        ring: this task's ``Ring`` (its rank and the number of tasks).
+        ring: this task's ``Ring`` or ``Doubling`` (its rank and the number of tasks; both
+            offer the same collectives).
         driver: the connection to the driver (only task 0 talks on it during the loop).
         model, criterion, method, gradclip: the replica's copies (``method`` is the whole
             optim method; the replica updates its slice).
@@ -501,6 +512,8 @@ class _Replica:
         if rank == 0:
             send(self.driver, StretchEnd(status, divergence))
         stats["bytes_sent"] = int(ring.bytes_sent)  # this stretch's ring traffic from this task
+        # a fingerprint of this replica's weights: every replica must end with the same bits
+        stats["weights_crc32"] = zlib.crc32(memoryview(w).cast("B"))
         return _TaskResult(
             rank=rank, slice=(self.lo, self.hi), optim=self.method.get_state(),
             covers=_covered(self.full_method, self.lo, self.hi), stats=stats,
@@ -626,6 +639,15 @@ class SparkTrainer:
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"Optimizer: gradient_compression must be one of {COMPRESSIONS}, "
                              f"got {self.compression!r}")
+        self.allreduce = opts.get("allreduce", "ring")
+        if not isinstance(self.allreduce, str) or self.allreduce not in ALLREDUCES:
+            raise ValueError(f"Optimizer: allreduce must be one of {ALLREDUCES}, "
+                             f"got {self.allreduce!r}")
+        if self.allreduce == "doubling" and self.compression is not None:
+            raise ValueError("Optimizer: gradient_compression is a ring option (it halves the "
+                             "bytes of a bandwidth-bound all-reduce); use allreduce='ring' or "
+                             "'auto' with it")
+        self.allreduce_used = None  # what the last stretch ran ("auto" resolved)
         self.max_retries = check_int("Optimizer", "max_retries", opts.get("max_retries", 3),
                                      minimum=0)
         self.num_tasks = opts.get("num_tasks")
@@ -807,6 +829,9 @@ class SparkTrainer:
         server = listen("127.0.0.1" if local else "0.0.0.0")
         driver_host = "127.0.0.1" if local else sc.getConf().get("spark.driver.host")
         token = secrets.token_hex(16)
+        w, _ = opt.model.get_parameters()
+        self.allreduce_used = choose_allreduce(self.allreduce, n_tasks, w.nbytes,
+                                               self.compression)
         payload = sc.broadcast(pickle.dumps(
             (opt.model, opt.criterion, opt.optim_method, list(getattr(opt, "gradclip", []))),
             protocol=pickle.HIGHEST_PROTOCOL))
@@ -819,7 +844,8 @@ class SparkTrainer:
                              and len(self.replica_buffers) == n_tasks else None),
             keep_gradient=any(getattr(x, "needs_parameters", False) for x in opt.listeners),
             task_counts=self._task_counts(data, n_tasks) if self.balanced else None,
-            report_every=self.report_every, profile_every=getattr(opt, "profile_every", 0))
+            report_every=self.report_every, profile_every=getattr(opt, "profile_every", 0),
+            allreduce=self.allreduce_used)
         group = f"workbench-train-{token}"
         job = _Job(sc, rdd, plan, payload, group)
         conns = {}
