@@ -5,8 +5,9 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from workbench import io
-from workbench.data import (CharVocabulary, char_sequences, load_shakespeare,
-                            load_shakespeare_chars, shakespeare_works, unigram_entropy)
+from workbench.data import (PLAY_GENRES, SHAKESPEARE_GENRES, CharVocabulary, char_sequences,
+                            load_shakespeare, load_shakespeare_chars, load_shakespeare_speeches,
+                            parse_speeches, shakespeare_works, unigram_entropy)
 from workbench.models import CharLSTM, char_lm_criterion, sample_text
 from workbench.optim import Adam, MaxIteration, Optimizer
 from workbench.optim.events import Listener
@@ -82,3 +83,39 @@ def test_char_lstm_learns_shakespeare(tmp_path):
     io.save_model(model, path)
     np.testing.assert_array_equal(io.load_model(path).forward(X_test[:4]),
                                   model.forward(X_test[:4]))
+
+
+def test_speeches_are_parsed_in_the_three_ways_the_editions_name_speakers():
+    text = ("THE TEMPEST\n\nPERSONS REPRESENTED.\n\nALONSO, King of Naples.\nMIRANDA.\n\n"
+            "SCENE: An island.\n\nACT I.\n\nSCENE I. On a ship.\n\n[Enter a Master.]\n\n"
+            "Mast.\nBoatswain!\n\nMRS. PAGE.\nFarewell, [Exit.] sweet\nJack.\n\n"
+            "THESEUS\nNow, fair Hippolyta,\nour nuptial hour.\n\n"
+            "CYMBELINE. Thou foolish thing!\nAway with her.\n\nSome prose without a speaker.\n")
+    assert parse_speeches(text) == [("Mast", "Boatswain!"), ("MRS. PAGE", "Farewell, sweet Jack."),
+                                    ("THESEUS", "Now, fair Hippolyta, our nuptial hour."),
+                                    ("CYMBELINE", "Thou foolish thing! Away with her.")]
+
+
+def test_speeches_labelled_with_the_genre_of_their_play():
+    # the First Folio's three sections: 14 comedies, 10 histories, 12 tragedies
+    genres = [PLAY_GENRES[p] for p in PLAY_GENRES]
+    assert [genres.count(g) for g in SHAKESPEARE_GENRES] == [14, 10, 12]
+    assert set(PLAY_GENRES) < set(shakespeare_works())
+    assert {"pericles", "sonnets", "rape_of_lucrece"}.isdisjoint(PLAY_GENRES)
+    macbeth = load_shakespeare_speeches("macbeth")
+    assert macbeth[0] == ("When shall we three meet again? In thunder, lightning, or in rain?",
+                          SHAKESPEARE_GENRES.index("tragedy"), "macbeth")
+    assert 600 < len(macbeth) < 700  # one speech per speaker change; no list of persons
+    long = load_shakespeare_speeches(["henry_v", "tempest"], min_words=30)
+    assert all(len(s.split()) >= 30 for s, _, _ in long)
+    assert {(p, SHAKESPEARE_GENRES[g]) for _, g, p in long} == {("henry_v", "history"),
+                                                                ("tempest", "comedy")}
+    assert [p for _, _, p in long] == sorted(p for _, _, p in long)  # play order, text order
+    assert not any("[" in s or "Enter" in s.split()[:1] for s, _, _ in long)
+    everything = load_shakespeare_speeches()
+    counts = np.bincount([g for _, g, _ in everything])
+    assert counts.sum() > 29_000 and (counts > 7_000).all()
+    with pytest.raises(ValueError, match=r"\['sonnets'\] are no plays with a genre"):
+        load_shakespeare_speeches(["hamlet", "sonnets"])
+    with pytest.raises(ValueError, match="min_words must be an int >= 1"):
+        load_shakespeare_speeches("hamlet", min_words=0)

