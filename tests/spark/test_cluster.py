@@ -52,6 +52,9 @@ def test_train_on_a_standalone_cluster_and_survive_a_killed_worker(cluster, tmp_
     assert abs(killed["accuracy"] - clean["accuracy"]) <= 0.01
 
 
+# ~1 minute on an idle 2-core machine (two spark-submits, each starting a driver and two
+# executors); the timeout only bounds a hang on a loaded one
+@pytest.mark.timeout(1800)
 def test_the_command_line_trains_and_predicts_through_spark_submit(cluster, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
