@@ -49,6 +49,7 @@ from pyspark.sql import functions as F
 
 from .. import io
 from .data import SparkDataError
+from .params import positive_float, positive_int
 
 __all__ = ["UnderSampler", "BaggingClassifier", "BaggingClassificationModel", "member_mlp",
            "binary_label_counts"]
@@ -61,22 +62,6 @@ _OVERDRAW_SIGMAS = 6.0
 
 
 # ---------------------------------------------------------------------- checks
-def _positive_int(name):
-    def convert(value):
-        v = TypeConverters.toInt(value)
-        if v < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-        return v
-    return convert
-
-
-def _positive_float(name):
-    def convert(value):
-        v = TypeConverters.toFloat(value)
-        if not v > 0 or not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        return v
-    return convert
 
 
 def _hidden_layers(value):
@@ -143,7 +128,7 @@ def _check_features(df, features_col, owner):
 class _SamplerParams(HasLabelCol, HasSeed):
     negativeRatio = Param(Params._dummy(), "negativeRatio", "negatives per positive in each "
                           "sample (1.0: balanced)",
-                          typeConverter=_positive_float("negativeRatio"))
+                          typeConverter=positive_float("negativeRatio"))
 
     def getNegativeRatio(self):
         return self.getOrDefault(self.negativeRatio)
@@ -172,7 +157,7 @@ class UnderSampler(Transformer, _SamplerParams, DefaultParamsReadable, DefaultPa
     """
 
     numSamples = Param(Params._dummy(), "numSamples", "how many balanced samples to draw "
-                       "(one per ensemble member)", typeConverter=_positive_int("numSamples"))
+                       "(one per ensemble member)", typeConverter=positive_int("numSamples"))
     sampleCol = Param(Params._dummy(), "sampleCol", "the output column: which sample a row "
                       "belongs to (0 .. numSamples - 1)", typeConverter=TypeConverters.toString)
 
@@ -353,13 +338,13 @@ class BaggingClassifier(Estimator, _BaggingParams, _SamplerParams, DefaultParams
     hiddenLayers = Param(Params._dummy(), "hiddenLayers", "sizes of the hidden layers of each "
                          "member MLP", typeConverter=_hidden_layers)
     numModels = Param(Params._dummy(), "numModels", "number of ensemble members, each trained "
-                      "on its own balanced sample", typeConverter=_positive_int("numModels"))
+                      "on its own balanced sample", typeConverter=positive_int("numModels"))
     learningRate = Param(Params._dummy(), "learningRate", "Adam's learning rate",
-                         typeConverter=_positive_float("learningRate"))
+                         typeConverter=positive_float("learningRate"))
     maxEpoch = Param(Params._dummy(), "maxEpoch", "epochs each member trains",
-                     typeConverter=_positive_int("maxEpoch"))
+                     typeConverter=positive_int("maxEpoch"))
     batchSize = Param(Params._dummy(), "batchSize", "mini-batch size of each member",
-                      typeConverter=_positive_int("batchSize"))
+                      typeConverter=positive_int("batchSize"))
 
     @keyword_only
     def __init__(self, *, featuresCol="features", labelCol="label", predictionCol="prediction",

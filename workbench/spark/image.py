@@ -40,6 +40,7 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from .data import SparkDataError
+from .params import positive_int
 
 __all__ = ["NNImageReader", "DLImageReader", "ImageResize", "ImageChannelNormalize",
            "ImageMatToTensor", "ImageToTensor", "image_to_array", "IMAGE_FIELDS"]
@@ -285,15 +286,6 @@ DLImageReader = NNImageReader
 
 
 # ---------------------------------------------------------------------- the stages
-def _to_positive_int(name):
-    def convert(value):
-        v = TypeConverters.toInt(value)
-        if v < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-        return v
-    return convert
-
-
 def _to_floats(name, positive=False):
     def convert(value):
         values = TypeConverters.toListFloat(value) if isinstance(value, (list, tuple)) \
@@ -372,9 +364,9 @@ class ImageResize(_ImageStage):
 
     _keywords = ("inputCol", "outputCol", "resizeH", "resizeW", "resizeMode")
     resizeH = Param(Params._dummy(), "resizeH", "height after resizing",
-                    typeConverter=_to_positive_int("resizeH"))
+                    typeConverter=positive_int("resizeH"))
     resizeW = Param(Params._dummy(), "resizeW", "width after resizing",
-                    typeConverter=_to_positive_int("resizeW"))
+                    typeConverter=positive_int("resizeW"))
     resizeMode = Param(Params._dummy(), "resizeMode", "OpenCV interpolation: 1 bilinear, "
                        "0 nearest", typeConverter=TypeConverters.toInt)
 

@@ -57,6 +57,7 @@ from ..optim.loop import TrainingError
 from ..optim.optimizer import Optimizer
 from ..optim.triggers import MaxEpoch, Trigger
 from .data import DataSet, SparkDataError
+from .params import non_negative_float, positive_int
 
 __all__ = ["NNEstimator", "NNModel", "NNClassifier", "NNClassifierModel", "DLEstimator",
            "DLModel", "DLClassifier", "DLClassifierModel"]
@@ -83,24 +84,6 @@ def _to_size(value):
     return sizes
 
 
-def _positive_int(name):
-    def convert(value):
-        v = TypeConverters.toInt(value)
-        if v < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-        return v
-    return convert
-
-
-def _non_negative_float(name):
-    def convert(value):
-        v = TypeConverters.toFloat(value)
-        if not v >= 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        return v
-    return convert
-
-
 class _NNParams(HasFeaturesCol, HasPredictionCol):
     """Params shared by the estimators and the models."""
 
@@ -110,7 +93,7 @@ class _NNParams(HasFeaturesCol, HasPredictionCol):
                         "columns", typeConverter=_to_columns)
     batchSize = Param(Params._dummy(), "batchSize",
                       "global mini-batch size of training; batch size of scoring",
-                      typeConverter=_positive_int("batchSize"))
+                      typeConverter=positive_int("batchSize"))
     featureSize = Param(Params._dummy(), "featureSize",
                         "the shape each record's features are reshaped to, e.g. [1, 28, 28] "
                         "(default: as they are in the column)", typeConverter=_to_size)
@@ -148,15 +131,15 @@ class _NNParams(HasFeaturesCol, HasPredictionCol):
 
 class _EstimatorParams(_NNParams, HasLabelCol, HasSeed):
     maxEpoch = Param(Params._dummy(), "maxEpoch", "number of epochs to train (unless an "
-                     "end trigger is set with setEndWhen)", typeConverter=_positive_int("maxEpoch"))
+                     "end trigger is set with setEndWhen)", typeConverter=positive_int("maxEpoch"))
     learningRate = Param(Params._dummy(), "learningRate",
                          "learning rate of the optim method (when set, it replaces the rate "
                          "of the method given to setOptimMethod)",
-                         typeConverter=_non_negative_float("learningRate"))
+                         typeConverter=non_negative_float("learningRate"))
     learningRateDecay = Param(Params._dummy(), "learningRateDecay",
                               "learning rate decay of the optim method (when set, it replaces "
                               "the decay of the method given to setOptimMethod)",
-                              typeConverter=_non_negative_float("learningRateDecay"))
+                              typeConverter=non_negative_float("learningRateDecay"))
     cachingSample = Param(Params._dummy(), "cachingSample",
                           "cache the converted records (always true here: the training set is "
                           "converted to numpy blocks and cached once per fit)",
