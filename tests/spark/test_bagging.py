@@ -17,70 +17,92 @@ from workbench.spark.bagging import (BaggingClassificationModel, BaggingClassifi
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(300)]
 
 FEATURES = ["a", "b", "c"]
+AUC_PR_FLOOR = 0.5
 
 
 @pytest.fixture(scope="module")
 def rare(spark):
-    """2,000 rows, ~4.5% positives: positive when a + b^2 is large (plus noise); an id per row."""
+    """2,000 rows, ~4.5% positives: positive when a + b^2 is large (plus noise); an id per row.
+
+    Returns the cached DataFrame, its number of positives and the rows as numpy (features,
+    labels), so tests check Spark's output against them without another Spark job."""
     rng = np.random.default_rng(11)
     X = rng.normal(size=(2000, 3))
     y = (X[:, 0] + X[:, 1] ** 2 + 0.5 * rng.normal(size=2000) > 4.5).astype(float)
     rows = [(i, *map(float, x), float(t)) for i, (x, t) in enumerate(zip(X, y))]
     df = spark.createDataFrame(rows, ["id", *FEATURES, "label"]).repartition(2).cache()
     assert 30 <= y.sum() <= 100
-    return df, int(y.sum())
+    return df, int(y.sum()), X, y
 
 
 @pytest.fixture(scope="module")
 def vectors(rare):
-    df, _ = rare
-    return VectorAssembler(inputCols=FEATURES, outputCol="features").transform(df).cache()
+    return VectorAssembler(inputCols=FEATURES, outputCol="features").transform(rare[0]).cache()
+
+
+@pytest.fixture(scope="module")
+def samples(rare):
+    """Four balanced samples of ``rare``, collected once: ``[(sample, id, label, a)]``."""
+    out = UnderSampler(numSamples=4, seed=3).transform(rare[0])
+    return sorted(tuple(r) for r in out.select("sample", "id", "label", "a").collect())
+
+
+# the ensemble every test below shares: 3 members, few epochs (a fit is one Spark job; its
+# cost is mostly the job, not the epochs)
+ENSEMBLE = dict(numModels=3, hiddenLayers=[8], maxEpoch=5, learningRate=0.02, seed=5)
 
 
 @pytest.fixture(scope="module")
 def fitted(vectors):
-    return BaggingClassifier(numModels=3, hiddenLayers=[8], maxEpoch=8, learningRate=0.02,
-                             seed=5).fit(vectors)
+    return BaggingClassifier(**ENSEMBLE).fit(vectors)
+
+
+@pytest.fixture(scope="module")
+def pipeline_model(rare):
+    """The same ensemble fitted again, inside a Pipeline, with its own output column and
+    threshold (neither changes training)."""
+    bagging = BaggingClassifier(**ENSEMBLE, probabilityCol="p_fraud", threshold=0.7)
+    return Pipeline(stages=[VectorAssembler(inputCols=FEATURES, outputCol="features"),
+                            bagging]).fit(rare[0])
 
 
 # ---------------------------------------------------------------------- the sampler
-def test_each_sample_holds_every_positive_and_as_many_random_negatives(rare):
-    df, positives = rare
-    samples = UnderSampler(numSamples=4, seed=3).transform(df).cache()
-    counts = {(r["sample"], r["label"]): r["count"]
-              for r in samples.groupBy("sample", "label").count().collect()}
+def test_each_sample_holds_every_positive_and_as_many_random_negatives(rare, samples):
+    _, positives, X, y = rare
+    counts = {}
+    for s, _, label, _ in samples:
+        counts[s, label] = counts.get((s, label), 0) + 1
     assert counts == {(s, lab): positives for s in range(4) for lab in (0.0, 1.0)}
-    all_positive_ids = {r.id for r in df.where("label = 1").select("id").collect()}
+    all_positive_ids = set(np.flatnonzero(y == 1).tolist())
     negatives = {}
     for s in range(4):
-        rows = samples.where(F.col("sample") == s).select("id", "label").collect()
-        assert {r.id for r in rows if r.label == 1} == all_positive_ids
-        ids = [r.id for r in rows if r.label == 0]
+        rows = [r for r in samples if r[0] == s]
+        assert {i for _, i, label, _ in rows if label == 1} == all_positive_ids
+        ids = [i for _, i, label, _ in rows if label == 0]
         assert len(set(ids)) == len(ids)  # drawn without replacement
         negatives[s] = set(ids)
     # independent draws: the samples share some negatives by chance, never all
     assert all(negatives[s] != negatives[0] for s in range(1, 4))
     # the rows are the input's rows, unchanged
-    joined = samples.join(df.withColumnRenamed("a", "a0"), "id").where("a != a0").count()
-    assert joined == 0
+    assert all(a == X[i, 0] and label == y[i] for _, i, label, a in samples)
 
 
-def test_the_draw_is_seeded_and_takes_the_negative_ratio(rare):
-    df, positives = rare
+def test_the_draw_is_seeded_and_takes_the_negative_ratio(rare, samples):
+    df, positives, _, _ = rare
 
-    def draw(seed, ratio=1.0):
-        out = UnderSampler(numSamples=2, seed=seed, negativeRatio=ratio,
-                           sampleCol="bag").transform(df)
-        return sorted((r.bag, r.id) for r in out.select("bag", "id").collect())
-    assert draw(1) == draw(1)
-    assert draw(1) != draw(2)
-    bags = draw(1, ratio=2.5)
-    assert len(bags) == 2 * (positives + int(np.ceil(2.5 * positives)))
+    def draw(seed, ratio=1.0, col="sample"):
+        out = UnderSampler(numSamples=4, seed=seed, negativeRatio=ratio,
+                           sampleCol=col).transform(df)
+        return sorted(tuple(r) for r in out.select(col, "id", "label", "a").collect())
+    assert draw(3) == samples
+    assert draw(4) != samples
+    bags = draw(3, ratio=2.5, col="bag")
+    assert len(bags) == 4 * (positives + int(np.ceil(2.5 * positives)))
 
 
 # ---------------------------------------------------------------------- the ensemble
 def test_members_train_on_balanced_samples_and_differ(fitted, rare):
-    _, positives = rare
+    positives = rare[1]
     assert isinstance(fitted, BaggingClassificationModel) and fitted.numModels == 3
     assert fitted.sample_sizes == [(positives, positives)] * 3
     weights = [m.get_parameters()[0].copy() for m in fitted.getMembers()]
@@ -103,19 +125,18 @@ def test_probability_is_the_members_average_and_ranks_the_positives(fitted, vect
     assert [r.prediction for r in rows] == [float(q > 0.5) for q in p[:, 1]]
     labels = np.array([r.label for r in rows])
     # balanced members overcall the rare class, yet they rank it well above chance (~0.03)
-    assert area_under_pr(labels, p[:, 1]) > 0.5
+    assert area_under_pr(labels, p[:, 1]) > AUC_PR_FLOOR
     assert (p[labels == 1, 1] > 0.5).mean() > 0.8
 
 
-def test_fit_is_reproducible(vectors, fitted):
-    again = BaggingClassifier(numModels=3, hiddenLayers=[8], maxEpoch=8, learningRate=0.02,
-                              seed=5).fit(vectors)
-    for a, b in zip(fitted.getMembers(), again.getMembers()):
+def test_fit_is_reproducible(fitted, pipeline_model):
+    again = pipeline_model.stages[-1]
+    for a, b in zip(fitted.getMembers(), again.getMembers(), strict=True):
         np.testing.assert_array_equal(a.get_parameters()[0], b.get_parameters()[0])
 
 
-def test_a_pipeline_with_the_ensemble_saves_and_loads(rare, tmp_path):
-    df, _ = rare
+def test_a_pipeline_with_the_ensemble_saves_and_loads(rare, pipeline_model, tmp_path):
+    df = rare[0]
     bagging = BaggingClassifier(numModels=2, hiddenLayers=[6, 4], maxEpoch=2, seed=9,
                                 probabilityCol="p_fraud", threshold=0.7)
     pipeline = Pipeline(stages=[VectorAssembler(inputCols=FEATURES, outputCol="features"),
@@ -126,17 +147,16 @@ def test_a_pipeline_with_the_ensemble_saves_and_loads(rare, tmp_path):
     assert loaded_estimator.getHiddenLayers() == [6, 4] and loaded_estimator.getNumModels() == 2
     assert loaded_estimator.getThreshold() == 0.7 and loaded_estimator.getSeed() == 9
 
-    model = pipeline.fit(df)
-    model.write().save(str(tmp_path / "model"))
+    pipeline_model.write().save(str(tmp_path / "model"))
     reloaded = PipelineModel.load(str(tmp_path / "model"))
     stage = reloaded.stages[-1]
-    assert isinstance(stage, BaggingClassificationModel) and stage.numModels == 2
+    assert isinstance(stage, BaggingClassificationModel) and stage.numModels == 3
     assert stage.getProbabilityCol() == "p_fraud" and stage.getThreshold() == 0.7
 
     def probabilities(m):
         return [list(r.p_fraud) for r in m.transform(df).orderBy("id").select("p_fraud")
                 .collect()]
-    assert probabilities(reloaded) == probabilities(model)
+    assert probabilities(reloaded) == probabilities(pipeline_model)
 
 
 # ---------------------------------------------------------------------- errors
@@ -168,7 +188,7 @@ def test_missing_columns_are_named(vectors):
 
 
 def test_binary_label_counts(rare):
-    df, positives = rare
+    df, positives, _, _ = rare
     assert binary_label_counts(df, "label") == (positives, 2000 - positives)
 
 

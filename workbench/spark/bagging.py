@@ -196,13 +196,18 @@ class UnderSampler(Transformer, _SamplerParams, DefaultParamsReadable, DefaultPa
         return self._set(seed=value)
 
     def _transform(self, dataset):
-        from pyspark.sql import Window
         owner = "UnderSampler"
         label_col, sample_col = self.getLabelCol(), self.getSampleCol()
         if sample_col in dataset.columns:
             raise SparkDataError(f"{owner}: the output column {sample_col!r} already exists "
                                  f"(columns: {dataset.columns}); pass sampleCol=...")
-        positives, negatives = binary_label_counts(dataset, label_col, owner)
+        return self._draw(dataset, *binary_label_counts(dataset, label_col, owner))
+
+    def _draw(self, dataset, positives, negatives):
+        """The samples of ``dataset``, whose label was already counted (``fit`` counts it
+        once for its own check and passes the counts on, saving a Spark job)."""
+        from pyspark.sql import Window
+        label_col, sample_col = self.getLabelCol(), self.getSampleCol()
         k, seed = self.getNumSamples(), int(self.getSeed()) % (2 ** 31)
         need = min(negatives, math.ceil(self.getNegativeRatio() * positives))
         offer = min(1.0, (need + _OVERDRAW_SIGMAS * math.sqrt(need) + 10) / negatives)
@@ -414,11 +419,11 @@ class BaggingClassifier(Estimator, _BaggingParams, _SamplerParams, DefaultParams
         owner = "BaggingClassifier.fit"
         features_col, label_col = self.getFeaturesCol(), self.getLabelCol()
         kind = _check_features(dataset, features_col, owner)
-        binary_label_counts(dataset, label_col, owner)
+        counts = binary_label_counts(dataset, label_col, owner)
         k = self.getNumModels()
         features = vector_to_array(F.col(features_col)) if kind == "vector" else \
             F.col(features_col).cast("array<double>")
-        sampled = self.sampler().transform(dataset.select(features_col, label_col)) \
+        sampled = self.sampler()._draw(dataset.select(features_col, label_col), *counts) \
             .select("__member", features.alias("x"), F.col(label_col).cast("double").alias("y"))
         spec = {"seed": int(self.getSeed()), "hidden": list(self.getHiddenLayers()),
                 "epochs": self.getMaxEpoch(), "batch": self.getBatchSize(),
