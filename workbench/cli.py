@@ -545,7 +545,9 @@ class _Scoring:
 def _argmax(column):
     """0-based index of the largest value of an array column, as a double (Spark ML's class)."""
     from pyspark.sql import functions as F
-    return (F.array_position(F.col(column), F.array_max(F.col(column))) - 1).cast("double")
+    # SQL, not F.array_position: pyspark 3.5's takes a literal value only, not a column
+    quoted = "`" + column.replace("`", "``") + "`"
+    return (F.expr(f"array_position({quoted}, array_max({quoted}))") - 1).cast("double")
 
 
 def _write(df, path, overwrite):
