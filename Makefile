@@ -63,10 +63,14 @@ test: $(VENV)/.test /usr/bin/chromium
 # code: the native kernels' bit-for-bit determinism under load (two processes per case, ~50 s)
 # and the tuning tutorial's pruning quality (~40 s). Tutorial 08 imports a model trained in
 # PyTorch, which this row does not install (--ignore: nbval notebooks are files, not items).
+# The use-case tutorials 10-15 run on the default row only: the library code they use (image
+# stages, bagging, MultiBoxLoss and mAP, the cockpit's events, the CLI's readers) has its own
+# tests in this row, and the two rows run side by side on two cores (see .ci/run).
 OLDEST_DESELECT := \
   --deselect tests/native/test_determinism.py::test_two_processes_give_the_same_bits_with_and_without_load \
   --deselect tests/tune/test_spark.py::test_pruning_keeps_the_best_on_the_tutorial_task \
-  --ignore=notebooks/08_import_and_fine_tune.ipynb
+  --ignore=notebooks/08_import_and_fine_tune.ipynb \
+  $(patsubst %,--ignore=%,$(wildcard notebooks/1[0-9]_*.ipynb))
 $(PY_OLDEST):
 	@test -n "$(PYTHON_OLDEST)" || { echo "no Python 3.10: set PYTHON_OLDEST=/path/to/python3.10"; exit 1; }
 	$(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
