@@ -9,8 +9,9 @@ Two settings, each a call and an environment variable:
 - ``set_num_threads(n)`` / ``WORKBENCH_NUM_THREADS``: the threads of every native library in the
   process: oneDNN's OpenMP pool and the BLAS under numpy (through threadpoolctl).  The default is
   the number of cores this process may run on (``os.sched_getaffinity``), lowered by
-  ``OMP_NUM_THREADS`` when set: Spark sets it to ``spark.task.cpus`` in its Python workers, so a
-  task never runs more threads than the cores it was given.
+  ``OMP_NUM_THREADS`` when set. Spark sets it in its Python workers to the executor's cores
+  (1 in ``local[N]``), not to ``spark.task.cpus``: with several tasks per executor set
+  ``spark.executorEnv.OMP_NUM_THREADS`` to ``spark.task.cpus`` (docs/DEPLOY.md).
 
 The package never imports torch.
 """
@@ -45,7 +46,7 @@ _state = {"backend": None, "threads": None, "module": None, "error": None, "load
 
 
 def default_num_threads() -> int:
-    """Cores this process may use, capped by ``OMP_NUM_THREADS`` (set by Spark in workers)."""
+    """Cores this process may use, capped by ``OMP_NUM_THREADS`` (Spark sets it in workers)."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
