@@ -6,7 +6,7 @@ For a shared machine whose wall-clock times are mostly other processes' load: ea
 is its own process (threads fixed before import), the median over 40 steps of the process's CPU
 time (all its threads; time the scheduler gives other processes is not counted).  Training
 (SGD with momentum, b128) and inference (b256).  Within every repeat the base tree, this tree
-and PyTorch alternate.  DIR is a checkout with its ``workbench/_native`` built (e.g. /work/main).
+and PyTorch alternate.  DIR is a checkout of the base commit with its ``workbench/_native`` built.
 Writes benchmarks/results/lenet_cpu.json.
 """
 from __future__ import annotations

@@ -619,3 +619,19 @@ def two_output_graph(seed=5):
     x = Input()
     h = Tanh()(Linear(6, 8)(x))
     return Graph([x], [LogSoftMax()(Linear(8, 4)(h)), Linear(8, 1)(h)])
+
+
+def four_class_problem(n=203, seed=0):
+    """``(X, y)``: 8 standard-normal features, 4 classes from the signs of three of them (the
+    Spark training tests' task, small enough for a few iterations to move every weight)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 8)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + 2 * (X[:, 2] > 0)
+    return X, y
+
+
+def four_class_mlp(seed=5):
+    """The 8-16-4 Tanh MLP (LogSoftMax output) for :func:`four_class_problem`, seeded."""
+    from workbench.nn import Linear, LogSoftMax, Sequential, Tanh
+    random.set_seed(seed)
+    return Sequential().add(Linear(8, 16)).add(Tanh()).add(Linear(16, 4)).add(LogSoftMax())

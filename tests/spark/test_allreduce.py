@@ -4,22 +4,12 @@ import numpy as np
 import pytest
 
 from workbench.data import Sample
-from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential, Tanh, random
+from workbench.nn import ClassNLLCriterion
 from workbench.optim import Adam, MaxIteration, Optimizer, SGD
 
+from helpers import four_class_mlp as mlp, four_class_problem as problem
+
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(300)]
-
-
-def problem(n=203, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, 8)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + 2 * (X[:, 2] > 0)
-    return X, y
-
-
-def mlp(seed=5):
-    random.set_seed(seed)
-    return Sequential().add(Linear(8, 16)).add(Tanh()).add(Linear(16, 4)).add(LogSoftMax())
 
 
 def train(data, **options):

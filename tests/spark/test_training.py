@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import workbench.spark as wspark
-from helpers import assert_same_classes, two_input_graph, two_input_problem, two_output_graph
+from helpers import (assert_same_classes, two_input_graph, two_input_problem, two_output_graph,
+                     four_class_mlp as mlp, four_class_problem as problem)
 from workbench import models
 from workbench.data import Sample, load_digits
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, Sequential, Tanh, random
@@ -16,18 +17,6 @@ from workbench.optim import (SGD, Adam, EveryEpoch, Listener, Loss, MaxEpoch, Ma
 from workbench.summary import TrainSummary, ValidationSummary
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(300)]
-
-
-def problem(n=203, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, 8)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + 2 * (X[:, 2] > 0)
-    return X, y
-
-
-def mlp(seed=5):
-    random.set_seed(seed)
-    return Sequential().add(Linear(8, 16)).add(Tanh()).add(Linear(16, 4)).add(LogSoftMax())
 
 
 def samples_rdd(sc, X, y, parts):
