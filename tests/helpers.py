@@ -1,18 +1,20 @@
 """The shared test utilities, one place for every test folder: array factories, finite-difference
 gradient checks in float64 (modules, criteria, penalties), PyTorch parity and config round trips
 of layers (tensors or nested tables), tolerances for comparing two float32 kernel paths, waiting
-on a condition (never on a fixed delay), the native kernels' comparison helpers and the small
-problem the optim-method tests share.
+on a condition (never on a fixed delay), errors re-raised by Spark, the native kernels'
+comparison helpers and the small problem the optim-method tests share.
 
 ``conftest.py`` puts ``tests/`` on ``sys.path``: test modules in any folder ``import helpers``.
 PyTorch comes from ``oracle`` (imported on first use), so importing this module needs no torch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
 import os
+import re
 import threading
 import time
 
@@ -140,6 +142,28 @@ def wait_until(predicate, timeout=120.0, interval=0.05, message="condition"):
             what = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------- errors from Spark
+@contextlib.contextmanager
+def raises_from_spark(pattern):
+    """Like ``pytest.raises(Exception, match=pattern)`` for an error raised on an executor and
+    re-raised by Spark on the driver (the executor's text is inside a long JVM or Python
+    traceback).  On a mismatch the failure names what Spark did raise in ONE line (the
+    exception type and the lines that look like errors), so a CI log that keeps only the first
+    lines of a failure still shows the cause."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - any error Spark re-raises is a candidate
+        text = str(e)
+        if re.search(pattern, text):
+            return
+        lines = [ln.strip() for ln in text.splitlines()
+                 if re.search(r"(Error|Exception|exited|crashed|Killed)\b", ln)]
+        summary = " | ".join(dict.fromkeys(lines))[:1500] or text[:1500]
+        raise AssertionError(f"Spark raised {type(e).__name__} without /{pattern}/: "
+                             f"{summary!r}") from e
+    raise AssertionError(f"Spark raised nothing; expected an error matching /{pattern}/")
 
 
 # ---------------------------------------------------------------------- finite-difference checks

@@ -10,6 +10,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import StringIndexer
 from pyspark.sql import functions as F
 
+from helpers import raises_from_spark
 from workbench.data import load_digits
 from workbench.nn import ClassNLLCriterion, Linear, LogSoftMax, ReLU, Sequential, random
 from workbench.spark import SparkDataError
@@ -189,12 +190,12 @@ def test_wrong_channels_or_size_name_the_column_and_file(spark, folder, colour):
     path, _ = colour
     mixed = NNImageReader.readImages(f"{root},{path}")  # 36 gray images and one colour
     normalize = ImageChannelNormalize(10.0, 20.0, 30.0, outputCol="norm")
-    with pytest.raises(Exception, match=r"ImageChannelNormalize: column 'image': .*_\d\d\.png has "
-                                        "1 channel, but 3 means are given"):
+    with raises_from_spark(r"ImageChannelNormalize: column 'image': .*_\d\d\.png has "
+                           "1 channel, but 3 means are given"):
         normalize.transform(mixed).collect()
     tensor = ImageMatToTensor(shape=[1, 8, 8])
-    with pytest.raises(Exception, match="ImageMatToTensor: column 'image': .*rgb.png is 3x5x7 "
-                                        r"\(channels x height x width\), expected 1x8x8"):
+    with raises_from_spark("ImageMatToTensor: column 'image': .*rgb.png is 3x5x7 "
+                           r"\(channels x height x width\), expected 1x8x8"):
         tensor.transform(mixed).collect()
     # read as gray and resized, the same files all fit
     fixed = NNImageReader.readImages(f"{root},{path}", resizeH=8, resizeW=8, image_codec=0)

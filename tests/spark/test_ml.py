@@ -10,6 +10,7 @@ from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.linalg import Vectors
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 
+from helpers import raises_from_spark
 from workbench.data import load_digits
 from workbench.nn import (ClassNLLCriterion, Linear, LogSoftMax, MSECriterion, ReLU, Sequential,
                           random)
@@ -304,7 +305,7 @@ def test_wrong_feature_size(spark, vectors):
     with pytest.raises(SparkDataError, match="model cannot take the records of featuresCol "
                                              "'features' \\(shape \\(30,\\)"):
         NNClassifier(mlp(), ClassNLLCriterion(), showProgress=False).fit(short)
-    with pytest.raises(Exception, match="features"):
+    with raises_from_spark("features"):
         NNClassifierModel(mlp()).transform(short).collect()
 
 
@@ -328,7 +329,7 @@ def test_a_string_label_column_or_a_null_row(spark):
     df = spark.createDataFrame(rows, "features array<double>, label double").repartition(1)
     with pytest.raises(SparkDataError, match="featuresCol='features'.*row 1 .*null"):
         classifier().fit(df)
-    with pytest.raises(Exception, match="null in row 1"):
+    with raises_from_spark("null in row 1"):
         NNClassifierModel(mlp()).transform(df).collect()
 
 

@@ -9,7 +9,7 @@ decided beyond that rounding (``assert_same_classes``).
 import numpy as np
 import pytest
 
-from helpers import assert_same_classes
+from helpers import assert_same_classes, raises_from_spark
 from workbench.data import load_digits
 from workbench.nn import (CAddTable, ClassNLLCriterion, Graph, Input, Linear, LogSoftMax, ReLU,
                           Reshape, Sequential, SpatialConvolution, random)
@@ -134,7 +134,7 @@ def test_feature_shape_reshapes_each_row(digits, digits_df):
     expected = conv.predict(Xt.reshape(-1, 1, 8, 8))
     got = collected(transform(digits_df, conv, "vec", feature_shape=(1, 8, 8)))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
-    with pytest.raises(Exception, match=r"64 values, which do not fit feature_shape \(1, 7, 7\)"):
+    with raises_from_spark(r"64 values, which do not fit feature_shape \(1, 7, 7\)"):
         transform(digits_df, conv, "vec", feature_shape=(1, 7, 7)).collect()
 
 
@@ -234,20 +234,20 @@ def test_row_errors_reach_the_user_with_the_column_named(spark, classifier):
     """Executors raise ValueError naming the column; the text survives inside Spark's error."""
     rows = [(0, [0.5] * 64), (1, None), (2, [1.0] * 64)]
     df = spark.createDataFrame(rows, "id long, features array<double>").coalesce(1)
-    with pytest.raises(Exception, match=r"column 'features' is null in row 1 of a batch"):
+    with raises_from_spark(r"column 'features' is null in row 1 of a batch"):
         transform(df, classifier).collect()
-    short = spark.createDataFrame([(0, [0.5] * 5)], "id long, features array<double>")
-    with pytest.raises(Exception, match=r"scoring column 'features': the model rejected a batch "
-                                        r"of shape \(1, 5\): LayerError: Linear"):
+    short = spark.createDataFrame([(0, [0.5] * 5)], "id long, features array<double>").coalesce(1)
+    with raises_from_spark(r"scoring column 'features': the model rejected a batch "
+                           r"of shape \(1, 5\): LayerError: Linear"):
         transform(short, classifier).collect()
     ragged = spark.createDataFrame([(0, [0.5] * 64), (1, [0.5] * 63)],
                                    "id long, features array<double>").coalesce(1)
-    with pytest.raises(Exception, match=r"column 'features' has 63 values in row 1"):
+    with raises_from_spark(r"column 'features' has 63 values in row 1"):
         transform(ragged, classifier).collect()
     # through SQL the column type is only known on the executor: still readable
     register(spark, "classify_bad", classifier)
-    spark.createDataFrame([("a",)], ["s"]).createOrReplaceTempView("strings")
-    with pytest.raises(Exception, match=r"SQL function classify_bad\(\) has type string"):
+    spark.createDataFrame([("a",)], ["s"]).coalesce(1).createOrReplaceTempView("strings")
+    with raises_from_spark(r"SQL function classify_bad\(\) has type string"):
         spark.sql("SELECT classify_bad(s) FROM strings").collect()
 
 
