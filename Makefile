@@ -6,6 +6,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --quiet --disable-pip-version-check
 # the default row's pyspark (pyproject allows >=3.5,<5)
 PYSPARK_DEFAULT ?= 4.3.0
+# Test processes per row (pytest-xdist): a test process keeps only about half a core busy (Spark
+# scheduling, JVM and kernel start-ups, browser waits), so two per row fill two cores. Each test
+# file (each tutorial) runs whole in one process, in order. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # The oldest row: Python 3.10 (from PATH, else the newest 3.10 pyenv has) + the newest pyspark 3.5.
 PYTHON_OLDEST  ?= $(shell python3.10 -c 'import sys; print(sys.executable)' 2>/dev/null || \
@@ -54,7 +59,7 @@ demo-local: $(VENV)/.demo
 # ruff first (configured in pyproject.toml): a lint finding fails the target before any test runs.
 test: $(VENV)/.test /usr/bin/chromium
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=15
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=15 $(XDIST)
 
 # The oldest supported combination: Python 3.10 + pyspark 3.5, the test extra without torch.
 # Core, Spark and notebook tests (tutorials under nbval included); the PyTorch-parity
@@ -85,7 +90,7 @@ $(VENV_OLDEST)/.test: pyproject.toml Makefile hatch_build.py $(wildcard kernels_
 venv-oldest: $(VENV_OLDEST)/.test
 
 test-oldest: $(VENV_OLDEST)/.test
-	$(PY_OLDEST) -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=15 \
+	$(PY_OLDEST) -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=15 $(XDIST) \
 	  -m "not oracle and not browser and not cluster" $(OLDEST_DESELECT)
 
 benchmark: $(VENV)/.test

@@ -21,10 +21,18 @@ def pytest_runtest_protocol(item, nextitem):
         oracle.current_test = None
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # the report carries it to the summary: under pytest-xdist the tests run in worker processes
+    if call.when == "call" and item.nodeid in oracle.reached:
+        item.user_properties.append(("oracle_reached", True))
+    yield
+
+
 def pytest_terminal_summary(terminalreporter):
-    ran = [r.nodeid for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
+    ran = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
            if r.when == "call" and "oracle" in r.keywords]
-    unused = sorted(set(ran) - oracle.reached)
+    unused = sorted(r.nodeid for r in ran if ("oracle_reached", True) not in r.user_properties)
     if unused:
         terminalreporter.write_line(f"{len(unused)} tests marked oracle never reached PyTorch: "
                                     + " ".join(unused[:20]) + (" ..." if len(unused) > 20 else ""))
