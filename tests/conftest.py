@@ -38,6 +38,14 @@ def pytest_terminal_summary(terminalreporter):
                                     + " ".join(unused[:20]) + (" ..." if len(unused) > 20 else ""))
 
 
+def pytest_collection_modifyitems(items):
+    # ids must be the same in every process: pytest-xdist's workers each collect the suite
+    unstable = [item.nodeid for item in items if " at 0x" in item.nodeid]
+    if unstable:
+        raise pytest.UsageError("test ids with a memory address (use helpers.param_id): "
+                                + " ".join(unstable[:5]))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     from workbench.nn import random

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+import types
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -142,6 +143,14 @@ def wait_until(predicate, timeout=120.0, interval=0.05, message="condition"):
             what = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------- test ids
+def param_id(value):
+    """A parametrized test's id part: a layer's repr, ``"torch"`` for the PyTorch reference
+    function beside it (a function's repr holds its address, which differs between the test
+    processes of pytest-xdist, and they must collect the same ids)."""
+    return "torch" if isinstance(value, types.FunctionType) else repr(value)
 
 
 # ---------------------------------------------------------------------- errors from Spark

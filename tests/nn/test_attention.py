@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from oracle import F, torch
 
-from helpers import (assert_config_round_trip, assert_parity, check_module_gradients,
+from helpers import (assert_config_round_trip, assert_parity, check_module_gradients, param_id,
                      config_round_trip, f32, normal, t64, torch_parity)
 from workbench import io
 from workbench.nn import (Attention, Bilinear, Bottle, Cosine, CosineDistance, CrossProduct,
@@ -167,7 +167,7 @@ def test_cosine_and_euclidean_match_torch():
     (PairwiseDistance(), lambda v: torch.norm(v[0] - v[1], p=2, dim=1)),
     (PairwiseDistance(1), lambda v: torch.norm(v[0] - v[1], p=1, dim=1)),
     (PairwiseDistance(3), lambda v: torch.norm(v[0] - v[1], p=3, dim=1)),
-], ids=repr)
+], ids=param_id)
 def test_row_pairs_match_torch(layer, fn):
     assert_parity(layer, fn, [f32((4, 5), 7), f32((4, 5), 8)])
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from oracle import torch
 
-from helpers import (assert_torch_parity, check_module_gradients, check_penalty_gradients,
+from helpers import (assert_torch_parity, check_module_gradients, check_penalty_gradients, param_id,
                      config_round_trip, f32, normal, Reseeded, Reseeded as _Reseeded, t64)
 from workbench.nn import (ActivityRegularization, Dropout, GaussianDropout, GaussianNoise,
                           GaussianSampler, GradientReversal, L1Penalty, LayerError, Linear,
@@ -142,7 +142,7 @@ def _torch_penalized(layer, torch_penalty, x, g):
     (L1Penalty(3, size_average=True), lambda t: 3 * t.abs().mean()),
     (ActivityRegularization(0.1, 0.02), lambda t: 0.1 * t.abs().sum() + 0.02 * (t * t).sum()),
     (ActivityRegularization(l2=0.5), lambda t: 0.5 * (t * t).sum()),
-], ids=repr)
+], ids=param_id)
 def test_penalties_match_torch(layer, penalty):
     _torch_penalized(layer, penalty, f32((4, 6), seed=14), f32((4, 6), seed=15))
 
