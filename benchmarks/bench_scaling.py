@@ -338,6 +338,7 @@ def main():
         result = PARTS[part](args.quick)
         if part == "allreduce" and "allreduce" in results and not args.quick:
             result = merge_allreduce(results["allreduce"], result)
+            results["runs_merged_in_allreduce"] = results.get("runs_merged_in_allreduce", 1) + 1
         results[part] = result
         results.setdefault("seconds", {})[part] = round(time.time() - started, 1)
         results["machine"]["loadavg_end"] = os.getloadavg()
