@@ -20,6 +20,11 @@ limit on each node's link, a user-space delay line in the switch namespace) runn
 5. ``blackhole``: one rank's link drops every packet for 1 s / 3 s while the ring iterates:
    how long the iteration it hit takes (TCP retransmission back-off adds to the outage).
 6. ``kill``: one rank's process is killed: how long until the others get ``CommError``.
+7. ``spark``: Spark standalone inside the namespaces (master in the switch's namespace, one
+   1-core worker per node, the driver in node 0: ``netns_spark_job.py``): cluster and session
+   start, the first iteration, the barrier stage + rendezvous at every stretch boundary, and
+   the stall after one worker's JVM is killed mid-training (2 and 3 workers; ~5 min each;
+   not in the default list: ``--parts spark``).
 
 Re-running part 2 merges with the points already in the results file (each point keeps the
 fastest iteration of all runs: this machine is shared and load only slows a run down).
@@ -389,7 +394,8 @@ PARTS = {"links": part_links, "allreduce": part_allreduce, "straggler": part_str
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--parts", default=",".join(p for p in PARTS if p != "trainer_step"),
+    ap.add_argument("--parts", default=",".join(p for p in PARTS
+                                                 if p not in ("trainer_step", "spark")),
                     help=f"comma-separated, of: {', '.join(PARTS)}")
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--worker", nargs=3, metavar=("RANK", "HOST", "COMM"))

@@ -319,8 +319,18 @@ def main():
     stage = {"s0": 1.5, "s1": 0.002}  # notes/spark.md: barrier allGather ~1 s + stage ~0.2 s;
     # ~2 ms of driver work per task launched (BigDL's Figure 8: >10% of compute at ~500 tasks)
     kill = data.get("kill", {})
+    # what a failure costs beyond the lost work: measured with Spark standalone inside the
+    # namespaces (part "spark": a worker JVM killed, until training went on on the others),
+    # else 30 s for a new executor + the ring's detection of a killed rank
+    stalls = [r["killed"]["kill_to_resume_s"] for r in data.get("spark", {}).values()
+              if r.get("killed", {}).get("kill_to_resume_s")]
+    restarts = [g for r in data.get("spark", {}).values() for g in r["clean"]["stretch_restart_s"]]
     failure = {"node_mtbf_s": 30 * 86400.0,  # one failure per node-month (executors included)
-               "restart_s": 30.0 + kill.get("detect_s_max", 0.1)}  # new executor + detection
+               "restart_s": max(stalls) if stalls else 30.0 + kill.get("detect_s_max", 0.1),
+               "restart_measured": bool(stalls)}
+    stage["measured_stretch_restart_s"] = {
+        "median": float(np.median(restarts)) if restarts else None,
+        "max": max(restarts) if restarts else None}
     nodes = [8, 32, 128, 256]
     preds = {algo: predict(nodes, alpha10, rate10, per_rank_cap, stage, failure, algo)
              for algo in ("ring", "best")}
