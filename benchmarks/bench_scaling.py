@@ -20,6 +20,11 @@ limit on each node's link, a user-space delay line in the switch namespace) runn
 5. ``blackhole``: one rank's link drops every packet for 1 s / 3 s while the ring iterates:
    how long the iteration it hit takes (TCP retransmission back-off adds to the outage).
 6. ``kill``: one rank's process is killed: how long until the others get ``CommError``.
+7. ``spark``: Spark standalone inside the namespaces (master in the switch's namespace, one
+   1-core worker per node, the driver in node 0: ``netns_spark_job.py``): cluster and session
+   start, the first iteration, the barrier stage + rendezvous at every stretch boundary, and
+   the stall after one worker's JVM is killed mid-training (2 and 3 workers; ~5 min each;
+   not in the default list: ``--parts spark``).
 
 Re-running part 2 merges with the points already in the results file (each point keeps the
 fastest iteration of all runs: this machine is shared and load only slows a run down).
@@ -291,6 +296,79 @@ def part_kill(quick):
     return res
 
 
+def spark_cluster(net, workers, directory, rate_note=""):
+    """A standalone master in the switch's namespace and one worker (1 core) in each of nodes
+    1..``workers``, each bound to its namespace's address; returns ``(master_url,
+    worker_processes)`` once every worker has registered.  Processes are ``net``'s: its
+    ``close()`` stops them (and whatever they started in the namespaces)."""
+    from workbench.spark.standalone import MASTER, WORKER, spark_home
+    spark_class = os.path.join(spark_home(), "bin", "spark-class")
+    url = f"spark://{net.hub_ip}:7077"  # fixed ports are private to each namespace
+
+    def env(ip, name):
+        e = dict(os.environ, SPARK_HOME=spark_home(), SPARK_LOCAL_IP=ip,
+                 PYSPARK_PYTHON=sys.executable,
+                 SPARK_WORKER_DIR=os.path.join(directory, f"work-{name}"))
+        e["PYTHONPATH"] = os.pathsep.join(x for x in (ROOT, e.get("PYTHONPATH")) if x)
+        return e
+
+    def log(name):
+        return open(os.path.join(directory, f"{name}.log"), "w")
+
+    def text(name):
+        with open(os.path.join(directory, f"{name}.log"), errors="replace") as f:
+            return f.read()
+    net.popen("hub", [spark_class, MASTER, "--host", net.hub_ip, "--port", 7077,
+                      "--webui-port", 8080], env=env(net.hub_ip, "master"),
+              stdout=log("master"), stderr=subprocess.STDOUT)
+    procs = [net.popen(i, [spark_class, WORKER, "--host", net.ip(i), "--cores", 1,
+                           "--memory", "1g", "--webui-port", 8081, url],
+                       env=env(net.ip(i), f"worker{i}"), stdout=log(f"worker{i}"),
+                       stderr=subprocess.STDOUT)
+             for i in range(1, workers + 1)]
+    deadline = time.monotonic() + 300
+    while text("master").count("Registering worker") < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError("workers did not register:\n" + text("master")[-2000:])
+        time.sleep(0.25)
+    return url, procs
+
+
+def part_spark(quick):
+    """Spark standalone inside the namespaces (10 GbE rate; Spark's RPC and the ring do not go
+    through the delay line, so no added latency): the cluster's start, a short training with
+    the ring all-reduce on every worker, and recovery after one worker's JVM is killed."""
+    import tempfile
+    from workbench.spark import netem
+    out = {}
+    for workers in ([2] if quick else [2, 3]):
+        with tempfile.TemporaryDirectory(prefix="wb-netns-spark-") as tmp, \
+                netem.NetCluster(workers + 1, rate="10gbit", delay=0, name=f"sp{workers}") as net:
+            t0 = time.perf_counter()
+            url, procs = spark_cluster(net, workers, tmp)
+            started = time.perf_counter() - t0
+            job = os.path.join(HERE, "netns_spark_job.py")
+            driver_log = os.path.join(tmp, "driver.log")
+            with open(driver_log, "w") as err:
+                driver = net.popen(0, [sys.executable, job, url, net.ip(0), workers,
+                                       "--kill-pid", procs[-1].pid, "--at", 15],
+                                   stdout=subprocess.PIPE, stderr=err, text=True,
+                                   env=dict(netem._env(), SPARK_LOCAL_IP=net.ip(0)))
+            try:
+                text = driver.communicate(timeout=900)[0]
+            except subprocess.TimeoutExpired:
+                text = ""
+            lines = [line for line in text.splitlines() if line.startswith("{")]
+            if not lines:
+                with open(driver_log, errors="replace") as f:
+                    raise RuntimeError("the driver failed:\n" + f.read()[-3000:])
+            res = json.loads(lines[-1])
+            res["cluster_start_s"] = started
+        out[str(workers)] = res
+        print("spark", workers, json.dumps(res), flush=True)
+    return out
+
+
 def merge_allreduce(old, new):
     """Points of two runs of part 2 as one: the fastest iteration of either (``min_s``; the
     load of this shared machine only ever slows a run down), every run's median kept."""
@@ -310,13 +388,15 @@ def merge_allreduce(old, new):
 
 PARTS = {"links": part_links, "allreduce": part_allreduce, "straggler": part_straggler,
          "doubling": part_doubling, "trainer_step": part_trainer_step,
-         "blackhole": part_blackhole, "kill": part_kill}
+         "blackhole": part_blackhole, "kill": part_kill, "spark": part_spark}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--parts", default=",".join(p for p in PARTS if p != "trainer_step"))
+    ap.add_argument("--parts", default=",".join(p for p in PARTS
+                                                 if p not in ("trainer_step", "spark")),
+                    help=f"comma-separated, of: {', '.join(PARTS)}")
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--worker", nargs=3, metavar=("RANK", "HOST", "COMM"))
     args = ap.parse_args()
@@ -338,6 +418,7 @@ def main():
         result = PARTS[part](args.quick)
         if part == "allreduce" and "allreduce" in results and not args.quick:
             result = merge_allreduce(results["allreduce"], result)
+            results["runs_merged_in_allreduce"] = results.get("runs_merged_in_allreduce", 1) + 1
         results[part] = result
         results.setdefault("seconds", {})[part] = round(time.time() - started, 1)
         results["machine"]["loadavg_end"] = os.getloadavg()

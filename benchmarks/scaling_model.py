@@ -5,17 +5,31 @@ measurements of bench_scaling.py, checked on points it was not fitted on, and us
     .venv/bin/python benchmarks/scaling_model.py   # reads results/scaling.json, writes
         results/scaling_model.json and results/scaling_*.png
 
-The model (one all-reduce of m bytes over N ranks with the ring of comm.py)::
+The model (one all-reduce of m bytes over N ranks with the ring of comm.py: 2(N-1) steps of
+b = m/N bytes per rank)::
 
-    T_ring(N, m) = 2 (N - 1) * [ alpha + (m / N) / B(N) ]        2(N-1) steps of m/N bytes
-    B(N)         = min(R, C / N)                                  per-rank bytes/s of one step
+    T_ring(N, m) = 2(N-1) * (alpha + sigma N)  +  max( wire, cpu )
+    wire         = (2(N-1) b - burst)+ / R          the rank's link, paced by the tbf
+    cpu          = 2(N-1) * cpu_step(N, b)          copy + TCP + relay + reduce of b bytes
 
-alpha is the per-step latency (link delay + the software of one hop), R the link rate, and C the
-bytes/s the *machine* can move in all: on the emulator N ranks share 2 cores (C is a fitted
-constant), on a real cluster every node has its own, so C / N is replaced by the per-rank
-capacity of the ring code (measured on loopback: benchmarks/results/spark.json) and B = min(R,
-that).  The trainer's per-iteration control exchange (``allreduce_small``: N - 1 steps of a few
-bytes) costs ``(N - 1) * alpha``.
+- ``alpha``: per-step latency, *measured* (not fitted): half the 1-byte TCP round trip through
+  the delay line (configured delay + the relay's hop + the kernel), ``links`` in scaling.json.
+- ``sigma N``: per step, the N ranks' own software (wake-up, Python, syscalls) shared by the
+  machine's 2 cores; on a real cluster a rank has its own cores and pays ``CORES * sigma``.
+- ``R``: the configured rate at the efficiency TCP reached on the (link-bound) emulated 1 GbE;
+  ``burst``: what the emulator's token bucket lets through unpaced, once per all-reduce (the
+  steps follow each other too closely for it to refill).
+- ``cpu_step`` (:func:`emulator_cpu`): each rank's bytes at a per-core rate while a step's
+  working set (3 b per running rank, ``min(N, 2)`` running at a time) fits the machine's 32 MiB
+  L3, at a lower rate beyond; N ranks take N / min(N, 2) rounds of the 2 cores.  The two rates
+  and sigma are the fitted parameters (3 per network).
+- ``max``: the ring overlaps sending (a sender thread) with receiving and adding.
+
+On the emulated 10 GbE cpu > wire (2 cores do the work of N nodes); on the emulated 1 GbE wire
+> cpu from ~1 MB.  On a real cluster (:func:`predict`) ``cpu_step = b / r`` with r the per-rank
+rate of our ring measured on loopback (benchmarks/results/spark.json, out of cache), above
+10 GbE's wire rate, so the prediction is link-bound.  The trainer's per-iteration control
+exchange (``allreduce_small``: N - 1 steps of a few bytes) costs ``(N - 1) * alpha``.
 
 Training adds, per iteration, compute ``t_c`` (per-node batch / per-node speed) and, per
 *stretch* (a barrier stage; ends for a snapshot every ``tau`` seconds), a start cost
@@ -38,25 +52,57 @@ RESULTS = os.path.join(HERE, "results")
 STAT = "min_s"  # fitted: each point's least-disturbed iteration (the machine is shared)
 
 # ---------------------------------------------------------------------- the ring model
-def ring_time(n, m, alpha, rate, capacity, sigma=0.0, burst=0.0):
-    """Seconds of one ring all-reduce of ``m`` bytes over ``n`` ranks (see the module doc);
-    ``sigma * n`` is the emulator's wait to be scheduled per step (n ranks on 2 cores) and
-    ``burst`` the bytes its token bucket lets pass unpaced (both 0 on a real cluster)."""
+L3_BYTES = 32 << 20  # this machine's last-level cache (lscpu: one 32 MiB L3 for both cores)
+CORES = 2            # ... and its cores: the emulated ranks, the relay and the kernel share them
+WORKING_SET = 3      # bytes a rank touches per byte it receives: send slice, receive buffer, sum
+
+
+def emulator_cpu(n, b, cached_rate, memory_rate, cores=CORES, cache=L3_BYTES):
+    """CPU seconds one ring step of ``b`` bytes per rank costs on the emulator: every rank
+    sends, receives and adds ``b`` bytes (plus the kernel's and the relay's work for them) at
+    ``cached_rate`` bytes/s per core while the step's working set fits the last-level cache
+    and at ``memory_rate`` beyond it.  Only ``min(n, cores)`` ranks run at a time, so the
+    cache holds ``cache / (WORKING_SET * min(n, cores))`` bytes of each rank's step, and the
+    ``n`` ranks' work is spread over the cores: ``n / min(n, cores)`` rounds."""
     n = np.asarray(n, dtype=float)
-    b = np.asarray(m, dtype=float) / n  # bytes per rank per step
-    wire = np.maximum(b - burst, 0.0) / rate
-    cpu = b / (capacity / n) if capacity is not None else 0.0
-    return 2 * (n - 1) * (alpha + sigma * n + np.maximum(wire, cpu))
+    b = np.asarray(b, dtype=float)
+    active = np.minimum(n, cores)
+    fits = cache / (WORKING_SET * active)
+    per_rank = np.minimum(b, fits) / cached_rate + np.maximum(b - fits, 0.0) / memory_rate
+    return n / active * per_rank
 
 
-def tree_time(n, m, alpha, rate, capacity=None):
+def ring_time(n, m, alpha, rate, cpu=None, sigma=0.0, burst=0.0):
+    """Seconds of one ring all-reduce of ``m`` bytes over ``n`` ranks (see the module doc).
+
+    Args:
+        alpha: per-step latency (seconds): the link's one-way time, relay hop included.
+        rate: link rate (bytes/s) of each rank's uplink.
+        cpu: ``cpu(n, b)`` -> CPU seconds of one step of ``b`` bytes per rank, or None (free).
+        sigma: the emulator's wait to be scheduled per rank per step (n ranks on 2 cores; 0 on a
+            real cluster).
+        burst: bytes the emulator's token bucket lets through unpaced, once per all-reduce (the
+            ring's steps follow each other too closely for it to refill; 0 on a real link).
+    """
+    n = np.asarray(n, dtype=float)
+    m = np.asarray(m, dtype=float)
+    b = m / n  # bytes per rank per step
+    steps = 2 * (n - 1)
+    wire = np.maximum(steps * b - burst, 0.0) / rate
+    work = steps * cpu(n, b) if cpu is not None else 0.0
+    # the ring overlaps them (a sender thread sends while the caller receives and adds)
+    return steps * (alpha + sigma * n) + np.maximum(wire, work)
+
+
+def tree_time(n, m, alpha, rate, cpu=None):
     """Recursive doubling (``comm.Doubling``): log2(p) steps of the whole message for the
     largest power of two p <= n, plus 2 steps to fold the other ranks in and out."""
     n = np.asarray(n, dtype=float)
+    m = np.asarray(m, dtype=float)
     p = 2 ** np.floor(np.log2(n))
     steps = np.log2(p) + np.where(n > p, 2, 0)
-    per_rank = np.minimum(rate, capacity / n) if capacity is not None else rate
-    return steps * (alpha + np.asarray(m, dtype=float) / per_rank)
+    per_step = np.maximum(m / rate, cpu(n, m) if cpu is not None else 0.0)
+    return steps * (alpha + per_step)
 
 
 def _minimise(f, x0, steps=(2.0, 0.5, 0.1, 0.02), iters=60):
@@ -79,19 +125,34 @@ def _minimise(f, x0, steps=(2.0, 0.5, 0.1, 0.02), iters=60):
     return x, best
 
 
-def fit_network(points, rate, with_sigma=True, burst=0.0):
-    """Fit ``alpha``, ``C`` (and ``sigma``) by least squares on log time to
-    ``[(n, m, seconds)]``."""
+def fitted_cpu(f):
+    """The emulator's ``cpu(n, b)`` with the rates of fit ``f``."""
+    return lambda n, b: emulator_cpu(n, b, f["cached_bytes_per_s"], f["memory_bytes_per_s"])
+
+
+def fit_network(points, alpha, rate, burst):
+    """Fit ``sigma`` and the two CPU rates by least squares on log time to ``[(n, m, seconds)]``;
+    ``alpha`` (measured: half the 1-byte round trip through the delay line), ``rate`` and
+    ``burst`` (configured) are not fitted."""
     n, m, t = (np.array(c, dtype=float) for c in zip(*points))
 
-    def loss(p):
-        alpha, cap, sigma = np.exp(p[0]), np.exp(p[1]), np.exp(p[2]) if with_sigma else 0.0
-        model = ring_time(n, m, alpha, rate, cap, sigma, burst)
-        return float(np.sum((np.log(model) - np.log(t)) ** 2))
+    def model(p):
+        sigma, cached, memory = np.exp(p)
+        return ring_time(n, m, alpha, rate, lambda n, b: emulator_cpu(n, b, cached, memory),
+                         sigma, burst)
 
-    x, _ = _minimise(loss, [math.log(2e-4), math.log(2e8), math.log(1e-4)])
-    return {"alpha_s": float(np.exp(x[0])), "capacity_bytes_per_s": float(np.exp(x[1])),
-            "sigma_s": float(np.exp(x[2])) if with_sigma else 0.0}
+    def loss(p):
+        return float(np.sum((np.log(model(p)) - np.log(t)) ** 2))
+
+    x, _ = _minimise(loss, [math.log(5e-5), math.log(6e8), math.log(3e8)])
+    rel = model(x) / t - 1
+    return {"alpha_s": alpha, "sigma_s": float(np.exp(x[0])),
+            "cached_bytes_per_s": float(np.exp(x[1])),
+            "memory_bytes_per_s": float(np.exp(x[2])),
+            "fitted_points_within_20pct": int(np.sum(np.abs(rel) <= 0.2)),
+            "fitted_points": len(t), "fitted_median_abs_error": float(np.median(np.abs(rel))),
+            "fitted_residuals": [{"ranks": int(a), "bytes": int(b), "rel_error": float(e)}
+                                 for a, b, e in zip(n, m, rel)]}
 
 
 def split(points):
@@ -119,16 +180,20 @@ WORKLOADS = {
 
 
 def predict(nodes, alpha, rate, per_rank_cap, stage, failure, algorithm="ring"):
+    """Weak scaling on a real cluster: one rank per node, each with its own cores, so a step's
+    CPU work (copy + reduce of ``b`` bytes) costs ``b / per_rank_cap`` and overlaps the wire."""
     out = {}
+
+    def cpu(n, b):
+        return np.asarray(b, dtype=float) / per_rank_cap
     for name, (params, speed, batch) in WORKLOADS.items():
         m = 4.0 * params
         t_c = batch / speed
         rows = []
         for n in nodes:
-            link = min(rate, per_rank_cap)
-            allreduce = float(ring_time(n, m, alpha, link, None))
+            allreduce = float(ring_time(n, m, alpha, rate, cpu))
             if algorithm == "best":  # the faster of the ring and recursive doubling
-                allreduce = min(allreduce, float(tree_time(n, m, alpha, link)))
+                allreduce = min(allreduce, float(tree_time(n, m, alpha, rate, cpu)))
             control = (n - 1) * alpha
             iteration = t_c + allreduce + control
             # failures: Young's interval from the snapshot cost delta and the job MTBF
@@ -160,12 +225,13 @@ def plot(data, fits, preds, path_prefix):
         for n, pts in sorted(by_n.items(), key=lambda kv: int(kv[0])):
             xs = [p["bytes"] for p in pts if p["bytes"] > 0]
             ys = [p[STAT] for p in pts if p["bytes"] > 0]
-            line, = ax.loglog(xs, ys, "o", label=f"N={n} measured")
+            line, = ax.loglog(xs[::2], ys[::2], "o", label=f"N={n} fitted on")
+            ax.loglog(xs[1::2], ys[1::2], "o", mfc="none", color=line.get_color(),
+                      label=f"N={n} held out")
             grid = np.logspace(np.log10(min(xs)), np.log10(max(xs)), 50)
-            ax.loglog(grid, ring_time(int(n), grid, f["alpha_s"], f["rate"],
-                                      f["capacity_bytes_per_s"], f["sigma_s"], f["burst"]), "-",
-                      color=line.get_color())
-        ax.set_title(f"ring all-reduce on the emulated {net} (lines: fitted model)")
+            ax.loglog(grid, ring_time(int(n), grid, f["alpha_s"], f["rate"], fitted_cpu(f),
+                                      f["sigma_s"], f["burst"]), "-", color=line.get_color())
+        ax.set_title(f"ring all-reduce, emulated {net}: model (lines) vs measured")
         ax.set_xlabel("message bytes")
         ax.set_ylabel("seconds")
         ax.grid(True, which="both", alpha=0.3)
@@ -201,46 +267,49 @@ def main():
     with open(os.path.join(RESULTS, "scaling.json")) as f:
         data = json.load(f)
     fits, validation = {}, {}
+    ref = data["links"]["1gbe"]  # the link-bound emulation: how much of its rate TCP gets
+    efficiency = min(1.0, ref["bulk_bytes_per_s"] / ref["rate_bytes_per_s"])
     for net, by_n in data["allreduce"].items():
         link = data["links"][net]
-        # the wire: the configured rate at the efficiency the emulated 1 GbE reached (its
-        # bulk transfer is link-bound; the 10 GbE one is CPU-bound, which C models)
-        ref = data["links"]["1gbe"]
-        rate = link["rate_bytes_per_s"] * min(1.0, ref["bulk_bytes_per_s"] /
-                                              ref["rate_bytes_per_s"])
+        rate = link["rate_bytes_per_s"] * efficiency
         burst = max(256 * 1024, link["rate_bytes_per_s"] * 100e-6)  # netem.NetCluster's tbf
+        alpha = link["rtt_min_s"] / 2  # measured one way: configured delay + the relay's hop
         points = []
         for n, pts in by_n.items():
             data_pts = [p for p in pts if p["bytes"] > 0]
             for k, p in enumerate(data_pts):
                 points.append((int(n), p["bytes"], p[STAT], k))
         fit_pts, hold = split(points)
-        f = fit_network(fit_pts, rate, burst=burst)
+        f = fit_network(fit_pts, alpha, rate, burst)
         f["rate"], f["burst"] = rate, burst
         fits[net] = f
         errs = []
         for n, m, t in hold:
-            pred = float(ring_time(n, m, f["alpha_s"], rate, f["capacity_bytes_per_s"],
-                                   f["sigma_s"], burst))
+            pred = float(ring_time(n, m, alpha, rate, fitted_cpu(f), f["sigma_s"], burst))
             errs.append({"ranks": n, "bytes": m, "measured_s": t, "predicted_s": pred,
                          "rel_error": pred / t - 1})
         within = sum(abs(e["rel_error"]) <= 0.2 for e in errs)
         validation[net] = {"held_out": errs, "within_20pct": within, "count": len(errs),
                            "median_abs_error": float(np.median([abs(e["rel_error"])
                                                                 for e in errs]))}
-        print(f"{net}: alpha={f['alpha_s'] * 1e6:.0f} us, sigma={f['sigma_s'] * 1e6:.0f} us, "
-              f"C={f['capacity_bytes_per_s'] / 1e6:.0f} MB/s; held out {within}/{len(errs)} "
-              f"within 20% "
-              f"(median |err| {validation[net]['median_abs_error']:.0%})")
+        print(f"{net}: alpha={alpha * 1e6:.0f} us (measured), sigma={f['sigma_s'] * 1e6:.0f} us, "
+              f"CPU {f['cached_bytes_per_s'] / 1e6:.0f} / {f['memory_bytes_per_s'] / 1e6:.0f} "
+              f"MB/s per core (cache / memory); fitted points within 20%: "
+              f"{f['fitted_points_within_20pct']}/{f['fitted_points']}; held out {within}/"
+              f"{len(errs)} within 20% (median |err| {validation[net]['median_abs_error']:.0%}): "
+              + " ".join(f"{e['ranks']}x{e['bytes'] >> 10}K {e['rel_error']:+.0%}" for e in errs))
 
-    # ---- a real 10 GbE cluster: alpha from the emulated 10 GbE at N = 2 (2 ranks + relay on
-    # 2 cores: no oversubscription; includes the relay hop, so pessimistic), the link at the
-    # efficiency the emulated 1 GbE reached, per-rank ring capacity from loopback
-    two = [(2, p["bytes"], p[STAT]) for p in data["allreduce"]["10gbe"]["2"]
-           if p["bytes"] > 0]
-    alpha10 = fit_network(two, 1.25e9, with_sigma=False)["alpha_s"]
-    eff = data["links"]["1gbe"]["bulk_bytes_per_s"] / data["links"]["1gbe"]["rate_bytes_per_s"]
-    rate10 = 1.25e9 * min(eff, 1.0)
+    # ---- a real 10 GbE cluster, one rank per node on its own cores.  Per-step latency: the
+    # emulated 10 GbE's measured one-way time (50 us configured + the relay's hop: pessimistic,
+    # a switch has no relay) plus the ring's own software of one step on a dedicated core
+    # (sigma is that work shared by `CORES` cores, so one rank's is CORES * sigma).  Wire: 10 Gbit/s
+    # at the efficiency TCP reached on the emulated 1 GbE.  CPU: copy + TCP + reduce at the
+    # per-rank rate our ring reached on loopback (benchmarks/results/spark.json, 2 ranks on
+    # 2 cores, a 40 MB vector: out of cache, like ResNet-50's gradient) - a server core at
+    # least; it is above the wire's 1.15 GB/s, so a real 10 GbE ring is link-bound.
+    f10 = fits["10gbe"]
+    alpha10 = f10["alpha_s"] + CORES * f10["sigma_s"]
+    rate10 = 1.25e9 * efficiency
     spark = {}
     spark_path = os.path.join(RESULTS, "spark.json")
     if os.path.exists(spark_path):
@@ -250,8 +319,18 @@ def main():
     stage = {"s0": 1.5, "s1": 0.002}  # notes/spark.md: barrier allGather ~1 s + stage ~0.2 s;
     # ~2 ms of driver work per task launched (BigDL's Figure 8: >10% of compute at ~500 tasks)
     kill = data.get("kill", {})
+    # what a failure costs beyond the lost work: measured with Spark standalone inside the
+    # namespaces (part "spark": a worker JVM killed, until training went on on the others),
+    # else 30 s for a new executor + the ring's detection of a killed rank
+    stalls = [r["killed"]["kill_to_resume_s"] for r in data.get("spark", {}).values()
+              if r.get("killed", {}).get("kill_to_resume_s")]
+    restarts = [g for r in data.get("spark", {}).values() for g in r["clean"]["stretch_restart_s"]]
     failure = {"node_mtbf_s": 30 * 86400.0,  # one failure per node-month (executors included)
-               "restart_s": 30.0 + kill.get("detect_s_max", 0.1)}  # new executor + detection
+               "restart_s": max(stalls) if stalls else 30.0 + kill.get("detect_s_max", 0.1),
+               "restart_measured": bool(stalls)}
+    stage["measured_stretch_restart_s"] = {
+        "median": float(np.median(restarts)) if restarts else None,
+        "max": max(restarts) if restarts else None}
     nodes = [8, 32, 128, 256]
     preds = {algo: predict(nodes, alpha10, rate10, per_rank_cap, stage, failure, algo)
              for algo in ("ring", "best")}
@@ -261,13 +340,14 @@ def main():
         doubling[n] = [{"bytes": r["bytes"], "ring_s": r[STAT], "doubling_s": d[STAT],
                         "speedup": r[STAT] / d[STAT],
                         "model_ring_s": float(ring_time(int(n), r["bytes"], f["alpha_s"],
-                                                        f["rate"], f["capacity_bytes_per_s"],
+                                                        f["rate"], fitted_cpu(f),
                                                         f["sigma_s"], f["burst"])),
                         "model_doubling_s": float(tree_time(
                             int(n), r["bytes"], f["alpha_s"] + f["sigma_s"] * int(n), f["rate"],
-                            f["capacity_bytes_per_s"]))}
+                            fitted_cpu(f)))}
                        for r, d in zip(algos["ring"], algos["doubling"])]
     model = {"fits": fits, "validation": validation, "doubling_measured": doubling,
+             "model": "T = 2(N-1) [alpha + sigma N] + max(wire, cpu); see the module doc",
              "real_10gbe": {"alpha_s": alpha10, "rate_bytes_per_s": rate10,
                             "per_rank_ring_bytes_per_s": per_rank_cap, "stage": stage,
                             "failure": failure, "workloads": WORKLOADS},

@@ -69,6 +69,32 @@ def test_a_black_holed_link_stalls_the_connection_until_it_comes_back():
     assert len(out.split()) == 5  # TCP retransmitted and got through once the link was back
 
 
+HUB_SERVER = r"""
+import socket, sys
+srv = socket.create_server((sys.argv[1], 0)); print(srv.getsockname()[1], flush=True)
+conn, peer = srv.accept(); conn.sendall(peer[0].encode()); conn.close()
+"""
+NODE_CLIENT = r"""
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30) as s:
+    print(s.recv(100).decode(), flush=True)
+"""
+
+
+def test_a_process_in_the_switch_namespace_is_reachable_from_the_nodes():
+    # where bench_scaling's Spark master runs: the hub's address answers, from node 1's
+    with netem.NetCluster(2, rate="1gbit", delay=0, name="t5") as net:
+        server = net.popen("hub", [sys.executable, "-c", HUB_SERVER, net.hub_ip],
+                           stdout=subprocess.PIPE, text=True)
+        port = int(server.stdout.readline())
+        client = net.popen(1, [sys.executable, "-c", NODE_CLIENT, net.hub_ip, port],
+                           stdout=subprocess.PIPE, text=True)
+        seen = client.communicate(timeout=60)[0].strip()
+        assert server.wait(timeout=30) == 0
+    assert seen == net.ip(1)  # the connection came from node 1's own address
+    assert net.leftovers() == []
+
+
 RING = r"""
 import importlib.util, json, sys, numpy as np
 spec = importlib.util.spec_from_file_location("comm", sys.argv[3])  # comm.py alone: fast start

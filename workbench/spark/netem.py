@@ -260,9 +260,12 @@ class NetCluster:
 
     # ------------------------------------------------------------------ using it
     def popen(self, i, argv, **kwargs):
-        """``subprocess.Popen(argv)`` inside node ``i``'s namespace; killed by ``close()``."""
+        """``subprocess.Popen(argv)`` inside node ``i``'s namespace (``i="hub"``: the switch's,
+        reachable from every node at :attr:`hub_ip`); killed by ``close()``.  ``ip netns exec``
+        execs ``argv``, so the process's pid is that of ``argv`` itself."""
         kwargs.setdefault("env", _env())
-        p = subprocess.Popen(["ip", "netns", "exec", self.names[i], *map(str, argv)], **kwargs)
+        ns = self.hub if i == "hub" else self.names[i]
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, argv)], **kwargs)
         self._procs.append(p)
         return p
 
