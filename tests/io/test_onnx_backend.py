@@ -22,6 +22,7 @@ onnx = pytest.importorskip("onnx")
 
 from onnx.backend.base import Backend, BackendRep  # noqa: E402
 from onnx.backend.test import BackendTest  # noqa: E402
+from onnx.backend.test import loader as _loader  # noqa: E402
 
 from workbench.io.onnx import SUPPORTED_OPS, OnnxError, load_onnx  # noqa: E402
 
@@ -99,7 +100,30 @@ def _snake(op):
 _NAMES = sorted({op.lower() for op in SUPPORTED_OPS} | {_snake(op) for op in SUPPORTED_OPS}
                 | {"batchnorm", "constant_pad"})
 
+
+
+def _our_node_cases():
+    """onnx's node cases of our ops only.  onnx generates every op's cases when its case module
+    is imported (~25 s of CPU for all of them, in every pytest-xdist process that collects this
+    file); the modules are named after their op, so only ours are imported."""
+    import importlib
+    import pkgutil
+
+    from onnx.backend.test.case import node as cases
+    modules = {m.name for m in pkgutil.iter_modules(cases.__path__)}
+    missing = []
+    for op in sorted(SUPPORTED_OPS):
+        found = {op.lower(), _snake(op)} & modules
+        if not found:
+            missing.append(op)
+        for name in sorted(found):
+            importlib.import_module(f"{cases.__name__}.{name}")
+    assert not missing, f"no onnx node-case module for {missing}: onnx renamed one"
+    return cases._NodeTestCases
+
+
 os.environ["ONNX_HOME"] = tempfile.mkdtemp(prefix="onnx_home_")
+_loader.load_node_model_tests = _our_node_cases  # read by BackendTest through load_model_tests
 _backend_test = BackendTest(WorkbenchBackend, __name__)
 _OURS = re.compile(r"^test_(" + "|".join(_NAMES) + r")(_.*)?_cpu$")
 _backend_test.include(_OURS.pattern)
