@@ -13,6 +13,9 @@
 // entry point re-checks shapes and arguments and raises ValueError, never touches memory out of
 // bounds; the GIL is released while the kernels run.
 #include <dlfcn.h>
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -290,11 +293,23 @@ void bias_relu(float* __restrict out, const float* __restrict b, int64_t n, int6
     }
 }
 
-// grad_output masked where the ReLU's output y is not positive: out = y > 0 ? g : 0.
+// grad_output masked where the ReLU's output y is not positive: out = y > 0 ? g : 0 (as
+// oneDNN's ReLU backward, which the unfused native ReLU runs).  Written with SSE2 compares and
+// ands (the x86-64 baseline): GCC left the plain loop scalar with a branch, mispredicted on
+// half the elements (0.7 ms on 256 x 512, 25x oneDNN's ReLU backward).
 void relu_mask(float* __restrict out, const float* __restrict y, const float* __restrict g,
                int64_t count) {
-#pragma omp parallel for simd if (count > 65536)
-    for (int64_t i = 0; i < count; ++i) out[i] = y[i] > 0.0f ? g[i] : 0.0f;
+    const int64_t vec = count / 4 * 4;
+#pragma omp parallel for if (count > 65536)
+    for (int64_t i = 0; i < vec; i += 4) {
+#ifdef __SSE2__
+        const __m128 keep = _mm_cmpgt_ps(_mm_loadu_ps(y + i), _mm_setzero_ps());
+        _mm_storeu_ps(out + i, _mm_and_ps(keep, _mm_loadu_ps(g + i)));
+#else
+        for (int64_t j = i; j < i + 4; ++j) out[j] = y[j] > 0.0f ? g[j] : 0.0f;
+#endif
+    }
+    for (int64_t i = vec; i < count; ++i) out[i] = y[i] > 0.0f ? g[i] : 0.0f;
 }
 
 // out(N, O) = x(N, K) w(O, K)^T (+ b) (then max(0, .) if relu).
