@@ -27,6 +27,10 @@ class Linear(Module):
 
     Input shape: ``(N, input_size)`` or ``(input_size,)``.
     Output shape: ``(N, output_size)`` or ``(output_size,)``.
+
+    With the native backend, a ``ReLU`` after it in a ``Sequential`` runs in the same kernel
+    (``fused_forward``), and backward computes the ReLU's mask, the input gradient and the
+    parameter gradients in one call.
     """
 
     def __init__(self, input_size, output_size, with_bias=True, wRegularizer=None,
