@@ -266,5 +266,6 @@ void register_geometry(py::module_& m);  // geometry.cpp: the geometry structs' 
 void register_conv_pool(py::module_& m);  // conv_pool.cpp
 void register_dense(py::module_& m);      // dense.cpp: linear, element-wise, softmax, LRN, lookup
 void register_rnn(py::module_& m);        // rnn.cpp: LSTM and GRU over a whole sequence
+void register_optim(py::module_& m);      // optim.cpp: the SGD momentum update
 
 }  // namespace wbn

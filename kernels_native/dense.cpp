@@ -13,6 +13,9 @@
 // entry point re-checks shapes and arguments and raises ValueError, never touches memory out of
 // bounds; the GIL is released while the kernels run.
 #include <dlfcn.h>
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -113,8 +116,30 @@ void sgemm(int p, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float
     }
 }
 
+// Multiply-adds below which a GEMM runs on the calling thread alone: waking the other threads
+// of the OpenMP pool and joining them (tens of microseconds with passive waits, more on a
+// loaded machine) costs more than the second core gives back (an MLP's 512 -> 10 output layer
+// at batch 256: 1.3 M multiply-adds, ~40 us on one core).  As PyTorch's at::parallel_for
+// grain size, a fixed amount of work, so the choice depends only on the shape.
+constexpr int64_t kSerialGemm = int64_t(1) << 22;
+
+// Runs `fn` with this thread's OpenMP count at `n`, then puts the count back.
+template <class Fn>
+void with_threads(int n, Fn&& fn) {
+    const int before = omp_get_max_threads();
+    if (n == before) return fn();
+    omp_set_num_threads(n);
+    try {
+        fn();
+    } catch (...) {
+        omp_set_num_threads(before);
+        throw;
+    }
+    omp_set_num_threads(before);
+}
+
 // C(M, N) (+)= op(A) op(B) for a Linear kernel of `kind` over (batch, n_in) -> (batch, n_out),
-// on the forced provider or the rule's.
+// on the forced provider or the rule's; on one thread when the GEMM is small.
 void gemm(GemmKind kind, int64_t batch, int64_t n_in, int64_t n_out, bool ta, bool tb,
           int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
           int64_t ldb, float beta, float* C) {
@@ -124,6 +149,10 @@ void gemm(GemmKind kind, int64_t batch, int64_t n_in, int64_t n_out, bool ta, bo
     auto& seen = gemm_seen();
     if (seen.size() > 1024) seen.clear();
     seen[{kind, batch, n_in, n_out, threads}] = p;
+    if (threads > 1 && p == ONEDNN && M * N * K < kSerialGemm) {
+        with_threads(1, [&] { sgemm(p, ta, tb, M, N, K, A, lda, B, ldb, beta, C, N); });
+        return;
+    }
     sgemm(p, ta, tb, M, N, K, A, lda, B, ldb, beta, C, N);
 }
 
@@ -243,6 +272,46 @@ py::array as_array(const py::object& o, const char* what) {
     return o.cast<py::array>();
 }
 
+// rows(N, O) += b (when b), then max(0, .) (when relu), in one vectorized pass per row (a
+// loop the compiler left scalar, for fear that the row and the bias overlap, took 20x
+// oneDNN's ReLU).
+void bias_relu(float* __restrict out, const float* __restrict b, int64_t n, int64_t o,
+               bool relu) {
+#pragma omp parallel for if (n * o > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+        float* __restrict row = out + i * o;
+        if (b && relu) {
+#pragma omp simd
+            for (int64_t j = 0; j < o; ++j) row[j] = std::max(row[j] + b[j], 0.0f);
+        } else if (b) {
+#pragma omp simd
+            for (int64_t j = 0; j < o; ++j) row[j] += b[j];
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < o; ++j) row[j] = std::max(row[j], 0.0f);
+        }
+    }
+}
+
+// grad_output masked where the ReLU's output y is not positive: out = y > 0 ? g : 0 (as
+// oneDNN's ReLU backward, which the unfused native ReLU runs).  Written with SSE2 compares and
+// ands (the x86-64 baseline): GCC left the plain loop scalar with a branch, mispredicted on
+// half the elements (0.7 ms on 256 x 512, 25x oneDNN's ReLU backward).
+void relu_mask(float* __restrict out, const float* __restrict y, const float* __restrict g,
+               int64_t count) {
+    const int64_t vec = count / 4 * 4;
+#pragma omp parallel for if (count > 65536)
+    for (int64_t i = 0; i < vec; i += 4) {
+#ifdef __SSE2__
+        const __m128 keep = _mm_cmpgt_ps(_mm_loadu_ps(y + i), _mm_setzero_ps());
+        _mm_storeu_ps(out + i, _mm_and_ps(keep, _mm_loadu_ps(g + i)));
+#else
+        for (int64_t j = i; j < i + 4; ++j) out[j] = y[j] > 0.0f ? g[j] : 0.0f;
+#endif
+    }
+    for (int64_t i = vec; i < count; ++i) out[i] = y[i] > 0.0f ? g[i] : 0.0f;
+}
+
 // out(N, O) = x(N, K) w(O, K)^T (+ b) (then max(0, .) if relu).
 void linear_forward(py::array x, py::array w, py::object b, py::array out, bool relu) {
     if (x.ndim() != 2 || w.ndim() != 2)
@@ -257,16 +326,7 @@ void linear_forward(py::array x, py::array w, py::object b, py::array out, bool 
         b.is_none() ? nullptr : data_of(as_array(b, "linear bias"), "linear bias", {o}, false);
     py::gil_scoped_release nogil;
     gemm(FORWARD, n, k, o, false, true, n, o, k, px, k, pw, k, 0.0f, po);
-    if (pb || relu) {
-#pragma omp parallel for if (n * o > 65536)
-        for (int64_t i = 0; i < n; ++i) {
-            float* row = po + i * o;
-            if (pb)
-                for (int64_t j = 0; j < o; ++j) row[j] += pb[j];
-            if (relu)
-                for (int64_t j = 0; j < o; ++j) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
-        }
-    }
+    if (pb || relu) bias_relu(po, pb, n, o, relu);
 }
 
 // gin(N, K) = gout(N, O) w(O, K)
@@ -300,6 +360,72 @@ void linear_backward_weights(py::array x, py::array gout, py::array gw, py::obje
     gemm(GRAD_WEIGHT, n, k, o, true, false, o, k, n, pg, o, px, k, 1.0f, pgw);
     if (pgb) {
         // column sums, row by row (contiguous reads); double accumulators per column block
+        const int64_t block = 256;
+#pragma omp parallel for if (n * o > 65536)
+        for (int64_t j0 = 0; j0 < o; j0 += block) {
+            const int64_t j1 = std::min(o, j0 + block);
+            float acc[256] = {0};
+            for (int64_t i = 0; i < n; ++i) {
+                const float* row = pg + i * o;
+                for (int64_t j = j0; j < j1; ++j) acc[j - j0] += row[j];
+            }
+            for (int64_t j = j0; j < j1; ++j) pgb[j] += acc[j - j0];
+        }
+    }
+}
+
+// The gradient of a Linear layer (and of the ReLU fused after it) in one call: with
+// `relu_output` (the layer's output after its fused ReLU), grad_output is first masked where
+// that output is 0, into `masked` (N, O); then grad_input = g w (when `grad_input` is not None)
+// and grad_weight += g^T x, grad_bias += column sums of g (when `grad_weight` is not None).
+void linear_backward(py::array x, py::array gout, py::array w, py::object relu_output,
+                     py::object masked, py::object grad_input, py::object grad_weight,
+                     py::object grad_bias) {
+    if (x.ndim() != 2 || gout.ndim() != 2 || w.ndim() != 2)
+        throw py::value_error("linear_backward: x, grad_output and weight must be 2-D");
+    const int64_t n = x.shape(0), k = x.shape(1), o = w.shape(0);
+    check_dims("linear_backward", {n, k, o});
+    if (grad_weight.is_none() && !grad_bias.is_none())
+        throw py::value_error("linear_backward: grad_bias needs grad_weight");
+    KernelLock guard;
+    float* px = data_of(x, "linear input", {n, k}, false);
+    float* pg = data_of(gout, "linear grad_output", {n, o}, false);
+    float* pw = data_of(w, "linear weight", {o, k}, false);
+    float* py_ = relu_output.is_none()
+                     ? nullptr
+                     : data_of(as_array(relu_output, "linear relu output"), "linear relu output",
+                               {n, o}, false);
+    float* pm = nullptr;
+    if (py_) {
+        if (masked.is_none())
+            throw py::value_error("linear_backward: a relu_output needs a `masked` buffer");
+        pm = data_of(as_array(masked, "linear masked grad_output"), "linear masked grad_output",
+                     {n, o}, true);
+        // the mask loop reads y and grad_output while it writes `masked` (restrict)
+        auto overlap = [n, o](const float* a, const float* b) {
+            return a < b + n * o && b < a + n * o;
+        };
+        if (overlap(pm, pg) || overlap(pm, py_))
+            throw py::value_error("linear_backward: `masked` must not overlap grad_output or "
+                                  "relu_output");
+    }
+    float* pi = grad_input.is_none() ? nullptr
+                                     : data_of(as_array(grad_input, "linear grad_input"),
+                                               "linear grad_input", {n, k}, true);
+    float* pgw = grad_weight.is_none() ? nullptr
+                                       : data_of(as_array(grad_weight, "linear grad_weight"),
+                                                 "linear grad_weight", {o, k}, true);
+    float* pgb = grad_bias.is_none() ? nullptr
+                                     : data_of(as_array(grad_bias, "linear grad_bias"),
+                                               "linear grad_bias", {o}, true);
+    py::gil_scoped_release nogil;
+    if (pm) {
+        relu_mask(pm, py_, pg, n * o);
+        pg = pm;
+    }
+    if (pi) gemm(GRAD_INPUT, n, k, o, false, false, n, k, o, pg, o, pw, k, 0.0f, pi);
+    if (pgw) gemm(GRAD_WEIGHT, n, k, o, true, false, o, k, n, pg, o, px, k, 1.0f, pgw);
+    if (pgb) {
         const int64_t block = 256;
 #pragma omp parallel for if (n * o > 65536)
         for (int64_t j0 = 0; j0 < o; j0 += block) {
@@ -735,6 +861,10 @@ void register_dense(py::module_& m) {
           py::arg("weight"), py::arg("grad_input"));
     m.def("linear_backward_weights", &linear_backward_weights, py::arg("x"),
           py::arg("grad_output"), py::arg("grad_weight"), py::arg("grad_bias"));
+    m.def("linear_backward", &linear_backward, py::arg("x"), py::arg("grad_output"),
+          py::arg("weight"), py::arg("relu_output"), py::arg("masked"), py::arg("grad_input"),
+          py::arg("grad_weight"), py::arg("grad_bias"),
+          "A Linear layer's gradients (and its fused ReLU's mask) in one call.");
     m.def("eltwise_forward", &eltwise_forward, py::arg("x"), py::arg("out"), py::arg("kind"),
           py::arg("alpha"));
     m.def("eltwise_backward", &eltwise_backward, py::arg("x"), py::arg("y"),

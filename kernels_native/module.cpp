@@ -102,6 +102,7 @@ PYBIND11_MODULE(_native, m) {
     register_conv_pool(m);
     register_dense(m);
     register_rnn(m);
+    register_optim(m);
     m.def("set_num_threads", &set_num_threads);
     m.def("has_fma", &has_fma);
     m.def("fma_flops", [](int64_t iterations) {

@@ -190,6 +190,14 @@ float* opt_state(const Rnn& r, py::object a, const char* what, bool writable) {
     return data_of(as_array(a, what), what, {r.q.n, r.q.hidden_size}, writable);
 }
 
+// dst += src, vectorized (the arrays are distinct: the caller's gradient and the layer's own
+// scratch) and split between the threads for long vectors; element-wise, so the same bits on
+// any thread count.
+void accumulate(float* __restrict dst, const float* __restrict src, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+    for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+
 size_t rnn_workspace_size(const RnnGeometry& geom) {
     KernelLock guard;
     return get_rnn(geom).ws_bytes;
@@ -306,9 +314,9 @@ void rnn_backward(py::array x, py::array h0, py::object c0, py::array w_layer, p
     r.b_gwl.finish(s);
     r.b_gwi.finish(s);
     s.wait();
-    for (size_t i = 0; i < r.gwl_tmp.size(); ++i) pgwl[i] += r.gwl_tmp[i];
-    for (size_t i = 0; i < r.gwi_tmp.size(); ++i) pgwi[i] += r.gwi_tmp[i];
-    for (size_t i = 0; i < r.gb_tmp.size(); ++i) pgb[i] += r.gb_tmp[i];
+    accumulate(pgwl, r.gwl_tmp.data(), (int64_t)r.gwl_tmp.size());
+    accumulate(pgwi, r.gwi_tmp.data(), (int64_t)r.gwi_tmp.size());
+    accumulate(pgb, r.gb_tmp.data(), (int64_t)r.gb_tmp.size());
 }
 
 }  // namespace

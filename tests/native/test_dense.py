@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 
 from helpers import _close, _never_called, _run_both, NATIVE_SETTINGS as SETTINGS
 from workbench.nn import (ELU, GELU, LayerError, LeakyReLU, Linear, LogSoftMax, LookupTable,
-                          ReLU, Sigmoid, SiLU, SoftMax, SoftPlus, SpatialCrossMapLRN, Tanh,
-                          backend, gemm)
+                          ReLU, Sequential, Sigmoid, SiLU, SoftMax, SoftPlus, SpatialCrossMapLRN,
+                          Tanh, backend, gemm)
+from workbench.nn.module import input_grad_unused
 
 FEW = SETTINGS.__class__(SETTINGS, max_examples=30)
 DENSE_ENTRY_POINTS = ("linear_forward", "linear_backward_data", "linear_backward_weights",
+                      "linear_backward",
                       "eltwise_forward", "eltwise_backward", "softmax_forward",
                       "softmax_backward", "lrn_forward", "lrn_backward", "lookup_forward",
                       "lookup_backward")
@@ -71,6 +73,78 @@ def test_linear_native_equals_numpy_and_torch(n, k, o, bias, batched, provider, 
     oracle = [ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()] + (
         [tb.grad.numpy()] if bias else [])
     _compare(r, oracle, (n, k, o, bias, batched, provider))
+
+
+def _mlp_block(k, o, bias):
+    return Sequential().add(Linear(k, o, with_bias=bias)).add(ReLU())
+
+
+@pytest.mark.oracle
+@SETTINGS
+@given(st.integers(1, 7), st.integers(1, 40), st.integers(1, 40), st.booleans(), st.booleans(),
+       st.booleans(), st.integers(0, 2**31 - 1))
+def test_linear_relu_fused_equals_numpy_and_torch(n, k, o, bias, batched, params_only, seed):
+    """Linear + ReLU in a Sequential: one native pass forward (bias and ReLU together) and one
+    native call backward (the ReLU's mask, grad_input and the parameter gradients), against the
+    numpy layers run one by one and PyTorch; ``params_only``: no gradient w.r.t. the input
+    (the first layer under training), as the Optimizers run it."""
+    rng = np.random.default_rng(seed)
+    block = _mlp_block(k, o, bias)
+    linear = block._children[0]
+    x = rng.standard_normal((n, k) if batched else (k,)).astype(np.float32)
+    gout = rng.standard_normal((n, o) if batched else (o,)).astype(np.float32)
+    results = {}
+    for name in ("numpy", "native"):
+        backend.set_backend(name)
+        block.zero_grad_parameters()
+        y = block.forward(x).copy()
+        fused = linear.__dict__["_scratch"]["fused_relu"] is not None
+        assert fused == (name == "native"), name
+        if params_only:
+            with input_grad_unused():
+                gi = block.backward(x, gout)
+            assert gi is None
+            gi = np.zeros_like(x)
+        else:
+            gi = block.backward(x, gout).copy()
+        results[name] = [y, gi, linear.grad_weight.copy()] + (
+            [linear.grad_bias.copy()] if bias else [])
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    tw = torch.from_numpy(linear.weight.copy()).requires_grad_()
+    tb = torch.from_numpy(linear.bias.copy()).requires_grad_() if bias else None
+    ty = torch.relu(F.linear(tx, tw, tb))
+    ty.backward(torch.from_numpy(gout))
+    oracle = [ty.detach().numpy(), np.zeros_like(x) if params_only else tx.grad.numpy(),
+              tw.grad.numpy()] + ([tb.grad.numpy()] if bias else [])
+    _compare(results, oracle, (n, k, o, bias, batched, params_only))
+
+
+def test_linear_relu_fused_keeps_regularizers_and_frozen_layers_and_falls_back():
+    """The fused backward adds the regularizers' gradients as the unfused path does, leaves a
+    frozen layer's gradients alone, and a float64 input (no native kernel) runs unfused."""
+    from workbench.nn import L2Regularizer
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 9)).astype(np.float32)
+    gout = rng.standard_normal((6, 5)).astype(np.float32)
+    grads = {}
+    for name in ("numpy", "native"):
+        backend.set_backend(name)
+        block = Sequential().add(Linear(9, 5, wRegularizer=L2Regularizer(0.1))).add(ReLU())
+        linear = block._children[0]
+        linear.weight[...] = np.linspace(-1, 1, 45, dtype=np.float32).reshape(5, 9)
+        linear.bias[...] = np.linspace(-0.5, 0.5, 5, dtype=np.float32)
+        block.forward(x)
+        block.backward(x, gout)
+        grads[name] = linear.grad_weight.copy()
+    _close(grads["native"], grads["numpy"], "regularized", scale=5)
+    frozen = _mlp_block(9, 5, True)
+    frozen._children[0].freeze()
+    frozen.forward(x)
+    gi = frozen.backward(x, gout)
+    assert not frozen._children[0].grad_weight.any() and gi.shape == x.shape
+    block = _mlp_block(9, 5, True)
+    block.forward(x.astype(np.float64))
+    assert block._children[0].__dict__["_scratch"]["fused_relu"] is None
 
 
 def test_linear_native_accumulates_gradients_and_casts_grad_output():
@@ -310,6 +384,11 @@ for i in range(300):
         (nat.linear_backward_data, (arr(d[:2]), arr(d[2:4]), arr(d[4:6]))),
         (nat.linear_backward_weights, (arr(d[:2]), arr(d[2:4]), arr(d[3:5]),
                                        None if d[5] < 2 else arr(d[5:6]))),
+        (nat.linear_backward, (arr(d[:2]), arr(d[2:4]), arr(d[3:5]),
+                               None if d[5] < 1 else arr(d[2:4]),
+                               None if d[5] == 2 else arr(d[1:3]),
+                               None if d[4] < 1 else arr(d[:2]), None if d[4] < 3 else arr(d[3:5]),
+                               None if d[5] < 3 else arr(d[3:4]))),
         (nat.eltwise_forward, (arr(d[:3]), arr(d[1:4]), d[4] + 3, float(d[5]))),
         (nat.eltwise_backward, (arr(d[:2]), arr(d[:2]), arr(d[1:3]), arr(d[:2]), d[3] + 4,
                                 float(d[4]))),
@@ -341,7 +420,7 @@ def test_dense_entry_points_fuzz_raise_never_crash():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     calls, errors = map(int, done.stdout.split())
-    assert calls == 300 * 14 and errors > calls // 2
+    assert calls == 300 * 15 and errors > calls // 2
 
 
 @FEW

@@ -1,8 +1,9 @@
 """Same seed, data, thread count and backend: the same bits, whatever else the machine does.
 
 Each run is its own process (tests/native/jobs/train_once.py) training LeNet-5 (convolution,
-pooling, Linear on the rule's GEMM) or a 2-layer LSTM language model (oneDNN's LSTM, LookupTable,
-cross-entropy) on the native backend; one of the two runs has a CPU hog beside it on every core.
+pooling, Linear on the rule's GEMM), a 2-layer LSTM language model (oneDNN's LSTM, LookupTable,
+cross-entropy) or an MLP (Linear + ReLU fused, SGD's native momentum update) on the native
+backend; one of the two runs has a CPU hog beside it on every core.
 Losses of every iteration and the final weights must be bitwise equal: nothing numeric may
 depend on timing or load (no timing-chosen kernel, no racy reduction).
 """
@@ -30,7 +31,7 @@ def train(model, threads, out):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("model", ["lenet5", "lstm"])
+@pytest.mark.parametrize("model", ["lenet5", "lstm", "mlp"])
 def test_two_processes_give_the_same_bits_with_and_without_load(model, threads, tmp_path):
     quiet = train(model, threads, tmp_path / "quiet.npz")
     with CpuHog():

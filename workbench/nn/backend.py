@@ -36,12 +36,13 @@ _lock = threading.Lock()
 # activations, softmax, LRN, LookupTable) measured faster than numpy or equal with fewer
 # temporaries.
 # rnn: LSTM / GRU over a whole sequence (nn/recurrent_native.py).
+# sgd: SGD's momentum update in one parallel pass (optim/methods.py; the numpy code's bits).
 # channels_last: native convolutions write channels-last activations (nn/layout.py), which the
 # native layers after them keep: no NCHW <-> blocked reorders (ResNet-20 training: ~20% of the
 # convolution time was reorders).
 _KERNELS = {"convolution": True, "pooling": True, "batch_norm": True,
             "linear": True, "eltwise": True, "softmax": True, "lrn": True, "lookup_table": True,
-            "rnn": True, "channels_last": True}
+            "rnn": True, "channels_last": True, "sgd": True}
 _state = {"backend": None, "threads": None, "module": None, "error": None, "loaded": False}
 
 

@@ -80,9 +80,13 @@ class Module(Configurable):
     def _accumulate(self, input, grad_output):
         if self._param_names and not self._frozen:
             self.acc_grad_parameters(input, grad_output)
-            share = current_batch_share()
-            for name, reg in self.__dict__.get("_regularizers", {}).items():
-                reg.accumulate(getattr(self, name), getattr(self, "grad_" + name), share)
+            self._regularize()
+
+    def _regularize(self):
+        """Add the regularizers' gradients (after the parameter gradients are accumulated)."""
+        share = current_batch_share()
+        for name, reg in self.__dict__.get("_regularizers", {}).items():
+            reg.accumulate(getattr(self, name), getattr(self, "grad_" + name), share)
 
     def backward_params(self, input, grad_output):
         """Backward when nothing will read the gradient w.r.t. ``input``: the first layer of a

@@ -314,7 +314,33 @@ class SGD(OptimMethod):
             cached = self._scratch[name + "_cast"] = (key, values.astype(w.dtype))
         return cached[1]
 
+    def _native_step(self, w, g, lr):
+        """The momentum update in one parallel native pass (``sgd_momentum``, the same float32
+        arithmetic in the same order as the numpy code below, so the same bits); False when it
+        does not apply: no momentum buffer yet, Nesterov, per-parameter arrays, a vector that is
+        not float32 and C-contiguous, or numpy-typed hyperparameters (which numpy would apply in
+        their own precision)."""
+        mom, damp, wd = self.momentum, self._damp(), self.weightdecay
+        buf = self._buffers.get("momentum")
+        if mom == 0 or self.nesterov or buf is None or self.learningrates is not None or \
+                self.weightdecays is not None or \
+                any(type(v) not in (float, int) for v in (lr, mom, damp, wd)):
+            return False
+        if w.dtype != np.float32 or g.dtype != np.float32 or buf.shape != w.shape or \
+                buf.dtype != np.float32 or not (w.flags.c_contiguous and g.flags.c_contiguous
+                                                and buf.flags.c_contiguous and w.flags.writeable):
+            return False
+        from ..nn import backend
+        native = backend.use_native(w.dtype, "sgd")
+        if native is None or not hasattr(native, "sgd_momentum") or \
+                np.may_share_memory(buf, w) or np.may_share_memory(buf, g):
+            return False
+        native.sgd_momentum(w, g, buf, float(lr), float(mom), float(damp), float(wd))
+        return True
+
     def _step(self, w, g, lr):
+        if self._native_step(w, g, lr):
+            return
         mom, damp = self.momentum, self._damp()
         if self.weightdecays is not None:
             d = self._tmp("decayed", w)

@@ -27,6 +27,10 @@ class Linear(Module):
 
     Input shape: ``(N, input_size)`` or ``(input_size,)``.
     Output shape: ``(N, output_size)`` or ``(output_size,)``.
+
+    With the native backend, a ``ReLU`` after it in a ``Sequential`` runs in the same kernel
+    (``fused_forward``), and backward computes the ReLU's mask, the input gradient and the
+    parameter gradients in one call.
     """
 
     def __init__(self, input_size, output_size, with_bias=True, wRegularizer=None,
@@ -68,6 +72,7 @@ class Linear(Module):
         return nat
 
     def update_output(self, input):
+        self.__dict__.setdefault("_scratch", {})["fused_relu"] = None
         x = self._as_array(input, (1, 2), self._expected())
         if x.shape[-1] != self.input_size:
             self._fail(self._expected(), x)
@@ -82,6 +87,80 @@ class Linear(Module):
         if self.with_bias:
             out += self.bias
         return out
+
+    def fused_forward(self, input, successor):
+        """Forward of this layer and of ``successor`` in one native call when ``successor`` is
+        a ``ReLU`` (``Sequential`` asks): the ReLU is applied in the pass that adds the bias.
+        Returns the ReLU's output, or None when the pair does not fuse (then the container runs
+        both layers on their own).  After a fused forward both layers' ``output`` is the ReLU's,
+        and backward masks the gradient here while the ReLU passes it through."""
+        from ..activation.activations import ReLU
+        if type(successor) is not ReLU or type(self).update_output is not Linear.update_output \
+                or not isinstance(input, np.ndarray) or input.ndim not in (1, 2) \
+                or not input.size or input.shape[-1] != self.input_size:
+            return None
+        nat = self._native(input)
+        if nat is None:
+            return None
+        out = self._buffer("output", input.shape[:-1] + (self.output_size,), input.dtype)
+        nat.linear_forward(np.ascontiguousarray(input).reshape(-1, self.input_size), self.weight,
+                           self.bias if self.with_bias else None,
+                           out.reshape(-1, self.output_size), True)
+        self.__dict__["_scratch"]["fused_relu"] = successor
+        self.output = successor.output = out
+        return out
+
+    def _fused(self):
+        return self.__dict__.get("_scratch", {}).get("fused_relu") is not None
+
+    def _masked(self, grad_output):
+        """grad_output through the fused ReLU (0 where the output is 0), if one is."""
+        if not self._fused():
+            return grad_output
+        check_grad_output(self, grad_output)
+        gm = self._buffer("grad_output_masked", self.output.shape, self.output.dtype)
+        np.multiply(grad_output, self.output > 0, out=gm)
+        return gm
+
+    def backward(self, input, grad_output):
+        if self._native_backward(input, grad_output, True):
+            return self.grad_input
+        return super().backward(input, self._masked(grad_output))
+
+    def backward_params(self, input, grad_output):
+        if not self._input_grad_optional():
+            return self.backward(input, grad_output)
+        if self._native_backward(input, grad_output, False):
+            return None
+        return super().backward_params(input, self._masked(grad_output))
+
+    def _native_backward(self, input, grad_output, need_input):
+        """The input gradient (if ``need_input``) and the parameter gradients in one native
+        call, the fused ReLU's mask included; False when the layer or its arrays do not suit
+        the kernel (then the numpy-level path runs)."""
+        if not self._input_grad_optional() or not isinstance(input, np.ndarray) or \
+                input.dtype != np.float32 or input.ndim not in (1, 2) or not input.size:
+            return False
+        nat = self._native(input)
+        train = bool(self._param_names) and not self._frozen
+        if nat is None or (train and not (self.grad_weight.flags.c_contiguous and (
+                not self.with_bias or self.grad_bias.flags.c_contiguous))):
+            return False
+        check_grad_output(self, grad_output)
+        n_out, n_in = self.output_size, self.input_size
+        g = np.ascontiguousarray(grad_output, dtype=np.float32).reshape(-1, n_out)
+        fused = self._fused()
+        relu = self.output.reshape(-1, n_out) if fused else None
+        masked = self._buffer("grad_output_masked", g.shape, np.float32) if fused else None
+        gi = self._buffer("grad_input", input.shape, np.float32) if need_input else None
+        nat.linear_backward(np.ascontiguousarray(input).reshape(-1, n_in), g, self.weight, relu,
+                            masked, None if gi is None else gi.reshape(-1, n_in),
+                            self.grad_weight if train else None,
+                            self.grad_bias if train and self.with_bias else None)
+        if train:
+            self._regularize()
+        self.grad_input = gi
+        return True
 
     def update_grad_input(self, input, grad_output):
         check_grad_output(self, grad_output)
