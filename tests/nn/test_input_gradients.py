@@ -99,17 +99,27 @@ def test_optimizer_trains_with_the_skip():
     x = rng.standard_normal((64, 6)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     model = Sequential().add(Linear(6, 8)).add(ReLU()).add(Linear(8, 2)).add(LogSoftMax())
-    seen = []
-    original = Linear.update_grad_input
-    first = model[0]
+    before = model[0].weight.copy()
+    seen = []   # (layer, the input gradient it handed back) after each Linear's backward
+    methods = {name: getattr(Linear, name) for name in ("backward", "backward_params")}
 
-    def spy(self, *args):
-        seen.append(self)
-        return original(self, *args)
-    Linear.update_grad_input = spy
+    def spying(name):
+        def spy(self, *args):
+            out = methods[name](self, *args)
+            seen.append((self, out))
+            return out
+        return spy
+    for name in methods:
+        setattr(Linear, name, spying(name))
     try:
         Optimizer(model, (x, y), ClassNLLCriterion(), MaxIteration(5), batch_size=16,
                   optim_method=SGD(learningrate=0.1), progress=False).optimize()
     finally:
-        Linear.update_grad_input = original
-    assert seen and first not in seen  # the second Linear still propagates
+        for name, method in methods.items():
+            setattr(Linear, name, method)
+    first = [g for layer, g in seen if layer is model[0]]
+    second = [g for layer, g in seen if layer is model[2]]
+    assert len(first) == len(second) == 5
+    assert all(g is None for g in first)  # the first Linear's input gradient was skipped
+    assert all(g is not None and g.shape == (16, 8) for g in second)  # the second propagates
+    assert not np.array_equal(model[0].weight, before)  # and the first layer still learns
