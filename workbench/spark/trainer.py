@@ -334,7 +334,7 @@ class _TaskResult:
     stats: dict           # seconds of compute / wait / straggle / sync, iterations, records,
     #                       bytes_sent on the ring, vector_values (the trainable vector's length),
     #                       weights_crc32 (the replica's weights at the end, for checks),
-    #                       threads (of the native kernels)
+    #                       threads (of the native kernels), cpu (seconds of the task's process)
     buffers: dict         # this replica's buffers (batch-norm running statistics)
     pid: int
     weights: np.ndarray | None = None  # task 0 only
@@ -434,6 +434,7 @@ class _Replica:
     def train(self, records):
         """Iterate until the driver says stop or an iteration diverges; the task's result."""
         plan, rank, ring, step, stats = self.plan, self.rank, self.ring, self.step, self.stats
+        cpu_start = time.process_time()
         model = self.model
         w, g = step.weights, step.grads
         w_slice, g_slice = w[self.lo:self.hi], g[self.lo:self.hi]
@@ -518,6 +519,9 @@ class _Replica:
         if rank == 0:
             send(self.driver, StretchEnd(status, divergence))
         stats["bytes_sent"] = int(ring.bytes_sent)  # this stretch's ring traffic from this task
+        # the CPU time of this task's process (all its threads): on a shared machine the
+        # figure to compare, where wall times measure the other processes too
+        stats["cpu"] = time.process_time() - cpu_start
         # a fingerprint of this replica's weights: every replica must end with the same bits
         stats["weights_crc32"] = zlib.crc32(memoryview(w).cast("B"))
         return _TaskResult(
