@@ -74,25 +74,67 @@ def synthetic_rdd(sc, n, shape, parts=2, seed=0):
 
 
 # ---------------------------------------------------------------------- part: training
+def driver_jvms():
+    """The stat files of this process's child JVMs (the driver JVM pyspark started; in local
+    mode it also runs the executor)."""
+    import glob
+    me, found = os.getpid(), []
+    for path in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            continue
+        name, fields = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me and name == "java":
+            found.append(path)
+    return found
+
+
+def cpu_seconds(stat_files):
+    """CPU seconds (user + system) of the processes of ``stat_files``; None if none."""
+    total = None
+    for path in stat_files:
+        try:
+            with open(path) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 class Clock:
-    """Listener: wall time of each iteration event, and the time to the first one."""
+    """Listener: wall time of each iteration event, and the time to the first one; the
+    driver's CPU (its Python process, its JVM) at each iteration."""
 
     def __init__(self):
         from workbench.optim import Listener
 
         class _L(Listener):
             def on_start(inner, opt):
+                self.cpu_start = time.process_time()
                 self.start, self.times, self.sizes = time.perf_counter(), [], []
+                self.cpu, self.jvm, self.jvms = [], [], driver_jvms()
 
             def on_iteration(inner, e):
                 self.times.append(time.perf_counter())
                 self.sizes.append(e.batch_size)
+                self.cpu.append(time.process_time())
+                self.jvm.append(cpu_seconds(self.jvms))
 
         self.listener = _L()
 
     def throughput(self, warmup):
         t, b = self.times, self.sizes
         return sum(b[warmup + 1:]) / (t[-1] - t[warmup])
+
+    def cpu_share(self, series, warmup):
+        """CPU seconds of ``series`` per wall second after the warm-up (None if unknown)."""
+        s = getattr(self, series)
+        if s[warmup] is None or s[-1] is None:
+            return None
+        return (s[-1] - s[warmup]) / (self.times[-1] - self.times[warmup])
 
     def first(self):
         return self.times[0] - self.start
@@ -111,7 +153,7 @@ def part_train(args):
     else:
         data = synthetic_rdd(sc, 512, (3, 32, 32))
         build, batch, iterations, warmup = models.ResNet20, args.batch, 14, 3
-    runs, firsts, stats = [], [], []
+    runs, firsts, stats, jvm, driver, idle = [], [], [], [], [], []
     for r in range(args.repeats):
         random.set_seed(r)
         clock = Clock()
@@ -122,11 +164,18 @@ def part_train(args):
         opt.optimize()
         runs.append(clock.throughput(warmup))
         firsts.append(clock.first())
+        jvm.append(clock.cpu_share("jvm", warmup))
+        driver.append(clock.cpu_share("cpu", warmup))
         for task in opt._runner.stats[-1]:
             total = task["compute"] + task["wait"] + task["straggle"] + task["sync"]
             stats.append(dict(compute=task["compute"] / total, sync=task["sync"] / total,
                               wait=task["wait"] / total, straggle=task["straggle"] / total,
-                              iteration_ms=1000 * total / task["iterations"]))
+                              iteration_ms=1000 * total / task["iterations"],
+                              cpu_ms=1000 * task["cpu"] / task["iterations"],
+                              threads=task["threads"]))
+        if not args.balanced:
+            idle.append(uneven_share_idle(opt._runner.training_data(), len(opt._runner.stats[-1]),
+                                          batch, iterations, r))
         opt._runner.close()
     out.update(batch=batch, iterations=iterations, warmup=warmup, runs=runs,
                records_per_s=statistics.median(runs), first_iteration_s=firsts,
@@ -135,7 +184,20 @@ def part_train(args):
                straggle_share_median=statistics.median(s["straggle"] for s in stats),
                driver_wait_share_median=statistics.median(s["wait"] for s in stats),
                iteration_ms_median=statistics.median(s["iteration_ms"] for s in stats),
+               # CPU of each task's process per iteration (all phases): compare it with the
+               # in-process loop's, where wall times also measure the other processes
+               task_cpu_ms_per_iteration_median=statistics.median(s["cpu_ms"] for s in stats),
+               task_threads=sorted({s["threads"] for s in stats}),
+               # CPU seconds per wall second after the warm-up: the driver's JVM (also the
+               # executor in local mode) and the driver's Python process, which share the
+               # cores with the tasks
+               driver_jvm_cpu_share=[x for x in jvm if x is not None],
+               driver_python_cpu_share=driver,
                tasks=len(opt._runner.stats[-1]))
+    if idle:
+        # the part of an iteration a task idles because its share of the exact global batch
+        # is smaller than the other task's (compute taken as proportional to records)
+        out["uneven_share_idle_median"] = statistics.median(idle)
     if args.model == "lenet5":
         # time to the first iteration for an RDD of Samples too (the DataFrame figure is above)
         rdd = synthetic_rdd(sc, 1438, (1, 28, 28))
@@ -150,6 +212,60 @@ def part_train(args):
             opt._runner.close()
         out["first_iteration_rdd_median_s"] = statistics.median(firsts)
     return out
+
+
+def uneven_share_idle(data, n_tasks, batch, iterations, seed):
+    """The mean share of an iteration that a task waits because the other holds more records
+    of the exact global batch: per iteration ``(max_t n_t - n_r) / max_t n_t``, averaged over
+    iterations and tasks (the trainer's batches: ``permutation(seed, epoch)``; task ``r``
+    holds partition ``r``)."""
+    import numpy as np
+    from workbench.optim.events import TrainingState
+    from workbench.optim.loop import epoch_permutation
+    if n_tasks < 2 or data.num_partitions != n_tasks:
+        return 0.0
+    owner = np.repeat(np.arange(n_tasks), data.counts)
+    state = TrainingState(records_per_epoch=data.n)
+    idle, order = [], None
+    for _ in range(iterations):
+        if state.start_iteration() or order is None:
+            order = epoch_permutation(seed, state.epoch, data.n)
+        pos = state.records_in_epoch
+        members = order[pos:min(pos + batch, data.n)]
+        counts = np.bincount(owner[members], minlength=n_tasks)
+        idle.append(float(np.mean((counts.max() - counts) / counts.max())))
+        state.finish_iteration(len(members), 0.0)
+    return float(np.mean(idle))
+
+
+def part_inprocess(args):
+    """The local loop on the same model, data and batch in this process, on 1 thread (what a
+    local[1] task runs): wall records/s and CPU ms per iteration, as part_train measures."""
+    from workbench import models
+    from workbench.data import load_digits
+    from workbench.nn import ClassNLLCriterion, backend, random
+    from workbench.optim import SGD, MaxIteration, Optimizer
+    backend.set_num_threads(1)
+    (X, y), _ = load_digits(size=28)
+    X = X.reshape(len(X), 1, 28, 28).astype("float32")
+    iterations, warmup = 120, 10
+    runs, cpu, cpu_all = [], [], []
+    for r in range(args.repeats):
+        random.set_seed(r)
+        clock = Clock()
+        opt = Optimizer(models.LeNet5(10), (X, y), ClassNLLCriterion(), MaxIteration(iterations),
+                        args.batch, SGD(0.01, momentum=0.9), seed=r, progress=False)
+        opt.add_listener(clock.listener)
+        opt.optimize()
+        runs.append(clock.throughput(warmup))
+        cpu.append(1000 * (clock.cpu[-1] - clock.cpu[warmup]) / (iterations - 1 - warmup))
+        # over every iteration, the first ones too, as a Spark task's CPU figure counts them
+        cpu_all.append(1000 * (clock.cpu[-1] - clock.cpu_start) / iterations)
+    return dict(model="lenet5", batch=args.batch, threads=1, runs=runs,
+                records_per_s=statistics.median(runs), cpu_ms_per_iteration=cpu,
+                cpu_ms_per_iteration_median=statistics.median(cpu),
+                cpu_ms_per_iteration_all=cpu_all,
+                cpu_ms_per_iteration_all_median=statistics.median(cpu_all))
 
 
 # ---------------------------------------------------------------------- part: all-reduce
@@ -327,7 +443,8 @@ def part_cpu(args):
 
 
 # ---------------------------------------------------------------------- driver
-ISA = {"isa": "native"}  # the --isa of this run; its environment goes into every part
+ISA = {"isa": "native", "repeats": 3}  # this run's --isa (its environment goes into every
+#                                         part) and --repeats (passed to every part)
 
 
 def part_describe(args):
@@ -337,6 +454,7 @@ def part_describe(args):
 
 def run_part(*argv):
     from machine import isa_env
+    argv = (*argv, "--repeats", ISA["repeats"])
     proc = subprocess.run([sys.executable, __file__, "--part", *map(str, argv)],
                           capture_output=True, text=True, timeout=1800,
                           env=dict(os.environ, **isa_env(ISA["isa"])))
@@ -362,11 +480,12 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if args.part:
         fn = {"train": part_train, "allreduce": part_allreduce, "cpu": part_cpu,
+              "inprocess": part_inprocess,
               "torchdistributor": part_torchdistributor, "describe": part_describe}[args.part]
         print("RESULT " + json.dumps(fn(args)))
         return
     started = time.time()
-    ISA["isa"] = args.isa
+    ISA["isa"], ISA["repeats"] = args.isa, args.repeats
     from machine import cpu_model
     out = args.out or (RESULTS.replace(".json", "_avx2.json")
                        if args.isa == "avx2" and cpu_model()["cpu_has_avx512f"] else RESULTS)
@@ -417,6 +536,19 @@ def main():
             m["machine_two_process_ratio"] = ceiling
             m["ratio_relative_to_machine"] = m["ratio"] / ceiling
             m["ratio_balanced_relative_to_machine"] = m["ratio_balanced"] / ceiling
+        # what separates local[1] from the local loop on the same model and batch: wall
+        # records/s (load-sensitive) and CPU ms per iteration of the task vs the loop
+        inproc = run_part("inprocess", "--batch", 128)
+        lenet1 = parts["lenet5 local[1]"]
+        res["local1_vs_inprocess"] = dict(
+            inprocess=inproc, local1_records_per_s=lenet1["records_per_s"],
+            wall_ratio=lenet1["records_per_s"] / inproc["records_per_s"],
+            local1_task_cpu_ms_per_iteration=lenet1["task_cpu_ms_per_iteration_median"],
+            inprocess_cpu_ms_per_iteration=inproc["cpu_ms_per_iteration_all_median"],
+            cpu_ratio=lenet1["task_cpu_ms_per_iteration_median"] /
+            inproc["cpu_ms_per_iteration_all_median"],
+            local1_driver_jvm_cpu_share=lenet1["driver_jvm_cpu_share"],
+            local1_driver_python_cpu_share=lenet1["driver_python_cpu_share"])
         lenet2 = parts["lenet5 local[2]"]
         res["first_iteration_s"] = dict(
             dataframe=lenet2["first_iteration_median_s"],
@@ -435,6 +567,9 @@ def main():
             straggler_wait_share=s["straggle_share_median"],
             driver_wait_share=s["driver_wait_share_median"],
             iteration_ms=s["iteration_ms_median"], records_per_s=s["records_per_s"], goal=0.05,
+            uneven_share_idle=s.get("uneven_share_idle_median"),
+            task_cpu_ms_per_iteration=s["task_cpu_ms_per_iteration_median"],
+            driver_jvm_cpu_share=s["driver_jvm_cpu_share"],
             note="sync = reduce-scatter + slice update + all-gather of the gradient; "
                  "straggler wait = the small header exchange after the local forward/backward, "
                  "where a task waits for the slower one (uneven shares of the batch, or a core "

@@ -9,9 +9,15 @@ Two settings, each a call and an environment variable:
 - ``set_num_threads(n)`` / ``WORKBENCH_NUM_THREADS``: the threads of every native library in the
   process: oneDNN's OpenMP pool and the BLAS under numpy (through threadpoolctl).  The default is
   the number of cores this process may run on (``os.sched_getaffinity``), lowered by
-  ``OMP_NUM_THREADS`` when set. Spark sets it in its Python workers to the executor's cores
-  (1 in ``local[N]``), not to ``spark.task.cpus``: with several tasks per executor set
-  ``spark.executorEnv.OMP_NUM_THREADS`` to ``spark.task.cpus`` (docs/DEPLOY.md).
+  ``OMP_NUM_THREADS`` when set.
+
+Inside Spark tasks the threads follow ``spark.task.cpus``: the training tasks, the scoring UDFs
+and ``predict`` call :func:`use_task_threads` with the cores Spark granted the task
+(``TaskContext.cpus()``).  Spark's own hint does not fit: it sets ``OMP_NUM_THREADS`` in its
+Python workers to the executor's cores (``spark.executor.cores``, 1 in ``local[N]``), not to the
+task's.  An explicit choice wins over ``spark.task.cpus``: ``Optimizer(cores=...)`` for training,
+``spark.executorEnv.WORKBENCH_NUM_THREADS`` or ``spark.executorEnv.OMP_NUM_THREADS`` (read on the
+driver), or ``WORKBENCH_NUM_THREADS`` in the executor's environment (docs/DEPLOY.md).
 
 The package never imports torch.
 """
@@ -24,8 +30,8 @@ import threading
 from .._checks import env_choice
 
 __all__ = ["get_backend", "set_backend", "use_native", "native", "native_error",
-           "get_num_threads", "set_num_threads", "default_num_threads", "kernels",
-           "set_kernel"]
+           "get_num_threads", "set_num_threads", "default_num_threads", "task_threads",
+           "use_task_threads", "kernels", "set_kernel"]
 
 _BACKENDS = ("native", "numpy")
 _lock = threading.Lock()
@@ -184,3 +190,40 @@ def set_num_threads(n: int) -> int:
     else:
         _load()
     return previous
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def task_threads(cpus, explicit=None) -> int:
+    """The threads of a task that was granted ``cpus`` cores (Spark's ``spark.task.cpus``).
+
+    Args:
+        cpus: the cores the scheduler granted the task.
+        explicit: the user's own choice (``Optimizer(cores=...)``, or a thread count set for
+            the executors in the Spark conf), which wins; None if there is none.
+
+    Returns ``explicit``, else ``WORKBENCH_NUM_THREADS`` when the environment sets it, else
+    ``cpus`` capped by the cores this process may run on (a task never runs more threads than
+    it has cores: OpenMP threads that share a core wait on each other).
+    """
+    if explicit is not None:
+        return _check_threads(explicit, "task_threads")
+    value = os.environ.get("WORKBENCH_NUM_THREADS", "").strip()
+    if value:
+        return _check_threads(int(value), "WORKBENCH_NUM_THREADS")
+    return max(1, min(_check_threads(int(cpus), "task_threads"), _cores()))
+
+
+def use_task_threads(cpus, explicit=None) -> int:
+    """Set the threads of every native library to :func:`task_threads` (a no-op when they
+    are already set so: this runs once per Spark task, in Python workers that Spark reuses);
+    returns the number now in force."""
+    n = task_threads(cpus, explicit)
+    if n != get_num_threads() or not _state["loaded"]:
+        set_num_threads(n)
+    return n

@@ -162,8 +162,9 @@ class Optimizer(TrainerSettings):
         progress: show a console progress bar (default True).
         cores: BigDL's local optimizer's number of cores: here the threads of the native
             kernels and the BLAS while ``optimize()`` trains in this process (default: the
-            process's setting, see ``workbench.nn.backend.set_num_threads``).  A Spark
-            training set ignores it (each task uses the cores Spark gives it).
+            process's setting, see ``workbench.nn.backend.set_num_threads``).  On a Spark
+            training set, the threads of every training task (default: the task's
+            ``spark.task.cpus``, see ``workbench.nn.backend``).
         bigdl_type: BigDL's numeric type, ``"float"`` or ``"double"`` (checked; the model's
             own dtype decides, see ``Module.double()``).
         **distributed: options of the Spark trainer (``features_col``, ``label_col``,

@@ -14,7 +14,8 @@ import sys
 import time
 
 __all__ = ["get_spark", "init_engine", "stop_spark", "task_slots", "is_local",
-           "job_error_message", "create_spark_conf", "get_spark_context", "init_nncontext"]
+           "job_error_message", "create_spark_conf", "get_spark_context", "init_nncontext",
+           "explicit_task_threads", "use_task_threads"]
 
 # Conf for sessions that workbench starts itself (never forced on an existing session).
 DEFAULT_CONF = {
@@ -184,3 +185,36 @@ def job_error_message(e):
         return named[0][:500]
     lines = [ln.strip() for ln in lines if ln.strip()]
     return lines[0][:500] if lines else type(e).__name__
+
+
+def explicit_task_threads(sc, cores=None):
+    """Driver side: the threads the user chose for the native kernels of each task, or None
+    (then each task runs ``spark.task.cpus`` threads, see :func:`use_task_threads`).
+
+    ``cores`` (``Optimizer(cores=...)``) first, then the executors' environment as the Spark
+    conf sets it: ``spark.executorEnv.WORKBENCH_NUM_THREADS``, then
+    ``spark.executorEnv.OMP_NUM_THREADS`` (Spark puts the executor's cores into
+    ``OMP_NUM_THREADS`` only when this is not set, so only the conf tells a user's choice)."""
+    if cores is not None:
+        return int(cores)
+    conf = sc.getConf()
+    for key in ("spark.executorEnv.WORKBENCH_NUM_THREADS", "spark.executorEnv.OMP_NUM_THREADS"):
+        value = (conf.get(key) or "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def use_task_threads(explicit=None):
+    """Executor side, at the start of a task: run the native kernels on the task's cores
+    (``TaskContext.cpus()``, i.e. ``spark.task.cpus``) or on ``explicit`` threads (from
+    :func:`explicit_task_threads`); returns the thread count in force.  Outside a task (no
+    ``TaskContext``) the process's setting stays."""
+    from pyspark import TaskContext
+
+    from ..nn import backend
+    ctx = TaskContext.get()
+    if ctx is None:
+        return backend.get_num_threads() if explicit is None else \
+            backend.use_task_threads(1, explicit)
+    return backend.use_task_threads(ctx.cpus(), explicit)

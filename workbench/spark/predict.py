@@ -22,31 +22,33 @@ from ..nn import batch
 from ..nn.module import Module, auto_batch_size
 from . import scoring
 from .data import DataSet
+from .engine import explicit_task_threads, use_task_threads
 
 __all__ = ["predict", "predict_class", "evaluate", "predict_dataset", "evaluate_dataset"]
 
 
-def _run_model(payload, batch_size):
+def _run_model(payload, batch_size, threads=None):
+    use_task_threads(threads)  # the task's spark.task.cpus (or the user's choice)
     model = pickle.loads(payload.value)
     model.evaluate()
     return model
 
 
-def _predict_partition(payload, batch_size, it):
+def _predict_partition(payload, batch_size, threads, it):
     model = None
     for part, start, X, _ in it:
         if model is None:
-            model = _run_model(payload, batch_size)
+            model = _run_model(payload, batch_size, threads)
         outs = [batch.copy(model.forward(batch.take(X, slice(i, i + batch_size))))
                 for i in range(0, batch.num_rows(X), batch_size)]
         yield part, start, batch.concat(outs)
 
 
-def _evaluate_partition(payload, batch_size, methods, it):
+def _evaluate_partition(payload, batch_size, methods, threads, it):
     model, totals = None, [None] * len(methods)
     for _, _, X, y in it:
         if model is None:
-            model = _run_model(payload, batch_size)
+            model = _run_model(payload, batch_size, threads)
         for i in range(0, batch.num_rows(X), batch_size):
             rows = slice(i, i + batch_size)
             output = model.forward(batch.take(X, rows))
@@ -64,9 +66,10 @@ def _broadcast_model(sc, model):
 def predict_dataset(model, dataset, batch_size=256):
     """Outputs of ``model`` for every record of a ``DataSet``, in record order."""
     payload = _broadcast_model(dataset.sc, model)
+    threads = explicit_task_threads(dataset.sc)
     try:
         parts = dataset.blocks.mapPartitions(
-            lambda it: _predict_partition(payload, batch_size, it)).collect()
+            lambda it: _predict_partition(payload, batch_size, threads, it)).collect()
     finally:
         payload.destroy()
     parts.sort(key=lambda p: (p[0], p[1]))
@@ -76,9 +79,10 @@ def predict_dataset(model, dataset, batch_size=256):
 def evaluate_dataset(model, dataset, batch_size, methods):
     """One merged ``ValidationResult`` per method over a labeled ``DataSet``."""
     payload = _broadcast_model(dataset.sc, model)
+    threads = explicit_task_threads(dataset.sc)
     try:
         partials = dataset.blocks.mapPartitions(
-            lambda it: _evaluate_partition(payload, batch_size, methods, it)).collect()
+            lambda it: _evaluate_partition(payload, batch_size, methods, threads, it)).collect()
     finally:
         payload.destroy()
     merged = [None] * len(methods)
@@ -110,7 +114,7 @@ def _record_inputs(record, dtype):
 
 def _predict_records(spec, part, records):
     """Score one RDD partition: one output per record, in order, batch by batch."""
-    token, payload, batch_size, shapes, dtype, output = spec
+    token, payload, batch_size, shapes, dtype, output, threads = spec
     model, pending, row = None, [], -1
 
     def flush():
@@ -160,6 +164,7 @@ def _predict_records(spec, part, records):
                                      f"feature_shape {shape}")
                 inputs[k] = inputs[k].reshape(shape)
         if model is None:
+            use_task_threads(threads)
             model = scoring._worker_model(token, payload)
             rows = auto_batch_size(batch_size, inputs[0].size)
         pending.append(inputs)
@@ -172,7 +177,8 @@ def _predict_records(spec, part, records):
 def _predict_rdd(model, rdd, batch_size, feature_shape, output):
     shapes = scoring._shapes(feature_shape, "predict")
     token, payload = scoring._ship(model)
-    spec = (token, payload, batch_size, shapes, np.dtype(model.dtype), output)
+    spec = (token, payload, batch_size, shapes, np.dtype(model.dtype), output,
+            explicit_task_threads(rdd.context))
     return rdd.mapPartitionsWithIndex(lambda part, it: _predict_records(spec, part, it),
                                       preservesPartitioning=True)
 

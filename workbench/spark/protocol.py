@@ -100,6 +100,9 @@ class StretchPlan:
             (0: never).
         allreduce: the collective of the stretch, ``"ring"`` (``comm.Ring``) or
             ``"doubling"`` (``comm.Doubling``); the driver has resolved ``"auto"``.
+        threads: the native threads of every task as the user chose them
+            (``engine.explicit_task_threads``), or None: each task runs its
+            ``spark.task.cpus``.
     """
     token: str
     tasks: int
@@ -120,6 +123,7 @@ class StretchPlan:
     report_every: int = 0
     profile_every: int = 0
     allreduce: str = "ring"
+    threads: int | None = None
 
     @property
     def balanced(self):

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..nn.module import Module, auto_batch_size
 from .data import SparkDataError
+from .engine import explicit_task_threads, use_task_threads
 
 __all__ = ["transform", "column", "register", "release", "OUTPUTS", "KEEP_BROADCASTS"]
 
@@ -289,11 +290,13 @@ def _make_udf(shipped, model, output, batch_size, shapes, names, engine=None):
     spec = (token, payload, output, batch_size, shapes, np.dtype(model.dtype).str,
             tuple(names), out_dtype)
     engine = engine or ("arrow" if _has_arrow_udf() else "pandas")
+    threads = explicit_task_threads(_context())
     if engine == "arrow":
         from pyspark.sql.pandas.functions import arrow_udf
         from pyspark.util import PythonEvalType
 
         def score(batches):
+            use_task_threads(threads)  # once per task: its spark.task.cpus (or the user's)
             for item in batches:
                 yield _to_arrow(_score(spec, _arrow_args(item)), output)
         with warnings.catch_warnings():  # "prefer type hints": ours takes any number of columns
@@ -304,6 +307,7 @@ def _make_udf(shipped, model, output, batch_size, shapes, names, engine=None):
     from pyspark.sql.functions import PandasUDFType, pandas_udf
 
     def score_pandas(batches):
+        use_task_threads(threads)
         for item in batches:
             y = _score(spec, _pandas_args(item))
             yield pd.Series(y if output == "class" else list(y))

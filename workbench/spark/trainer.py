@@ -63,7 +63,8 @@ from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
 from .comm import (ALLREDUCES, COMPRESSIONS, CommError, Doubling, Ring, choose_allreduce, connect,
                    listen, recv_exact, send_all, slices)
 from .data import DataSet, is_spark_data
-from .engine import is_local, job_error_message, task_slots
+from .engine import (explicit_task_threads, is_local, job_error_message, task_slots,
+                     use_task_threads)
 from .protocol import (Addresses, Decision, FaultInjection, Hello, Iteration, IterationHeader,
                        LayerTimes, Parameters, SendParameters, StretchEnd, StretchPlan,
                        TaskFailure, TaskReport, receive, send)
@@ -332,7 +333,8 @@ class _TaskResult:
     covers: list | None   # the sub-methods of a MultiOptimMethod this slice ran
     stats: dict           # seconds of compute / wait / straggle / sync, iterations, records,
     #                       bytes_sent on the ring, vector_values (the trainable vector's length),
-    #                       weights_crc32 (the replica's weights at the end, for checks)
+    #                       weights_crc32 (the replica's weights at the end, for checks),
+    #                       threads (of the native kernels), cpu (seconds of the task's process)
     buffers: dict         # this replica's buffers (batch-norm running statistics)
     pid: int
     weights: np.ndarray | None = None  # task 0 only
@@ -350,6 +352,9 @@ def _train_task(plan, payload, iterator):
         bind, host = "127.0.0.1", "127.0.0.1"
     else:
         bind, host = "0.0.0.0", executor.rsplit(":", 1)[0]
+    # the native kernels run on the cores Spark granted this task (spark.task.cpus), not on
+    # the executor's cores that Spark puts into OMP_NUM_THREADS
+    threads = use_task_threads(plan.threads)
     server = listen(bind)
     driver = connect(plan.driver[0], plan.driver[1], plan.timeout)
     ring = None
@@ -364,6 +369,7 @@ def _train_task(plan, payload, iterator):
                                   plan.timeout)
         replica = _Replica(plan, ring, driver, model, criterion, method, gradclip)
         replica.identity = (executor, socket.gethostname(), ctx.attemptNumber())
+        replica.stats["threads"] = threads
         return [replica.train(records)]
     except BaseException as e:
         if not isinstance(e, CommError):  # the root cause: tell the driver before dying
@@ -428,6 +434,7 @@ class _Replica:
     def train(self, records):
         """Iterate until the driver says stop or an iteration diverges; the task's result."""
         plan, rank, ring, step, stats = self.plan, self.rank, self.ring, self.step, self.stats
+        cpu_start = time.process_time()
         model = self.model
         w, g = step.weights, step.grads
         w_slice, g_slice = w[self.lo:self.hi], g[self.lo:self.hi]
@@ -512,6 +519,9 @@ class _Replica:
         if rank == 0:
             send(self.driver, StretchEnd(status, divergence))
         stats["bytes_sent"] = int(ring.bytes_sent)  # this stretch's ring traffic from this task
+        # the CPU time of this task's process (all its threads): on a shared machine the
+        # figure to compare, where wall times measure the other processes too
+        stats["cpu"] = time.process_time() - cpu_start
         # a fingerprint of this replica's weights: every replica must end with the same bits
         stats["weights_crc32"] = zlib.crc32(memoryview(w).cast("B"))
         return _TaskResult(
@@ -845,7 +855,8 @@ class SparkTrainer:
             keep_gradient=any(getattr(x, "needs_parameters", False) for x in opt.listeners),
             task_counts=self._task_counts(data, n_tasks) if self.balanced else None,
             report_every=self.report_every, profile_every=getattr(opt, "profile_every", 0),
-            allreduce=self.allreduce_used)
+            allreduce=self.allreduce_used,
+            threads=explicit_task_threads(sc, getattr(opt, "cores", None)))
         group = f"workbench-train-{token}"
         job = _Job(sc, rdd, plan, payload, group)
         conns = {}
