@@ -101,7 +101,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results", "lenet_cpu.json"))
     args = parser.parse_args()
     sys.path.insert(0, HERE)
-    from machine import cpu_model
+    from machine import cpu_model, tree_commit
     load_start, rows = os.getloadavg(), []
     runs = [("base", args.base_tree, "workbench"), ("head", HEAD, "workbench"),
             ("torch", HEAD, "torch")]
@@ -125,7 +125,8 @@ def main():
             rows.append(row)
     result = dict(benchmark="LeNet-5 step CPU time: base tree, this tree and PyTorch",
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  machine=cpu_model(), base_tree=args.base_tree, repeats=args.repeats,
+                  machine=cpu_model(), base_commit=tree_commit(args.base_tree),
+                  repeats=args.repeats,
                   load_average_at_start=load_start, load_average_at_end=os.getloadavg(),
                   rows=rows)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -120,7 +120,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results", "small_models_cpu.json"))
     args = parser.parse_args()
     sys.path.insert(0, HERE)
-    from machine import describe
+    from machine import describe, tree_commit
     load_start, rows = os.getloadavg(), []
     runs = ([("base", args.base_tree, "workbench")] if args.base_tree else []) + [
         ("head", HEAD, "workbench"), ("torch", HEAD, "torch")]
@@ -153,7 +153,7 @@ def main():
     result = dict(benchmark="MLP and LSTM LM training step CPU time: base tree, this tree and "
                             "PyTorch (median of repeats of per-process medians)",
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  machine=describe(), base_tree=args.base_tree, repeats=args.repeats,
+                  machine=describe(), base_commit=tree_commit(args.base_tree), repeats=args.repeats,
                   steps=STEPS, load_average_at_start=load_start,
                   load_average_at_end=os.getloadavg(), rows=rows)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import subprocess
 
 ISAS = ("native", "avx2")
 
@@ -43,6 +44,18 @@ def cpu_model():
             "cpu_vendor": first.get("vendor_id"), "cpu_family": first.get("cpu family"),
             "cpu_model_number": first.get("model"), "cpus": os.cpu_count(),
             "cpu_has_avx2_fma": {"avx2", "fma"} <= flags, "cpu_has_avx512f": "avx512f" in flags}
+
+
+def tree_commit(path):
+    """The git commit checked out at ``path`` (a benchmark's base tree), or None: results record
+    the commit, never a path of the machine they ran on."""
+    if not path:
+        return None
+    try:
+        return subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def describe(with_torch=True):
