@@ -343,6 +343,23 @@ void linear_backward_data(py::array gout, py::array w, py::array gin) {
     gemm(GRAD_INPUT, n, k, o, false, false, n, k, o, pg, o, pw, k, 0.0f, pi);
 }
 
+// The bias gradient: out[j] += sum_i g[i, j] for an (n, o) row-major g.  Column sums row by row
+// (contiguous reads), blocks of 256 columns shared out to the threads; each column is summed by
+// one thread in row order, so the bits do not depend on the thread count.
+static void add_column_sums(const float* g, int64_t n, int64_t o, float* out) {
+    const int64_t block = 256;
+#pragma omp parallel for if (n * o > 65536)
+    for (int64_t j0 = 0; j0 < o; j0 += block) {
+        const int64_t j1 = std::min(o, j0 + block);
+        float acc[256] = {0};
+        for (int64_t i = 0; i < n; ++i) {
+            const float* row = g + i * o;
+            for (int64_t j = j0; j < j1; ++j) acc[j - j0] += row[j];
+        }
+        for (int64_t j = j0; j < j1; ++j) out[j] += acc[j - j0];
+    }
+}
+
 // gw(O, K) += gout(N, O)^T x(N, K); gb(O) += column sums of gout.
 void linear_backward_weights(py::array x, py::array gout, py::array gw, py::object gb) {
     if (x.ndim() != 2 || gout.ndim() != 2)
@@ -358,20 +375,7 @@ void linear_backward_weights(py::array x, py::array gout, py::array gw, py::obje
                                         {o}, true);
     py::gil_scoped_release nogil;
     gemm(GRAD_WEIGHT, n, k, o, true, false, o, k, n, pg, o, px, k, 1.0f, pgw);
-    if (pgb) {
-        // column sums, row by row (contiguous reads); double accumulators per column block
-        const int64_t block = 256;
-#pragma omp parallel for if (n * o > 65536)
-        for (int64_t j0 = 0; j0 < o; j0 += block) {
-            const int64_t j1 = std::min(o, j0 + block);
-            float acc[256] = {0};
-            for (int64_t i = 0; i < n; ++i) {
-                const float* row = pg + i * o;
-                for (int64_t j = j0; j < j1; ++j) acc[j - j0] += row[j];
-            }
-            for (int64_t j = j0; j < j1; ++j) pgb[j] += acc[j - j0];
-        }
-    }
+    if (pgb) add_column_sums(pg, n, o, pgb);
 }
 
 // The gradient of a Linear layer (and of the ReLU fused after it) in one call: with
@@ -425,19 +429,7 @@ void linear_backward(py::array x, py::array gout, py::array w, py::object relu_o
     }
     if (pi) gemm(GRAD_INPUT, n, k, o, false, false, n, k, o, pg, o, pw, k, 0.0f, pi);
     if (pgw) gemm(GRAD_WEIGHT, n, k, o, true, false, o, k, n, pg, o, px, k, 1.0f, pgw);
-    if (pgb) {
-        const int64_t block = 256;
-#pragma omp parallel for if (n * o > 65536)
-        for (int64_t j0 = 0; j0 < o; j0 += block) {
-            const int64_t j1 = std::min(o, j0 + block);
-            float acc[256] = {0};
-            for (int64_t i = 0; i < n; ++i) {
-                const float* row = pg + i * o;
-                for (int64_t j = j0; j < j1; ++j) acc[j - j0] += row[j];
-            }
-            for (int64_t j = j0; j < j1; ++j) pgb[j] += acc[j - j0];
-        }
-    }
+    if (pgb) add_column_sums(pg, n, o, pgb);
 }
 
 // ------------------------------------------------------------------ element-wise
