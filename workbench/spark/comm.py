@@ -26,6 +26,7 @@ length-prefixed JSON frames: ``send_msg(sock, obj)`` / ``recv_msg(sock)``.
 from __future__ import annotations
 
 import json
+import math
 import queue
 import socket
 import struct
@@ -34,7 +35,8 @@ import threading
 import numpy as np
 
 __all__ = ["CommError", "Ring", "Doubling", "slices", "send_msg", "recv_msg", "listen", "connect",
-           "COMPRESSIONS", "ALLREDUCES", "choose_allreduce", "allreduce_seconds"]
+           "COMPRESSIONS", "ALLREDUCES", "choose_allreduce", "allreduce_seconds",
+           "snapshot_interval", "NODE_MTBF"]
 
 DIRECT_SEND = 16 * 1024
 SEGMENT = 256 * 1024  # elements received (and reduced) at a time
@@ -611,3 +613,28 @@ def choose_allreduce(choice, tasks, nbytes, compression=None):
     faster = allreduce_seconds("doubling", tasks, nbytes) < allreduce_seconds("ring", tasks,
                                                                               nbytes)
     return "doubling" if faster else "ring"
+
+
+# ---------------------------------------------------------------------- failures
+NODE_MTBF = 30 * 86400.0  # one failure per node-month, executor losses included (SCALING.md)
+
+
+def snapshot_interval(snapshot_cost, tasks, node_mtbf=NODE_MTBF):
+    """Seconds between snapshots that lose the least time to failures (Young's rule):
+    ``sqrt(2 * cost * MTBF)`` with the job's MTBF = ``node_mtbf / tasks``.
+
+    Snapshotting more often pays ``cost`` more often; less often loses more work per failure
+    (half an interval on average).  Young's rule balances the two to first order.
+
+    Args:
+        snapshot_cost: seconds a snapshot costs: ending a stretch (weights to the driver) and
+            starting the next (barrier stage, rendezvous), as the trainer measures it.
+        tasks: tasks (nodes) training; any of them failing restarts the stretch.
+        node_mtbf: mean seconds between failures of one node (default one month).
+    """
+    cost, n, mtbf = float(snapshot_cost), int(tasks), float(node_mtbf)
+    if not (cost > 0 and mtbf > 0 and n >= 1) or math.isinf(cost) or math.isinf(mtbf):
+        raise ValueError(f"snapshot_interval needs a positive finite snapshot cost and node "
+                         f"MTBF and at least one task, got cost={snapshot_cost!r}, "
+                         f"tasks={tasks!r}, node_mtbf={node_mtbf!r}")
+    return math.sqrt(2.0 * cost * mtbf / n)

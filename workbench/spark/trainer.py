@@ -60,8 +60,9 @@ from ..nn.introspect import LayerProfile
 from ..optim.events import ClusterEvent, IterationEvent, LayerProfileEvent, TrainingState
 from ..optim.loop import Divergence, IterationStep, TrainingError, epoch_permutation
 from ..optim.methods import ConstantClipping, L2NormClipping, MultiOptimMethod
-from .comm import (ALLREDUCES, COMPRESSIONS, CommError, Doubling, Ring, choose_allreduce, connect,
-                   listen, recv_exact, send_all, slices)
+from .comm import (ALLREDUCES, COMPRESSIONS, NODE_MTBF, CommError, Doubling, Ring,
+                   choose_allreduce, connect, listen, recv_exact, send_all, slices,
+                   snapshot_interval)
 from .data import DataSet, is_spark_data
 from .engine import (explicit_task_threads, is_local, job_error_message, task_slots,
                      use_task_threads)
@@ -84,7 +85,11 @@ TRAINER_OPTIONS = {
     "max_retries": "stretches that may fail and be restarted from the snapshot (default 3)",
     "num_tasks": "at most this many tasks (default: the cluster's free slots)",
     "max_stretch_iterations": "iterations after which a stretch ends for a snapshot (1000)",
-    "snapshot_interval": "seconds after which a stretch ends for a snapshot (default 300)",
+    "snapshot_interval": "seconds after which a stretch ends for a snapshot (default 300), or "
+                         "'auto': Young's rule sqrt(2 x snapshot cost x node_mtbf / tasks), "
+                         "the snapshot cost measured at every stretch boundary",
+    "node_mtbf": "with snapshot_interval='auto': mean seconds between failures of one node "
+                 "(default 30 days: one failure per node-month)",
     "comm_timeout": "seconds a task waits for a peer or the driver before failing (300)",
     "rendezvous_timeout": "seconds to wait for every task of a stretch to start (120)",
     "balanced_batches": "True: each task takes its proportional share of every batch from its "
@@ -665,7 +670,27 @@ class SparkTrainer:
             self.num_tasks = check_int("Optimizer", "num_tasks", self.num_tasks)
         self.max_stretch = check_int("Optimizer", "max_stretch_iterations",
                                      opts.get("max_stretch_iterations", 1000))
-        self.snapshot_interval = float(opts.get("snapshot_interval", 300.0))
+        self.snapshot_interval = opts.get("snapshot_interval", 300.0)
+        if self.snapshot_interval != "auto":
+            try:
+                seconds = float(self.snapshot_interval)
+            except (TypeError, ValueError):
+                seconds = float("nan")
+            if isinstance(self.snapshot_interval, str) or not seconds > 0:
+                raise ValueError("Optimizer: snapshot_interval must be a positive number of "
+                                 f"seconds or 'auto', got {self.snapshot_interval!r}")
+            self.snapshot_interval = seconds
+            if "node_mtbf" in opts:
+                raise ValueError("Optimizer: node_mtbf sets the failure rate that "
+                                 "snapshot_interval='auto' plans for; with a fixed "
+                                 f"snapshot_interval={self.snapshot_interval:g} it has no use")
+        self.node_mtbf = opts.get("node_mtbf", NODE_MTBF)
+        if isinstance(self.node_mtbf, str) or not float(self.node_mtbf) > 0:
+            raise ValueError(f"Optimizer: node_mtbf must be positive seconds, got "
+                             f"{opts['node_mtbf']!r}")
+        self.snapshot_costs = []   # measured seconds of each stretch boundary (end + start)
+        self.snapshot_interval_used = None  # the interval the last stretch ran with
+        self._entered = None  # when the running stretch began to be planned
         self.timeout = float(opts.get("comm_timeout", 300.0))
         self.rendezvous_timeout = float(opts.get("rendezvous_timeout", 120.0))
         self.fault = FaultInjection.from_option(opts.get("fault_injection"))
@@ -833,6 +858,9 @@ class SparkTrainer:
         """Run one barrier stage; return an ``_Outcome`` or raise ``StretchFailed``."""
         opt, state = self.opt, self.opt.state
         sc = data.sc
+        self._entered = time.monotonic()
+        self.snapshot_interval_used = None if self.snapshot_interval == "auto" \
+            else self.snapshot_interval
         n_tasks = self._task_count(data)
         rdd = self._task_rdd(data, n_tasks)
         local = is_local(sc)
@@ -928,6 +956,7 @@ class SparkTrainer:
         iterations = 0
         outcome = None
         end_msg = None
+        start_cost, decided = 0.0, None  # the snapshot cost's parts (snapshot_interval='auto')
         profile = None  # task 0's LayerTimes, emitted after its iteration's event
         self._reports = {}
         while end_msg is None:
@@ -977,6 +1006,9 @@ class SparkTrainer:
                 end_msg = msg
                 continue
             iterations += 1
+            if iterations == 1:  # the stretch's start, its first iteration's own time aside
+                start_cost = max(time.monotonic() - self._entered - msg.seconds, 0.0)
+                self._plan_interval(start_cost, len(conns))
             _advance(state, msg)
             self._link, self._synced = lead, False  # task 0 now waits: sync_parameters works
             try:
@@ -994,6 +1026,8 @@ class SparkTrainer:
             if outcome is None:
                 outcome = self._decide(iterations, started)
                 send(lead, Decision(stop=outcome is not None))
+                if outcome is not None:
+                    decided = time.monotonic()
             else:  # pragma: no cover - tasks stop at the first "stop"
                 send(lead, Decision(stop=True))
         sel.close()
@@ -1005,6 +1039,8 @@ class SparkTrainer:
             raise StretchFailed(job.error)
         results = sorted(job.result, key=lambda r: r.rank)
         self.stats.append([r.stats for r in results])
+        if decided is not None:  # this boundary's cost: the stretch's start + its end
+            self.snapshot_costs.append(start_cost + time.monotonic() - decided)
         if end_msg.status == "diverged":
             return _Outcome("diverged", divergence=end_msg.divergence, results=results)
         if outcome is None:  # pragma: no cover - tasks stop only when told
@@ -1064,6 +1100,16 @@ class SparkTrainer:
         self._synced = True
         return True
 
+    def _plan_interval(self, start_cost, n_tasks):
+        """With ``snapshot_interval='auto'``: the running stretch's interval by Young's rule from
+        the median measured boundary cost (before the first boundary ends: twice this
+        stretch's start, the end assumed to cost as much), the task count and ``node_mtbf``."""
+        if self.snapshot_interval != "auto":
+            return
+        costs = self.snapshot_costs or [2.0 * start_cost]
+        cost = max(float(np.median(costs)), 1e-3)  # a local stage may start in ~ms
+        self.snapshot_interval_used = snapshot_interval(cost, n_tasks, self.node_mtbf)
+
     def _decide(self, iterations, started):
         """After an iteration: None to go on, else the ``_Outcome`` that ends the stretch
         (each trigger is evaluated once per iteration, in the local loop's order)."""
@@ -1074,8 +1120,9 @@ class SparkTrainer:
             return _Outcome("due", due=(validate, checkpoint))
         if opt.end_trigger(state) or opt.stop_requested:
             return _Outcome("ended")
-        if iterations >= self.max_stretch or \
-                time.monotonic() - started >= self.snapshot_interval:
+        if iterations >= self.max_stretch or (
+                self.snapshot_interval_used is not None and
+                time.monotonic() - started >= self.snapshot_interval_used):
             return _Outcome("limit")
         return None
 
