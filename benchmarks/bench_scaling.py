@@ -19,7 +19,9 @@ limit on each node's link, a user-space delay line in the switch namespace) runn
    run it with ``--parts trainer_step --out benchmarks/results/scaling_trainer_step.json``).
 5. ``blackhole``: one rank's link drops every packet for 1 s / 3 s while the ring iterates:
    how long the iteration it hit takes (TCP retransmission back-off adds to the outage).
-6. ``kill``: one rank's process is killed: how long until the others get ``CommError``.
+6. ``kill``: one rank's process is killed: how long until the others get ``CommError``;
+   ``ring_cpu``: one rank's CPU seconds per all-reduce of a large vector (the per-rank rate the
+   cost model gives a real cluster node).
 7. ``spark``: Spark standalone inside the namespaces (master in the switch's namespace, one
    1-core worker per node, the driver in node 0: ``netns_spark_job.py``): cluster and session
    start, the first iteration, the barrier stage + rendezvous at every stretch boundary, and
@@ -110,6 +112,18 @@ def worker(rank, host, comm_path):
                                                      spent >= job["budget"]):
                         break
                 out["points"].append({"bytes": nbytes, "times": times})
+        elif job["op"] == "cpu":  # CPU seconds of this rank (its threads, its kernel time)
+            vec = np.ones(job["bytes"] // 4, dtype=np.float32)
+            ring.allreduce(vec)  # warm-up
+            cpu, wall = [], []
+            for _ in range(job["iters"]):
+                vec.fill(1.0)
+                total(0.0)  # line the ranks up
+                c0, t0 = time.process_time(), time.perf_counter()
+                ring.allreduce(vec)
+                cpu.append(time.process_time() - c0)
+                wall.append(time.perf_counter() - t0)
+            out["cpu_s"], out["wall_s"] = cpu, wall
         elif job["op"] == "loop":  # timestamps of a fixed number of iterations
             vec = np.ones(job["bytes"] // 4, dtype=np.float32)
             stamps = []
@@ -183,6 +197,29 @@ def part_links(quick):
                      "rtt_median_s": rtts[len(rtts) // 2], "bulk_bytes_per_s": max(bws),
                      "unlimited_veth_bytes_per_s": raw}
         print(name, json.dumps(out[name]), flush=True)
+    return out
+
+
+def part_ring_cpu(quick):
+    """What one rank's ring costs a dedicated core: bus bytes (2(N-1)/N of the vector) per
+    CPU-second of the rank's process (caller, sender thread, and the kernel's TCP work done in
+    its context), 2 ranks on an unshaped link, out-of-cache vectors as large models have.  CPU
+    time, unlike wall time, hardly depends on the other tenants of this shared machine; the cost
+    model uses it as the per-rank rate of a real cluster node."""
+    from workbench.spark import netem
+    out = {}
+    with netem.NetCluster(2, rate=None, delay=0, name="rcpu") as net:
+        for nbytes in ([40 << 20] if quick else [4 << 20, 40 << 20]):
+            outs = collect(start_ring(net, 2, [{"op": "cpu", "bytes": nbytes,
+                                                "iters": 10 if quick else 30}]))
+            bus = nbytes  # 2(N-1)/N x m at N = 2
+            cpu = [statistics.median(o[0]["cpu_s"]) for o in outs]
+            wall = [statistics.median(o[0]["wall_s"]) for o in outs]
+            out[str(nbytes)] = {"bytes": nbytes, "cpu_s_per_rank": cpu, "wall_s_per_rank": wall,
+                                "bus_bytes_per_cpu_s": bus / max(cpu),
+                                "bus_bytes_per_wall_s": bus / max(wall)}
+            print("ring_cpu", nbytes, json.dumps(out[str(nbytes)]), flush=True)
+    out["loadavg"] = os.getloadavg()
     return out
 
 
@@ -388,7 +425,8 @@ def merge_allreduce(old, new):
 
 PARTS = {"links": part_links, "allreduce": part_allreduce, "straggler": part_straggler,
          "doubling": part_doubling, "trainer_step": part_trainer_step,
-         "blackhole": part_blackhole, "kill": part_kill, "spark": part_spark}
+         "blackhole": part_blackhole, "kill": part_kill, "spark": part_spark,
+         "ring_cpu": part_ring_cpu}
 
 
 def main():

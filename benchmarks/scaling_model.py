@@ -315,7 +315,12 @@ def main():
     if os.path.exists(spark_path):
         with open(spark_path) as f:
             spark = json.load(f)
-    per_rank_cap = spark.get("allreduce", {}).get("10000000", {}).get("ours_bus_gb_s", 1.7) * 1e9
+    ring_cpu = data.get("ring_cpu", {}).get(str(40 << 20), {})
+    if ring_cpu:  # bus bytes per CPU-second of one rank: what a dedicated core gives
+        per_rank_cap = ring_cpu["bus_bytes_per_cpu_s"]
+    else:  # the wall rate on loopback: only right on an otherwise idle machine
+        per_rank_cap = spark.get("allreduce", {}).get("10000000", {}).get("ours_bus_gb_s",
+                                                                            1.7) * 1e9
     stage = {"s0": 1.5, "s1": 0.002}  # notes/spark.md: barrier allGather ~1 s + stage ~0.2 s;
     # ~2 ms of driver work per task launched (BigDL's Figure 8: >10% of compute at ~500 tasks)
     kill = data.get("kill", {})
