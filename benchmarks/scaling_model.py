@@ -4,6 +4,8 @@ measurements of bench_scaling.py, checked on points it was not fitted on, and us
 
     .venv/bin/python benchmarks/scaling_model.py   # reads results/scaling.json, writes
         results/scaling_model.json and results/scaling_*.png
+    .venv/bin/python benchmarks/scaling_model.py --loss   # random packet loss (loss_model):
+        reads results/scaling_loss.json, writes results/scaling_loss_model.json
 
 The model (one all-reduce of m bytes over N ranks with the ring of comm.py: 2(N-1) steps of
 b = m/N bytes per rank)::
@@ -361,5 +363,121 @@ def main():
     return 0
 
 
+# ---------------------------------------------------------------------- random packet loss
+# Linux TCP's timers (kernel 6.x, net/ipv4/tcp_output.c tcp_schedule_loss_probe, tcp.h): a
+# tail loss probe fires 2 SRTT + 2 jiffies after the last send when more than one packet is in
+# flight, but 2 SRTT + TCP_RTO_MIN when only one is (room for a delayed ACK); the probe is
+# capped by the retransmission timeout, SRTT + max(4 RTTVAR, TCP_RTO_MIN).
+RTO_MIN = 0.200
+JIFFY = 1 / 250      # CONFIG_HZ=250 on this machine's kernel
+MATHIS_C = math.sqrt(1.5)
+HEADERS = 52         # IPv4 20 + TCP 20 + timestamps 12: MSS = MTU - 52
+
+
+def tail_probe(packets, srtt):
+    """Seconds from a flight's last send until TCP resends its lost last packet."""
+    rto = srtt + RTO_MIN
+    return min(rto, 2 * srtt + (RTO_MIN if packets <= 1 else 2 * JIFFY))
+
+
+def mathis_rate(mss, rtt, p):
+    """The Mathis et al. (1997) bound on a long TCP flow's rate under random loss ``p``:
+    ``MSS / RTT * sqrt(3/2) / sqrt(p)`` bytes per second (inf without loss)."""
+    return math.inf if p <= 0 else mss / rtt * MATHIS_C / math.sqrt(p)
+
+
+def ring_loss_cost(n, m, p, mss, srtt, rate):
+    """Expected seconds random loss ``p`` adds to one ring all-reduce of ``m`` bytes over ``n``
+    ranks (2(n-1) steps; in each, n flows of b = m/n bytes = k packets run at once, and the
+    step waits for the slowest):
+
+    - a step whose last packet is lost on any of its n flows (probability 1 - (1-p)^n) waits
+      for the tail loss probe, :func:`tail_probe` — ~200 ms if the step is one packet;
+    - a loss before the last packet (any of n (k-1)) is repaired by SACK/RACK: ~1.25 SRTT;
+    - the bytes go at ``min(rate, mathis_rate)`` instead of ``rate``.
+
+    ACK losses are not counted (the data arrived; the ring reads it), nor lost retransmissions
+    (p^2, each an RTO of >= 200 ms that doubles)."""
+    steps = 2 * (n - 1)
+    b = m / n
+    k = max(1, math.ceil(b / mss))
+    tail = (1 - (1 - p) ** n) * tail_probe(k, srtt)
+    inner = (1 - (1 - p) ** (n * (k - 1))) * 1.25 * srtt
+    slower = steps * b * max(0.0, 1 / min(rate, mathis_rate(mss, srtt, p)) - 1 / rate)
+    return steps * (tail + inner) + slower
+
+
+def loss_model(path=None):
+    """Compare :func:`ring_loss_cost` (nothing fitted: the kernel's timers, the measured RTT,
+    the link rate, Mathis' constant) with the measured ring under loss (bench_scaling.py
+    ``--parts loss``), and project the cost to 8 ... 256 nodes on 10 GbE.  Writes
+    results/scaling_loss_model.json."""
+    with open(path or os.path.join(RESULTS, "scaling_loss.json")) as f:
+        data = json.load(f)["loss"]
+    mss = data["mtu"] - HEADERS
+    srtt = data["rtt_median_s"]
+    base_bulk = max(data["bulk"][0]["bytes_per_s"])
+    bulk = [{"loss": r["loss"], "drawn_loss": r["lost"] / max(r["packets"], 1),
+             "measured_bytes_per_s": max(r["bytes_per_s"]),
+             "mathis_bytes_per_s": mathis_rate(mss, srtt, r["loss"])} for r in data["bulk"]]
+    rows = []
+    for n, runs in data["allreduce"].items():
+        clean = {p["bytes"]: p for p in runs[0]["points"]}
+        for run in runs:
+            for pt in run["points"]:
+                m, base = pt["bytes"], clean[pt["bytes"]]["mean_s"]
+                extra = ring_loss_cost(int(n), m, run["loss"], mss, srtt, base_bulk)
+                rows.append({"ranks": int(n), "bytes": m, "loss": run["loss"],
+                             "drawn_loss": run["lost"] / max(run["packets"], 1),
+                             "iters": pt["iters"], "measured_mean_s": pt["mean_s"],
+                             "measured_min_s": pt["min_s"], "measured_max_s": pt["max_s"],
+                             "model_mean_s": base + extra,
+                             "rel_error": (base + extra) / pt["mean_s"] - 1})
+    lossy = [r for r in rows if r["loss"] > 0]
+    within = sum(abs(r["rel_error"]) <= 0.2 for r in lossy)
+    within2 = sum(abs(r["rel_error"]) <= 0.5 for r in lossy)
+
+    # a real 10 GbE cluster (scaling_model.json's alpha and rate if there), MTU 1500 and 9000
+    alpha, rate = 190e-6, 1.15e9
+    model_path = os.path.join(RESULTS, "scaling_model.json")
+    if os.path.exists(model_path):
+        with open(model_path) as f:
+            real = json.load(f).get("real_10gbe", {})
+        alpha, rate = real.get("alpha_s", alpha), real.get("rate_bytes_per_s", rate)
+    projections = []
+    for name in ("LeNet-5", "ResNet-50"):
+        m = 4 * WORKLOADS[name][0]
+        for mtu in (1500, 9000):
+            for n in (8, 32, 128, 256):
+                clean = float(ring_time(n, m, alpha, rate))
+                projections.append({
+                    "model": name, "mtu": mtu, "nodes": n, "ring_s": clean,
+                    "added_s": {str(p): ring_loss_cost(n, m, p, mtu - HEADERS, 2 * alpha, rate)
+                                for p in (1e-5, 1e-4, 1e-3)}})
+    out = {"mss": mss, "srtt_s": srtt, "bulk": bulk, "allreduce": rows,
+           "lossy_points_within_20pct": within, "lossy_points_within_50pct": within2,
+           "lossy_points": len(lossy), "real_10gbe": {"alpha_s": alpha, "rate": rate},
+           "projections": projections}
+    with open(os.path.join(RESULTS, "scaling_loss_model.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    for r in bulk:
+        print(f"bulk loss {r['loss']:.3%} (drawn {r['drawn_loss']:.3%}): measured "
+              f"{r['measured_bytes_per_s'] / 1e6:.0f} MB/s, Mathis bound "
+              f"{r['mathis_bytes_per_s'] / 1e6:.0f} MB/s")
+    for r in rows:
+        print(f"N={r['ranks']} {r['bytes'] >> 10:>5} KB loss {r['loss']:.1%}: measured mean "
+              f"{r['measured_mean_s'] * 1e3:8.2f} ms (min {r['measured_min_s'] * 1e3:.2f}, max "
+              f"{r['measured_max_s'] * 1e3:.0f}), model {r['model_mean_s'] * 1e3:8.2f} ms "
+              f"({r['rel_error']:+.0%})")
+    print(f"lossy points within 20%: {within}/{len(lossy)}, within 50%: {within2}/{len(lossy)}")
+    for r in projections:
+        print(r["model"], "MTU", r["mtu"], "N", r["nodes"], f"ring {r['ring_s'] * 1e3:.1f} ms",
+              " ".join(f"p={p}: +{s * 1e3:.1f} ms" for p, s in r["added_s"].items()))
+    return out
+
+
 if __name__ == "__main__":
+    if "--loss" in sys.argv[1:]:  # the loss term alone (reads results/scaling_loss.json)
+        loss_model()
+        sys.exit(0)
     sys.exit(main())
