@@ -156,7 +156,7 @@ def collect(procs, timeout=1800):
 
 
 def sweep(net, n, sizes, budget, min_iters=5, max_iters=50, straggler=None, compute=0.0,
-          algo="ring", step=False):
+          algo="ring", step=False, keep_times=False):
     job = {"op": "sweep", "sizes": sizes, "budget": budget, "min_iters": min_iters,
            "max_iters": max_iters, "straggler": straggler, "compute": compute, "step": step}
     outs = collect(start_ring(net, n, [job], algo=algo))
@@ -169,6 +169,8 @@ def sweep(net, n, sizes, budget, min_iters=5, max_iters=50, straggler=None, comp
         # 2-core machine (the model is fitted to it); the median is kept for reference
         points.append({"bytes": nbytes, "iters": len(its), "median_s": statistics.median(its),
                        "min_s": min(its), "mean_s": statistics.fmean(its), "max_s": max(its)})
+        if keep_times:
+            points[-1]["times_s"] = [round(t, 6) for t in its]
     return points
 
 
@@ -377,6 +379,31 @@ LOSS_RATES = [0.0, 0.001, 0.01, 0.03]
 LOSS_SIZES = [16 << 10, 256 << 10, 4 << 20]
 
 
+def _lost_since(net, before):
+    now = net.link_stats()
+    packets = sum(c["packets"] for c in now.values()) - sum(c["packets"] for c in before.values())
+    lost = sum(c["lost"] for c in now.values()) - sum(c["lost"] for c in before.values())
+    return now, {"packets": packets, "lost": lost}
+
+
+def loss_bulk(mtu, nbytes):
+    """Bulk TCP (two transfers of ``nbytes`` each) vs the loss rate on the 1 GbE-like TUN link
+    of ``mtu``; returns ``(rows, rtt_min_s, rtt_median_s)``."""
+    from workbench.spark import netem
+    rate, delay = NETWORKS["1gbe"]
+    rows = []
+    with netem.NetCluster(2, rate=rate, delay=delay, link="tun", mtu=mtu, name="lsb") as net:
+        rtts = sorted(netem.measure_rtt(net, count=200))
+        seen = net.link_stats()
+        for loss in LOSS_RATES:
+            net.set_link(loss=loss)
+            bws = [netem.measure_bandwidth(net, nbytes=nbytes) for _ in range(2)]
+            seen, drawn = _lost_since(net, seen)
+            rows.append({"loss": loss, "mtu": mtu, "bytes_per_s": bws, **drawn})
+            print("loss bulk", json.dumps(rows[-1]), flush=True)
+    return rows, rtts[0], rtts[len(rtts) // 2]
+
+
 def part_loss(quick):
     """Random packet loss (``NetCluster(link="tun")``: TUN devices, the user-space packet
     router): what the router itself carries, bulk TCP and the ring all-reduce vs the loss rate
@@ -395,23 +422,9 @@ def part_loss(quick):
                                           for _ in range(2))
     print("loss router", json.dumps(out["router"]), flush=True)
 
-    def lost_since(net, before):
-        now = net.link_stats()
-        packets = sum(c["packets"] for c in now.values()) - sum(
-            c["packets"] for c in before.values())
-        lost = sum(c["lost"] for c in now.values()) - sum(c["lost"] for c in before.values())
-        return now, {"packets": packets, "lost": lost}
-
-    with netem.NetCluster(2, rate=rate, delay=delay, link="tun", name="lsb") as net:
-        rtts = sorted(netem.measure_rtt(net, count=200))
-        out["rtt_min_s"], out["rtt_median_s"] = rtts[0], rtts[len(rtts) // 2]
-        seen = net.link_stats()
-        for loss in LOSS_RATES:
-            net.set_link(loss=loss)
-            bws = [netem.measure_bandwidth(net, nbytes=mbytes) for _ in range(2)]
-            seen, drawn = lost_since(net, seen)
-            out["bulk"].append({"loss": loss, "bytes_per_s": bws, **drawn})
-            print("loss bulk", json.dumps(out["bulk"][-1]), flush=True)
+    out["bulk"], out["rtt_min_s"], out["rtt_median_s"] = loss_bulk(9000, mbytes)
+    # MTU 1500: packets 6x smaller, so the Mathis bound falls below the router's ceiling
+    out["bulk_mtu1500"] = loss_bulk(1500, mbytes // 4)[0]
     for n in (2, 4):
         out["allreduce"][str(n)] = []
         with netem.NetCluster(n, rate=rate, delay=delay, link="tun", name=f"ls{n}") as net:
@@ -419,8 +432,8 @@ def part_loss(quick):
             for loss in LOSS_RATES:
                 net.set_link(loss=loss)
                 pts = sweep(net, n, LOSS_SIZES, budget=1.0 if quick else 2.5, min_iters=10,
-                            max_iters=300)
-                seen, drawn = lost_since(net, seen)
+                            max_iters=300, keep_times=True)
+                seen, drawn = _lost_since(net, seen)
                 out["allreduce"][str(n)].append({"loss": loss, "points": pts, **drawn})
                 print("loss allreduce", n, loss, drawn, [(p["bytes"], round(p["min_s"] * 1e3, 2),
                       round(p["mean_s"] * 1e3, 2), round(p["max_s"] * 1e3, 1)) for p in pts],

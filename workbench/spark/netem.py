@@ -763,6 +763,11 @@ def _main(argv=None):
     shell.add_argument("--nodes", type=int, default=2)
     shell.add_argument("--rate", default="1gbit")
     shell.add_argument("--delay", type=float, default=200e-6)
+    for p in (check, shell):
+        p.add_argument("--link", choices=LINKS, default="veth",
+                       help="tun: TUN devices + the packet router (needed for --loss)")
+        p.add_argument("--loss", type=float, default=0.0, help="drop probability per packet")
+        p.add_argument("--mtu", type=int, default=9000, help="of the TUN devices")
     sub.add_parser("cleanup", help=f"delete leftover '{PREFIX}*' namespaces")
     router = sub.add_parser("router", help="(internal) the packet router of link='tun'")
     router.add_argument("endpoints", nargs="+", metavar="NETNS=ADDRESS")
@@ -794,7 +799,8 @@ def _main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rate, delay = PRESETS[args.preset] if getattr(args, "preset", None) else (args.rate,
                                                                               args.delay)
-    with NetCluster(args.nodes, rate=rate, delay=delay) as net:
+    with NetCluster(args.nodes, rate=rate, delay=delay, link=args.link, loss=args.loss,
+                    mtu=args.mtu) as net:
         if args.cmd == "up":
             print(f"namespaces {net.hub} + {' '.join(net.names)}; nodes at "
                   f"{net.ip(0)}..{net.ip(net.nodes - 1)}; Ctrl-C tears down", flush=True)
@@ -808,7 +814,10 @@ def _main(argv=None):
         print(json.dumps({"rate": rate, "delay_one_way": delay,
                           "rtt_min": rtts[0], "rtt_median": rtts[len(rtts) // 2],
                           "rtt_configured": 2 * delay, "bandwidth": bw,
-                          "bandwidth_configured": parse_rate(rate)}, indent=1))
+                          "bandwidth_configured": parse_rate(rate), "link": args.link,
+                          "loss": args.loss,
+                          "router": {f"{s}->{d}": c for (s, d), c in net.link_stats().items()}
+                          if args.link == "tun" else None}, indent=1))
     return 0
 
 
