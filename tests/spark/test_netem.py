@@ -81,9 +81,10 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30) as s:
 """
 
 
-def test_a_process_in_the_switch_namespace_is_reachable_from_the_nodes():
+@pytest.mark.parametrize("link", netem.LINKS)
+def test_a_process_in_the_switch_namespace_is_reachable_from_the_nodes(link):
     # where bench_scaling's Spark master runs: the hub's address answers, from node 1's
-    with netem.NetCluster(2, rate="1gbit", delay=0, name="t5") as net:
+    with netem.NetCluster(2, rate="1gbit", delay=0, name="t5", link=link) as net:
         server = net.popen("hub", [sys.executable, "-c", HUB_SERVER, net.hub_ip],
                            stdout=subprocess.PIPE, text=True)
         port = int(server.stdout.readline())

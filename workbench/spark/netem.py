@@ -68,8 +68,8 @@ import sys
 import threading
 import time
 
-__all__ = ["NetCluster", "Relay", "TunRouter", "available", "cleanup", "parse_rate", "measure_rtt",
-           "measure_bandwidth", "PRESETS", "COMM_PATH"]
+__all__ = ["NetCluster", "Relay", "TunRouter", "open_tun", "LINKS", "available", "cleanup",
+           "parse_rate", "measure_rtt", "measure_bandwidth", "PRESETS", "COMM_PATH"]
 
 PREFIX = "wbnet"
 PRESETS = {  # name: (rate, one-way delay added per hop in seconds)
