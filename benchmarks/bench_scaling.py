@@ -27,6 +27,10 @@ limit on each node's link, a user-space delay line in the switch namespace) runn
    start, the first iteration, the barrier stage + rendezvous at every stretch boundary, and
    the stall after one worker's JVM is killed mid-training (2 and 3 workers; ~5 min each;
    not in the default list: ``--parts spark``).
+8. ``loss``: random packet loss (0, 0.1%, 1%, 3%) on the 1 GbE-like link made of TUN devices
+   and a user-space packet router (``NetCluster(link="tun")``): the router's own throughput,
+   bulk TCP, and the ring all-reduce at 2 and 4 ranks for 16 KB / 256 KB / 4 MB (~4 min; not
+   in the default list: ``--parts loss --out benchmarks/results/scaling_loss.json``).
 
 Re-running part 2 merges with the points already in the results file (each point keeps the
 fastest iteration of all runs: this machine is shared and load only slows a run down).
@@ -166,7 +170,7 @@ def collect(procs, timeout=1800):
 
 
 def sweep(net, n, sizes, budget, min_iters=5, max_iters=50, straggler=None, compute=0.0,
-          algo="ring", step=False):
+          algo="ring", step=False, keep_times=False):
     job = {"op": "sweep", "sizes": sizes, "budget": budget, "min_iters": min_iters,
            "max_iters": max_iters, "straggler": straggler, "compute": compute, "step": step}
     outs = collect(start_ring(net, n, [job], algo=algo))
@@ -178,7 +182,9 @@ def sweep(net, n, sizes, budget, min_iters=5, max_iters=50, straggler=None, comp
         # the minimum is the run least disturbed by the other processes of this shared
         # 2-core machine (the model is fitted to it); the median is kept for reference
         points.append({"bytes": nbytes, "iters": len(its), "median_s": statistics.median(its),
-                       "min_s": min(its)})
+                       "min_s": min(its), "mean_s": statistics.fmean(its), "max_s": max(its)})
+        if keep_times:
+            points[-1]["times_s"] = [round(t, 6) for t in its]
     return points
 
 
@@ -406,6 +412,73 @@ def part_spark(quick):
     return out
 
 
+LOSS_RATES = [0.0, 0.001, 0.01, 0.03]
+LOSS_SIZES = [16 << 10, 256 << 10, 4 << 20]
+
+
+def _lost_since(net, before):
+    now = net.link_stats()
+    packets = sum(c["packets"] for c in now.values()) - sum(c["packets"] for c in before.values())
+    lost = sum(c["lost"] for c in now.values()) - sum(c["lost"] for c in before.values())
+    return now, {"packets": packets, "lost": lost}
+
+
+def loss_bulk(mtu, nbytes):
+    """Bulk TCP (two transfers of ``nbytes`` each) vs the loss rate on the 1 GbE-like TUN link
+    of ``mtu``; returns ``(rows, rtt_min_s, rtt_median_s)``."""
+    from workbench.spark import netem
+    rate, delay = NETWORKS["1gbe"]
+    rows = []
+    with netem.NetCluster(2, rate=rate, delay=delay, link="tun", mtu=mtu, name="lsb") as net:
+        rtts = sorted(netem.measure_rtt(net, count=200))
+        seen = net.link_stats()
+        for loss in LOSS_RATES:
+            net.set_link(loss=loss)
+            bws = [netem.measure_bandwidth(net, nbytes=nbytes) for _ in range(2)]
+            seen, drawn = _lost_since(net, seen)
+            rows.append({"loss": loss, "mtu": mtu, "bytes_per_s": bws, **drawn})
+            print("loss bulk", json.dumps(rows[-1]), flush=True)
+    return rows, rtts[0], rtts[len(rtts) // 2]
+
+
+def part_loss(quick):
+    """Random packet loss (``NetCluster(link="tun")``: TUN devices, the user-space packet
+    router): what the router itself carries, bulk TCP and the ring all-reduce vs the loss rate
+    on the 1 GbE-like link (1 Gbit/s, 200 us one way, jumbo frames: MTU 9000), 2 and 4 ranks.
+    One cluster per rank count, the loss changed in place (``set_link``); the router's counters
+    give the loss that was actually drawn.  With loss the mean, not the minimum, is the cost
+    (a retransmission timeout hits some iterations), so every statistic is kept."""
+    from workbench.spark import netem
+    rate, delay = NETWORKS["1gbe"]
+    mbytes = (8 if quick else 32) << 20
+    out = {"rate_bytes_per_s": netem.parse_rate(rate), "delay_one_way_s": delay, "mtu": 9000,
+           "router": {}, "bulk": [], "allreduce": {}, "loadavg": [os.getloadavg()]}
+    for mtu in (1500, 9000, 65000):  # the router's own ceiling: no rate, no delay, no loss
+        with netem.NetCluster(2, rate=None, delay=0, link="tun", mtu=mtu, name="lsr") as net:
+            out["router"][str(mtu)] = max(netem.measure_bandwidth(net, nbytes=mbytes)
+                                          for _ in range(2))
+    print("loss router", json.dumps(out["router"]), flush=True)
+
+    out["bulk"], out["rtt_min_s"], out["rtt_median_s"] = loss_bulk(9000, mbytes)
+    # MTU 1500: packets 6x smaller, so the Mathis bound falls below the router's ceiling
+    out["bulk_mtu1500"] = loss_bulk(1500, mbytes // 4)[0]
+    for n in (2, 4):
+        out["allreduce"][str(n)] = []
+        with netem.NetCluster(n, rate=rate, delay=delay, link="tun", name=f"ls{n}") as net:
+            seen = net.link_stats()
+            for loss in LOSS_RATES:
+                net.set_link(loss=loss)
+                pts = sweep(net, n, LOSS_SIZES, budget=1.0 if quick else 2.5, min_iters=10,
+                            max_iters=300, keep_times=True)
+                seen, drawn = _lost_since(net, seen)
+                out["allreduce"][str(n)].append({"loss": loss, "points": pts, **drawn})
+                print("loss allreduce", n, loss, drawn, [(p["bytes"], round(p["min_s"] * 1e3, 2),
+                      round(p["mean_s"] * 1e3, 2), round(p["max_s"] * 1e3, 1)) for p in pts],
+                      flush=True)
+        out["loadavg"].append(os.getloadavg())
+    return out
+
+
 def merge_allreduce(old, new):
     """Points of two runs of part 2 as one: the fastest iteration of either (``min_s``; the
     load of this shared machine only ever slows a run down), every run's median kept."""
@@ -426,14 +499,14 @@ def merge_allreduce(old, new):
 PARTS = {"links": part_links, "allreduce": part_allreduce, "straggler": part_straggler,
          "doubling": part_doubling, "trainer_step": part_trainer_step,
          "blackhole": part_blackhole, "kill": part_kill, "spark": part_spark,
-         "ring_cpu": part_ring_cpu}
+         "ring_cpu": part_ring_cpu, "loss": part_loss}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default=",".join(p for p in PARTS
-                                                 if p not in ("trainer_step", "spark")),
+                                                 if p not in ("trainer_step", "spark", "loss")),
                     help=f"comma-separated, of: {', '.join(PARTS)}")
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--worker", nargs=3, metavar=("RANK", "HOST", "COMM"))

@@ -4,6 +4,8 @@ measurements of bench_scaling.py, checked on points it was not fitted on, and us
 
     .venv/bin/python benchmarks/scaling_model.py   # reads results/scaling.json, writes
         results/scaling_model.json and results/scaling_*.png
+    .venv/bin/python benchmarks/scaling_model.py --loss   # random packet loss (loss_model):
+        reads results/scaling_loss.json, writes results/scaling_loss_model.json
 
 The model (one all-reduce of m bytes over N ranks with the ring of comm.py: 2(N-1) steps of
 b = m/N bytes per rank)::
@@ -366,5 +368,163 @@ def main():
     return 0
 
 
+# ---------------------------------------------------------------------- random packet loss
+# Linux TCP's timers (kernel 6.x, net/ipv4/tcp_output.c tcp_schedule_loss_probe, tcp.h): a
+# tail loss probe fires 2 SRTT + 2 jiffies after the last send when more than one packet is in
+# flight, but 2 SRTT + TCP_RTO_MIN when only one is (room for a delayed ACK); the probe is
+# capped by the retransmission timeout, SRTT + max(4 RTTVAR, TCP_RTO_MIN).
+RTO_MIN = 0.200
+JIFFY = 1 / 250      # CONFIG_HZ=250 on this machine's kernel
+MATHIS_C = math.sqrt(1.5)
+HEADERS = 52         # IPv4 20 + TCP 20 + timestamps 12: MSS = MTU - 52
+
+
+def timer_stall(srtt):
+    """Seconds a connection waits when its lost packet has no later packet behind it: the
+    tail loss probe with one packet in flight (2 SRTT + TCP_RTO_MIN), capped by the
+    retransmission timeout (SRTT + TCP_RTO_MIN at a steady RTT), rounded up to a jiffy."""
+    return srtt + RTO_MIN + JIFFY
+
+
+def mathis_rate(mss, rtt, p):
+    """The Mathis et al. (1997) bound on a long TCP flow's rate under random loss ``p``:
+    ``MSS / RTT * sqrt(3/2) / sqrt(p)`` bytes per second (inf without loss)."""
+    return math.inf if p <= 0 else mss / rtt * MATHIS_C / math.sqrt(p)
+
+
+def stall_probability(n, p, exposed):
+    """Chance that an iteration of ``n`` ranks waits for a timer: one of the ``n * exposed``
+    packets sent just before a rank waits (nothing behind them on their connection to reveal
+    the loss) is lost."""
+    return 1 - (1 - p) ** (n * exposed)
+
+
+def ring_loss_cost(n, m, p, mss, srtt, rate, exposed):
+    """Expected seconds random loss ``p`` adds to an iteration of the ring (one all-reduce of
+    ``m`` bytes over ``n`` ranks, 2(n-1) steps of n flows of b = m/n bytes = k packets):
+
+    - **timer stalls**: most lost packets have later packets behind them on their connection
+      (the ring's next step, the next collective), whose SACKs let RACK resend the loss after
+      ~1.25 SRTT; a loss among the last packets a rank sends before it waits has none, and
+      costs :func:`timer_stall` (~200 ms, TCP_RTO_MIN).  ``exposed`` such packets per rank per
+      iteration (fitted, see :func:`loss_model`): :func:`stall_probability`;
+    - **repairs**: a step with a loss on any of its n k packets takes ~1.25 SRTT longer;
+    - **bandwidth**: the bytes go at ``min(rate, mathis_rate)`` instead of ``rate``."""
+    steps = 2 * (n - 1)
+    b = m / n
+    k = max(1, math.ceil(b / mss))
+    stall = stall_probability(n, p, exposed) * timer_stall(srtt)
+    repair = steps * (1 - (1 - p) ** (n * k)) * 1.25 * srtt
+    slower = steps * b * max(0.0, 1 / min(rate, mathis_rate(mss, srtt, p)) - 1 / rate)
+    return stall + repair + slower
+
+
+def _stalls(times, threshold=0.1):
+    """Iterations that waited for a timer: longer than the point's median + ``threshold``
+    (the load of this shared machine stretches iterations by tens of ms, a timer by 200)."""
+    med = float(np.median(times))
+    long = [t - med for t in times if t > med + threshold]
+    return len(long), sum(long)
+
+
+def fit_exposed(points):
+    """``exposed`` such that the expected number of stalled iterations equals the number seen,
+    summed over ``points`` = [(ranks, loss, iterations, stalls)] (bisection in log space)."""
+    seen = sum(s for *_, s in points)
+    lo, hi = 1e-3, 1e3
+    for _ in range(100):
+        mid = math.sqrt(lo * hi)
+        expect = sum(it * stall_probability(n, p, mid) for n, p, it, _ in points)
+        lo, hi = (mid, hi) if expect < seen else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def loss_model(path=None):
+    """The loss term checked against bench_scaling.py ``--parts loss``: ``exposed`` fitted on
+    the 2-rank points' timer stalls, checked on the 4-rank points (stall counts, time lost to
+    stalls per iteration); the kernel's timers, the measured RTT and Mathis' constant are not
+    fitted.  Projects the cost to 8 ... 256 nodes on 10 GbE.  Writes
+    results/scaling_loss_model.json."""
+    with open(path or os.path.join(RESULTS, "scaling_loss.json")) as f:
+        data = json.load(f)["loss"]
+    mss = data["mtu"] - HEADERS
+    srtt = data["rtt_median_s"]
+    bulk = [{"loss": r["loss"], "mtu": r.get("mtu", data["mtu"]),
+             "drawn_loss": r["lost"] / max(r["packets"], 1),
+             "measured_bytes_per_s": max(r["bytes_per_s"]),
+             "mathis_bytes_per_s": mathis_rate(r.get("mtu", data["mtu"]) - HEADERS, srtt,
+                                               r["loss"])}
+            for r in data["bulk"] + data.get("bulk_mtu1500", [])]
+    rows = []
+    for n, runs in data["allreduce"].items():
+        for run in runs:
+            for pt in run["points"]:
+                stalls, lost_s = _stalls(pt["times_s"])
+                rows.append({"ranks": int(n), "bytes": pt["bytes"], "loss": run["loss"],
+                             "drawn_loss": run["lost"] / max(run["packets"], 1),
+                             "iters": pt["iters"], "median_s": float(np.median(pt["times_s"])),
+                             "mean_s": pt["mean_s"], "stalls": stalls,
+                             "stall_s_per_iter": lost_s / pt["iters"]})
+    fit_on = [(r["ranks"], r["loss"], r["iters"], r["stalls"]) for r in rows
+              if r["ranks"] == 2 and r["loss"] > 0]
+    exposed = fit_exposed(fit_on)
+    for r in rows:
+        q = stall_probability(r["ranks"], r["loss"], exposed)
+        r["model_stalls"] = q * r["iters"]
+        r["model_stall_s_per_iter"] = q * timer_stall(srtt)
+        r["model_added_s"] = ring_loss_cost(r["ranks"], r["bytes"], r["loss"], mss, srtt,
+                                            data["rate_bytes_per_s"], exposed)
+        r["held_out"] = r["ranks"] != 2
+    held = [r for r in rows if r["held_out"] and r["loss"] > 0]
+    seen4, model4 = sum(r["stalls"] for r in held), sum(r["model_stalls"] for r in held)
+
+    # a real 10 GbE cluster (scaling_model.json's alpha and rate if there), MTU 1500 and 9000
+    alpha, rate = 190e-6, 1.15e9
+    model_path = os.path.join(RESULTS, "scaling_model.json")
+    if os.path.exists(model_path):
+        with open(model_path) as f:
+            real = json.load(f).get("real_10gbe", {})
+        alpha, rate = real.get("alpha_s", alpha), real.get("rate_bytes_per_s", rate)
+    projections = []
+    for name in ("LeNet-5", "ResNet-50"):
+        m = 4 * WORKLOADS[name][0]
+        for mtu in (1500, 9000):
+            for n in (8, 32, 128, 256):
+                projections.append({
+                    "model": name, "mtu": mtu, "nodes": n,
+                    "ring_s": float(ring_time(n, m, alpha, rate)),
+                    "added_s": {str(p): ring_loss_cost(n, m, p, mtu - HEADERS, 2 * alpha, rate,
+                                                       exposed) for p in (1e-5, 1e-4, 1e-3)},
+                    "stall_probability": {str(p): stall_probability(n, p, exposed)
+                                          for p in (1e-5, 1e-4, 1e-3)}})
+    out = {"mss": mss, "srtt_s": srtt, "timer_stall_s": timer_stall(srtt), "exposed": exposed,
+           "fitted_on": "2-rank lossy points (stall counts)", "bulk": bulk, "allreduce": rows,
+           "held_out_stalls": {"measured": seen4, "model": model4},
+           "real_10gbe": {"alpha_s": alpha, "rate": rate}, "projections": projections}
+    with open(os.path.join(RESULTS, "scaling_loss_model.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"exposed packets per rank per iteration: {exposed:.2f} (fitted on 2 ranks); timer "
+          f"stall {timer_stall(srtt) * 1e3:.0f} ms")
+    for r in bulk:
+        print(f"bulk MTU {r['mtu']} loss {r['loss']:.1%} (drawn {r['drawn_loss']:.2%}): measured "
+              f"{r['measured_bytes_per_s'] / 1e6:.0f} MB/s, Mathis bound "
+              f"{r['mathis_bytes_per_s'] / 1e6:.0f} MB/s")
+    for r in rows:
+        print(f"N={r['ranks']} {r['bytes'] >> 10:>5} KB loss {r['loss']:.1%}: median "
+              f"{r['median_s'] * 1e3:7.2f} mean {r['mean_s'] * 1e3:7.2f} ms; stalls "
+              f"{r['stalls']:3d}/{r['iters']:3d} (model {r['model_stalls']:5.1f}); stall time "
+              f"{r['stall_s_per_iter'] * 1e3:5.2f} ms/iter (model "
+              f"{r['model_stall_s_per_iter'] * 1e3:5.2f}); model added "
+              f"{r['model_added_s'] * 1e3:.2f} ms")
+    print(f"held out (4 ranks): {seen4} stalls measured, {model4:.1f} predicted")
+    for r in projections:
+        print(r["model"], "MTU", r["mtu"], "N", r["nodes"], f"ring {r['ring_s'] * 1e3:.1f} ms",
+              " ".join(f"p={p}: +{s * 1e3:.1f} ms ({r['stall_probability'][p]:.1%} stalled)"
+                       for p, s in r["added_s"].items()))
+    return out
+
 if __name__ == "__main__":
+    if "--loss" in sys.argv[1:]:  # the loss term alone (reads results/scaling_loss.json)
+        loss_model()
+        sys.exit(0)
     sys.exit(main())

@@ -2,10 +2,11 @@
 
     sudo python tools/netcluster.py check --preset 1gbe      # RTT + bulk rate, then tear down
     sudo python tools/netcluster.py up --nodes 4 --rate 10gbit --delay 50e-6   # until Ctrl-C
+    sudo python tools/netcluster.py check --preset 1gbe --link tun --loss 0.01   # random loss
     sudo python tools/netcluster.py cleanup                  # leftovers of a crashed run
 
-A thin front for ``python -m workbench.spark.netem`` (see that module for how latency, rate and
-a dropped link are emulated).
+A thin front for ``python -m workbench.spark.netem`` (see that module for how latency, rate,
+a dropped link and random packet loss are emulated).
 """
 import os
 import sys
