@@ -40,6 +40,7 @@ def test_train_on_a_standalone_cluster_and_survive_a_killed_worker(cluster, tmp_
     result = json.loads(out.read_text())
     assert result["master"] == cluster.url and result["slots"] == 2
     clean, killed = result["clean"], result["killed"]
+    print("killed-worker run:", json.dumps(killed))
     # the clean run used both workers in every stretch
     assert set(clean["tasks_per_stretch"]) == {2}
     assert clean["retries"] == 0 and clean["events"] == clean["iterations"] == 46
