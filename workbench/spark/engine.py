@@ -52,7 +52,7 @@ def get_spark(master=None, app_name="bigdl-workbench", conf=None, log_level="WAR
         log_level: log level set on a new session's context (None leaves it).
 
     ``PYSPARK_PYTHON`` / ``PYSPARK_DRIVER_PYTHON`` default to this interpreter, Arrow is on
-    (with fallback), and barrier stages that cannot get their slots fail within a minute.
+    (with fallback), and barrier stages that cannot get their slots fail within 10 s.
     """
     _python_env()
     from pyspark.sql import SparkSession
