@@ -31,7 +31,10 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
   The plan and the messages are the typed records of ``spark.protocol``.
 - At the end of a stretch the tasks return the weights and their optimizer-state slices: the
   driver puts them back together into ``optimizer.model`` / ``optimizer.optim_method``.  That is
-  also the snapshot a failed stretch restarts from (up to ``max_retries`` times).
+  also the snapshot a failed stretch restarts from (up to ``max_retries`` times).  A stretch
+  is planned on the slots the cluster has; if fewer remain while its stage waits for its tasks
+  (an executor lost after the count), the driver gives up on the stage after ``SLOT_GRACE``
+  seconds and the restart plans on the slots there are (``engine.SlotWatch``).
 - Where a stretch ends (also after ``snapshot_interval`` seconds, a timing) never changes the
   numbers: each replica's random numbers (dropout) are seeded per iteration from
   ``(seed, iteration, rank)``, and each replica keeps its own buffers (batch-norm running
