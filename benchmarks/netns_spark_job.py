@@ -67,7 +67,7 @@ def train(df, workers, pid=None, at=None):
            "first_iteration_s": its[0][1] - clock.t0, "median_iteration_s": median,
            "stretch_restart_s": restarts,
            "tasks_per_stretch": [len(s) for s in opt._runner.stats],
-           "retries": opt._runner.retries}
+           "retries": opt._runner.retries, "last_error": opt._runner.last_error}
     if clock.killed_at is not None:
         # the executor outlives its worker a little (it may finish the stretch it is in):
         # the cost shows as the longest pause between iterations after the kill

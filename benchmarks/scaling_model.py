@@ -6,6 +6,8 @@ measurements of bench_scaling.py, checked on points it was not fitted on, and us
         results/scaling_model.json and results/scaling_*.png
     .venv/bin/python benchmarks/scaling_model.py --loss   # random packet loss (loss_model):
         reads results/scaling_loss.json, writes results/scaling_loss_model.json
+    .venv/bin/python benchmarks/scaling_model.py --spark OTHER_RUN.json
+        # the same, with the "spark" part (start-up, recovery stall) of another run
 
 The model (one all-reduce of m bytes over N ranks with the ring of comm.py: 2(N-1) steps of
 b = m/N bytes per rank)::
@@ -42,6 +44,7 @@ Young's ``tau = sqrt(2 delta M)`` (delta: the snapshot cost).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -266,8 +269,21 @@ def plot(data, fits, preds, path_prefix):
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--spark", help="a bench_scaling.py output whose 'spark' part (Spark in "
+                    "the namespaces: stage starts, the stall after a killed worker) replaces "
+                    "scaling.json's")
+    ap.add_argument("--loss", action="store_true", help="the loss term alone (loss_model: "
+                    "reads results/scaling_loss.json, writes results/scaling_loss_model.json)")
+    args = ap.parse_args()
+    if args.loss:
+        loss_model()
+        return 0
     with open(os.path.join(RESULTS, "scaling.json")) as f:
         data = json.load(f)
+    if args.spark:
+        with open(args.spark) as f:
+            data["spark"] = json.load(f)["spark"]
     fits, validation = {}, {}
     ref = data["links"]["1gbe"]  # the link-bound emulation: how much of its rate TCP gets
     efficiency = min(1.0, ref["bulk_bytes_per_s"] / ref["rate_bytes_per_s"])
@@ -334,7 +350,8 @@ def main():
     restarts = [g for r in data.get("spark", {}).values() for g in r["clean"]["stretch_restart_s"]]
     failure = {"node_mtbf_s": 30 * 86400.0,  # one failure per node-month (executors included)
                "restart_s": max(stalls) if stalls else 30.0 + kill.get("detect_s_max", 0.1),
-               "restart_measured": bool(stalls)}
+               "restart_measured": bool(stalls),
+               "restart_source": os.path.basename(args.spark) if args.spark else "scaling.json"}
     stage["measured_stretch_restart_s"] = {
         "median": float(np.median(restarts)) if restarts else None,
         "max": max(restarts) if restarts else None}
@@ -523,8 +540,6 @@ def loss_model(path=None):
                        for p, s in r["added_s"].items()))
     return out
 
+
 if __name__ == "__main__":
-    if "--loss" in sys.argv[1:]:  # the loss term alone (reads results/scaling_loss.json)
-        loss_model()
-        sys.exit(0)
     sys.exit(main())

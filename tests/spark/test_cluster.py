@@ -40,12 +40,14 @@ def test_train_on_a_standalone_cluster_and_survive_a_killed_worker(cluster, tmp_
     result = json.loads(out.read_text())
     assert result["master"] == cluster.url and result["slots"] == 2
     clean, killed = result["clean"], result["killed"]
+    print("killed-worker run:", json.dumps(killed))
     # the clean run used both workers in every stretch
     assert set(clean["tasks_per_stretch"]) == {2}
     assert clean["retries"] == 0 and clean["events"] == clean["iterations"] == 46
     assert clean["accuracy"] >= 0.9 and clean["score"] is not None
     # killed at iteration 15: the driver restarted the stretch on the one worker left
     assert killed["killed_at"] == 15 and killed["retries"] >= 1
+    assert killed["stall_seconds"] is not None  # measured: kill -> the next iteration
     assert killed["tasks_per_stretch"][-1] == 1
     assert killed["distinct"] == killed["iterations"] == 46
     assert killed["events"] - killed["distinct"] <= STRETCH  # at most one stretch repeated

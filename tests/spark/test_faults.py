@@ -1,7 +1,9 @@
 """Recovery on Spark local[2]: a task that raises, a task that exits, a Python worker killed
-from outside, a task that hangs (timeouts), and an exhausted retry budget."""
+from outside, a task that hangs (timeouts), an exhausted retry budget, and a stretch planned on a
+slot that is gone (a lost executor)."""
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -120,3 +122,50 @@ def test_the_retry_budget_ends_training_with_a_clear_error(digits):
                                             r"task 0: RuntimeError: injected failure"):
         opt.optimize()
     assert opt.state.iteration == 8  # back at the last snapshot
+
+
+def test_the_slot_watch_counts_the_live_slots(sc):
+    from workbench.spark.engine import SlotWatch, task_slots
+    assert task_slots(sc) == 2  # local[2]
+    enough = SlotWatch(sc, 2, grace=0.0, every=0.0)
+    assert not enough.short() and not enough.short() and enough.slots == 2
+    assert SlotWatch(sc, 3, grace=0.0).short()  # a stage of 3 waits for a slot that is not there
+    # a shortage counts only once it lasted the grace period
+    patient = SlotWatch(sc, 3, grace=0.3, every=0.05)
+    assert not patient.short() and patient.slots == 2
+    deadline = time.monotonic() + 10
+    while not patient.short():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_stretch_planned_on_a_lost_slot_is_replanned_on_the_slots_there_are(digits, clean):
+    # The race of a lost worker: the driver counted an executor's slot, then the executor went
+    # away, and the next stretch's barrier stage waits for that slot.  Here the second stretch
+    # is planned on one task more than local[2] has (the count made before the loss); the
+    # driver must notice the shortage itself, give up on the stage and plan the retry on the
+    # 2 slots there are, not wait for Spark's slot check to fail the job
+    # (maxConcurrentTasksCheck: its message would be the last error).
+    random.set_seed(21)
+    model = models.LeNet5(10)
+    opt = Optimizer(model, digits[0], ClassNLLCriterion(), MaxEpoch(2), 64,
+                    SGD(0.05, momentum=0.9, dampening=0.0), seed=5, progress=False,
+                    max_stretch_iterations=STRETCH)
+    runner, planned = opt._runner, []
+    count = runner._task_count
+
+    def one_slot_gone(data):
+        planned.append(count(data) + (1 if len(planned) == 1 else 0))
+        return planned[-1]
+    runner._task_count = one_slot_gone
+    rec = Iterations()
+    opt.add_listener(rec)
+    opt.optimize()
+    weights, _, seen = clean
+    assert planned[:3] == [2, 3, 2]
+    assert runner.retries == 1 and runner.repeated_iterations == 0
+    assert "fewer than the 3 this stretch was planned on" in runner.last_error
+    assert {len(s) for s in runner.stats} == {2}  # only 2-task stretches ran
+    # no iteration ran in the abandoned stage: the run is the clean one, batch for batch
+    assert rec.seen == seen
+    assert np.array_equal(model.get_parameters()[0], weights)

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-__all__ = ["get_spark", "init_engine", "stop_spark", "task_slots", "is_local",
+__all__ = ["get_spark", "init_engine", "stop_spark", "task_slots", "SlotWatch", "is_local",
            "job_error_message", "create_spark_conf", "get_spark_context", "init_nncontext",
            "explicit_task_threads", "use_task_threads"]
 
@@ -24,9 +24,13 @@ DEFAULT_CONF = {
     "spark.python.worker.reuse": "true",
     "spark.ui.showConsoleProgress": "false",
     # A barrier stage that asks for more slots than the cluster has fails after
-    # interval * maxFailures (Spark's default: 15 s * 40 = 10 minutes); fail within a minute.
+    # interval * maxFailures (Spark's default: 15 s * 40 = 10 minutes).  The trainer plans
+    # a stage on the slots it counted just before, so a failed check means an executor was
+    # lost in between; the trainer notices that itself within seconds (``SlotWatch``) and
+    # re-plans.  This budget is the backstop, and how long a job abandoned in the check
+    # lingers on Spark 3.5, whose job-group cancel cannot reach it: 10 s.
     "spark.scheduler.barrier.maxConcurrentTasksCheck.interval": "2s",
-    "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures": "30",
+    "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures": "5",
 }
 
 
@@ -48,7 +52,7 @@ def get_spark(master=None, app_name="bigdl-workbench", conf=None, log_level="WAR
         log_level: log level set on a new session's context (None leaves it).
 
     ``PYSPARK_PYTHON`` / ``PYSPARK_DRIVER_PYTHON`` default to this interpreter, Arrow is on
-    (with fallback), and barrier stages that cannot get their slots fail within a minute.
+    (with fallback), and barrier stages that cannot get their slots fail within 10 s.
     """
     _python_env()
     from pyspark.sql import SparkSession
@@ -163,6 +167,47 @@ def task_slots(sc, wait=0.0):
         if slots > 0 or time.monotonic() >= deadline:
             return slots
         time.sleep(0.5)
+
+
+class SlotWatch:
+    """Tells when the cluster has had fewer task slots than a barrier stage needs for
+    ``grace`` seconds in a row: an executor was lost after the stage was planned.
+
+    A barrier stage launches all its tasks at once or none.  Planned on N slots, it waits for
+    N: while Spark's slot check retries (``maxConcurrentTasksCheck``), or, when the check had
+    passed, forever.  An executor lost between the count and the launch (its worker died
+    while it finished the last stage) is such a slot; the stage's driver polls this while it
+    waits for the tasks and gives up on the stage when it says so.  Slots that grow (a
+    cluster still starting) are never a shortage: a stage is planned on the slots there are.
+
+    Args:
+        sc: the ``SparkContext``.
+        needed: the stage's task count.
+        grace: seconds the shortage must last (0: the first count that is short).
+        every: seconds between two counts (each is a call into the JVM).
+
+    Attributes:
+        slots: the last count (None before the first).
+    """
+
+    def __init__(self, sc, needed, grace=2.0, every=0.5):
+        self.sc, self.needed = sc, int(needed)
+        self.grace, self.every = float(grace), float(every)
+        self.slots = None
+        self._short_since = None
+        self._next = 0.0
+
+    def short(self):
+        """True once the slots have been fewer than ``needed`` for ``grace`` seconds."""
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.every
+            self.slots = task_slots(self.sc)
+            if self.slots >= self.needed:
+                self._short_since = None
+            elif self._short_since is None:
+                self._short_since = now
+        return self._short_since is not None and now - self._short_since >= self.grace
 
 
 def job_error_message(e):

@@ -31,7 +31,10 @@ The algorithm (DESIGN.md, "Distributed training on Spark"):
   The plan and the messages are the typed records of ``spark.protocol``.
 - At the end of a stretch the tasks return the weights and their optimizer-state slices: the
   driver puts them back together into ``optimizer.model`` / ``optimizer.optim_method``.  That is
-  also the snapshot a failed stretch restarts from (up to ``max_retries`` times).
+  also the snapshot a failed stretch restarts from (up to ``max_retries`` times).  A stretch
+  is planned on the slots the cluster has; if fewer remain while its stage waits for its tasks
+  (an executor lost after the count), the driver gives up on the stage after ``SLOT_GRACE``
+  seconds and the restart plans on the slots there are (``engine.SlotWatch``).
 - Where a stretch ends (also after ``snapshot_interval`` seconds, a timing) never changes the
   numbers: each replica's random numbers (dropout) are seeded per iteration from
   ``(seed, iteration, rank)``, and each replica keeps its own buffers (batch-norm running
@@ -64,8 +67,8 @@ from .comm import (ALLREDUCES, COMPRESSIONS, NODE_MTBF, CommError, Doubling, Rin
                    choose_allreduce, connect, listen, recv_exact, send_all, slices,
                    snapshot_interval)
 from .data import DataSet, is_spark_data
-from .engine import (explicit_task_threads, is_local, job_error_message, task_slots,
-                     use_task_threads)
+from .engine import (SlotWatch, explicit_task_threads, is_local, job_error_message,
+                     task_slots, use_task_threads)
 from .protocol import (Addresses, Decision, FaultInjection, Hello, Iteration, IterationHeader,
                        LayerTimes, Parameters, SendParameters, StretchEnd, StretchPlan,
                        TaskFailure, TaskReport, receive, send)
@@ -101,6 +104,11 @@ TRAINER_OPTIONS = {
     "report_every": "every task reports its records/s and compute / all-reduce / waiting "
                     "time every this many iterations (the cluster view; default 10, 0: off)",
 }
+# Seconds the cluster may have fewer slots than a stretch's stage needs before the driver gives
+# up on the stage and re-plans on the slots there are (engine.SlotWatch): long enough that a
+# replacement executor registering at once is no loss, short against Spark's own wait.
+SLOT_GRACE = 2.0
+
 _ALIASES = {"feature_cols": "features_col", "features_cols": "features_col",
             "feature_col": "features_col", "labelCol": "label_col", "featuresCol": "features_col"}
 
@@ -912,9 +920,18 @@ class SparkTrainer:
         deadline = time.monotonic() + self.rendezvous_timeout
         server.settimeout(0.2)
         conns, hellos = {}, {}
+        slots = SlotWatch(job.sc, n_tasks, grace=SLOT_GRACE)
         while len(conns) < n_tasks:
             if job.done():
                 raise StretchFailed(f"the stage ended before its tasks registered: {job.error}")
+            if not conns and slots.short():
+                # an executor left after the stage was planned: Spark would wait for its slot
+                # (the slot check: interval x maxFailures; after it, for ever); a retry plans
+                # on the slots there are
+                job.abandon()
+                raise StretchFailed(
+                    f"the cluster has {slots.slots} task slots, fewer than the {n_tasks} this "
+                    f"stretch was planned on, for {SLOT_GRACE:.0f}s (an executor was lost)")
             if time.monotonic() > deadline:
                 job.cancel()
                 raise TrainingError(
@@ -1209,6 +1226,7 @@ class _Job:
     def __init__(self, sc, rdd, plan, payload, group):
         self.sc, self.group = sc, group
         self.result, self.error = None, None
+        self.abandoned = False
         self._done = threading.Event()
 
         def task(it, plan=plan, payload=payload):
@@ -1233,13 +1251,21 @@ class _Job:
     def join(self, timeout):
         self._done.wait(timeout)
 
-    def cancel(self):
+    def cancel(self, wait=30.0):
         try:
             self.sc.cancelJobGroup(self.group)
         except Exception:  # pragma: no cover - the context may be gone
             pass
-        self._done.wait(30)
+        self._done.wait(wait)
+
+    def abandon(self):
+        """Cancel without waiting long for the job to end.  A job still in Spark's barrier slot
+        check is out of reach of a job-group cancel before Spark 4.0 (it is no active job yet):
+        it ends when the check gives up (``maxConcurrentTasksCheck``; its tasks, if it ever
+        launches them, find the stretch's listener closed and fail)."""
+        self.abandoned = True
+        self.cancel(wait=2.0)
 
     def cancel_if_running(self):
-        if not self.done():
+        if not self.done() and not self.abandoned:
             self.cancel()

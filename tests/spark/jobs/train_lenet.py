@@ -45,6 +45,7 @@ test = spark.createDataFrame(spark.sparkContext.parallelize(
 class Watch(Listener):
     def __init__(self, kill=None):
         self.iterations, self.first, self.kill, self.killed = [], None, kill, None
+        self.stamps, self.killed_time = [], None
 
     def on_start(self, opt):
         self.t0 = time.time()
@@ -53,6 +54,7 @@ class Watch(Listener):
         if self.first is None:
             self.first = time.time() - self.t0
         self.iterations.append(e.iteration)
+        self.stamps.append(time.monotonic())
         if self.kill and e.iteration == args.at and self.killed is None:
             children = subprocess.run(["pgrep", "-P", str(self.kill)],
                                       capture_output=True, text=True).stdout.split()
@@ -61,7 +63,20 @@ class Watch(Listener):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            self.killed = e.iteration
+            self.killed, self.killed_time = e.iteration, time.monotonic()
+
+    def stall(self):
+        """``(kill to resume, longest pause)`` in seconds: the executor may finish a few
+        iterations after its worker died, so the cost is the longest pause between iteration
+        events after the kill, and the time from the kill to the event that ended it."""
+        if self.killed_time is None:
+            return None, None
+        after = [t for t in self.stamps if t >= self.killed_time]
+        pauses = [(b - a, b) for a, b in zip(after, after[1:])]
+        if not pauses:
+            return None, None
+        pause, resumed = max(pauses)
+        return resumed - self.killed_time, pause
 
 
 def run(kill=None):
@@ -77,10 +92,13 @@ def run(kill=None):
     opt.optimize()
     took = time.time() - start
     accuracy = model.evaluate(test, 256, [Top1Accuracy()])[0].value
+    stall, pause = watch.stall()
     return dict(accuracy=accuracy, seconds=took, first_iteration=watch.first,
+                stall_seconds=stall, longest_pause_seconds=pause,
                 iterations=opt.state.iteration, events=len(watch.iterations),
                 distinct=len(set(watch.iterations)), retries=opt._runner.retries,
                 killed_at=watch.killed, score=opt.state.score,
+                last_error=opt._runner.last_error,
                 tasks_per_stretch=[len(s) for s in opt._runner.stats])
 
 
