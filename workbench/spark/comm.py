@@ -43,10 +43,12 @@ __all__ = ["CommError", "Ring", "Doubling", "slices", "send_msg", "recv_msg", "l
 
 DIRECT_SEND = 16 * 1024  # a message this small is sent before receiving (fewest syscalls)
 SEGMENT = 256 * 1024  # elements received (and reduced) at a time
-# Ring: chunks up to this many bytes are exchanged on the calling thread.  Up to one segment of
-# float32 the reduction waits for the whole chunk either way, so the thread has nothing to
-# overlap; from there on, the sender thread lets the reduction overlap the transfer.
-INLINE = SEGMENT * 4
+# Ring: chunks up to this many bytes are exchanged on the calling thread.  Below it a chunk's
+# transfer costs less than the sender thread's wake-ups (benchmarks/bench_allreduce.py: 1.1-1.6x
+# faster from 64 KB to 1 MB vectors on 2-4 ranks, same run); with 1 MB chunks the two were
+# 0.7-1.1x of each other on a loaded 2-core machine, so from there on the thread sends while
+# this one receives and reduces (segments of a bigger chunk overlap the transfer).
+INLINE = 512 * 1024
 SOCKET_BUFFER = None  # None: leave the kernel autotuning on
 COMPRESSIONS = (None, "bf16", "fp16")
 ALLREDUCES = ("ring", "doubling", "auto")
