@@ -5,14 +5,14 @@ ring of a base commit, on 127.0.0.1 in one run.
 
 N processes (forked; torch is imported only in them, as the benchmark's oracle) run, for every
 vector size, many iterations of: the base commit's ``Ring.allreduce``, this tree's, and gloo's
-``all_reduce`` (float32, one thread), in turn, each lined up by the same small all-reduce first,
-so the three see the same load of a shared machine.  Per all-reduce: the median wall time on
-rank 0, the median CPU time of a process (all its threads, the mean over ranks: what the
-collective costs when the machine is busy) and the voluntary context switches (a thread that
-went to sleep waiting: wake-ups, the price of a thread hand-off on a loaded machine).  The base
-commit's comm.py is loaded from git as its own module, so both rings run in the same processes.
-Every iteration checks that the two rings' sums are bit-identical.  Writes
-benchmarks/results/allreduce.json.
+``all_reduce`` (float32, one thread), in turn (the order rotating from one iteration to the
+next), each lined up by a barrier of its own transport first, so the three see the same load
+of a shared machine.  Per all-reduce: the median wall time on rank 0, the median CPU time of a
+process (all its threads, the mean over ranks: what the collective costs when the machine is
+busy) and the voluntary context switches (a thread that went to sleep waiting: wake-ups, the
+price of a thread hand-off on a loaded machine).  The base commit's comm.py is loaded from git
+as its own module, so both rings run in the same processes.  Every iteration checks that the
+two rings' sums are bit-identical.  Writes benchmarks/results/allreduce.json.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ SIZES = [1024, 4096, 16_384, 62_006, 262_144, 1_048_576]  # float32: 4 KB .. 4 M
 
 def iterations(size, scale):
     """More iterations for the small sizes (their medians need them; each is cheap)."""
-    return max(10, int(scale * min(300, 4e7 / (size * 4 + 2e5) * 2)))
+    return max(10, int(scale * max(40, min(300, 4e7 / (size * 4 + 2e5) * 2))))
 
 
 def load_base(commit, where):
@@ -82,10 +82,14 @@ def worker(rank, n, servers, gloo_port, base_path, sizes, scale, results):
         ops = {"base": lambda v=vecs["base"]: base.allreduce(v),
                "head": lambda v=vecs["head"]: head.allreduce(v),
                "gloo": lambda t=tensor: dist.all_reduce(t)}
+        # each lined up by its own transport (one that just ran has warm sockets and caches)
+        line_up = {"base": lambda: base.allreduce_small([0.0]),
+                   "head": lambda: head.allreduce_small([0.0]), "gloo": dist.barrier}
         got = {k: {"wall": [], "cpu": [], "csw": []} for k in ops}
         for i in range(iterations(size, scale) + 3):
-            for name, op in ops.items():
-                head.allreduce_small([0.0])  # line the ranks up
+            order = list(ops.items())
+            for name, op in order[i % 3:] + order[:i % 3]:  # rotated: no one always goes first
+                line_up[name]()
                 c0, v0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
                 t0 = time.perf_counter()
                 op()

@@ -44,10 +44,11 @@ __all__ = ["CommError", "Ring", "Doubling", "slices", "send_msg", "recv_msg", "l
 DIRECT_SEND = 16 * 1024  # a message this small is sent before receiving (fewest syscalls)
 SEGMENT = 256 * 1024  # elements received (and reduced) at a time
 # Ring: chunks up to this many bytes are exchanged on the calling thread.  Below it a chunk's
-# transfer costs less than the sender thread's wake-ups (benchmarks/bench_allreduce.py: 1.1-1.6x
-# faster from 64 KB to 1 MB vectors on 2-4 ranks, same run); with 1 MB chunks the two were
-# 0.7-1.1x of each other on a loaded 2-core machine, so from there on the thread sends while
-# this one receives and reduces (segments of a bigger chunk overlap the transfer).
+# transfer costs less than the sender thread's wake-ups (benchmarks/bench_allreduce.py: 1-3
+# wake-ups per all-reduce instead of 5-14, 1.3-1.8x less CPU for 64 KB..1 MB vectors on 2-4
+# ranks); with 1 MB chunks the two were 0.7-1.1x of each other in wall time on a loaded 2-core
+# machine, so from there on the thread sends while this one receives and reduces (segments of
+# a bigger chunk overlap the transfer).
 INLINE = 512 * 1024
 SOCKET_BUFFER = None  # None: leave the kernel autotuning on
 COMPRESSIONS = (None, "bf16", "fp16")
