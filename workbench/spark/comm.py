@@ -15,10 +15,14 @@ on many nodes).  It offers the same collectives as ``Ring``, so the trainer can 
 ``Optimizer(..., allreduce="ring" | "doubling" | "auto")``; the default stays the ring, and
 ``choose_allreduce`` is the rule of ``"auto"`` (the cost model of docs/SCALING.md).
 
-A message larger than ``DIRECT_SEND`` bytes is sent by a persistent sender thread while the
-calling thread receives, so two ranks sending each other big chunks cannot deadlock on full
-socket buffers.  Every socket has a timeout: a silent peer raises ``CommError`` instead of
-hanging the stage.
+Two ranks sending each other chunks must not deadlock on full socket buffers.  A message of
+up to ``DIRECT_SEND`` bytes fits any socket buffer, so it is sent before receiving.  A chunk of
+up to ``INLINE`` bytes is sent and received on the calling thread: non-blocking sockets, and
+``poll`` when neither side can move (no thread hand-off, whose wake-ups cost more than the
+transfer on a loaded machine).  A larger chunk is sent by a persistent sender thread while the
+calling thread receives and reduces segment by segment (the reduction of one segment overlaps
+the transfer of the next).  Every socket has a timeout: a silent peer raises ``CommError``
+instead of hanging the stage.
 
 Control messages (rendezvous, per-iteration metrics, the driver's go/stop decisions) are
 length-prefixed JSON frames: ``send_msg(sock, obj)`` / ``recv_msg(sock)``.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import queue
+import select
 import socket
 import struct
 import threading
@@ -38,8 +43,15 @@ __all__ = ["CommError", "Ring", "Doubling", "slices", "send_msg", "recv_msg", "l
            "COMPRESSIONS", "ALLREDUCES", "choose_allreduce", "allreduce_seconds",
            "snapshot_interval", "NODE_MTBF"]
 
-DIRECT_SEND = 16 * 1024
+DIRECT_SEND = 16 * 1024  # a message this small is sent before receiving (fewest syscalls)
 SEGMENT = 256 * 1024  # elements received (and reduced) at a time
+# Ring: chunks up to this many bytes are exchanged on the calling thread.  Below it a chunk's
+# transfer costs less than the sender thread's wake-ups (benchmarks/bench_allreduce.py: 1-3
+# wake-ups per all-reduce instead of 5-14, 1.3-1.8x less CPU for 64 KB..1 MB vectors on 2-4
+# ranks); with 1 MB chunks the two were 0.7-1.1x of each other in wall time on a loaded 2-core
+# machine, so from there on the thread sends while this one receives and reduces (segments of
+# a bigger chunk overlap the transfer).
+INLINE = 512 * 1024
 SOCKET_BUFFER = None  # None: leave the kernel autotuning on
 COMPRESSIONS = (None, "bf16", "fp16")
 ALLREDUCES = ("ring", "doubling", "auto")
@@ -263,12 +275,18 @@ class Ring:
         each is handed over as soon as it arrived (the reduction of one segment overlaps the
         transfer of the next)."""
         data = memoryview(send_buf).cast("B")
+        into = memoryview(recv_view).cast("B")
         self.bytes_sent += len(data)
-        if len(data) <= DIRECT_SEND:
+        if len(data) <= DIRECT_SEND:  # fits any socket buffer: send first, no deadlock
             send_all(self.next_sock, data)
-            recv_exact(self.prev_sock, memoryview(recv_view).cast("B"))
+            recv_exact(self.prev_sock, into)
             if on_segment is not None:
                 on_segment(0, len(recv_view))
+            return
+        if max(len(data), len(into)) <= INLINE:
+            self._exchange_inline(data, into)
+            if on_segment is not None:
+                on_segment(0, len(recv_view))  # elementwise: the segments do not change a bit
             return
         self._sender.start(data)
         try:
@@ -282,6 +300,57 @@ class Ring:
                     on_segment(lo, hi)
         finally:
             self._sender.wait(self.timeout)
+
+    def _exchange_inline(self, data, into):
+        """Send the bytes ``data`` to the next rank and fill ``into`` from the previous one, both
+        on this thread: each socket is non-blocking meanwhile, every pass moves what the kernel
+        takes and has, and ``poll`` sleeps only when neither could move.  The ring's timeout
+        bounds a wait without progress; errors name the peer."""
+        nxt, prv = self.next_sock, self.prev_sock
+        after, before = (self.rank + 1) % self.size, (self.rank - 1) % self.size
+        timeouts = nxt.gettimeout(), prv.gettimeout()
+        nxt.setblocking(False)
+        prv.setblocking(False)
+        sent, got = 0, 0
+        try:
+            while sent < len(data) or got < len(into):
+                moved = False
+                if sent < len(data):
+                    try:
+                        sent += nxt.send(data[sent:])
+                        moved = True
+                    except BlockingIOError:  # the send buffer is full
+                        pass
+                    except OSError as e:
+                        raise CommError(f"rank {self.rank}: sending to rank {after} failed: "
+                                        f"{e}") from None
+                if got < len(into):
+                    try:
+                        k = prv.recv_into(into[got:])
+                    except BlockingIOError:  # nothing arrived yet
+                        k = None
+                    except OSError as e:
+                        raise CommError(f"rank {self.rank}: receiving from rank {before} "
+                                        f"failed: {e}") from None
+                    if k == 0:
+                        raise CommError(f"rank {self.rank}: rank {before} closed the "
+                                        f"connection after {got} of {len(into)} bytes")
+                    if k:
+                        got += k
+                        moved = True
+                if not moved:
+                    waiting = select.poll()
+                    if sent < len(data):
+                        waiting.register(nxt, select.POLLOUT)
+                    if got < len(into):
+                        waiting.register(prv, select.POLLIN)
+                    if not waiting.poll(self.timeout * 1000):
+                        peer = f"rank {before}" if got < len(into) else f"rank {after}"
+                        raise CommError(f"rank {self.rank}: timed out after {self.timeout}s "
+                                        f"waiting for {peer}")
+        finally:
+            nxt.settimeout(timeouts[0])
+            prv.settimeout(timeouts[1])
 
     def _buf(self, key, n, dtype):
         buf = self._scratch.get(key)
