@@ -178,10 +178,8 @@ def main():
                           "(all threads), mean over ranks; *_wakeups: voluntary context "
                           "switches per all-reduce; *_vs_gloo: gloo's time / ours",
                   rows=rows)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.out}")
+    from machine import write_result
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

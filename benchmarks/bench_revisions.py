@@ -144,10 +144,8 @@ def main():
                   machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
                   load_average_at_end=os.getloadavg(), repeats=args.repeats, parts=args.parts,
                   base=revision(trees["base"]), head=revision(trees["head"]), rows=rows)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.out}")
+    from machine import write_result
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

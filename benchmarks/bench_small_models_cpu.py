@@ -156,10 +156,8 @@ def main():
                   machine=describe(), base_commit=tree_commit(args.base_tree), repeats=args.repeats,
                   steps=STEPS, load_average_at_start=load_start,
                   load_average_at_end=os.getloadavg(), rows=rows)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.out}")
+    from machine import write_result
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

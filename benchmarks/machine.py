@@ -10,6 +10,7 @@ On a CPU without AVX-512 the two are the same code (the AVX-512 side cannot be m
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -81,3 +82,11 @@ def describe(with_torch=True):
                    torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
                    torch_onednn=onednn.group(1) if onednn else None)
     return out
+
+
+def write_result(path, result):
+    """Write a benchmark's result JSON (its folder made if needed) and say where."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {path}")
