@@ -72,6 +72,30 @@ def test_train_puts_model_and_history_in_the_namespace(ip, runs, capsys):
     assert dashboard.status == "finished" and dashboard.points == len(hist)
 
 
+@pytest.mark.spark
+def test_master_trains_a_dataframe_on_spark(ip, runs, spark):
+    """Tutorial 02's Spark cell in small: --master starts (here: reuses) the session before the
+    body builds the DataFrames, and the magic trains on their partitions."""
+    result = ip.run_cell(
+        "%%bigdl_train --model snet --data train_df --val test_df --epochs 2 --seed 7\n"
+        "--optim SGD --lr 0.1 --momentum 0.9 --master local[2] --run on-spark\n"
+        "--history spark_hist\n"
+        "from workbench.spark import get_spark\n"
+        "schema = 'features array<double>, label long'\n"
+        "rows = lambda X, y: [(x.ravel().tolist(), int(t)) for x, t in zip(X, y)]\n"
+        "train_df = get_spark().createDataFrame(rows(X, y), schema)\n"
+        "test_df = get_spark().createDataFrame(rows(Xt, yt), schema)\n"
+        "snet = small()\n")
+    assert result.success, result.error_in_exec
+    hist = ip.user_ns["spark_hist"]
+    assert hist["epoch"].max() == 2 and hist["val_Top1Accuracy"].notna().sum() == 2
+    assert hist["val_Top1Accuracy"].dropna().iloc[-1] > 0.5
+    record = json.loads((runs / "on-spark" / "workbench-run.json").read_text())
+    assert record["status"] == "finished"
+    ranks = sorted(t["rank"] for t in record["cluster"]["tasks"])  # trained by Spark tasks
+    assert ranks == [0, 1], record["cluster"]
+
+
 def test_user_mistakes_are_one_line(ip, runs, capsys):
     for cell in ("%bigdl_train --model nett --data X y",
                  "%bigdl_train --model net --data X yt",
