@@ -94,7 +94,7 @@ test: $(VENV)/.test /usr/bin/chromium
 #   09 model zoo              tests/models/test_zoo.py (its non-oracle tests)
 #   10-15 use cases           image stages, bagging, MultiBoxLoss and mAP, the cockpit's events,
 #                             the CLI's readers: tests/spark/test_image.py, test_bagging.py,
-#                             tests/optim/test_detection_map.py, test_cockpit.py, tests/test_cli.py
+#                             tests/optim/test_detection_map.py, tests/spark/test_cockpit.py, tests/test_cli.py
 OLDEST_DESELECT := \
   --deselect tests/native/test_determinism.py::test_two_processes_give_the_same_bits_with_and_without_load \
   --deselect tests/tune/test_spark.py::test_pruning_keeps_the_best_on_the_tutorial_task
