@@ -98,6 +98,22 @@ def chromium(profile):
             context.close()
 
 
+def element_screenshot(locator, path, attempts=5):
+    """``locator.screenshot(path=path)``, taken again if the element was replaced meanwhile.
+
+    The sidebar rebuilds its run list and comparison on every refresh (every 2 s), replacing
+    their nodes; a screenshot resolves its node once and then waits for it to be stable, so a
+    refresh in between leaves it holding a detached node ("not visible or not an
+    HTMLElement").  The next attempt resolves the new node.  Any other error is raised."""
+    from playwright.sync_api import Error
+    for attempt in range(attempts):
+        try:
+            return locator.screenshot(path=path)
+        except Error as e:
+            if "not visible or not an HTMLElement" not in str(e) or attempt == attempts - 1:
+                raise
+
+
 def screenshots_dir(tmp_path):
     out = os.environ.get("WORKBENCH_BROWSER_OUTPUT") or str(tmp_path / "screenshots")
     os.makedirs(out, exist_ok=True)

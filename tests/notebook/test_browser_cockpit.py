@@ -15,8 +15,8 @@ import os
 import nbformat
 import pytest
 
-from lab_harness import (chromium, close_toasts, jupyterlab, open_notebook,
-                         run_cell, screenshots_dir)
+from lab_harness import (chromium, close_toasts, element_screenshot, jupyterlab,
+                         open_notebook, run_cell, screenshots_dir)
 from workbench import tune
 from workbench.data import Sample, load_digits
 from workbench.models import LeNet5
@@ -213,7 +213,7 @@ def test_sidebar_tasks_profile_and_comparison(lab, browser, tmp_path):
                        "Cluster/task1/records_per_s")
     assert rate[-1, 0] == 6 and rate[-1, 1] == pytest.approx(
         cluster["tasks"][1]["records_per_second"], rel=1e-5)
-    spark.screenshot(path=os.path.join(shots, "3-sidebar-spark-tasks.png"))
+    element_screenshot(spark, os.path.join(shots, "3-sidebar-spark-tasks.png"))
 
     # a local run's layer profile
     local = page.locator(".jp-Workbench-run[data-run='lenet-lr0.05']")
@@ -228,7 +228,7 @@ def test_sidebar_tasks_profile_and_comparison(lab, browser, tmp_path):
                       1e3 * t["forward"])
     slowest = max(leaves, key=lambda t: t["forward"] + t["backward"])["name"]
     assert local.locator("tr.jp-Workbench-slowest").get_attribute("data-layer") == slowest
-    local.screenshot(path=os.path.join(shots, "4-sidebar-layer-profile.png"))
+    element_screenshot(local, os.path.join(shots, "4-sidebar-layer-profile.png"))
 
     # compare the two local runs: both loss curves, the learning rate among the differences
     for name in ("lenet-lr0.05", "lenet-lr0.2"):
@@ -249,7 +249,7 @@ def test_sidebar_tasks_profile_and_comparison(lab, browser, tmp_path):
     assert shown == {"lenet-lr0.05": 0.05, "lenet-lr0.2": 0.2}
     same = compare.locator("tr.jp-Workbench-hparam[data-name='batch_size']")
     assert "jp-Workbench-diff" not in same.get_attribute("class")
-    compare.screenshot(path=os.path.join(shots, "5-compare-runs.png"))
+    element_screenshot(compare, os.path.join(shots, "5-compare-runs.png"))
 
     # the study: trials ranked by the value shown (final value), which makes the best trial
     with open(lab["root"] / "runs" / "shapes" / "study.json") as f:
