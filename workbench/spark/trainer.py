@@ -113,6 +113,18 @@ _ALIASES = {"feature_cols": "features_col", "features_cols": "features_col",
             "feature_col": "features_col", "labelCol": "label_col", "featuresCol": "features_col"}
 
 
+def _positive_seconds(value):
+    """``value`` as a float of seconds > 0 (``inf``: never), or None if it is not one (a string,
+    a bool, None, NaN, zero or less)."""
+    if isinstance(value, (str, bool)):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
+
+
 class StretchFailed(RuntimeError):
     """A stretch's barrier stage failed (a task died, a peer vanished, the stage timed out)."""
 
@@ -680,11 +692,8 @@ class SparkTrainer:
                                      opts.get("max_stretch_iterations", 1000))
         self.snapshot_interval = opts.get("snapshot_interval", 300.0)
         if self.snapshot_interval != "auto":
-            try:
-                seconds = float(self.snapshot_interval)
-            except (TypeError, ValueError):
-                seconds = float("nan")
-            if isinstance(self.snapshot_interval, str) or not seconds > 0:
+            seconds = _positive_seconds(self.snapshot_interval)
+            if seconds is None:
                 raise ValueError("Optimizer: snapshot_interval must be a positive number of "
                                  f"seconds or 'auto', got {self.snapshot_interval!r}")
             self.snapshot_interval = seconds
@@ -692,8 +701,8 @@ class SparkTrainer:
                 raise ValueError("Optimizer: node_mtbf sets the failure rate that "
                                  "snapshot_interval='auto' plans for; with a fixed "
                                  f"snapshot_interval={self.snapshot_interval:g} it has no use")
-        self.node_mtbf = opts.get("node_mtbf", NODE_MTBF)
-        if isinstance(self.node_mtbf, str) or not float(self.node_mtbf) > 0:
+        self.node_mtbf = _positive_seconds(opts.get("node_mtbf", NODE_MTBF))
+        if self.node_mtbf is None:
             raise ValueError(f"Optimizer: node_mtbf must be positive seconds, got "
                              f"{opts['node_mtbf']!r}")
         self.snapshot_costs = []   # measured seconds of each stretch boundary (end + start)
