@@ -42,7 +42,6 @@ ceiling); the cost model (benchmarks/scaling_model.py) separates the two.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -62,17 +61,11 @@ NETWORKS = {"10gbe": ("10gbit", 50e-6), "1gbe": ("1gbit", 200e-6)}
 
 
 # ---------------------------------------------------------------------- the worker (in a node)
-def _load_comm(path):
-    # comm.py alone (stdlib + numpy): a rank starts in ~0.3 s instead of importing workbench.spark
-    spec = importlib.util.spec_from_file_location("wb_comm", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def worker(rank, host, comm_path):
     import numpy as np
-    comm = _load_comm(comm_path)
+    sys.path.insert(0, HERE)
+    from machine import load_comm
+    comm = load_comm(comm_path)
     srv = comm.listen(host)
     print(srv.getsockname()[1], flush=True)
     cfg = json.loads(sys.stdin.readline())

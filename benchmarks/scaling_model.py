@@ -53,6 +53,12 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+sys.path.insert(0, HERE)
+from machine import load_comm  # noqa: E402
+
+COMM = load_comm()  # the trainer's own Young's rule for the snapshot interval
+
 RESULTS = os.path.join(HERE, "results")
 STAT = "min_s"  # fitted: each point's least-disturbed iteration (the machine is shared)
 
@@ -204,7 +210,7 @@ def predict(nodes, alpha, rate, per_rank_cap, stage, failure, algorithm="ring"):
             # failures: Young's interval from the snapshot cost delta and the job MTBF
             delta = stage["s0"] + stage["s1"] * n + m / rate  # end a stretch, start the next
             mtbf = failure["node_mtbf_s"] / n
-            tau = math.sqrt(2 * delta * mtbf)
+            tau = COMM.snapshot_interval(delta, n, failure["node_mtbf_s"])  # the trainer's
             lost = delta / tau + (tau / 2 + failure["restart_s"] + stage["s0"] +
                                   stage["s1"] * n) / mtbf
             throughput = n * batch / iteration * (1 - lost)
